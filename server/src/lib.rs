@@ -1,0 +1,1 @@
+//! Ingest server library.
