@@ -14,6 +14,7 @@ pub mod denorm;
 pub mod envelope;
 pub mod event;
 pub mod json;
+pub mod protocol;
 pub mod reason;
 pub mod timestamp;
 pub mod validate;

@@ -1,1 +1,218 @@
-fn main() {}
+//! `baddybugs-ingest`: parses the command line and the configuration, sets up logging, and
+//! hands over to the library (`serve`), or runs one of the operator tools.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use baddybugs_common::catalog;
+use baddybugs_ingest::config::{Config, FlagOverrides, LogFormat};
+use baddybugs_ingest::{server, spool};
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
+
+/// BaddyBugs Ingest: receives the BaddyBugs PHP agent's events, keeps every one durably and
+/// stores them in ClickHouse or the embedded SQLite store.
+#[derive(Debug, Parser)]
+#[command(name = "baddybugs-ingest", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// TOML configuration file (precedence: defaults < file < BADDYBUGS_* env < flags).
+    #[arg(long, global = true, env = "BADDYBUGS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Data directory: spool, embedded store, logs, development credentials [default: ./data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// API key an agent may use, `KEY[:SECRET]` (repeatable; env BADDYBUGS_API_KEYS, comma-separated).
+    #[arg(long = "api-key", global = true)]
+    api_keys: Vec<String>,
+    /// Token for the feed and the query API (env BADDYBUGS_FEED_TOKEN).
+    #[arg(long, global = true)]
+    feed_token: Option<String>,
+    /// Log format on stderr and in the log files.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    /// ClickHouse HTTP URL; makes ClickHouse the store (env BADDYBUGS_CLICKHOUSE_URL).
+    #[arg(long, global = true)]
+    clickhouse_url: Option<String>,
+    /// Create and migrate the ClickHouse schema at start (`false` leaves DDL to a DBA).
+    #[arg(long, global = true)]
+    clickhouse_migrate: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Print the event catalog (a table; --json for machines; --markdown for docs/CATALOG.md).
+    Catalog {
+        /// JSON output.
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// Markdown output (docs/CATALOG.md).
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Print the effective configuration (secrets masked).
+    PrintConfig,
+    /// Print the ClickHouse DDL (for a DBA when --clickhouse-migrate=false).
+    Schema,
+    /// Inspect or repair the spool.
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SpoolCommand {
+    /// Segments, bytes, records pending per consumer, oldest age.
+    Status,
+    /// Check every record's checksum; --truncate cuts a damaged tail of the last segment.
+    Verify {
+        /// Cut a damaged tail.
+        #[arg(long)]
+        truncate: bool,
+    },
+    /// Print records as JSON lines.
+    Dump {
+        /// First LSN to print.
+        #[arg(long)]
+        from: Option<u64>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("baddybugs-ingest: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let flags = FlagOverrides {
+        listen: cli.global.listen.clone(),
+        data_dir: cli.global.data_dir.clone(),
+        feed_token: cli.global.feed_token.clone(),
+        log_format: cli.global.log_format,
+        api_keys: cli.global.api_keys.clone(),
+        clickhouse_url: cli.global.clickhouse_url.clone(),
+        clickhouse_migrate: cli.global.clickhouse_migrate,
+    };
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Catalog { json, markdown } = command {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&catalog::catalog_json())?);
+        } else if markdown {
+            print!("{}", catalog::catalog_markdown());
+        } else {
+            print!("{}", catalog::catalog_table());
+        }
+        return Ok(());
+    }
+    let config = Config::load(cli.global.config.as_deref(), &flags)?;
+    match command {
+        Command::Catalog { .. } => Ok(()),
+        Command::PrintConfig => {
+            print!("{}", config.to_toml_masked());
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", baddybugs_ingest::sink::clickhouse::schema_sql(&config.clickhouse));
+            Ok(())
+        }
+        Command::Spool { command } => spool_tool(&config, command),
+        Command::Serve => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("cannot create the data directory {}", config.data_dir.display())
+            })?;
+            let _guard = init_logging(&config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("ingest")
+                .build()?;
+            runtime.block_on(server::run(config))
+        }
+    }
+}
+
+fn spool_tool(config: &Config, command: SpoolCommand) -> anyhow::Result<()> {
+    let dir = config.data_dir.clone();
+    match command {
+        SpoolCommand::Status => {
+            let status = spool::status_offline(&dir)?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        }
+        SpoolCommand::Verify { truncate } => {
+            let report = spool::verify(&dir, truncate)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        SpoolCommand::Dump { from } => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            spool::dump(&dir, from, &mut out, render_record)?;
+        }
+    }
+    Ok(())
+}
+
+/// Renders a spool record for `spool dump`: the batch metadata and the events as JSON.
+fn render_record(payload: &[u8]) -> serde_json::Value {
+    match baddybugs_ingest::record::decode(payload) {
+        Ok(rec) => serde_json::json!({
+            "batch": rec.meta,
+            "events": rec.events.iter().map(|(i, bytes)| {
+                let text = String::from_utf8_lossy(bytes);
+                serde_json::json!({"index": i, "event": serde_json::from_str::<serde_json::Value>(&text).unwrap_or(serde_json::Value::String(text.into_owned()))})
+            }).collect::<Vec<_>>(),
+            "quarantined": rec.quarantined_raw.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect::<Vec<_>>(),
+        }),
+        Err(err) => serde_json::json!({"undecodable": err.to_string(), "bytes": payload.len()}),
+    }
+}
+
+/// stderr (concise) plus daily-rolling files in `<data_dir>/logs`.
+fn init_logging(config: &Config) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+    let filter = || {
+        EnvFilter::try_from_env("BADDYBUGS_LOG")
+            .or_else(|_| EnvFilter::try_new(&config.log_level))
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+    };
+    let log_dir = config.data_dir.join("logs");
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("cannot create the log directory {}", log_dir.display()))?;
+    let appender = tracing_appender::rolling::daily(&log_dir, "baddybugs-ingest.log");
+    let (file_writer, guard) = tracing_appender::non_blocking(appender);
+    let json = config.log_format == LogFormat::Json;
+    let file_layer = if json {
+        fmt::layer().json().with_writer(file_writer).with_filter(filter()).boxed()
+    } else {
+        fmt::layer().with_ansi(false).with_writer(file_writer).with_filter(filter()).boxed()
+    };
+    let stderr_layer = if json {
+        fmt::layer().json().with_writer(std::io::stderr).with_filter(filter()).boxed()
+    } else {
+        fmt::layer().compact().with_target(false).with_writer(std::io::stderr).with_filter(filter()).boxed()
+    };
+    tracing_subscriber::registry()
+        .with(file_layer)
+        .with(stderr_layer)
+        .try_init()
+        .context("cannot set up logging")?;
+    Ok(guard)
+}

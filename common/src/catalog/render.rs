@@ -129,7 +129,7 @@ pub fn catalog_markdown() -> String {
             out,
             "| [`{}`](#{}) | {} | {} | {} |",
             spec.name,
-            spec.name.replace('_', "_"),
+            spec.name,
             origin_str(spec.origin),
             name_of(spec).replace('|', "\\|"),
             subtype_of(spec)

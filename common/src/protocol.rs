@@ -1,0 +1,515 @@
+//! The live feed protocol (`GET /v1/feed`, JSON text frames over a WebSocket) and the metrics
+//! snapshot that `/v1/stats` also returns. Server and console both use these definitions.
+//!
+//! Every server message is a [`ServerEnvelope`]: a per-connection sequence number (a client sees
+//! gaps) and one [`ServerMessage`]. Clients send [`ClientMessage`]s. docs/PROTOCOL.md documents
+//! each with an example. The protocol version changes when a message changes incompatibly.
+
+use serde::{Deserialize, Serialize};
+
+use crate::reason::Problem;
+
+/// Version of the feed protocol.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Topics a client can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    /// A metrics snapshot every second.
+    Metrics,
+    /// The live tail of accepted events.
+    Events,
+    /// The live tail of rejections.
+    Malformed,
+    /// Lifecycle waterfalls.
+    Lifecycle,
+    /// Pipeline traces of the server's own batches.
+    Pipeline,
+}
+
+impl Topic {
+    /// Every topic.
+    pub const ALL: [Topic; 5] = [
+        Topic::Metrics,
+        Topic::Events,
+        Topic::Malformed,
+        Topic::Lifecycle,
+        Topic::Pipeline,
+    ];
+}
+
+/// Filters a client can put on a subscription (all optional, all must match).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedFilter {
+    /// Event type.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// Event name, exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Trace id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// Rejection reason code (malformed tail).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Error flag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_error: Option<bool>,
+}
+
+/// A message from a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Start receiving topics (the filter applies to these topics).
+    Subscribe {
+        /// Topics.
+        topics: Vec<Topic>,
+        /// Filter.
+        #[serde(default)]
+        filter: FeedFilter,
+    },
+    /// Stop receiving topics.
+    Unsubscribe {
+        /// Topics.
+        topics: Vec<Topic>,
+    },
+    /// Ask the store: `kind` is `events`, `malformed`, `exception_groups`, `trace` or `traces`.
+    Query {
+        /// Echoed in the answer.
+        id: String,
+        /// What to query.
+        kind: String,
+        /// Filters (same names as the REST query API).
+        #[serde(default)]
+        params: serde_json::Value,
+    },
+    /// One event by id.
+    Get {
+        /// Echoed in the answer.
+        id: String,
+        /// The event id.
+        event_id: String,
+    },
+    /// Liveness check.
+    Ping {
+        /// Echoed.
+        #[serde(default)]
+        nonce: Option<String>,
+    },
+}
+
+/// Every server message, with its sequence number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerEnvelope {
+    /// Per-connection sequence number, starting at 1, +1 per message sent.
+    pub seq: u64,
+    /// The message.
+    #[serde(flatten)]
+    pub message: ServerMessage,
+}
+
+/// A message from the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// First message of every connection.
+    Hello(Hello),
+    /// A metrics snapshot.
+    Metrics(Box<MetricsSnapshot>),
+    /// An accepted event.
+    Event(Box<TailEvent>),
+    /// A rejected event.
+    Malformed(Box<TailMalformed>),
+    /// A lifecycle waterfall.
+    Lifecycle(Box<Waterfall>),
+    /// A pipeline trace.
+    Pipeline(Box<PipelineTrace>),
+    /// Messages this client lost because it read too slowly.
+    Dropped {
+        /// How many since the last notice.
+        count: u64,
+        /// Total for this connection.
+        total: u64,
+    },
+    /// The answer to a `query` or `get`.
+    Result {
+        /// The request's id.
+        id: String,
+        /// The data.
+        data: serde_json::Value,
+    },
+    /// A problem with a client message (the connection stays open).
+    Error {
+        /// The request's id, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// What was wrong.
+        message: String,
+    },
+    /// The answer to a ping.
+    Pong {
+        /// Echoed.
+        nonce: Option<String>,
+    },
+    /// Subscriptions changed.
+    Subscribed {
+        /// Topics now subscribed.
+        topics: Vec<Topic>,
+    },
+}
+
+/// The first message of every connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Feed protocol version.
+    pub protocol: u32,
+    /// Server version.
+    pub server_version: String,
+    /// Changes at each server start (counters and tails reset).
+    pub instance_id: String,
+    /// When this instance started, RFC 3339.
+    pub started_at: String,
+    /// The catalog's type names.
+    pub types: Vec<String>,
+    /// How many messages each tail keeps for new subscribers.
+    pub tail_retention: usize,
+    /// The store (`sqlite` or `clickhouse`).
+    pub store: String,
+}
+
+/// Counts of one event type, or of all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TypeStats {
+    /// Type name (`unknown_type` for types the catalog does not know).
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Events received.
+    pub received: u64,
+    /// Accepted.
+    pub accepted: u64,
+    /// Rejected.
+    pub rejected: u64,
+    /// Duplicates (agent retries).
+    pub duplicates: u64,
+    /// Received per second over the last second.
+    pub rate_1s: f64,
+    /// … over the last 10 s.
+    pub rate_10s: f64,
+    /// … over the last 60 s.
+    pub rate_60s: f64,
+    /// Received per second, the last 60 seconds, oldest first (`None` where no snapshot ran).
+    pub history: Vec<Option<u64>>,
+    /// p99 of the events' own `duration_ms` column, when the type has one.
+    pub duration_p99_ms: Option<f64>,
+}
+
+/// A recent sample of a rejection reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReasonSample {
+    /// The event type, when readable.
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    /// JSON Pointer.
+    pub path: String,
+    /// Message.
+    pub message: String,
+    /// When, RFC 3339.
+    pub at: String,
+}
+
+/// Counts of one rejection reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReasonStats {
+    /// Reason code.
+    pub code: String,
+    /// Total.
+    pub count: u64,
+    /// Per second over the last 60 s.
+    pub rate_60s: f64,
+    /// Most recent sample.
+    pub last: Option<ReasonSample>,
+}
+
+/// One bucket of a histogram: count of values ≤ `le` (and > the previous bucket's `le`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Upper bound (ms for latencies).
+    pub le: f64,
+    /// Values in the bucket.
+    pub count: u64,
+}
+
+/// A latency (or size) histogram.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Histo {
+    /// `request`, `fsync`, `insert`, `end_to_end`, `event_age`, `batch_events`.
+    pub name: String,
+    /// `ms` or `events`.
+    pub unit: String,
+    /// Values recorded.
+    pub count: u64,
+    /// Minimum.
+    pub min: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Maximum.
+    pub max: f64,
+    /// Log-scaled buckets (powers of two).
+    pub buckets: Vec<Bucket>,
+}
+
+/// Memory and spool.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BufferStats {
+    /// Bytes held in memory queues (batcher, feed).
+    pub memory_bytes: u64,
+    /// Events held in memory queues.
+    pub memory_events: u64,
+    /// Spool bytes on disk.
+    pub spool_bytes: u64,
+    /// Spool quota.
+    pub spool_quota_bytes: u64,
+    /// Spool segments.
+    pub spool_segments: u64,
+    /// Spool records not yet stored.
+    pub pending_records: u64,
+    /// Age of the oldest record not yet stored, seconds.
+    pub oldest_pending_secs: Option<f64>,
+    /// Resident memory of the process, bytes (Linux).
+    pub rss_bytes: Option<u64>,
+}
+
+/// The store's health.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SinkStats {
+    /// `sqlite` or `clickhouse`.
+    pub kind: String,
+    /// Whether the last write succeeded.
+    pub healthy: bool,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Failed writes since start.
+    pub errors: u64,
+    /// Consecutive retries of the current batch.
+    pub retrying: u64,
+    /// Events written since start.
+    pub written_events: u64,
+    /// Events acknowledged but not yet written.
+    pub lag_events: u64,
+    /// Age of the oldest of those, seconds.
+    pub lag_secs: Option<f64>,
+    /// Last successful write, RFC 3339.
+    pub last_write_at: Option<String>,
+}
+
+/// One feed client.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FeedClientStats {
+    /// Connection id.
+    pub id: u64,
+    /// Remote address.
+    pub remote: String,
+    /// Messages dropped because it read too slowly.
+    pub dropped: u64,
+    /// Topics.
+    pub topics: Vec<Topic>,
+}
+
+/// The `metrics` topic (and `/v1/stats`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsSnapshot {
+    /// When, RFC 3339.
+    pub at: String,
+    /// Seconds since start.
+    pub uptime_secs: f64,
+    /// The instance.
+    pub instance_id: String,
+    /// All types together.
+    pub totals: TypeStats,
+    /// Per type, by name.
+    pub types: Vec<TypeStats>,
+    /// Per rejection reason.
+    pub reasons: Vec<ReasonStats>,
+    /// Latency histograms (request, fsync, insert, end_to_end, event_age).
+    pub latencies: Vec<Histo>,
+    /// Events per request.
+    pub batch_sizes: Histo,
+    /// HTTP responses by status.
+    pub responses: Vec<(u16, u64)>,
+    /// Buffers and spool.
+    pub buffers: BufferStats,
+    /// The store.
+    pub sink: SinkStats,
+    /// Connected feed clients.
+    pub feed_clients: Vec<FeedClientStats>,
+}
+
+/// An accepted event on the `events` tail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TailEvent {
+    /// Event id.
+    pub id: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Name.
+    pub name: String,
+    /// Event time, RFC 3339.
+    pub timestamp: String,
+    /// Received, RFC 3339.
+    pub received_at: String,
+    /// Trace id.
+    pub trace_id: Option<String>,
+    /// Environment.
+    pub environment: Option<String>,
+    /// Application.
+    pub application: String,
+    /// Duration column.
+    pub duration_ms: Option<f64>,
+    /// Status column.
+    pub status_code: Option<u16>,
+    /// Error flag.
+    pub is_error: bool,
+    /// Severity column.
+    pub severity: Option<String>,
+    /// User column.
+    pub user_id: Option<String>,
+    /// Other top-level fields.
+    pub envelope: serde_json::Value,
+    /// The payload.
+    pub data: serde_json::Value,
+    /// `Some(n)` when the tail is sampled 1 in n.
+    pub sampled_one_in: Option<u32>,
+}
+
+/// A rejected event on the `malformed` tail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TailMalformed {
+    /// Batch.
+    pub batch_id: String,
+    /// Index in the body (None for a whole body).
+    pub index: Option<u32>,
+    /// Type, when readable.
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    /// Id, when readable.
+    pub event_id: Option<String>,
+    /// Every reason (code, path, expected, found, message).
+    pub reasons: Vec<Problem>,
+    /// The key's application.
+    pub application: String,
+    /// `X-Agent-Version`.
+    pub agent_version: Option<String>,
+    /// Client address.
+    pub remote_addr: Option<String>,
+    /// The original bytes, capped.
+    pub raw: String,
+    /// The full size.
+    pub raw_size: u64,
+    /// When, RFC 3339.
+    pub received_at: String,
+}
+
+/// One bar of a waterfall.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaterfallSpan {
+    /// `phase`, `span` or `trace_span`.
+    pub kind: String,
+    /// QUERY, CACHE_HIT, BOOTSTRAP …
+    pub span_type: String,
+    /// Label.
+    pub label: String,
+    /// Offset from the start, ms.
+    pub start_ms: f64,
+    /// Duration, ms.
+    pub duration_ms: f64,
+    /// Depth.
+    pub depth: u8,
+    /// Type-specific detail: SQL, cache key, URL, job class.
+    pub detail: Option<String>,
+}
+
+/// A request waterfall.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waterfall {
+    /// The lifecycle event id (or the trace id for assembled trace spans).
+    pub id: String,
+    /// Trace id.
+    pub trace_id: Option<String>,
+    /// `lifecycle` or `trace_span`.
+    pub source: String,
+    /// Method.
+    pub method: Option<String>,
+    /// URL or path.
+    pub url: Option<String>,
+    /// Status.
+    pub status_code: Option<u16>,
+    /// Total, ms.
+    pub total_ms: f64,
+    /// Queries.
+    pub query_count: Option<u64>,
+    /// Counts as sent.
+    pub counts: serde_json::Value,
+    /// Memory figures as sent.
+    pub memory: serde_json::Value,
+    /// Phases and spans, in start order.
+    pub spans: Vec<WaterfallSpan>,
+    /// Event time, RFC 3339.
+    pub timestamp: String,
+}
+
+/// The server's own trace of one batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineTrace {
+    /// Batch.
+    pub batch_id: String,
+    /// Application.
+    pub application: String,
+    /// Received, RFC 3339.
+    pub received_at: String,
+    /// `accepted`, `partial`, `rejected`, `quarantined_body`, `refused`.
+    pub outcome: String,
+    /// HTTP status answered.
+    pub status: u16,
+    /// Total, ms.
+    pub total_ms: f64,
+    /// Stages.
+    pub stages: Vec<PipelineStage>,
+    /// Compressed bytes.
+    pub bytes_compressed: u64,
+    /// Inflated bytes.
+    pub bytes_inflated: u64,
+    /// Events.
+    pub events: u32,
+    /// Accepted.
+    pub accepted: u32,
+    /// Rejected.
+    pub rejected: u32,
+    /// Duplicates.
+    pub duplicates: u32,
+}
+
+/// One stage of a pipeline trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineStage {
+    /// `received`, `authenticated`, `inflated`, `parsed`, `validated`, `spooled`,
+    /// `acknowledged`, `inserted`.
+    pub stage: String,
+    /// Start, ms from receipt.
+    pub start_ms: f64,
+    /// Duration, ms.
+    pub duration_ms: f64,
+}

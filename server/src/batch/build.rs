@@ -1,0 +1,214 @@
+//! Spool records → store rows.
+
+use baddybugs_common::{check_event, Problem, ReasonCode};
+
+use crate::enrich::assigned_id;
+use crate::record::{self, DecodedRecord};
+use crate::sink::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, TraceRow};
+
+/// One spool record handed to the builder.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    /// Its LSN.
+    pub lsn: u64,
+    /// Its bytes.
+    pub payload: &'a [u8],
+}
+
+/// What the builder learnt besides the rows (for metrics and the feed).
+#[derive(Debug, Default)]
+pub struct BuildStats {
+    /// (received_ms of the batch, events) per record, for end-to-end latency.
+    pub receipts: Vec<(i64, usize)>,
+    /// Event timestamps (epoch ms), for the event-age histogram.
+    pub event_times: Vec<i64>,
+    /// Records that could not be decoded (a bug: counted, logged, kept in the quarantine).
+    pub undecodable: usize,
+}
+
+/// Builds the rows of a contiguous run of records.
+pub fn build_batch(records: &[RecordRef<'_>], trace_filter: impl Fn(&TraceRow) -> bool) -> (SinkBatch, BuildStats) {
+    let mut batch = SinkBatch {
+        first_lsn: records.first().map_or(0, |r| r.lsn),
+        last_lsn: records.last().map_or(0, |r| r.lsn),
+        ..SinkBatch::default()
+    };
+    let mut stats = BuildStats::default();
+    for rec in records {
+        match record::decode(rec.payload) {
+            Ok(decoded) => add_record(&mut batch, &mut stats, rec.lsn, &decoded, &trace_filter),
+            Err(err) => {
+                stats.undecodable += 1;
+                tracing::error!(lsn = rec.lsn, %err, "spool record cannot be decoded; kept in the quarantine");
+                batch.malformed.push(MalformedRow {
+                    id: format!("lsn-{}", rec.lsn),
+                    lsn: rec.lsn,
+                    received_ms: chrono::Utc::now().timestamp_millis(),
+                    organization: String::new(),
+                    application: String::new(),
+                    batch_id: String::new(),
+                    index: None,
+                    event_type: None,
+                    event_id: None,
+                    reasons: vec![Problem::new(ReasonCode::InvalidJson, "", "a spool record", err.to_string())],
+                    raw_size: rec.payload.len() as u64,
+                    raw: rec.payload.to_vec(),
+                    agent_version: None,
+                    remote_addr: None,
+                });
+            }
+        }
+    }
+    (batch, stats)
+}
+
+fn add_record(
+    batch: &mut SinkBatch,
+    stats: &mut BuildStats,
+    lsn: u64,
+    rec: &DecodedRecord<'_>,
+    trace_filter: &impl Fn(&TraceRow) -> bool,
+) {
+    let meta = &rec.meta;
+    stats.receipts.push((meta.received_ms, rec.events.len()));
+    for (index, bytes) in &rec.events {
+        let text = String::from_utf8_lossy(bytes);
+        match check_event(&text, meta.received_ms) {
+            Ok(event) => {
+                let env = &event.envelope;
+                let event_id = env
+                    .id
+                    .as_deref()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| assigned_id(&meta.batch_id, *index));
+                let trace_id = env.trace_id.as_deref().unwrap_or_default().to_owned();
+                stats.event_times.push(env.timestamp_ms);
+                for span in event.span_rows() {
+                    batch.spans.push(SpanRowOut {
+                        event_id: event_id.clone(),
+                        trace_id: trace_id.clone(),
+                        organization: meta.organization.clone(),
+                        application: meta.application.clone(),
+                        timestamp_ms: env.timestamp_ms,
+                        span,
+                    });
+                }
+                if let Some(exception) = event.exception_row() {
+                    batch.exceptions.push(ExceptionOccurrence {
+                        event_id: event_id.clone(),
+                        trace_id: trace_id.clone(),
+                        organization: meta.organization.clone(),
+                        application: meta.application.clone(),
+                        environment: env.environment.as_deref().unwrap_or_default().to_owned(),
+                        timestamp_ms: env.timestamp_ms,
+                        exception,
+                    });
+                }
+                batch.events.push(EventRow {
+                    event_id,
+                    lsn,
+                    index: *index,
+                    batch_id: meta.batch_id.clone(),
+                    organization: meta.organization.clone(),
+                    application: meta.application.clone(),
+                    environment: env.environment.as_deref().unwrap_or_default().to_owned(),
+                    event_type: env.event_type.to_string(),
+                    name: env.name.to_string(),
+                    timestamp_ms: env.timestamp_ms,
+                    timestamp_source: env.timestamp_source.as_str().to_owned(),
+                    received_ms: meta.received_ms,
+                    trace_id,
+                    session_id: env.session_id.as_deref().map(str::to_owned),
+                    release: env.release.as_deref().map(str::to_owned),
+                    host: env.host.as_deref().map(str::to_owned),
+                    deployment_hash: env.deployment_hash.as_deref().map(str::to_owned),
+                    known_type: event.is_known_type(),
+                    columns: event.columns.clone(),
+                    data: env.payload_text().to_owned(),
+                    envelope: env.extra_json(),
+                });
+            }
+            Err(rejected) => {
+                // Accepted at ingest but refused now: the catalog changed between versions.
+                // Never dropped: quarantined with the reasons.
+                batch.malformed.push(MalformedRow {
+                    id: format!("{}-{index}", meta.batch_id),
+                    lsn,
+                    received_ms: meta.received_ms,
+                    organization: meta.organization.clone(),
+                    application: meta.application.clone(),
+                    batch_id: meta.batch_id.clone(),
+                    index: Some(*index),
+                    event_type: rejected.event_type,
+                    event_id: rejected.id,
+                    reasons: rejected.problems,
+                    raw_size: bytes.len() as u64,
+                    raw: bytes.to_vec(),
+                    agent_version: meta.agent_version.clone(),
+                    remote_addr: meta.remote_addr.clone(),
+                });
+            }
+        }
+    }
+    for (q, raw) in meta.quarantined.iter().zip(rec.quarantined_raw.iter()) {
+        batch.malformed.push(MalformedRow {
+            id: match q.index {
+                Some(i) => format!("{}-{i}", meta.batch_id),
+                None => format!("{}-body", meta.batch_id),
+            },
+            lsn,
+            received_ms: meta.received_ms,
+            organization: meta.organization.clone(),
+            application: meta.application.clone(),
+            batch_id: meta.batch_id.clone(),
+            index: q.index,
+            event_type: q.event_type.clone(),
+            event_id: q.event_id.clone(),
+            reasons: q.reasons.clone(),
+            raw: raw.to_vec(),
+            raw_size: q.raw_size,
+            agent_version: meta.agent_version.clone(),
+            remote_addr: meta.remote_addr.clone(),
+        });
+    }
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut stages: Vec<serde_json::Value> = meta
+        .stages
+        .iter()
+        .map(|s| serde_json::json!({"stage": s.stage, "start_us": s.start_us, "duration_us": s.duration_us}))
+        .collect();
+    let acked_us = meta.stages.last().map_or(0, |s| s.start_us + s.duration_us);
+    let inserted_at_us = ((now_ms - meta.received_ms).max(0) as u64) * 1000;
+    stages.push(serde_json::json!({"stage": "inserted", "start_us": acked_us, "duration_us": inserted_at_us.saturating_sub(acked_us)}));
+    let rejected = meta.quarantined.len() as u32;
+    let accepted = rec.events.len() as u32;
+    let outcome = if meta.quarantined.iter().any(|q| q.index.is_none()) {
+        "quarantined_body"
+    } else if rejected == 0 {
+        "accepted"
+    } else if accepted == 0 {
+        "rejected"
+    } else {
+        "partial"
+    };
+    let trace = TraceRow {
+        batch_id: meta.batch_id.clone(),
+        lsn,
+        received_ms: meta.received_ms,
+        organization: meta.organization.clone(),
+        application: meta.application.clone(),
+        outcome: outcome.to_owned(),
+        total_us: inserted_at_us.max(acked_us),
+        stages: serde_json::Value::Array(stages).to_string(),
+        bytes_compressed: meta.bytes_compressed,
+        bytes_inflated: meta.bytes_inflated,
+        events: meta.total_events,
+        accepted,
+        rejected,
+        duplicates: meta.duplicates,
+    };
+    if trace_filter(&trace) {
+        batch.traces.push(trace);
+    }
+}
+

@@ -1,0 +1,341 @@
+//! The batcher: spool → store, in batches, then checkpoint.
+//!
+//! In: committed spool records (read back from the segment files through a named reader, so
+//! memory holds at most one batch). Out: one store write per batch (rows of every table), then a
+//! durable checkpoint that lets the spool reclaim segments. A batch is flushed when it reaches
+//! `batch.max_events` (estimated) or `batch.max_bytes`, when its oldest record is
+//! `flush_interval_ms` old, or `priority_flush_ms` old when it holds an exception or a security
+//! event, and on shutdown.
+//!
+//! Failures: a retryable store error is retried forever with capped, jittered exponential
+//! backoff while the spool absorbs the load (the sink health says so); a store that refuses some
+//! rows gets the batch bisected until those rows are found — they go to the quarantine with the
+//! store's error and the rest is written. Nothing is dropped; a crash before the checkpoint
+//! replays the range, and the store's idempotent writes keep one copy.
+//!
+//! Measures: insert latency, end-to-end (202 → stored) and event age histograms, batch sizes,
+//! sink health and lag.
+
+mod build;
+
+pub use build::{build_batch, BuildStats, RecordRef};
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baddybugs_common::{Problem, ReasonCode};
+use rand::Rng;
+use tokio::sync::watch;
+
+use crate::config::{BatchConfig, FeedConfig};
+use crate::metrics::{Latency, Metrics};
+use crate::sink::{MalformedRow, SinkBatch, SinkError, Store, TraceRow};
+use crate::spool::{Spool, SpoolEntry};
+
+/// Name of the store's checkpoint in the spool.
+pub const CHECKPOINT: &str = "sink";
+
+/// Called with each batch of trace rows after they are stored (the feed's `pipeline` topic).
+pub type TraceObserver = Arc<dyn Fn(&[TraceRow]) + Send + Sync>;
+
+/// The batcher task.
+pub struct Batcher {
+    /// The spool to read.
+    pub spool: Spool,
+    /// The store to write.
+    pub store: Arc<dyn Store>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Batch settings.
+    pub config: BatchConfig,
+    /// Trace sampling settings.
+    pub feed: FeedConfig,
+    /// Becomes true on shutdown: flush what is read, then stop.
+    pub shutdown: watch::Receiver<bool>,
+    /// Told about stored pipeline traces.
+    pub on_traces: Option<TraceObserver>,
+}
+
+/// Why the batcher stopped writing a batch.
+#[derive(Debug)]
+enum Stop {
+    /// Shutdown was asked while the store was failing; the spool keeps the rest.
+    Shutdown,
+}
+
+fn is_priority(payload: &[u8]) -> bool {
+    const NEEDLES: [&[u8]; 3] = [
+        b"\"type\":\"exception\"",
+        b"\"type\":\"handled_exception\"",
+        b"\"type\":\"security",
+    ];
+    NEEDLES
+        .iter()
+        .any(|n| payload.windows(n.len()).any(|w| w == *n))
+}
+
+impl Batcher {
+    /// Runs until shutdown; returns once everything readable was written (or the store is down
+    /// at shutdown, in which case the spool keeps it for the next start).
+    pub async fn run(mut self) {
+        let mut reader = match self.spool.reader(CHECKPOINT) {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::error!(%err, "cannot read the spool; nothing will be stored");
+                return;
+            }
+        };
+        let max_records = (self.config.max_events / 10).max(1);
+        let mut pending: Vec<SpoolEntry> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let mut oldest: Option<Instant> = None;
+        let mut priority = false;
+        loop {
+            let shutting_down = *self.shutdown.borrow();
+            let flush_after = if priority {
+                self.config.priority_flush_ms
+            } else {
+                self.config.flush_interval_ms
+            };
+            let age = oldest.map_or(Duration::ZERO, |t| t.elapsed());
+            let due = !pending.is_empty()
+                && (pending.len() >= max_records
+                    || pending_bytes >= self.config.max_bytes
+                    || age >= Duration::from_millis(flush_after)
+                    || shutting_down);
+            if due {
+                let batch = std::mem::take(&mut pending);
+                pending_bytes = 0;
+                oldest = None;
+                priority = false;
+                if self.flush(batch).await.is_err() {
+                    tracing::warn!("shutdown while the store is failing; unstored records stay in the spool for the next start");
+                    return;
+                }
+                continue;
+            }
+            let wait = if pending.is_empty() {
+                Duration::from_millis(self.config.flush_interval_ms)
+            } else {
+                Duration::from_millis(flush_after).saturating_sub(age)
+            };
+            let read = tokio::select! {
+                r = reader.next_batch(max_records - pending.len().min(max_records - 1), self.config.max_bytes, wait.max(Duration::from_millis(1))) => r,
+                _ = self.shutdown.changed() => continue,
+            };
+            match read {
+                Ok(entries) => {
+                    if entries.is_empty() && shutting_down && pending.is_empty() {
+                        return;
+                    }
+                    for entry in entries {
+                        if oldest.is_none() {
+                            oldest = Some(Instant::now());
+                        }
+                        priority |= is_priority(&entry.payload);
+                        pending_bytes += entry.payload.len();
+                        pending.push(entry);
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(%err, "spool read failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self, entries: Vec<SpoolEntry>) -> Result<(), Stop> {
+        let last_lsn = entries.last().map_or(0, |e| e.lsn);
+        let feed = self.feed.clone();
+        let (batch, stats) = tokio::task::spawn_blocking(move || {
+            let refs: Vec<RecordRef<'_>> = entries
+                .iter()
+                .map(|e| RecordRef {
+                    lsn: e.lsn,
+                    payload: &e.payload,
+                })
+                .collect();
+            let keep_trace = |t: &TraceRow| {
+                t.outcome != "accepted"
+                    || t.total_us >= feed.slow_batch_ms * 1000
+                    || feed.trace_sample_one_in <= 1
+                    || t.lsn % u64::from(feed.trace_sample_one_in) == 0
+            };
+            build_batch(&refs, keep_trace)
+        })
+        .await
+        .unwrap_or_else(|err| {
+            tracing::error!(%err, "batch build panicked");
+            (SinkBatch::default(), BuildStats::default())
+        });
+        let events = batch.events.len();
+        self.metrics.record_batch_size(events);
+        let traces = batch.traces.clone();
+        self.write_with_retry(batch).await?;
+        if let Err(err) = self.spool.commit_checkpoint(CHECKPOINT, last_lsn) {
+            tracing::error!(%err, last_lsn, "checkpoint failed; the range will be replayed (idempotently)");
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        for (received, _events) in &stats.receipts {
+            let micros = ((now - received).max(0) as u64) * 1000;
+            self.metrics.record_latency(Latency::EndToEnd, micros);
+        }
+        for ts in &stats.event_times {
+            if *ts > 0 && *ts <= now {
+                self.metrics
+                    .record_latency(Latency::EventAge, ((now - ts) as u64) * 1000);
+            }
+        }
+        {
+            let mut sink = self.metrics.gauges.sink.lock();
+            sink.written_events += events as u64;
+            sink.last_write_at = Some(baddybugs_common::timestamp::format_millis(now));
+        }
+        if let Some(observer) = &self.on_traces {
+            observer(&traces);
+        }
+        Ok(())
+    }
+
+    /// Writes a batch, retrying retryable failures forever and bisecting refused rows.
+    async fn write_with_retry(&mut self, batch: SinkBatch) -> Result<(), Stop> {
+        let mut delay = Duration::from_millis(self.config.retry_initial_ms);
+        let max = Duration::from_millis(self.config.retry_max_ms);
+        loop {
+            let started = Instant::now();
+            match self.store.write(batch.clone()).await {
+                Ok(()) => {
+                    self.metrics
+                        .record_latency(Latency::Insert, started.elapsed().as_micros() as u64);
+                    let mut sink = self.metrics.gauges.sink.lock();
+                    sink.healthy = true;
+                    sink.retrying = 0;
+                    return Ok(());
+                }
+                Err(SinkError::Rejected(message)) if batch.row_count() > 0 => {
+                    tracing::warn!(first_lsn = batch.first_lsn, rows = batch.row_count(), %message, "store refused rows; bisecting");
+                    return Box::pin(self.bisect(batch, message)).await;
+                }
+                Err(err) => {
+                    {
+                        let mut sink = self.metrics.gauges.sink.lock();
+                        sink.healthy = false;
+                        sink.errors += 1;
+                        sink.retrying += 1;
+                        sink.last_error = Some(err.to_string());
+                    }
+                    tracing::warn!(%err, retry_in_ms = delay.as_millis() as u64, "store write failed; retrying");
+                    let jitter = rand::thread_rng().gen_range(0.5..1.0);
+                    let sleep = delay.mul_f64(jitter);
+                    tokio::select! {
+                        _ = tokio::time::sleep(sleep) => {}
+                        _ = self.shutdown.changed() => {}
+                    }
+                    if *self.shutdown.borrow() {
+                        return Err(Stop::Shutdown);
+                    }
+                    delay = (delay * 2).min(max);
+                }
+            }
+        }
+    }
+
+    async fn bisect(&mut self, batch: SinkBatch, message: String) -> Result<(), Stop> {
+        if batch.events.len() <= 1 {
+            // One event (or none, and the refusal is in another table): quarantine the event
+            // with the store's error and write the rest of its rows without it.
+            let mut rest = batch.clone();
+            rest.part.push('q');
+            rest.events.clear();
+            rest.spans.clear();
+            rest.exceptions.clear();
+            for event in &batch.events {
+                let problem = Problem::new(
+                    ReasonCode::SinkRejected,
+                    "",
+                    "a row the store accepts",
+                    message.clone(),
+                );
+                let raw = format!(
+                    "{{\"type\":{},\"name\":{},\"id\":{},\"data\":{}}}",
+                    serde_json::Value::String(event.event_type.clone()),
+                    serde_json::Value::String(event.name.clone()),
+                    serde_json::Value::String(event.event_id.clone()),
+                    event.data
+                );
+                rest.malformed.push(MalformedRow {
+                    id: format!("{}-{}-sink", event.batch_id, event.index),
+                    lsn: event.lsn,
+                    received_ms: event.received_ms,
+                    organization: event.organization.clone(),
+                    application: event.application.clone(),
+                    batch_id: event.batch_id.clone(),
+                    index: Some(event.index),
+                    event_type: Some(event.event_type.clone()),
+                    event_id: Some(event.event_id.clone()),
+                    reasons: vec![problem],
+                    raw_size: raw.len() as u64,
+                    raw: raw.into_bytes(),
+                    agent_version: None,
+                    remote_addr: None,
+                });
+            }
+            if batch.events.is_empty() {
+                tracing::error!(%message, "store refused a batch without events; retrying it as is");
+            }
+            return Box::pin(self.write_retry_only(rest)).await;
+        }
+        let mid = batch.events.len() / 2;
+        let mut halves = [batch.clone(), batch];
+        halves[0].part.push('0');
+        halves[1].part.push('1');
+        let right_ids: std::collections::HashSet<String> =
+            halves[1].events[mid..].iter().map(|e| e.event_id.clone()).collect();
+        halves[0].events.truncate(mid);
+        halves[0].spans.retain(|s| !right_ids.contains(&s.event_id));
+        halves[0].exceptions.retain(|x| !right_ids.contains(&x.event_id));
+        halves[1].events.drain(..mid);
+        halves[1].spans.retain(|s| right_ids.contains(&s.event_id));
+        halves[1].exceptions.retain(|x| right_ids.contains(&x.event_id));
+        halves[1].malformed.clear();
+        halves[1].traces.clear();
+        for half in halves {
+            Box::pin(self.write_with_retry(half)).await?;
+        }
+        Ok(())
+    }
+
+    /// Like [`Self::write_with_retry`] but never bisects again (the refused rows are gone).
+    async fn write_retry_only(&mut self, batch: SinkBatch) -> Result<(), Stop> {
+        let mut delay = Duration::from_millis(self.config.retry_initial_ms);
+        loop {
+            match self.store.write(batch.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(err) => {
+                    tracing::error!(%err, "store refused the quarantine rows; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.shutdown.changed() => {}
+                    }
+                    if *self.shutdown.borrow() {
+                        return Err(Stop::Shutdown);
+                    }
+                    delay = (delay * 2).min(Duration::from_millis(self.config.retry_max_ms));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_detection() {
+        assert!(is_priority(br#"{"type":"exception","name":"X"}"#));
+        assert!(is_priority(br#"{"type":"security_threat"}"#));
+        assert!(!is_priority(br#"{"type":"query"}"#));
+    }
+}

@@ -1,0 +1,572 @@
+//! The server's one typed configuration: defaults < TOML file < environment (`BADDYBUGS_*`) <
+//! command-line flags, validated before any port is bound.
+//!
+//! Environment: `BADDYBUGS_LISTEN`, `BADDYBUGS_DATA_DIR`, `BADDYBUGS_FEED_TOKEN`,
+//! `BADDYBUGS_API_KEYS` (comma-separated `KEY[:SECRET]`), `BADDYBUGS_CLICKHOUSE_URL`,
+//! `BADDYBUGS_CLICKHOUSE_PASSWORD`, and any nested option with `__` between levels
+//! (`BADDYBUGS_SPOOL__QUOTA_BYTES=1000000`). Every option name carries its unit. Errors name the
+//! file or field at fault. docs/OPERATIONS.md lists every option.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file, the environment or a flag could not be read (names the field).
+    #[error("configuration: {0}")]
+    Load(String),
+    /// A value is out of range or inconsistent (names the field).
+    #[error("configuration: `{field}` {problem}")]
+    Invalid {
+        /// The option at fault (`spool.quota_bytes`).
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+fn invalid(field: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// One API key an agent may use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// The bearer key.
+    pub key: String,
+    /// The HMAC signing secret (the agent's `BADDYBUGS_SIGNING_SECRET`); the key itself when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// The organization the key belongs to.
+    #[serde(default = "default_org")]
+    pub organization: String,
+    /// The application the key belongs to.
+    #[serde(default = "default_app")]
+    pub application: String,
+    /// Refuse unsigned requests from this key.
+    #[serde(default)]
+    pub require_signature: bool,
+}
+
+fn default_org() -> String {
+    "default".into()
+}
+fn default_app() -> String {
+    "default".into()
+}
+
+impl ApiKeyConfig {
+    /// Parses the `KEY[:SECRET]` form of flags and `BADDYBUGS_API_KEYS`.
+    pub fn parse_short(text: &str) -> Result<ApiKeyConfig, ConfigError> {
+        let text = text.trim();
+        let (key, secret) = match text.split_once(':') {
+            Some((k, s)) => (k, Some(s.to_owned()).filter(|s| !s.is_empty())),
+            None => (text, None),
+        };
+        if key.is_empty() {
+            return Err(invalid("api_keys", "contains an empty key"));
+        }
+        Ok(ApiKeyConfig {
+            key: key.to_owned(),
+            secret,
+            organization: default_org(),
+            application: default_app(),
+            require_signature: false,
+        })
+    }
+}
+
+/// Output format of the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What to do with a body from an authenticated agent that cannot be decoded at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UndecodableBody {
+    /// Quarantine it whole and answer 202 with `accepted: 0` (the agent would re-send a 4xx'd
+    /// batch forever and log two new events per attempt).
+    Quarantine,
+    /// Answer a plain 400.
+    Reject,
+}
+
+/// Limits and behaviour of `POST /v1/ingest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest request body as sent (compressed), bytes → 413.
+    pub max_body_bytes: usize,
+    /// Largest body once inflated, bytes → 413 (checked while inflating).
+    pub max_inflated_bytes: usize,
+    /// Most events in one request → 413.
+    pub max_events_per_batch: usize,
+    /// Largest single event, bytes; a larger one is quarantined alone.
+    pub max_event_bytes: usize,
+    /// Accepted distance between `X-Timestamp` and the server clock, seconds.
+    pub signature_skew_secs: u64,
+    /// How long an accepted event `id` is remembered to spot agent retries, seconds.
+    pub dedup_window_secs: u64,
+    /// Most ids remembered at once (memory bound of the dedup window).
+    pub dedup_max_ids: usize,
+    /// Undecodable bodies: `quarantine` (202) or `reject` (400).
+    pub undecodable_body: UndecodableBody,
+    /// Bytes of a rejected event (or body) kept in the quarantine.
+    pub quarantine_raw_cap_bytes: usize,
+    /// Events per second allowed per key (token bucket); 0 turns rate limiting off.
+    pub rate_limit_events_per_sec: u32,
+    /// Burst size of the rate limit, events.
+    pub rate_limit_burst_events: u32,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_body_bytes: 10 << 20,
+            max_inflated_bytes: 64 << 20,
+            max_events_per_batch: 10_000,
+            max_event_bytes: 1 << 20,
+            signature_skew_secs: 300,
+            dedup_window_secs: 600,
+            dedup_max_ids: 2_000_000,
+            undecodable_body: UndecodableBody::Quarantine,
+            quarantine_raw_cap_bytes: 64 << 10,
+            rate_limit_events_per_sec: 0,
+            rate_limit_burst_events: 20_000,
+        }
+    }
+}
+
+/// When the spool fsyncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncMode {
+    /// Before every 202 (group commit shares one fsync among concurrent requests).
+    Always,
+    /// Every `fsync_interval_ms`; a 202 may precede the fsync.
+    Interval,
+    /// Never (the OS decides); for benchmarks and throw-away environments.
+    Never,
+}
+
+/// The durable spool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Segment file size, bytes.
+    pub segment_bytes: u64,
+    /// Most bytes on disk; past it ingest answers 503 with Retry-After.
+    pub quota_bytes: u64,
+    /// `always`, `interval` or `never`.
+    pub fsync: FsyncMode,
+    /// Period of `fsync = "interval"`, ms.
+    pub fsync_interval_ms: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            segment_bytes: 64 << 20,
+            quota_bytes: 4 << 30,
+            fsync: FsyncMode::Always,
+            fsync_interval_ms: 50,
+        }
+    }
+}
+
+/// The batcher between the spool and the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Most events per store write.
+    pub max_events: usize,
+    /// Most bytes of spool records per store write.
+    pub max_bytes: usize,
+    /// Flush when the oldest waiting event is this old, ms.
+    pub flush_interval_ms: u64,
+    /// Flush within this many ms when an exception or a security event waits.
+    pub priority_flush_ms: u64,
+    /// First retry delay after a store failure, ms.
+    pub retry_initial_ms: u64,
+    /// Longest retry delay, ms.
+    pub retry_max_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_events: 20_000,
+            max_bytes: 32 << 20,
+            flush_interval_ms: 1000,
+            priority_flush_ms: 200,
+            retry_initial_ms: 100,
+            retry_max_ms: 10_000,
+        }
+    }
+}
+
+/// ClickHouse, when it is the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP(S) URL; setting it makes ClickHouse the store.
+    pub url: Option<String>,
+    /// Database.
+    pub database: String,
+    /// User.
+    pub user: Option<String>,
+    /// Password (prefer `password_file` or `BADDYBUGS_CLICKHOUSE_PASSWORD`); never logged.
+    #[serde(skip_serializing)]
+    pub password: Option<String>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// Create and migrate the schema at start; `false` leaves DDL to a DBA.
+    pub migrate: bool,
+    /// Retention of events, spans, exceptions and traces, days.
+    pub ttl_days: u32,
+    /// Retention of the quarantine, days.
+    pub quarantine_ttl_days: u32,
+    /// Put `ON CLUSTER <name>` on the DDL and use Replicated engines.
+    pub cluster: Option<String>,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: None,
+            database: "default".into(),
+            user: None,
+            password: None,
+            password_file: None,
+            migrate: true,
+            ttl_days: 90,
+            quarantine_ttl_days: 30,
+            cluster: None,
+        }
+    }
+}
+
+/// The live feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Messages queued per client before the oldest tail messages are dropped.
+    pub client_queue_messages: usize,
+    /// Most `events` tail messages per second per client before sampling.
+    pub events_tail_per_sec: u32,
+    /// A client whose queue stays full this long is disconnected, ms.
+    pub slow_client_timeout_ms: u64,
+    /// Tail messages kept for a newly subscribed client (per tail).
+    pub tail_retention: usize,
+    /// Keep every pipeline trace slower than this, ms (others are sampled).
+    pub slow_batch_ms: u64,
+    /// Keep 1 in N of the other pipeline traces.
+    pub trace_sample_one_in: u32,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        FeedConfig {
+            client_queue_messages: 1024,
+            events_tail_per_sec: 200,
+            slow_client_timeout_ms: 30_000,
+            tail_retention: 100,
+            slow_batch_ms: 50,
+            trace_sample_one_in: 20,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Data directory (spool, embedded store, logs, development credentials).
+    pub data_dir: PathBuf,
+    /// API keys; empty → development credentials are created on first start.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Token for the feed and the query API.
+    pub feed_token: Option<String>,
+    /// `text` or `json` logs.
+    pub log_format: LogFormat,
+    /// Log filter (`info`, `baddybugs_ingest=debug`).
+    pub log_level: String,
+    /// Ingest endpoint.
+    pub ingest: IngestConfig,
+    /// Spool.
+    pub spool: SpoolConfig,
+    /// Batcher.
+    pub batch: BatchConfig,
+    /// ClickHouse.
+    pub clickhouse: ClickHouseConfig,
+    /// Feed.
+    pub feed: FeedConfig,
+    /// Seconds to wait for in-flight work on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            api_keys: Vec::new(),
+            feed_token: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            ingest: IngestConfig::default(),
+            spool: SpoolConfig::default(),
+            batch: BatchConfig::default(),
+            clickhouse: ClickHouseConfig::default(),
+            feed: FeedConfig::default(),
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+/// Values given on the command line (highest precedence); `None` means "not given".
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlagOverrides {
+    /// `--listen`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// `--data-dir`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--feed-token`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feed_token: Option<String>,
+    /// `--log-format`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    /// `--api-key` (repeatable), `KEY[:SECRET]`
+    #[serde(skip)]
+    pub api_keys: Vec<String>,
+    /// `--clickhouse-url`
+    #[serde(skip)]
+    pub clickhouse_url: Option<String>,
+    /// `--clickhouse-migrate`
+    #[serde(skip)]
+    pub clickhouse_migrate: Option<bool>,
+}
+
+impl Config {
+    /// Loads defaults < file < environment < flags, then validates.
+    pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment
+            .merge(
+                Env::prefixed("BADDYBUGS_")
+                    .ignore(&["API_KEYS", "CLICKHOUSE_URL", "CLICKHOUSE_PASSWORD", "CONFIG"])
+                    .split("__"),
+            )
+            .merge(Serialized::globals(flags));
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Load(describe_figment_error(e, file)))?;
+
+        if let Ok(keys) = std::env::var("BADDYBUGS_API_KEYS") {
+            for part in keys.split(',').filter(|p| !p.trim().is_empty()) {
+                config.api_keys.push(ApiKeyConfig::parse_short(part)?);
+            }
+        }
+        for key in &flags.api_keys {
+            config.api_keys.push(ApiKeyConfig::parse_short(key)?);
+        }
+        if let Ok(url) = std::env::var("BADDYBUGS_CLICKHOUSE_URL") {
+            config.clickhouse.url = Some(url).filter(|u| !u.is_empty());
+        }
+        if let Ok(password) = std::env::var("BADDYBUGS_CLICKHOUSE_PASSWORD") {
+            config.clickhouse.password = Some(password);
+        }
+        if let Some(url) = &flags.clickhouse_url {
+            config.clickhouse.url = Some(url.clone());
+        }
+        if let Some(migrate) = flags.clickhouse_migrate {
+            config.clickhouse.migrate = migrate;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and consistency; errors name the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        let ing = &self.ingest;
+        for (field, value) in [
+            ("ingest.max_body_bytes", ing.max_body_bytes),
+            ("ingest.max_inflated_bytes", ing.max_inflated_bytes),
+            ("ingest.max_events_per_batch", ing.max_events_per_batch),
+            ("ingest.max_event_bytes", ing.max_event_bytes),
+            ("ingest.dedup_max_ids", ing.dedup_max_ids),
+            ("batch.max_events", self.batch.max_events),
+            ("batch.max_bytes", self.batch.max_bytes),
+            ("feed.client_queue_messages", self.feed.client_queue_messages),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        if ing.max_inflated_bytes < ing.max_body_bytes {
+            return Err(invalid(
+                "ingest.max_inflated_bytes",
+                "must be at least ingest.max_body_bytes",
+            ));
+        }
+        if self.spool.segment_bytes < 4096 {
+            return Err(invalid("spool.segment_bytes", "must be at least 4096"));
+        }
+        if self.spool.quota_bytes < self.spool.segment_bytes {
+            return Err(invalid("spool.quota_bytes", "must be at least spool.segment_bytes"));
+        }
+        if self.spool.fsync == FsyncMode::Interval && self.spool.fsync_interval_ms == 0 {
+            return Err(invalid("spool.fsync_interval_ms", "must be > 0 with fsync = \"interval\""));
+        }
+        if self.batch.retry_initial_ms == 0 || self.batch.retry_max_ms < self.batch.retry_initial_ms {
+            return Err(invalid(
+                "batch.retry_max_ms",
+                "must be >= batch.retry_initial_ms, which must be > 0",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, key) in self.api_keys.iter().enumerate() {
+            if key.key.trim().is_empty() {
+                return Err(invalid(&format!("api_keys[{i}].key"), "must not be empty"));
+            }
+            if !seen.insert(&key.key) {
+                return Err(invalid(&format!("api_keys[{i}].key"), "is listed twice"));
+            }
+        }
+        if let Some(token) = &self.feed_token {
+            if token.trim().is_empty() {
+                return Err(invalid("feed_token", "must not be empty"));
+            }
+        }
+        if let Some(url) = &self.clickhouse.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid("clickhouse.url", "must start with http:// or https://"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The listen address, parsed.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen
+            .parse()
+            .map_err(|_| invalid("listen", format!("is not an address:port ({:?})", self.listen)))
+    }
+
+    /// The effective configuration as TOML, secrets masked (`print-config`).
+    pub fn to_toml_masked(&self) -> String {
+        let mut shown = self.clone();
+        for key in &mut shown.api_keys {
+            key.key = mask(&key.key);
+            key.secret = key.secret.as_deref().map(mask);
+        }
+        shown.feed_token = shown.feed_token.as_deref().map(mask);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+fn mask(secret: &str) -> String {
+    let visible: String = secret.chars().take(4).collect();
+    format!("{visible}…({} chars)", secret.chars().count())
+}
+
+fn describe_figment_error(error: figment::Error, file: Option<&Path>) -> String {
+    let mut parts = Vec::new();
+    for e in error {
+        let field = if e.path.is_empty() {
+            String::new()
+        } else {
+            format!("`{}`: ", e.path.join("."))
+        };
+        let source = match (&e.metadata, file) {
+            (Some(meta), _) => format!(" (from {})", meta.name),
+            (None, Some(f)) => format!(" (in {})", f.display()),
+            _ => String::new(),
+        };
+        parts.push(format!("{field}{}{source}", e.kind));
+    }
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn file_values_and_flag_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\n[spool]\nquota_bytes = 100000000\n\n[[api_keys]]\nkey = \"k1\"\norganization = \"acme\"\napplication = \"shop\"\nsecret = \"s\"\n",
+        )
+        .unwrap();
+        let flags = FlagOverrides {
+            listen: Some("127.0.0.1:9100".into()),
+            api_keys: vec!["k2:sec".into()],
+            ..Default::default()
+        };
+        let config = Config::load(Some(&path), &flags).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9100");
+        assert_eq!(config.spool.quota_bytes, 100_000_000);
+        assert_eq!(config.api_keys.len(), 2);
+        assert_eq!(config.api_keys[0].organization, "acme");
+        assert_eq!(config.api_keys[1].secret.as_deref(), Some("sec"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[spool]\nquota_bytes = \"lots\"\n").unwrap();
+        let err = Config::load(Some(&path), &FlagOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("spool.quota_bytes"), "{err}");
+        std::fs::write(&path, "[spool]\nquota_byte = 5\n").unwrap();
+        let err = Config::load(Some(&path), &FlagOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("quota_byte"), "{err}");
+        let flags = FlagOverrides {
+            listen: Some("nowhere".into()),
+            ..Default::default()
+        };
+        let err = Config::load(None, &flags).unwrap_err();
+        assert!(err.to_string().contains("`listen`"), "{err}");
+    }
+}

@@ -1,0 +1,356 @@
+//! Decode: from the request body to the raw bytes of each event.
+//!
+//! In: the body as sent, its `Content-Encoding` and `Content-Type`. Out: the inflated body
+//! (inflated once; what is stored is never re-encoded) and the slices of it that are the
+//! events. Accepted bodies: `{"events":[…]}` (the agent's), a bare array, a single event object,
+//! or NDJSON (`Content-Type: application/x-ndjson`, one event per line — there a broken line is
+//! one bad event, not a bad body). Encodings: gzip, deflate (zlib or raw), zstd, identity.
+//!
+//! Fails with a [`DecodeError`]: an unsupported encoding (→ 415), a body that inflates past the
+//! limit (→ 413; the inflater stops at the limit, so a gzip bomb costs at most that much memory
+//! and time), or a body that cannot be decoded at all (broken compression, invalid UTF-8,
+//! invalid JSON, wrong top-level shape — quarantined whole by the caller).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Read;
+
+use baddybugs_common::ReasonCode;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// A supported `Content-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// No compression.
+    Identity,
+    /// gzip (the agent's, level 6).
+    Gzip,
+    /// deflate (zlib-wrapped, or raw as some clients send it).
+    Deflate,
+    /// zstd.
+    Zstd,
+}
+
+/// Why a body could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// `Content-Encoding` not supported (→ 415).
+    #[error("unsupported Content-Encoding {0:?}: use gzip, deflate, zstd or none")]
+    UnsupportedEncoding(String),
+    /// The inflated body is larger than the limit (→ 413).
+    #[error("the body inflates past the limit of {limit} bytes")]
+    InflatedTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// Too many events in one body (→ 413).
+    #[error("{count} events in one body; the limit is {limit}")]
+    TooManyEvents {
+        /// Events found.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The body could not be decoded; quarantined whole.
+    #[error("{message}")]
+    Undecodable {
+        /// The reason code.
+        code: ReasonCode,
+        /// What went wrong, for people.
+        message: String,
+    },
+}
+
+impl DecodeError {
+    fn undecodable(code: ReasonCode, message: impl Into<String>) -> DecodeError {
+        DecodeError::Undecodable {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads a `Content-Encoding` header value.
+pub fn parse_encoding(value: Option<&str>) -> Result<Encoding, DecodeError> {
+    let Some(value) = value else {
+        return Ok(Encoding::Identity);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "identity" => Ok(Encoding::Identity),
+        "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+        "deflate" => Ok(Encoding::Deflate),
+        "zstd" => Ok(Encoding::Zstd),
+        other => Err(DecodeError::UnsupportedEncoding(other.to_owned())),
+    }
+}
+
+/// Inflates a body, stopping as soon as it passes `limit` bytes.
+pub fn inflate(encoding: Encoding, body: &[u8], limit: usize) -> Result<Cow<'_, [u8]>, DecodeError> {
+    fn read_capped(reader: impl Read, limit: usize, what: &str) -> Result<Vec<u8>, DecodeError> {
+        let mut out = Vec::with_capacity(limit.min(1 << 20));
+        let read = reader.take(limit as u64 + 1).read_to_end(&mut out);
+        match read {
+            Ok(_) if out.len() > limit => Err(DecodeError::InflatedTooLarge { limit }),
+            Ok(_) => Ok(out),
+            Err(e) => Err(DecodeError::undecodable(
+                ReasonCode::BadEncoding,
+                format!("the {what} body cannot be decompressed: {e}"),
+            )),
+        }
+    }
+    match encoding {
+        Encoding::Identity => {
+            if body.len() > limit {
+                return Err(DecodeError::InflatedTooLarge { limit });
+            }
+            Ok(Cow::Borrowed(body))
+        }
+        Encoding::Gzip => {
+            read_capped(flate2::read::MultiGzDecoder::new(body), limit, "gzip").map(Cow::Owned)
+        }
+        Encoding::Deflate => {
+            match read_capped(flate2::read::ZlibDecoder::new(body), limit, "deflate") {
+                Ok(out) => Ok(Cow::Owned(out)),
+                Err(DecodeError::Undecodable { .. }) => {
+                    read_capped(flate2::read::DeflateDecoder::new(body), limit, "deflate")
+                        .map(Cow::Owned)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Encoding::Zstd => {
+            let decoder = zstd::stream::read::Decoder::new(body).map_err(|e| {
+                DecodeError::undecodable(ReasonCode::BadEncoding, format!("zstd: {e}"))
+            })?;
+            read_capped(decoder, limit, "zstd").map(Cow::Owned)
+        }
+    }
+}
+
+/// The events of a body: each one's index in the body and its exact text (or, for an NDJSON
+/// line that is not UTF-8, its bytes).
+#[derive(Debug)]
+pub struct SplitBody<'a> {
+    /// The events in order.
+    pub events: Vec<RawEvent<'a>>,
+}
+
+/// One event's bytes.
+#[derive(Debug, Clone, Copy)]
+pub enum RawEvent<'a> {
+    /// Valid UTF-8 text, one JSON value (not yet checked to be an event).
+    Text(&'a str),
+    /// Bytes that are not UTF-8 (NDJSON only; JSON bodies are checked whole).
+    Invalid(&'a [u8]),
+}
+
+impl RawEvent<'_> {
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            RawEvent::Text(t) => t.as_bytes(),
+            RawEvent::Invalid(b) => b,
+        }
+    }
+}
+
+/// Whether a `Content-Type` announces NDJSON.
+pub fn is_ndjson(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        let ct = ct.to_ascii_lowercase();
+        ct.contains("ndjson") || ct.contains("jsonlines") || ct.contains("json-seq")
+    })
+}
+
+/// Splits an inflated body into events.
+pub fn split(body: &[u8], ndjson: bool, max_events: usize) -> Result<SplitBody<'_>, DecodeError> {
+    let events = if ndjson {
+        split_ndjson(body)
+    } else {
+        let text = std::str::from_utf8(body).map_err(|e| {
+            DecodeError::undecodable(
+                ReasonCode::InvalidUtf8,
+                format!("the body is not valid UTF-8 (first bad byte at offset {})", e.valid_up_to()),
+            )
+        })?;
+        split_json(text)?
+    };
+    if events.len() > max_events {
+        return Err(DecodeError::TooManyEvents {
+            count: events.len(),
+            limit: max_events,
+        });
+    }
+    Ok(SplitBody { events })
+}
+
+fn split_ndjson(body: &[u8]) -> Vec<RawEvent<'_>> {
+    body.split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| line.iter().any(|b| !b.is_ascii_whitespace()))
+        .map(|line| match std::str::from_utf8(line) {
+            Ok(text) => RawEvent::Text(text.trim()),
+            Err(_) => RawEvent::Invalid(line),
+        })
+        .collect()
+}
+
+enum TopLevel<'a> {
+    List(Vec<&'a RawValue>),
+    Wrapped(Vec<&'a RawValue>),
+    Single,
+    Other(&'static str),
+}
+
+fn split_json(text: &str) -> Result<Vec<RawEvent<'_>>, DecodeError> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = de
+        .deserialize_any(TopVisitor)
+        .and_then(|top| de.end().map(|()| top));
+    match parsed {
+        Ok(TopLevel::List(items)) | Ok(TopLevel::Wrapped(items)) => {
+            Ok(items.into_iter().map(|raw| RawEvent::Text(raw.get())).collect())
+        }
+        Ok(TopLevel::Single) => Ok(vec![RawEvent::Text(text.trim())]),
+        Ok(TopLevel::Other(kind)) => Err(DecodeError::undecodable(
+            ReasonCode::BadShape,
+            format!(
+                "the body is a JSON {kind}; expected {{\"events\":[…]}}, an array of events, one event object, or NDJSON"
+            ),
+        )),
+        Err(e) => Err(DecodeError::undecodable(
+            baddybugs_common::json::parse_error_code(&e),
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = TopLevel<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object or array")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            items.push(item);
+        }
+        Ok(TopLevel::List(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut events = None;
+        let mut has_type = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let value = map.next_value::<&'de RawValue>()?;
+            match key.as_ref() {
+                "events" if value.get().trim_start().starts_with('[') => events = Some(value),
+                "type" => has_type = true,
+                _ => {}
+            }
+        }
+        match events {
+            Some(raw) if !has_type => {
+                let items: Vec<&'de RawValue> =
+                    serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+                Ok(TopLevel::Wrapped(items))
+            }
+            _ => Ok(TopLevel::Single),
+        }
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(TopLevel::Other("boolean"))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(TopLevel::Other("number"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(TopLevel::Other("number"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(TopLevel::Other("number"))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(TopLevel::Other("string"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(TopLevel::Other("null"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn texts(split: &SplitBody<'_>) -> Vec<String> {
+        split
+            .events
+            .iter()
+            .map(|e| String::from_utf8_lossy(e.bytes()).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn shapes() {
+        let wrapped = br#"{"events":[{"type":"a","payload":{"x":"\/"}}, {"type":"b"}]}"#;
+        let s = split(wrapped, false, 10).unwrap();
+        assert_eq!(texts(&s), vec![r#"{"type":"a","payload":{"x":"\/"}}"#, r#"{"type":"b"}"#]);
+        assert_eq!(split(b"[{},{}]", false, 10).unwrap().events.len(), 2);
+        assert_eq!(split(br#" {"type":"x","payload":{}} "#, false, 10).unwrap().events.len(), 1);
+        let nd = b"{\"type\":\"a\"}\n\n{broken\r\n\xff\xfe\n";
+        let s = split(nd, true, 10).unwrap();
+        assert_eq!(s.events.len(), 3);
+        assert!(matches!(s.events[2], RawEvent::Invalid(_)));
+        assert!(split(b"", false, 10).unwrap().events.is_empty());
+    }
+
+    #[test]
+    fn undecodable_bodies() {
+        let code = |body: &[u8]| match split(body, false, 10).unwrap_err() {
+            DecodeError::Undecodable { code, .. } => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(b"12"), ReasonCode::BadShape);
+        assert_eq!(code(b"{\"events\":[{}"), ReasonCode::InvalidJson);
+        assert_eq!(code(b"[\"\xff\"]"), ReasonCode::InvalidUtf8);
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert_eq!(code(deep.as_bytes()), ReasonCode::TooDeep);
+        assert!(matches!(
+            split(b"[1,2,3]", false, 2),
+            Err(DecodeError::TooManyEvents { count: 3, limit: 2 })
+        ));
+    }
+
+    #[test]
+    fn inflate_limits_and_errors() {
+        let body = gzip(b"hello world");
+        assert_eq!(&*inflate(Encoding::Gzip, &body, 100).unwrap(), b"hello world");
+        let bomb = gzip(&vec![b'a'; 10 << 20]);
+        assert!(bomb.len() < 20_000);
+        assert_eq!(
+            inflate(Encoding::Gzip, &bomb, 1 << 20).unwrap_err(),
+            DecodeError::InflatedTooLarge { limit: 1 << 20 }
+        );
+        let truncated = &body[..body.len() - 6];
+        assert!(matches!(
+            inflate(Encoding::Gzip, truncated, 100),
+            Err(DecodeError::Undecodable { code: ReasonCode::BadEncoding, .. })
+        ));
+        let z = zstd::encode_all(&b"zz"[..], 3).unwrap();
+        assert_eq!(&*inflate(Encoding::Zstd, &z, 10).unwrap(), b"zz");
+        assert!(parse_encoding(Some("br")).is_err());
+        assert_eq!(parse_encoding(Some("GZIP")).unwrap(), Encoding::Gzip);
+    }
+}

@@ -1,0 +1,257 @@
+//! `GET /v1/feed`: the WebSocket endpoint. The token is checked before the upgrade (401
+//! otherwise); the first message is a `hello`; every message carries the connection's sequence
+//! number; a malformed client message is answered with an `error` and the connection stays.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use baddybugs_common::catalog;
+use baddybugs_common::protocol::{ClientMessage, Hello, ServerMessage, PROTOCOL_VERSION};
+use baddybugs_common::timestamp::format_millis;
+use futures_util::{SinkExt, StreamExt};
+
+use super::{Client, FeedHub};
+use crate::http::error::ApiError;
+use crate::http::query::{event_filter, malformed_filter, require_token};
+use crate::sink::TraceFilter;
+use crate::state::AppState;
+
+/// Upgrades to the feed after checking the token.
+pub async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    connect: Option<ConnectInfo<SocketAddr>>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    require_token(&state, &headers, &query)?;
+    let remote = connect.map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
+    let hub = state.feed.clone();
+    let store_kind = state.metrics.gauges.sink.lock().kind.clone();
+    Ok(ws
+        .max_message_size(1 << 20)
+        .on_upgrade(move |socket| connection(hub, socket, remote, store_kind)))
+}
+
+fn frame(seq: u64, json: &str) -> String {
+    // Every message is a JSON object: splice the sequence number in front of its fields.
+    let rest = json.strip_prefix('{').unwrap_or(json);
+    if rest.starts_with('}') {
+        format!("{{\"seq\":{seq}}}")
+    } else {
+        format!("{{\"seq\":{seq},{rest}")
+    }
+}
+
+async fn connection(hub: Arc<FeedHub>, socket: WebSocket, remote: String, store_kind: String) {
+    let client = hub.connect(remote.clone());
+    tracing::info!(client = client.id, %remote, "feed client connected");
+    let (mut sink, mut stream) = socket.split();
+    let mut seq = 0u64;
+    let timeout = Duration::from_millis(hub.config().slow_client_timeout_ms.max(1));
+    let hello = ServerMessage::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+        server_version: env!("CARGO_PKG_VERSION").to_owned(),
+        instance_id: hub.instance_id().to_owned(),
+        started_at: format_millis(hub.metrics().started_ms()),
+        types: catalog::all().iter().map(|t| t.name.to_owned()).collect(),
+        tail_retention: hub.config().tail_retention,
+        store: store_kind,
+    });
+    seq += 1;
+    let hello = frame(seq, &serde_json::to_string(&hello).unwrap_or_default());
+    if sink.send(Message::Text(hello.into())).await.is_err() {
+        hub.disconnect(&client);
+        return;
+    }
+    let reason = loop {
+        if hub.is_closed() {
+            break "server shutting down";
+        }
+        tokio::select! {
+            _ = client.notify.notified() => {
+                let (messages, dropped) = client.take();
+                let mut frames = Vec::with_capacity(messages.len() + 1);
+                if let Some((count, total)) = dropped {
+                    seq += 1;
+                    let json = serde_json::to_string(&ServerMessage::Dropped { count, total }).unwrap_or_default();
+                    frames.push(frame(seq, &json));
+                }
+                for message in messages {
+                    seq += 1;
+                    frames.push(frame(seq, &message.json));
+                }
+                let mut failed = None;
+                for text in frames {
+                    match tokio::time::timeout(timeout, sink.send(Message::Text(text.into()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => { failed = Some("connection lost"); break; }
+                        Err(_) => { failed = Some("client too slow: its socket stayed blocked"); break; }
+                    }
+                }
+                if let Some(reason) = failed {
+                    break reason;
+                }
+            }
+            incoming = stream.next() => {
+                match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break "client closed",
+                    Some(Ok(Message::Text(text))) => handle_client_message(&hub, &client, text.as_str()),
+                    Some(Ok(Message::Binary(_))) => hub.send_control(&client, &ServerMessage::Error {
+                        id: None,
+                        message: "binary frames are not supported: send JSON text frames".into(),
+                    }),
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(client = client.id, %remote, reason, "feed client disconnected");
+    let _ = sink.send(Message::Close(None)).await;
+    hub.disconnect(&client);
+}
+
+fn params_map(params: &serde_json::Value) -> HashMap<String, String> {
+    params
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| {
+                    let text = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), text)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn handle_client_message(hub: &Arc<FeedHub>, client: &Arc<Client>, text: &str) {
+    let message: ClientMessage = match serde_json::from_str(text) {
+        Ok(m) => m,
+        Err(err) => {
+            hub.send_control(
+                client,
+                &ServerMessage::Error {
+                    id: None,
+                    message: format!(
+                        "cannot read this message ({err}); expected {{\"op\":\"subscribe\"|\"unsubscribe\"|\"query\"|\"get\"|\"ping\", …}}"
+                    ),
+                },
+            );
+            return;
+        }
+    };
+    match message {
+        ClientMessage::Subscribe { topics, filter } => {
+            let topics = hub.subscribe(client, &topics, filter);
+            hub.send_control(client, &ServerMessage::Subscribed { topics });
+        }
+        ClientMessage::Unsubscribe { topics } => {
+            let topics = hub.unsubscribe(client, &topics);
+            hub.send_control(client, &ServerMessage::Subscribed { topics });
+        }
+        ClientMessage::Ping { nonce } => hub.send_control(client, &ServerMessage::Pong { nonce }),
+        ClientMessage::Get { id, event_id } => {
+            let hub = hub.clone();
+            let client = client.clone();
+            tokio::spawn(async move {
+                let message = match hub.store().get_event(event_id.clone()).await {
+                    Ok(Some(event)) => ServerMessage::Result {
+                        id,
+                        data: serde_json::to_value(event).unwrap_or_default(),
+                    },
+                    Ok(None) => ServerMessage::Error {
+                        id: Some(id),
+                        message: format!("no stored event has id {event_id:?}"),
+                    },
+                    Err(err) => ServerMessage::Error {
+                        id: Some(id),
+                        message: format!("the store cannot answer: {err}"),
+                    },
+                };
+                hub.send_control(&client, &message);
+            });
+        }
+        ClientMessage::Query { id, kind, params } => {
+            let hub = hub.clone();
+            let client = client.clone();
+            tokio::spawn(async move {
+                let message = match run_query(&hub, &kind, &params_map(&params)).await {
+                    Ok(data) => ServerMessage::Result { id, data },
+                    Err(message) => ServerMessage::Error {
+                        id: Some(id),
+                        message,
+                    },
+                };
+                hub.send_control(&client, &message);
+            });
+        }
+    }
+}
+
+async fn run_query(hub: &FeedHub, kind: &str, params: &HashMap<String, String>) -> Result<serde_json::Value, String> {
+    let store = hub.store();
+    let to_value = |v: Result<serde_json::Value, _>| v.map_err(|e: serde_json::Error| e.to_string());
+    match kind {
+        "events" => {
+            let filter = event_filter(params).map_err(|e| e.to_string())?;
+            let page = store.query_events(filter).await.map_err(|e| e.to_string())?;
+            to_value(serde_json::to_value(page))
+        }
+        "malformed" => {
+            let filter = malformed_filter(params).map_err(|e| e.to_string())?;
+            let rows = store.query_malformed(filter).await.map_err(|e| e.to_string())?;
+            to_value(serde_json::to_value(rows))
+        }
+        "exception_groups" => {
+            let filter = event_filter(params).map_err(|e| e.to_string())?;
+            let groups = store.exception_groups(filter).await.map_err(|e| e.to_string())?;
+            to_value(serde_json::to_value(groups))
+        }
+        "trace" => {
+            let trace_id = params.get("trace_id").cloned().ok_or("`trace` needs params.trace_id")?;
+            let spans = store.trace_spans(trace_id.clone()).await.map_err(|e| e.to_string())?;
+            let filter = crate::sink::EventFilter {
+                trace_id: Some(trace_id),
+                limit: Some(1000),
+                ..Default::default()
+            };
+            let events = store.query_events(filter).await.map_err(|e| e.to_string())?;
+            Ok(serde_json::json!({"spans": spans, "events": events.events}))
+        }
+        "traces" => {
+            let filter = TraceFilter {
+                order: params.get("order").cloned(),
+                failed_only: params.get("failed").map(|v| v == "true"),
+                limit: params.get("limit").and_then(|v| v.parse().ok()),
+            };
+            let traces = store.query_traces(filter).await.map_err(|e| e.to_string())?;
+            Ok(serde_json::Value::Array(traces))
+        }
+        other => Err(format!(
+            "unknown query kind {other:?}: use events, malformed, exception_groups, trace or traces"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame;
+
+    #[test]
+    fn seq_is_spliced() {
+        assert_eq!(frame(3, r#"{"kind":"pong"}"#), r#"{"seq":3,"kind":"pong"}"#);
+        let v: serde_json::Value = serde_json::from_str(&frame(9, "{}")).unwrap();
+        assert_eq!(v["seq"], 9);
+    }
+}

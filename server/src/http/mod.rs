@@ -1,0 +1,108 @@
+//! HTTP endpoints: [`app`] builds the router (tests drive it without a socket).
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/ingest`, `POST /api/v1/ingest` | agent batches (API key) |
+//! | `GET /v1/events`, `GET /v1/events/{id}` | stored events (token) |
+//! | `GET /v1/malformed`, `POST /v1/malformed/replay` | the quarantine (token) |
+//! | `GET /v1/exceptions` | exception groups (token) |
+//! | `GET /v1/traces/{trace_id}/spans` | waterfall rows of a trace (token) |
+//! | `GET /v1/pipeline` | the server's own batch traces (token) |
+//! | `GET /v1/stats` | the metrics snapshot (token) |
+//! | `GET /v1/feed` | the live WebSocket feed (token) |
+//! | `GET /metrics` | Prometheus exposition |
+//! | `GET /healthz`, `GET /readyz` | liveness, readiness |
+
+pub mod error;
+pub mod ingest;
+pub mod query;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// The router of the whole server.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/ingest", post(ingest::ingest))
+        .route("/api/v1/ingest", post(ingest::ingest))
+        .route("/v1/events", get(query::list_events))
+        .route("/v1/events/{id}", get(query::get_event))
+        .route("/v1/malformed", get(query::list_malformed))
+        .route("/v1/malformed/replay", post(query::replay_malformed))
+        .route("/v1/exceptions", get(query::exception_groups))
+        .route("/v1/traces/{trace_id}/spans", get(query::trace_spans))
+        .route("/v1/pipeline", get(query::pipeline_traces))
+        .route("/v1/stats", get(query::stats))
+        .route("/v1/feed", get(crate::feed::ws::upgrade))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.prometheus(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// Ready when the spool takes writes (not full, not shutting down) and the store answers.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let store = state.store.health().await;
+    let spool = state.spool.status();
+    let sink = state.metrics.gauges.sink.lock().clone();
+    let spool_full = spool.bytes_on_disk >= spool.quota_bytes;
+    let shutting_down = state.shutting_down.load(std::sync::atomic::Ordering::Relaxed);
+    let mut reasons = Vec::new();
+    if !store.reachable {
+        reasons.push(format!(
+            "store unreachable: {}",
+            store.error.clone().unwrap_or_default()
+        ));
+    }
+    if !sink.healthy && sink.errors > 0 {
+        reasons.push(format!(
+            "store writes failing: {}",
+            sink.last_error.clone().unwrap_or_default()
+        ));
+    }
+    if spool_full {
+        reasons.push("spool quota reached: ingest answers 503".into());
+    }
+    if shutting_down {
+        reasons.push("shutting down".into());
+    }
+    let ready = reasons.is_empty();
+    let body = json!({
+        "ready": ready,
+        "reasons": reasons,
+        "store": store,
+        "sink": sink,
+        "spool": {
+            "bytes_on_disk": spool.bytes_on_disk,
+            "quota_bytes": spool.quota_bytes,
+            "segments": spool.segments,
+            "last_lsn": spool.last_lsn,
+        },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,282 @@
+//! The query API (token required, JSON): stored events, the quarantine and its replay,
+//! exception groups, trace spans and pipeline traces, and `/v1/stats`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use baddybugs_common::timestamp::parse_timestamp_str;
+use baddybugs_common::check_event;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::accept::bearer;
+use crate::http::error::ApiError;
+use crate::record::{self, BatchMeta, Quarantined};
+use crate::sink::{EventFilter, MalformedFilter, SinkError, TraceFilter};
+use crate::state::AppState;
+
+/// Checks the feed/query token (`Authorization: Bearer` or `?token=`).
+pub fn require_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<(), ApiError> {
+    let given = bearer(headers).or_else(|| query.get("token").map(String::as_str));
+    match given {
+        Some(token) if constant_time_eq(token.as_bytes(), state.feed_token.as_bytes()) => Ok(()),
+        _ => Err(ApiError::BadToken),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn sink_error(err: SinkError) -> ApiError {
+    match err {
+        SinkError::BadQuery(message) => ApiError::BadRequest {
+            code: "bad_query",
+            message,
+        },
+        other => ApiError::Unavailable {
+            message: format!("the store cannot answer now: {other}"),
+            retry_after: std::time::Duration::from_secs(2),
+        },
+    }
+}
+
+fn bad(param: &str, problem: &str) -> ApiError {
+    ApiError::BadRequest {
+        code: "bad_parameter",
+        message: format!("query parameter `{param}` {problem}"),
+    }
+}
+
+fn time_param(query: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    query
+        .get(name)
+        .map(|v| {
+            parse_timestamp_str(v)
+                .ok_or_else(|| bad(name, "is not a date-time (RFC 3339, epoch seconds or milliseconds)"))
+        })
+        .transpose()
+}
+
+fn bool_param(query: &HashMap<String, String>, name: &str) -> Result<Option<bool>, ApiError> {
+    query
+        .get(name)
+        .map(|v| match v.as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(bad(name, "must be true or false")),
+        })
+        .transpose()
+}
+
+fn limit_param(query: &HashMap<String, String>) -> Result<Option<u32>, ApiError> {
+    query
+        .get("limit")
+        .map(|v| v.parse::<u32>().map_err(|_| bad("limit", "must be a positive integer")))
+        .transpose()
+}
+
+/// Builds an [`EventFilter`] from query parameters (shared with the feed's `query`).
+pub fn event_filter(query: &HashMap<String, String>) -> Result<EventFilter, ApiError> {
+    let s = |k: &str| query.get(k).filter(|v| !v.is_empty()).cloned();
+    Ok(EventFilter {
+        event_type: s("type"),
+        name: s("name"),
+        trace_id: s("trace_id"),
+        user_id: s("user_id"),
+        environment: s("environment"),
+        since_ms: time_param(query, "since")?,
+        until_ms: time_param(query, "until")?,
+        is_error: bool_param(query, "is_error")?,
+        limit: limit_param(query)?,
+        cursor: s("cursor"),
+    })
+}
+
+/// Builds a [`MalformedFilter`] from query parameters.
+pub fn malformed_filter(query: &HashMap<String, String>) -> Result<MalformedFilter, ApiError> {
+    let s = |k: &str| query.get(k).filter(|v| !v.is_empty()).cloned();
+    Ok(MalformedFilter {
+        event_type: s("type"),
+        reason: s("reason"),
+        application: s("application"),
+        since_ms: time_param(query, "since")?,
+        until_ms: time_param(query, "until")?,
+        limit: limit_param(query)?,
+    })
+}
+
+/// `GET /v1/events`
+pub async fn list_events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    require_token(&state, &headers, &query)?;
+    let page = state.store.query_events(event_filter(&query)?).await.map_err(sink_error)?;
+    Ok(Json(page).into_response())
+}
+
+/// `GET /v1/events/{id}`
+pub async fn get_event(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    require_token(&state, &headers, &query)?;
+    match state.store.get_event(id.clone()).await.map_err(sink_error)? {
+        Some(event) => Ok(Json(event).into_response()),
+        None => Err(ApiError::NotFound(format!("no stored event has id {id:?} (it may not be written yet: events reach the store within batch.flush_interval_ms)"))),
+    }
+}
+
+/// `GET /v1/malformed`
+pub async fn list_malformed(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    require_token(&state, &headers, &query)?;
+    let rows = state
+        .store
+        .query_malformed(malformed_filter(&query)?)
+        .await
+        .map_err(sink_error)?;
+    Ok(Json(json!({ "malformed": rows })).into_response())
+}
+
+/// Body of `POST /v1/malformed/replay`.
+#[derive(Debug, Deserialize)]
+pub struct ReplayRequest {
+    /// Quarantine ids.
+    pub ids: Vec<String>,
+}
+
+/// `POST /v1/malformed/replay`: re-checks quarantined events with the current catalog and
+/// ingests those that now pass (a new batch per organization/application).
+pub async fn replay_malformed(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    Json(request): Json<ReplayRequest>,
+) -> Result<Response, ApiError> {
+    require_token(&state, &headers, &query)?;
+    if request.ids.is_empty() || request.ids.len() > 10_000 {
+        return Err(bad("ids", "must list 1 to 10000 quarantine ids"));
+    }
+    let rows = state.store.get_malformed(request.ids.clone()).await.map_err(sink_error)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut replayed = Vec::new();
+    let mut still_rejected = Vec::new();
+    let mut by_app: HashMap<(String, String), Vec<(u32, Vec<u8>)>> = HashMap::new();
+    for row in &rows {
+        if row.truncated {
+            still_rejected.push(json!({"id": row.id, "reason": "only the first bytes were kept; cannot replay"}));
+            continue;
+        }
+        match check_event(&row.raw, now) {
+            Ok(_) => {
+                let list = by_app
+                    .entry((row.organization.clone(), row.application.clone()))
+                    .or_default();
+                list.push((list.len() as u32, row.raw.clone().into_bytes()));
+                replayed.push(row.id.clone());
+            }
+            Err(rejected) => still_rejected.push(json!({"id": row.id, "reasons": rejected.problems})),
+        }
+    }
+    for ((organization, application), events) in by_app {
+        let meta = BatchMeta {
+            batch_id: uuid::Uuid::now_v7().to_string(),
+            received_ms: now,
+            organization,
+            application,
+            remote_addr: None,
+            agent_version: Some("replay".into()),
+            bytes_compressed: 0,
+            bytes_inflated: events.iter().map(|(_, e)| e.len() as u64).sum(),
+            total_events: events.len() as u32,
+            duplicates: 0,
+            quarantined: Vec::<Quarantined>::new(),
+            stages: Vec::new(),
+        };
+        let refs: Vec<(u32, &[u8])> = events.iter().map(|(i, e)| (*i, e.as_slice())).collect();
+        let record = record::encode(&meta, &refs, &[]);
+        state.spool.append(vec![record]).await.map_err(|e| ApiError::Unavailable {
+            message: format!("the spool could not take the replay: {e}"),
+            retry_after: std::time::Duration::from_secs(5),
+        })?;
+    }
+    let missing: Vec<&String> = request
+        .ids
+        .iter()
+        .filter(|id| !rows.iter().any(|r| &r.id == *id))
+        .collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"replayed": replayed, "still_rejected": still_rejected, "not_found": missing})),
+    )
+        .into_response())
+}
+
+/// `GET /v1/exceptions`: exception groups.
+pub async fn exception_groups(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    require_token(&state, &headers, &query)?;
+    let groups = state
+        .store
+        .exception_groups(event_filter(&query)?)
+        .await
+        .map_err(sink_error)?;
+    Ok(Json(json!({ "groups": groups })).into_response())
+}
+
+/// `GET /v1/traces/{trace_id}/spans`: lifecycle and trace spans of one trace.
+pub async fn trace_spans(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(trace_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    require_token(&state, &headers, &query)?;
+    let spans = state.store.trace_spans(trace_id).await.map_err(sink_error)?;
+    Ok(Json(json!({ "spans": spans })).into_response())
+}
+
+/// `GET /v1/pipeline`: the server's own batch traces (`order=recent|slowest`, `failed=true`).
+pub async fn pipeline_traces(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    require_token(&state, &headers, &query)?;
+    let filter = TraceFilter {
+        order: query.get("order").cloned(),
+        failed_only: bool_param(&query, "failed")?,
+        limit: limit_param(&query)?,
+    };
+    let traces = state.store.query_traces(filter).await.map_err(sink_error)?;
+    Ok(Json(json!({ "traces": traces })).into_response())
+}
+
+/// `GET /v1/stats`: the same snapshot as the feed's `metrics` topic, counts exact.
+pub async fn stats(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    require_token(&state, &headers, &query)?;
+    Ok(Json(state.metrics.current()).into_response())
+}

@@ -1,0 +1,581 @@
+//! The metrics registry: counters, hdrhistogram latencies and gauges, fed by every stage.
+//!
+//! In: increments from the request path (atomics and one short lock per request), latencies in
+//! µs, gauges from the spool and the batcher. Out: a [`MetricsSnapshot`] (the feed's `metrics`
+//! topic and `/v1/stats`) built once a second by [`Metrics::tick`], and the Prometheus text
+//! exposition of `/metrics` ([`Metrics::prometheus`]).
+//!
+//! Metric names follow one rule: `baddybugs_ingest_<what>_<unit>[_total]`; labels are bounded
+//! (`type` is a catalog type or `unknown_type`/`invalid`, `reason` a reason code, `stage` a
+//! pipeline stage). docs/OPERATIONS.md lists each metric and what to do when it looks wrong.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use baddybugs_common::protocol::{
+    BufferStats, Bucket, FeedClientStats, Histo, MetricsSnapshot, ReasonSample, ReasonStats,
+    SinkStats, TypeStats,
+};
+use baddybugs_common::timestamp::format_millis;
+use baddybugs_common::{catalog, Problem, ReasonCode};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+
+/// Label used for types the catalog does not know.
+pub const UNKNOWN_TYPE: &str = "unknown_type";
+/// Label used for events whose type could not be read.
+pub const INVALID_TYPE: &str = "invalid";
+
+/// Counters of one type label.
+#[derive(Debug, Default)]
+pub struct TypeCounters {
+    received: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    duplicates: AtomicU64,
+    durations: Mutex<Option<Histogram<u64>>>,
+}
+
+/// Which latency histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latency {
+    /// Request receipt → 202.
+    Request,
+    /// One spool fdatasync.
+    Fsync,
+    /// One store write.
+    Insert,
+    /// 202 → stored.
+    EndToEnd,
+    /// Agent timestamp → stored.
+    EventAge,
+}
+
+impl Latency {
+    const ALL: [Latency; 5] = [
+        Latency::Request,
+        Latency::Fsync,
+        Latency::Insert,
+        Latency::EndToEnd,
+        Latency::EventAge,
+    ];
+    fn name(self) -> &'static str {
+        match self {
+            Latency::Request => "request",
+            Latency::Fsync => "fsync",
+            Latency::Insert => "insert",
+            Latency::EndToEnd => "end_to_end",
+            Latency::EventAge => "event_age",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Debug)]
+struct ReasonState {
+    count: u64,
+    last: Option<ReasonSample>,
+    history: VecDeque<u64>,
+    last_count: u64,
+}
+
+/// Gauges set by the spool, the batcher and the feed.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// Spool state.
+    pub buffers: Mutex<BufferStats>,
+    /// Store state.
+    pub sink: Mutex<SinkStats>,
+    /// Feed clients.
+    pub feed_clients: Mutex<Vec<FeedClientStats>>,
+}
+
+struct History {
+    /// Per label: received totals at each past tick, newest last (61 kept).
+    totals: HashMap<String, VecDeque<Option<u64>>>,
+}
+
+/// The registry. Cheap to share (`Arc<Metrics>`).
+pub struct Metrics {
+    started: Instant,
+    started_ms: i64,
+    instance_id: String,
+    types: HashMap<&'static str, Arc<TypeCounters>>,
+    reasons: Mutex<HashMap<ReasonCode, ReasonState>>,
+    histograms: [Mutex<Histogram<u64>>; 5],
+    batch_sizes: Mutex<Histogram<u64>>,
+    responses: Mutex<HashMap<u16, u64>>,
+    bytes_received: AtomicU64,
+    bytes_inflated: AtomicU64,
+    /// Gauges.
+    pub gauges: Gauges,
+    history: Mutex<History>,
+    last_snapshot: Mutex<Option<Arc<MetricsSnapshot>>>,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 µs .. 1 hour, 3 significant digits.
+    // Constant, valid bounds: this cannot fail.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+impl Metrics {
+    /// A fresh registry for one server instance.
+    pub fn new(instance_id: String) -> Metrics {
+        let mut types: HashMap<&'static str, Arc<TypeCounters>> = catalog::all()
+            .iter()
+            .map(|s| (s.name, Arc::new(TypeCounters::default())))
+            .collect();
+        types.insert(UNKNOWN_TYPE, Arc::default());
+        types.insert(INVALID_TYPE, Arc::default());
+        Metrics {
+            started: Instant::now(),
+            started_ms: chrono::Utc::now().timestamp_millis(),
+            instance_id,
+            types,
+            reasons: Mutex::new(HashMap::new()),
+            histograms: std::array::from_fn(|_| Mutex::new(new_histogram())),
+            batch_sizes: Mutex::new(new_histogram()),
+            responses: Mutex::new(HashMap::new()),
+            bytes_received: AtomicU64::new(0),
+            bytes_inflated: AtomicU64::new(0),
+            gauges: Gauges::default(),
+            history: Mutex::new(History {
+                totals: HashMap::new(),
+            }),
+            last_snapshot: Mutex::new(None),
+        }
+    }
+
+    /// The instance id.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// When this instance started, epoch ms.
+    pub fn started_ms(&self) -> i64 {
+        self.started_ms
+    }
+
+    /// The counters of a type label (catalog types; anything else is `unknown_type`).
+    pub fn type_counters(&self, event_type: Option<&str>) -> &TypeCounters {
+        let label = match event_type {
+            None => INVALID_TYPE,
+            Some(t) if self.types.contains_key(t) => t,
+            Some(_) => UNKNOWN_TYPE,
+        };
+        self.types
+            .get(label)
+            .or_else(|| self.types.get(UNKNOWN_TYPE))
+            .map(|a| a.as_ref())
+            .unwrap_or_else(|| unreachable!("unknown_type is always registered"))
+    }
+
+    /// Counts an accepted event (and its `duration_ms` for the per-type p99).
+    pub fn accepted(&self, event_type: &str, duration_ms: Option<f64>) {
+        let c = self.type_counters(Some(event_type));
+        c.received.fetch_add(1, Ordering::Relaxed);
+        c.accepted.fetch_add(1, Ordering::Relaxed);
+        if let Some(ms) = duration_ms.filter(|v| v.is_finite() && *v >= 0.0) {
+            let mut h = c.durations.lock();
+            let h = h.get_or_insert_with(new_histogram);
+            let _ = h.record(((ms * 1000.0) as u64).max(1));
+        }
+    }
+
+    /// Counts a duplicate.
+    pub fn duplicate(&self, event_type: &str) {
+        let c = self.type_counters(Some(event_type));
+        c.received.fetch_add(1, Ordering::Relaxed);
+        c.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a rejected event and its reasons.
+    pub fn rejected(&self, event_type: Option<&str>, problems: &[Problem]) {
+        let c = self.type_counters(event_type);
+        c.received.fetch_add(1, Ordering::Relaxed);
+        c.rejected.fetch_add(1, Ordering::Relaxed);
+        let at = format_millis(chrono::Utc::now().timestamp_millis());
+        let mut reasons = self.reasons.lock();
+        for problem in problems {
+            let state = reasons.entry(problem.code).or_insert_with(|| ReasonState {
+                count: 0,
+                last: None,
+                history: VecDeque::new(),
+                last_count: 0,
+            });
+            state.count += 1;
+            state.last = Some(ReasonSample {
+                event_type: event_type.map(str::to_owned),
+                path: problem.path.clone(),
+                message: problem.message.clone(),
+                at: at.clone(),
+            });
+        }
+    }
+
+    /// Records a latency in µs.
+    pub fn record_latency(&self, which: Latency, micros: u64) {
+        let _ = self.histograms[which.index()].lock().record(micros.max(1));
+    }
+
+    /// Records a request's event count.
+    pub fn record_batch_size(&self, events: usize) {
+        let _ = self.batch_sizes.lock().record((events as u64).max(1));
+    }
+
+    /// Counts a response status.
+    pub fn response(&self, status: u16) {
+        *self.responses.lock().entry(status).or_default() += 1;
+    }
+
+    /// Counts body bytes.
+    pub fn bytes(&self, compressed: usize, inflated: usize) {
+        self.bytes_received
+            .fetch_add(compressed as u64, Ordering::Relaxed);
+        self.bytes_inflated.fetch_add(inflated as u64, Ordering::Relaxed);
+    }
+
+    /// Builds a snapshot and advances the rate history; call once a second.
+    pub fn tick(&self) -> Arc<MetricsSnapshot> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut history = self.history.lock();
+        let mut types = Vec::new();
+        let mut totals = TypeStats {
+            event_type: "all".into(),
+            ..TypeStats::default()
+        };
+        let mut total_series: Vec<Option<u64>> = vec![None; 60];
+        let mut names: Vec<&&str> = self.types.keys().collect();
+        names.sort();
+        for name in names {
+            let c = &self.types[*name];
+            let received = c.received.load(Ordering::Relaxed);
+            let series = history.totals.entry((*name).to_owned()).or_default();
+            series.push_back(Some(received));
+            while series.len() > 61 {
+                series.pop_front();
+            }
+            let per_second: Vec<Option<u64>> = {
+                let mut v: Vec<Option<u64>> = series
+                    .iter()
+                    .zip(series.iter().skip(1))
+                    .map(|(a, b)| match (a, b) {
+                        (Some(a), Some(b)) => Some(b.saturating_sub(*a)),
+                        _ => None,
+                    })
+                    .collect();
+                while v.len() < 60 {
+                    v.insert(0, None);
+                }
+                v
+            };
+            let rate = |secs: usize| -> f64 {
+                let window: Vec<u64> = per_second.iter().rev().take(secs).flatten().copied().collect();
+                if window.is_empty() {
+                    0.0
+                } else {
+                    window.iter().sum::<u64>() as f64 / window.len() as f64
+                }
+            };
+            for (slot, value) in total_series.iter_mut().zip(per_second.iter()) {
+                if let Some(v) = value {
+                    *slot = Some(slot.unwrap_or(0) + v);
+                }
+            }
+            let stats = TypeStats {
+                event_type: (*name).to_owned(),
+                received,
+                accepted: c.accepted.load(Ordering::Relaxed),
+                rejected: c.rejected.load(Ordering::Relaxed),
+                duplicates: c.duplicates.load(Ordering::Relaxed),
+                rate_1s: rate(1),
+                rate_10s: rate(10),
+                rate_60s: rate(60),
+                history: per_second,
+                duration_p99_ms: c
+                    .durations
+                    .lock()
+                    .as_ref()
+                    .filter(|h| !h.is_empty())
+                    .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0),
+            };
+            totals.received += stats.received;
+            totals.accepted += stats.accepted;
+            totals.rejected += stats.rejected;
+            totals.duplicates += stats.duplicates;
+            totals.rate_1s += stats.rate_1s;
+            totals.rate_10s += stats.rate_10s;
+            totals.rate_60s += stats.rate_60s;
+            types.push(stats);
+        }
+        totals.history = total_series;
+        drop(history);
+
+        let mut reasons: Vec<ReasonStats> = {
+            let mut map = self.reasons.lock();
+            map.iter_mut()
+                .map(|(code, state)| {
+                    state.history.push_back(state.count - state.last_count);
+                    state.last_count = state.count;
+                    while state.history.len() > 60 {
+                        state.history.pop_front();
+                    }
+                    ReasonStats {
+                        code: code.as_str().to_owned(),
+                        count: state.count,
+                        rate_60s: state.history.iter().sum::<u64>() as f64
+                            / state.history.len().max(1) as f64,
+                        last: state.last.clone(),
+                    }
+                })
+                .collect()
+        };
+        reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(&b.code)));
+
+        let latencies = Latency::ALL
+            .iter()
+            .map(|l| histo(l.name(), "ms", &self.histograms[l.index()].lock(), 1000.0))
+            .collect();
+        let batch_sizes = histo("batch_events", "events", &self.batch_sizes.lock(), 1.0);
+        let mut responses: Vec<(u16, u64)> =
+            self.responses.lock().iter().map(|(k, v)| (*k, *v)).collect();
+        responses.sort();
+        let mut buffers = self.gauges.buffers.lock().clone();
+        buffers.rss_bytes = rss_bytes();
+        let snapshot = Arc::new(MetricsSnapshot {
+            at: format_millis(now_ms),
+            uptime_secs: self.started.elapsed().as_secs_f64(),
+            instance_id: self.instance_id.clone(),
+            totals,
+            types,
+            reasons,
+            latencies,
+            batch_sizes,
+            responses,
+            buffers,
+            sink: self.gauges.sink.lock().clone(),
+            feed_clients: self.gauges.feed_clients.lock().clone(),
+        });
+        *self.last_snapshot.lock() = Some(snapshot.clone());
+        snapshot
+    }
+
+    /// The last snapshot (building one if none was taken yet).
+    pub fn snapshot(&self) -> Arc<MetricsSnapshot> {
+        let last = self.last_snapshot.lock().clone();
+        last.unwrap_or_else(|| self.tick())
+    }
+
+    /// A fresh snapshot of the counters without advancing the rate history (for `/v1/stats`
+    /// right after a request: counts are exact, rates are those of the last tick).
+    pub fn current(&self) -> MetricsSnapshot {
+        let mut snap = (*self.snapshot()).clone();
+        let mut totals = (0, 0, 0, 0);
+        for stats in &mut snap.types {
+            let c = self.type_counters(Some(&stats.event_type));
+            let c = if stats.event_type == INVALID_TYPE {
+                self.type_counters(None)
+            } else {
+                c
+            };
+            stats.received = c.received.load(Ordering::Relaxed);
+            stats.accepted = c.accepted.load(Ordering::Relaxed);
+            stats.rejected = c.rejected.load(Ordering::Relaxed);
+            stats.duplicates = c.duplicates.load(Ordering::Relaxed);
+            totals.0 += stats.received;
+            totals.1 += stats.accepted;
+            totals.2 += stats.rejected;
+            totals.3 += stats.duplicates;
+        }
+        snap.totals.received = totals.0;
+        snap.totals.accepted = totals.1;
+        snap.totals.rejected = totals.2;
+        snap.totals.duplicates = totals.3;
+        let reasons = self.reasons.lock();
+        for r in &mut snap.reasons {
+            if let Some(state) = ReasonCode::parse(&r.code).and_then(|c| reasons.get(&c)) {
+                r.count = state.count;
+                r.last = state.last.clone();
+            }
+        }
+        for (code, state) in reasons.iter() {
+            if !snap.reasons.iter().any(|r| r.code == code.as_str()) {
+                snap.reasons.push(ReasonStats {
+                    code: code.as_str().to_owned(),
+                    count: state.count,
+                    rate_60s: 0.0,
+                    last: state.last.clone(),
+                });
+            }
+        }
+        snap.uptime_secs = self.started.elapsed().as_secs_f64();
+        snap.buffers = self.gauges.buffers.lock().clone();
+        snap.buffers.rss_bytes = rss_bytes();
+        snap.sink = self.gauges.sink.lock().clone();
+        snap.feed_clients = self.gauges.feed_clients.lock().clone();
+        snap
+    }
+
+    /// The Prometheus text exposition.
+    pub fn prometheus(&self) -> String {
+        let snap = self.current();
+        let mut out = String::with_capacity(16 << 10);
+        write_counter_family(&mut out, "baddybugs_ingest_events_received_total", "Events received, by type.", snap.types.iter().map(|t| (t.event_type.as_str(), t.received)));
+        write_counter_family(&mut out, "baddybugs_ingest_events_accepted_total", "Events accepted (durable in the spool), by type.", snap.types.iter().map(|t| (t.event_type.as_str(), t.accepted)));
+        write_counter_family(&mut out, "baddybugs_ingest_events_rejected_total", "Events rejected and quarantined, by type.", snap.types.iter().map(|t| (t.event_type.as_str(), t.rejected)));
+        write_counter_family(&mut out, "baddybugs_ingest_events_duplicate_total", "Agent retries recognised by event id, by type.", snap.types.iter().map(|t| (t.event_type.as_str(), t.duplicates)));
+        let _ = writeln!(out, "# HELP baddybugs_ingest_rejections_total Rejection reasons (an event can have several).\n# TYPE baddybugs_ingest_rejections_total counter");
+        for code in ReasonCode::ALL {
+            let count = snap.reasons.iter().find(|r| r.code == code.as_str()).map_or(0, |r| r.count);
+            let _ = writeln!(out, "baddybugs_ingest_rejections_total{{reason=\"{}\"}} {count}", code.as_str());
+        }
+        let _ = writeln!(out, "# HELP baddybugs_ingest_http_responses_total HTTP responses of the ingest endpoint, by status.\n# TYPE baddybugs_ingest_http_responses_total counter");
+        for (status, count) in &snap.responses {
+            let _ = writeln!(out, "baddybugs_ingest_http_responses_total{{status=\"{status}\"}} {count}");
+        }
+        let _ = writeln!(out, "# HELP baddybugs_ingest_body_bytes_total Request body bytes, as sent and inflated.\n# TYPE baddybugs_ingest_body_bytes_total counter");
+        let _ = writeln!(out, "baddybugs_ingest_body_bytes_total{{form=\"compressed\"}} {}", self.bytes_received.load(Ordering::Relaxed));
+        let _ = writeln!(out, "baddybugs_ingest_body_bytes_total{{form=\"inflated\"}} {}", self.bytes_inflated.load(Ordering::Relaxed));
+        for (latency, name, help) in [
+            (Latency::Request, "baddybugs_ingest_request_duration_seconds", "Receipt of a request to its 202."),
+            (Latency::Fsync, "baddybugs_ingest_spool_fsync_duration_seconds", "One spool fdatasync (shared by a group of requests)."),
+            (Latency::Insert, "baddybugs_ingest_sink_insert_duration_seconds", "One store write."),
+            (Latency::EndToEnd, "baddybugs_ingest_end_to_end_duration_seconds", "From the 202 to the event being stored."),
+            (Latency::EventAge, "baddybugs_ingest_event_age_seconds", "From the agent's timestamp to the event being stored."),
+        ] {
+            write_histogram(&mut out, name, help, &self.histograms[latency.index()].lock(), 1e-6);
+        }
+        write_histogram(&mut out, "baddybugs_ingest_batch_events", "Events per request.", &self.batch_sizes.lock(), 1.0);
+        let b = &snap.buffers;
+        for (name, help, value) in [
+            ("baddybugs_ingest_spool_bytes", "Spool bytes on disk.", b.spool_bytes as f64),
+            ("baddybugs_ingest_spool_quota_bytes", "Spool quota; past it ingest answers 503.", b.spool_quota_bytes as f64),
+            ("baddybugs_ingest_spool_segments", "Spool segment files.", b.spool_segments as f64),
+            ("baddybugs_ingest_spool_pending_records", "Spool records not yet stored.", b.pending_records as f64),
+            ("baddybugs_ingest_spool_oldest_pending_seconds", "Age of the oldest record not yet stored.", b.oldest_pending_secs.unwrap_or(0.0)),
+            ("baddybugs_ingest_memory_queued_bytes", "Bytes held in memory queues.", b.memory_bytes as f64),
+            ("baddybugs_ingest_sink_up", "1 when the last store write succeeded.", if snap.sink.healthy { 1.0 } else { 0.0 }),
+            ("baddybugs_ingest_sink_lag_events", "Events acknowledged but not yet stored.", snap.sink.lag_events as f64),
+            ("baddybugs_ingest_feed_clients", "Connected feed clients.", snap.feed_clients.len() as f64),
+            ("baddybugs_ingest_uptime_seconds", "Seconds since start.", snap.uptime_secs),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
+        for (name, help, value) in [
+            ("baddybugs_ingest_sink_errors_total", "Failed store writes.", snap.sink.errors),
+            ("baddybugs_ingest_sink_written_events_total", "Events written to the store.", snap.sink.written_events),
+            ("baddybugs_ingest_feed_dropped_messages_total", "Feed messages dropped for slow clients.", snap.feed_clients.iter().map(|c| c.dropped).sum()),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        }
+        out
+    }
+}
+
+fn write_counter_family<'a>(out: &mut String, name: &str, help: &str, values: impl Iterator<Item = (&'a str, u64)>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (label, value) in values {
+        let _ = writeln!(out, "{name}{{type=\"{label}\"}} {value}");
+    }
+}
+
+fn write_histogram(out: &mut String, name: &str, help: &str, h: &Histogram<u64>, scale: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut bound = 1u64;
+    let max = h.max().max(1);
+    while bound < max.saturating_mul(2) && bound < (1 << 40) {
+        let cumulative = h.count_between(0, bound);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", bound as f64 * scale);
+        bound *= 4;
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.len());
+    let sum: f64 = h.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum();
+    let _ = writeln!(out, "{name}_sum {}", sum * scale);
+    let _ = writeln!(out, "{name}_count {}", h.len());
+}
+
+/// Summarises a histogram; `divisor` turns stored units into the reported unit (µs → ms).
+fn histo(name: &str, unit: &str, h: &Histogram<u64>, divisor: f64) -> Histo {
+    if h.is_empty() {
+        return Histo {
+            name: name.into(),
+            unit: unit.into(),
+            ..Histo::default()
+        };
+    }
+    let q = |p: f64| h.value_at_quantile(p) as f64 / divisor;
+    let mut buckets = Vec::new();
+    let mut lower = 0u64;
+    let mut upper = 1u64;
+    while lower <= h.max() {
+        let count = h.count_between(lower.saturating_add(if lower == 0 { 0 } else { 1 }), upper);
+        buckets.push(Bucket {
+            le: upper as f64 / divisor,
+            count,
+        });
+        lower = upper;
+        upper = upper.saturating_mul(2);
+        if upper == lower {
+            break;
+        }
+    }
+    Histo {
+        name: name.into(),
+        unit: unit.into(),
+        count: h.len(),
+        min: h.min() as f64 / divisor,
+        p50: q(0.50),
+        p90: q(0.90),
+        p99: q(0.99),
+        p999: q(0.999),
+        max: h.max() as f64 / divisor,
+        buckets,
+    }
+}
+
+/// Resident set size of this process (Linux `/proc/self/statm`).
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_rates_and_reasons() {
+        let m = Metrics::new("i".into());
+        m.accepted("cache", Some(2.0));
+        m.accepted("my_custom", None);
+        m.duplicate("cache");
+        m.rejected(
+            Some("job"),
+            &[Problem::new(ReasonCode::MissingField, "/payload/status", "x", "absent")],
+        );
+        m.record_latency(Latency::Request, 1500);
+        let snap = m.tick();
+        let cache = snap.types.iter().find(|t| t.event_type == "cache").unwrap();
+        assert_eq!((cache.received, cache.accepted, cache.duplicates), (2, 1, 1));
+        assert_eq!(cache.duration_p99_ms, Some(2.0));
+        let unknown = snap.types.iter().find(|t| t.event_type == UNKNOWN_TYPE).unwrap();
+        assert_eq!(unknown.accepted, 1);
+        assert_eq!(snap.totals.received, 4);
+        assert_eq!(snap.reasons[0].code, "missing_field");
+        assert_eq!(snap.reasons[0].last.as_ref().unwrap().path, "/payload/status");
+        let request = &snap.latencies[0];
+        assert_eq!(request.count, 1);
+        assert!((request.p50 - 1.5).abs() < 0.01, "{}", request.p50);
+        assert_eq!(request.buckets.iter().map(|b| b.count).sum::<u64>(), 1);
+        let text = m.prometheus();
+        assert!(text.contains("baddybugs_ingest_events_accepted_total{type=\"cache\"} 1"));
+        assert!(text.contains("baddybugs_ingest_rejections_total{reason=\"missing_field\"} 1"));
+    }
+}

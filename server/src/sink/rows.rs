@@ -1,0 +1,198 @@
+//! The rows a batch writes, built from spool records.
+//!
+//! The spool keeps only what was sent plus the batch's metadata; every derived value (the
+//! denormalised columns, spans, exception occurrences) is recomputed here by the same
+//! `baddybugs_common::check_event` that accepted the event, so the sink and the ingest path can
+//! never disagree.
+
+use baddybugs_common::denorm::{Columns, ExceptionRow, SpanRow};
+use baddybugs_common::Problem;
+use serde::{Deserialize, Serialize};
+
+/// One row of `events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRow {
+    /// The event's id: the agent's `id`, or one the server assigned (deterministic per LSN).
+    pub event_id: String,
+    /// The spool record the event came from (the batch's LSN).
+    pub lsn: u64,
+    /// Index of the event in its request body.
+    pub index: u32,
+    /// The ingest batch (one per request).
+    pub batch_id: String,
+    /// The API key's organization.
+    pub organization: String,
+    /// The API key's application.
+    pub application: String,
+    /// `environment` / `env`.
+    pub environment: String,
+    /// `type`.
+    pub event_type: String,
+    /// `name`.
+    pub name: String,
+    /// Event time, epoch ms.
+    pub timestamp_ms: i64,
+    /// Where the time came from (`timestamp`, `datetime`, `received`).
+    pub timestamp_source: String,
+    /// When the server received it, epoch ms.
+    pub received_ms: i64,
+    /// `trace_id` (any string).
+    pub trace_id: String,
+    /// `session_id`.
+    pub session_id: Option<String>,
+    /// `release`.
+    pub release: Option<String>,
+    /// `host`.
+    pub host: Option<String>,
+    /// `deployment_hash`.
+    pub deployment_hash: Option<String>,
+    /// Whether the catalog knows the type.
+    pub known_type: bool,
+    /// The denormalised columns.
+    pub columns: Columns,
+    /// The payload exactly as sent.
+    pub data: String,
+    /// Every other top-level field, verbatim (a JSON object).
+    pub envelope: String,
+}
+
+/// One row of `lifecycle_spans`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanRowOut {
+    /// The event that carried the span.
+    pub event_id: String,
+    /// The trace.
+    pub trace_id: String,
+    /// Organization.
+    pub organization: String,
+    /// Application.
+    pub application: String,
+    /// The event's time, epoch ms.
+    pub timestamp_ms: i64,
+    /// The span itself.
+    pub span: SpanRow,
+}
+
+/// One row of `exceptions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExceptionOccurrence {
+    /// The event.
+    pub event_id: String,
+    /// The trace.
+    pub trace_id: String,
+    /// Organization.
+    pub organization: String,
+    /// Application.
+    pub application: String,
+    /// Environment.
+    pub environment: String,
+    /// The event's time, epoch ms.
+    pub timestamp_ms: i64,
+    /// The occurrence.
+    pub exception: ExceptionRow,
+}
+
+/// One row of `malformed_events` (the quarantine).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MalformedRow {
+    /// Quarantine id (deterministic: batch id + index).
+    pub id: String,
+    /// The spool record it came from.
+    pub lsn: u64,
+    /// When it was received, epoch ms.
+    pub received_ms: i64,
+    /// Organization of the key.
+    pub organization: String,
+    /// Application of the key.
+    pub application: String,
+    /// The batch.
+    pub batch_id: String,
+    /// Index in the body (`-1`/None for a whole-body rejection).
+    pub index: Option<u32>,
+    /// The event's `type` when readable.
+    pub event_type: Option<String>,
+    /// The event's `id` when readable.
+    pub event_id: Option<String>,
+    /// The reasons.
+    pub reasons: Vec<Problem>,
+    /// The original bytes (capped; see `raw_size`).
+    pub raw: Vec<u8>,
+    /// The original size in bytes.
+    pub raw_size: u64,
+    /// `X-Agent-Version`.
+    pub agent_version: Option<String>,
+    /// The client's address.
+    pub remote_addr: Option<String>,
+}
+
+/// One row of `ingest_traces`: the server's own waterfall for one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceRow {
+    /// The batch.
+    pub batch_id: String,
+    /// The spool record.
+    pub lsn: u64,
+    /// When the request arrived, epoch ms.
+    pub received_ms: i64,
+    /// Organization.
+    pub organization: String,
+    /// Application.
+    pub application: String,
+    /// Outcome (`accepted`, `partial`, `rejected`, `quarantined_body`).
+    pub outcome: String,
+    /// Total duration from receipt to the store, µs.
+    pub total_us: u64,
+    /// Stages, a JSON list of `{stage, start_us, duration_us}`.
+    pub stages: String,
+    /// Compressed body bytes.
+    pub bytes_compressed: u64,
+    /// Inflated body bytes.
+    pub bytes_inflated: u64,
+    /// Events in the body.
+    pub events: u32,
+    /// Accepted events.
+    pub accepted: u32,
+    /// Rejected events.
+    pub rejected: u32,
+    /// Duplicate events.
+    pub duplicates: u32,
+}
+
+/// Everything one write carries, for one contiguous LSN range.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SinkBatch {
+    /// First spool LSN covered.
+    pub first_lsn: u64,
+    /// Last spool LSN covered.
+    pub last_lsn: u64,
+    /// Which part of the range when the batcher had to split it to isolate rows the store
+    /// refused (`""` for the whole range, then `"0"`, `"1"`, `"01"` … by bisection path).
+    /// Deterministic, so a replay produces the same parts and the same dedup tokens.
+    pub part: String,
+    /// `events` rows.
+    pub events: Vec<EventRow>,
+    /// `lifecycle_spans` rows.
+    pub spans: Vec<SpanRowOut>,
+    /// `exceptions` rows.
+    pub exceptions: Vec<ExceptionOccurrence>,
+    /// `malformed_events` rows.
+    pub malformed: Vec<MalformedRow>,
+    /// `ingest_traces` rows.
+    pub traces: Vec<TraceRow>,
+}
+
+impl SinkBatch {
+    /// A deterministic insert deduplication token for this batch and table.
+    pub fn dedup_token(&self, table: &str) -> String {
+        format!("bb-{table}-{}-{}-{}", self.first_lsn, self.last_lsn, self.part)
+    }
+
+    /// Total rows of every table.
+    pub fn row_count(&self) -> usize {
+        self.events.len()
+            + self.spans.len()
+            + self.exceptions.len()
+            + self.malformed.len()
+            + self.traces.len()
+    }
+}

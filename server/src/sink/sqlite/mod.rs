@@ -1,0 +1,408 @@
+//! The embedded default store: SQLite (bundled) in one file of the data directory.
+//!
+//! In: [`SinkBatch`]es from the batcher, each written in one transaction, idempotently (see
+//! `write.rs`: by LSN range, by event id, by exception occurrence). Out: the query API's answers
+//! ([`EventPage`], [`StoredEvent`], …), read back byte-for-byte for `data` and `envelope`.
+//!
+//! SQLite calls block, so none runs on an async worker: writes go through one writer
+//! connection behind a mutex on tokio's blocking pool (the batcher writes one batch at a time,
+//! so the mutex is uncontended), reads through a small pool of read-only connections (two by
+//! default). The file is in WAL mode, so queries read a snapshot and never wait behind a long
+//! write, and a write never waits for readers. `synchronous=NORMAL`: a commit survives a crash
+//! of the process; on power loss the last commits may be lost (see [`SqliteOptions::full_sync`]).
+//!
+//! What can fail, as [`SinkError`]: busy or locked (another process holds the write lock past
+//! the busy timeout), read-only, I/O error, disk full, cannot open → `Retryable` (the batcher
+//! retries forever while the spool absorbs the load; after a read-only, I/O or open failure the
+//! writer connection is reopened on the next attempt, so a file made writable again recovers
+//! without a restart); a constraint or type failure (e.g. `data` that is not JSON) → `Rejected`,
+//! which makes the batcher bisect and quarantine the row; a bad cursor or filter → `BadQuery`;
+//! anything else → `Other`.
+//!
+//! Schema and migrations: `schema.rs`. Outages can be simulated with
+//! [`SqliteStore::set_read_only`] in-process, or from outside by holding the write lock from
+//! another connection (`BEGIN IMMEDIATE` in `sqlite3` or Python), which makes every write fail
+//! with `SQLITE_BUSY` after the busy timeout until that transaction ends.
+
+mod read;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, ErrorCode};
+use tokio::sync::Semaphore;
+
+use crate::sink::{
+    BoxFuture, EventFilter, EventPage, ExceptionGroup, MalformedFilter, SinkBatch, SinkError,
+    Store, StoreHealth, StoredEvent, StoredMalformed, TraceFilter,
+};
+use read::ReadError;
+use schema::MigrateError;
+
+/// Tuning of a [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// How long a statement waits for a lock held by another connection before failing with
+    /// `SQLITE_BUSY` (→ [`SinkError::Retryable`]).
+    pub busy_timeout: Duration,
+    /// Read connections (at least 1): how many queries run at once.
+    pub read_connections: usize,
+    /// `synchronous=FULL` instead of `NORMAL`: every commit is fsynced, so a write the batcher
+    /// checkpointed survives power loss too, at the cost of one fsync per batch.
+    pub full_sync: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            busy_timeout: Duration::from_secs(5),
+            read_connections: 2,
+            full_sync: false,
+        }
+    }
+}
+
+/// The SQLite store. Cheap to share (`Arc<dyn Store>`); all state is behind one `Arc`.
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    options: SqliteOptions,
+    /// `None` after a failure that calls for a fresh connection; reopened on the next write.
+    writer: Mutex<Option<Connection>>,
+    /// Idle read connections; `read_permits` bounds how many are in use.
+    readers: Mutex<Vec<Connection>>,
+    read_permits: Arc<Semaphore>,
+    /// Test switch: the writer runs with `PRAGMA query_only`, so writes fail as on a read-only
+    /// file.
+    read_only: AtomicBool,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent directory if needed) the database at `path` and brings
+    /// its schema up to date. Idempotent: opening an up-to-date file changes nothing.
+    pub fn open(path: &Path) -> Result<SqliteStore, SinkError> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// [`SqliteStore::open`] with explicit options.
+    pub fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore, SinkError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|err| {
+                SinkError::Retryable(format!("cannot create {}: {err}", dir.display()))
+            })?;
+        }
+        let readers = options.read_connections.max(1);
+        let inner = Inner {
+            path: path.to_owned(),
+            read_permits: Arc::new(Semaphore::new(readers)),
+            options,
+            writer: Mutex::new(None),
+            readers: Mutex::new(Vec::with_capacity(readers)),
+            read_only: AtomicBool::new(false),
+        };
+        let mut writer = inner.connect_writer().map_err(write_error)?;
+        schema::migrate(&mut writer).map_err(|err| match err {
+            MigrateError::Sqlite(err) => write_error(err),
+            too_new @ MigrateError::TooNew { .. } => {
+                SinkError::Other(format!("{}: {too_new}", path.display()))
+            }
+        })?;
+        writer
+            .execute_batch("PRAGMA optimize")
+            .map_err(write_error)?;
+        *inner.writer.lock() = Some(writer);
+        for _ in 0..readers {
+            let reader = inner.connect_reader().map_err(read_error_sqlite)?;
+            inner.readers.lock().push(reader);
+        }
+        tracing::info!(path = %path.display(), version = schema::SCHEMA_VERSION, "sqlite store open");
+        Ok(SqliteStore {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Makes every following write fail as on a read-only file (`SQLITE_READONLY`, classified
+    /// [`SinkError::Retryable`]) until called with `false`. The writer connection runs with
+    /// `PRAGMA query_only`, so it is SQLite itself that refuses. For outage tests; reads are
+    /// unaffected, and a batch already written still answers `Ok` (nothing to write).
+    pub fn set_read_only(&self, read_only: bool) {
+        self.inner.read_only.store(read_only, Ordering::SeqCst);
+    }
+
+    /// Runs `f` on a read connection, on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, SinkError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ReadError> + Send + 'static,
+    {
+        let permit = Arc::clone(&self.inner.read_permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| SinkError::Other("sqlite read pool closed".to_owned()))?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let idle = inner.readers.lock().pop();
+            let conn = match idle {
+                Some(conn) => conn,
+                // Lost to a panicking query earlier: open a replacement.
+                None => inner.connect_reader().map_err(read_error_sqlite)?,
+            };
+            let result = f(&conn);
+            inner.readers.lock().push(conn);
+            result.map_err(read_error)
+        })
+        .await
+        .map_err(|err| SinkError::Other(format!("sqlite query task failed: {err}")))?
+    }
+}
+
+impl Inner {
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open(&self.path)?;
+        conn.busy_timeout(self.options.busy_timeout)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+
+    fn connect_writer(&self) -> rusqlite::Result<Connection> {
+        let conn = self.connect()?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %self.path.display(), %mode, "sqlite could not switch to WAL; queries may wait behind writes");
+        }
+        let sync = if self.options.full_sync {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        // After a burst the WAL is truncated back to this size at checkpoints.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        Ok(conn)
+    }
+
+    fn connect_reader(&self) -> rusqlite::Result<Connection> {
+        let conn = self.connect()?;
+        conn.pragma_update(None, "query_only", true)?;
+        Ok(conn)
+    }
+
+    fn write_blocking(&self, batch: &SinkBatch) -> Result<write::Written, SinkError> {
+        let mut guard = self.writer.lock();
+        let conn = match &mut *guard {
+            Some(conn) => conn,
+            None => guard.insert(self.connect_writer().map_err(write_error)?),
+        };
+        let result = conn
+            .pragma_update(None, "query_only", self.read_only.load(Ordering::SeqCst))
+            .and_then(|()| write::write_batch(conn, batch));
+        result.map_err(|err| {
+            if needs_new_connection(&err) {
+                *guard = None;
+            }
+            write_error(err)
+        })
+    }
+}
+
+/// How a SQLite failure is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Retryable,
+    Rejected,
+    Other,
+}
+
+fn classify(err: &rusqlite::Error) -> Class {
+    use rusqlite::Error as E;
+    match err {
+        E::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::ReadOnly
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen
+            | ErrorCode::PermissionDenied
+            | ErrorCode::OutOfMemory
+            | ErrorCode::FileLockingProtocolFailed => Class::Retryable,
+            ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch | ErrorCode::TooBig => {
+                Class::Rejected
+            }
+            _ => Class::Other,
+        },
+        E::ToSqlConversionFailure(_)
+        | E::FromSqlConversionFailure(..)
+        | E::IntegralValueOutOfRange(..)
+        | E::InvalidColumnType(..)
+        | E::NulError(_) => Class::Rejected,
+        _ => Class::Other,
+    }
+}
+
+/// Failures after which the connection itself may be stale (the file was read-only or gone
+/// when it was opened): drop it so the next attempt opens a fresh one.
+fn needs_new_connection(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(
+            ErrorCode::ReadOnly
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::PermissionDenied
+        )
+    )
+}
+
+fn write_error(err: rusqlite::Error) -> SinkError {
+    let text = format!("sqlite: {err}");
+    match classify(&err) {
+        Class::Retryable => SinkError::Retryable(text),
+        Class::Rejected => SinkError::Rejected(text),
+        Class::Other => SinkError::Other(text),
+    }
+}
+
+/// On reads a value that does not convert is a stored-data problem, not a refusal: `Other`.
+fn read_error_sqlite(err: rusqlite::Error) -> SinkError {
+    let text = format!("sqlite: {err}");
+    match classify(&err) {
+        Class::Retryable => SinkError::Retryable(text),
+        Class::Rejected | Class::Other => SinkError::Other(text),
+    }
+}
+
+fn read_error(err: ReadError) -> SinkError {
+    match err {
+        ReadError::Sqlite(err) => read_error_sqlite(err),
+        ReadError::BadQuery(text) => SinkError::BadQuery(text),
+    }
+}
+
+impl Store for SqliteStore {
+    fn write(&self, batch: SinkBatch) -> BoxFuture<'_, Result<(), SinkError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let (first_lsn, last_lsn) = (batch.first_lsn, batch.last_lsn);
+            let written = tokio::task::spawn_blocking(move || inner.write_blocking(&batch))
+                .await
+                .map_err(|err| SinkError::Other(format!("sqlite write task failed: {err}")))??;
+            match written {
+                write::Written::AlreadyWritten => {
+                    tracing::debug!(first_lsn, last_lsn, "sqlite: range already written");
+                }
+                write::Written::Rows { events, duplicates } => {
+                    tracing::debug!(
+                        first_lsn,
+                        last_lsn,
+                        events,
+                        duplicates,
+                        "sqlite: batch written"
+                    );
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn query_events(&self, filter: EventFilter) -> BoxFuture<'_, Result<EventPage, SinkError>> {
+        Box::pin(self.read(move |conn| read::query_events(conn, &filter)))
+    }
+
+    fn get_event(&self, id: String) -> BoxFuture<'_, Result<Option<StoredEvent>, SinkError>> {
+        Box::pin(self.read(move |conn| read::get_event(conn, &id)))
+    }
+
+    fn query_malformed(
+        &self,
+        filter: MalformedFilter,
+    ) -> BoxFuture<'_, Result<Vec<StoredMalformed>, SinkError>> {
+        Box::pin(self.read(move |conn| read::query_malformed(conn, &filter)))
+    }
+
+    fn get_malformed(
+        &self,
+        ids: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<StoredMalformed>, SinkError>> {
+        Box::pin(self.read(move |conn| read::get_malformed(conn, &ids)))
+    }
+
+    fn exception_groups(
+        &self,
+        filter: EventFilter,
+    ) -> BoxFuture<'_, Result<Vec<ExceptionGroup>, SinkError>> {
+        Box::pin(self.read(move |conn| read::exception_groups(conn, &filter)))
+    }
+
+    fn trace_spans(
+        &self,
+        trace_id: String,
+    ) -> BoxFuture<'_, Result<Vec<serde_json::Value>, SinkError>> {
+        Box::pin(self.read(move |conn| read::trace_spans(conn, &trace_id)))
+    }
+
+    fn query_traces(
+        &self,
+        filter: TraceFilter,
+    ) -> BoxFuture<'_, Result<Vec<serde_json::Value>, SinkError>> {
+        Box::pin(self.read(move |conn| read::query_traces(conn, &filter)))
+    }
+
+    fn health(&self) -> BoxFuture<'_, StoreHealth> {
+        Box::pin(async move {
+            let path = self.inner.path.clone();
+            let read_only = self.inner.read_only.load(Ordering::SeqCst);
+            let checked = self
+                .read(move |conn| {
+                    conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+                    if read_only {
+                        return Ok(Some("store switched to read-only".to_owned()));
+                    }
+                    // Opening for append writes nothing but fails on a read-only file or mount.
+                    Ok(std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&path)
+                        .err()
+                        .map(|err| format!("{} is not writable: {err}", path.display())))
+                })
+                .await;
+            let (reachable, error) = match checked {
+                Ok(None) => (true, None),
+                Ok(Some(problem)) => (false, Some(problem)),
+                Err(err) => (false, Some(err.to_string())),
+            };
+            StoreHealth {
+                kind: "sqlite",
+                location: self.inner.path.display().to_string(),
+                reachable,
+                error,
+            }
+        })
+    }
+}

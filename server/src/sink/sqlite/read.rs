@@ -1,0 +1,375 @@
+//! The query side: filters → SQL over the read connections.
+//!
+//! Every query binds its values as parameters (no filter text is ever spliced into SQL) and is
+//! bounded by a page size. Events are paged by keyset on (timestamp_ms, event_id), which the
+//! `events_time` and `events_type_time` indexes serve in order, so a deep page costs what the
+//! first one does.
+
+use rusqlite::types::{Type, Value};
+use rusqlite::{Connection, OptionalExtension, Row};
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use baddybugs_common::timestamp::format_millis;
+
+use crate::sink::query::{decode_cursor, encode_cursor};
+use crate::sink::{
+    EventFilter, EventPage, ExceptionGroup, MalformedFilter, StoredEvent, StoredMalformed,
+    TraceFilter,
+};
+
+/// At most this many span rows are returned for one trace.
+const MAX_TRACE_SPANS: usize = 10_000;
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReadError {
+    /// SQLite failed (or a stored value did not read back).
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// The caller's filter or cursor is wrong.
+    #[error("{0}")]
+    BadQuery(String),
+}
+
+/// WHERE clauses and their parameters, in order (`?` placeholders).
+#[derive(Default)]
+struct Where {
+    clauses: Vec<&'static str>,
+    args: Vec<Value>,
+}
+
+impl Where {
+    fn add(&mut self, clause: &'static str, args: impl IntoIterator<Item = Value>) {
+        self.clauses.push(clause);
+        self.args.extend(args);
+    }
+
+    fn text(&mut self, clause: &'static str, value: &Option<String>) {
+        if let Some(v) = value {
+            self.add(clause, [Value::Text(v.clone())]);
+        }
+    }
+
+    fn int(&mut self, clause: &'static str, value: Option<i64>) {
+        if let Some(v) = value {
+            self.add(clause, [Value::Integer(v)]);
+        }
+    }
+
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+const EVENT_COLUMNS: &str = "event_id, type, name, timestamp_ms, timestamp_source, received_ms, \
+     trace_id, session_id, environment, release, host, deployment_hash, organization, \
+     application, batch_id, duration_ms, user_id, status_code, is_error, severity, request_id, \
+     job_id, data, envelope";
+
+/// Stored JSON text back to a raw value, byte-for-byte.
+fn raw_json(row: &Row<'_>, idx: usize) -> rusqlite::Result<Box<RawValue>> {
+    RawValue::from_string(row.get(idx)?)
+        .map_err(|err| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(err)))
+}
+
+/// One `events` row, with its timestamp for the cursor.
+fn event_row(row: &Row<'_>) -> rusqlite::Result<(i64, StoredEvent)> {
+    let timestamp_ms: i64 = row.get(3)?;
+    let received_ms: i64 = row.get(5)?;
+    Ok((
+        timestamp_ms,
+        StoredEvent {
+            id: row.get(0)?,
+            event_type: row.get(1)?,
+            name: row.get(2)?,
+            timestamp: format_millis(timestamp_ms),
+            timestamp_source: row.get(4)?,
+            received_at: format_millis(received_ms),
+            trace_id: row.get(6)?,
+            session_id: row.get(7)?,
+            environment: row.get(8)?,
+            release: row.get(9)?,
+            host: row.get(10)?,
+            deployment_hash: row.get(11)?,
+            organization: row.get(12)?,
+            application: row.get(13)?,
+            batch_id: row.get(14)?,
+            duration_ms: row.get(15)?,
+            user_id: row.get(16)?,
+            status_code: row.get(17)?,
+            is_error: row.get(18)?,
+            severity: row.get(19)?,
+            request_id: row.get(20)?,
+            job_id: row.get(21)?,
+            data: raw_json(row, 22)?,
+            envelope: raw_json(row, 23)?,
+        },
+    ))
+}
+
+/// Events matching `filter`, newest first (timestamp_ms DESC, event_id DESC).
+pub(super) fn query_events(
+    conn: &Connection,
+    filter: &EventFilter,
+) -> Result<EventPage, ReadError> {
+    let mut w = Where::default();
+    w.text("type = ?", &filter.event_type);
+    w.text("name = ?", &filter.name);
+    w.text("trace_id = ?", &filter.trace_id);
+    w.text("user_id = ?", &filter.user_id);
+    w.text("environment = ?", &filter.environment);
+    w.int("timestamp_ms >= ?", filter.since_ms);
+    w.int("timestamp_ms < ?", filter.until_ms);
+    w.int("is_error = ?", filter.is_error.map(i64::from));
+    if let Some(cursor) = &filter.cursor {
+        let (ts, id) = decode_cursor(cursor)
+            .ok_or_else(|| ReadError::BadQuery(format!("invalid cursor {cursor:?}")))?;
+        w.add(
+            "(timestamp_ms, event_id) < (?, ?)",
+            [Value::Integer(ts), Value::Text(id)],
+        );
+    }
+    let limit = filter.page_size();
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events{} ORDER BY timestamp_ms DESC, event_id DESC LIMIT {limit}",
+        w.sql()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(w.args), event_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let next_cursor = match rows.last() {
+        Some((ts, event)) if rows.len() == limit as usize => Some(encode_cursor(*ts, &event.id)),
+        _ => None,
+    };
+    Ok(EventPage {
+        events: rows.into_iter().map(|(_, event)| event).collect(),
+        next_cursor,
+    })
+}
+
+/// One event by id.
+pub(super) fn get_event(conn: &Connection, id: &str) -> Result<Option<StoredEvent>, ReadError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], event_row)
+        .optional()?
+        .map(|(_, event)| event))
+}
+
+const MALFORMED_COLUMNS: &str = "id, received_ms, organization, application, batch_id, idx, \
+     type, event_id, codes, reasons, raw, raw_size, agent_version, remote_addr";
+
+fn malformed_row(row: &Row<'_>) -> rusqlite::Result<StoredMalformed> {
+    let codes: String = row.get(8)?;
+    let reasons: String = row.get(9)?;
+    let raw: Vec<u8> = row.get(10)?;
+    let raw_size: u64 = row.get(11)?;
+    Ok(StoredMalformed {
+        id: row.get(0)?,
+        received_at: format_millis(row.get(1)?),
+        organization: row.get(2)?,
+        application: row.get(3)?,
+        batch_id: row.get(4)?,
+        index: row.get(5)?,
+        event_type: row.get(6)?,
+        event_id: row.get(7)?,
+        codes: codes
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        reasons: serde_json::from_str(&reasons).map_err(|err| {
+            rusqlite::Error::FromSqlConversionFailure(9, Type::Text, Box::new(err))
+        })?,
+        truncated: (raw.len() as u64) < raw_size,
+        raw: String::from_utf8_lossy(&raw).into_owned(),
+        raw_size,
+        agent_version: row.get(12)?,
+        remote_addr: row.get(13)?,
+    })
+}
+
+/// Quarantined events matching `filter`, newest first.
+pub(super) fn query_malformed(
+    conn: &Connection,
+    filter: &MalformedFilter,
+) -> Result<Vec<StoredMalformed>, ReadError> {
+    let mut w = Where::default();
+    w.text("type = ?", &filter.event_type);
+    w.text("application = ?", &filter.application);
+    w.int("received_ms >= ?", filter.since_ms);
+    w.int("received_ms < ?", filter.until_ms);
+    w.text(
+        "EXISTS (SELECT 1 FROM malformed_reasons r WHERE r.code = ? AND r.malformed_id = m.id)",
+        &filter.reason,
+    );
+    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+    let sql = format!(
+        "SELECT {MALFORMED_COLUMNS} FROM malformed_events m{} ORDER BY received_ms DESC, id DESC LIMIT {limit}",
+        w.sql()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(w.args), malformed_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Quarantined events by id, in the order asked; unknown ids are left out.
+pub(super) fn get_malformed(
+    conn: &Connection,
+    ids: &[String],
+) -> Result<Vec<StoredMalformed>, ReadError> {
+    let sql = format!("SELECT {MALFORMED_COLUMNS} FROM malformed_events WHERE id = ?1");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(row) = stmt.query_row([id], malformed_row).optional()? {
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+/// Exception groups, most recently seen first. The time filter keeps the groups whose
+/// [first_seen, last_seen] span overlaps [since_ms, until_ms); `limit` bounds the list. The
+/// other fields of the filter do not apply to groups and are ignored.
+pub(super) fn exception_groups(
+    conn: &Connection,
+    filter: &EventFilter,
+) -> Result<Vec<ExceptionGroup>, ReadError> {
+    let mut w = Where::default();
+    w.int("last_seen_ms >= ?", filter.since_ms);
+    w.int("first_seen_ms < ?", filter.until_ms);
+    let sql = format!(
+        "SELECT organization, application, fingerprint, exception_class, last_message,
+                first_seen_ms, last_seen_ms, occurrence_count
+           FROM exception_groups{}
+          ORDER BY last_seen_ms DESC, organization, application, fingerprint
+          LIMIT {}",
+        w.sql(),
+        filter.page_size()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(w.args), |row| {
+            Ok(ExceptionGroup {
+                organization: row.get(0)?,
+                application: row.get(1)?,
+                fingerprint: row.get(2)?,
+                exception_class: row.get(3)?,
+                last_message: row.get(4)?,
+                first_seen: format_millis(row.get(5)?),
+                last_seen: format_millis(row.get(6)?),
+                occurrence_count: row.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The span rows of one trace, in waterfall order (event time, kind, start offset).
+pub(super) fn trace_spans(
+    conn: &Connection,
+    trace_id: &str,
+) -> Result<Vec<serde_json::Value>, ReadError> {
+    if trace_id.is_empty() {
+        return Err(ReadError::BadQuery("trace_id is empty".to_owned()));
+    }
+    let sql = format!(
+        "SELECT kind, span_id, span_type, label, start_offset_ms, duration_ms, depth,
+                started_at_ms, sql, cache_key, http_url, http_method, http_status, job_class,
+                event_id, timestamp_ms
+           FROM lifecycle_spans
+          WHERE trace_id = ?1
+          ORDER BY timestamp_ms, kind, start_offset_ms, event_id, span_id
+          LIMIT {MAX_TRACE_SPANS}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map([trace_id], |row| {
+            Ok(json!({
+                "kind": row.get::<_, String>(0)?,
+                "span_id": row.get::<_, u32>(1)?,
+                "span_type": row.get::<_, String>(2)?,
+                "label": row.get::<_, String>(3)?,
+                "start_offset_ms": row.get::<_, f64>(4)?,
+                "duration_ms": row.get::<_, f64>(5)?,
+                "depth": row.get::<_, u8>(6)?,
+                "started_at_ms": row.get::<_, Option<i64>>(7)?,
+                "sql": row.get::<_, Option<String>>(8)?,
+                "cache_key": row.get::<_, Option<String>>(9)?,
+                "http_url": row.get::<_, Option<String>>(10)?,
+                "http_method": row.get::<_, Option<String>>(11)?,
+                "http_status": row.get::<_, Option<u16>>(12)?,
+                "job_class": row.get::<_, Option<String>>(13)?,
+                "event_id": row.get::<_, String>(14)?,
+                "timestamp": format_millis(row.get(15)?),
+            }))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Pipeline traces, newest or slowest first; `stages` comes back as JSON.
+pub(super) fn query_traces(
+    conn: &Connection,
+    filter: &TraceFilter,
+) -> Result<Vec<serde_json::Value>, ReadError> {
+    let order = match filter.order.as_deref() {
+        None | Some("recent") => "received_ms DESC, lsn DESC, batch_id",
+        Some("slowest") => "total_us DESC, received_ms DESC, batch_id",
+        Some(other) => {
+            return Err(ReadError::BadQuery(format!(
+                "order must be recent or slowest, not {other:?}"
+            )))
+        }
+    };
+    let only_failed = if filter.failed_only == Some(true) {
+        " WHERE outcome <> 'accepted'"
+    } else {
+        ""
+    };
+    let limit = filter.limit.unwrap_or(50).clamp(1, 500);
+    let sql = format!(
+        "SELECT batch_id, lsn, received_ms, organization, application, outcome, total_us, stages,
+                bytes_compressed, bytes_inflated, events, accepted, rejected, duplicates
+           FROM ingest_traces{only_failed}
+          ORDER BY {order}
+          LIMIT {limit}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map([], |row| {
+            let received_ms: i64 = row.get(2)?;
+            let stages: String = row.get(7)?;
+            Ok(json!({
+                "batch_id": row.get::<_, String>(0)?,
+                "lsn": row.get::<_, u64>(1)?,
+                "received_ms": received_ms,
+                "received_at": format_millis(received_ms),
+                "organization": row.get::<_, String>(3)?,
+                "application": row.get::<_, String>(4)?,
+                "outcome": row.get::<_, String>(5)?,
+                "total_us": row.get::<_, u64>(6)?,
+                // Written by the batcher as JSON; kept as text if it ever is not.
+                "stages": serde_json::from_str::<serde_json::Value>(&stages)
+                    .unwrap_or(serde_json::Value::String(stages)),
+                "bytes_compressed": row.get::<_, u64>(8)?,
+                "bytes_inflated": row.get::<_, u64>(9)?,
+                "events": row.get::<_, u32>(10)?,
+                "accepted": row.get::<_, u32>(11)?,
+                "rejected": row.get::<_, u32>(12)?,
+                "duplicates": row.get::<_, u32>(13)?,
+            }))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

@@ -1,0 +1,249 @@
+//! The SQLite schema, as numbered migrations recorded in `schema_migrations`.
+//!
+//! Each migration runs once, in its own `BEGIN IMMEDIATE` transaction, so two processes opening
+//! the same file at once cannot both apply it, and a crash mid-migration leaves the previous
+//! version intact. A file written by a newer server (an unknown version in `schema_migrations`)
+//! is refused rather than written with assumptions that may no longer hold.
+//!
+//! The tables mirror the ClickHouse ones (docs/SCHEMA.md). Two additions exist only here:
+//! `exception_groups`, which SQLite maintains with an UPSERT in the write transaction where
+//! ClickHouse uses an aggregating view, and `malformed_reasons`, one row per (code, quarantined
+//! row), so the `reason` filter is an index lookup.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+/// One schema change.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+/// Every migration, oldest first. Append only: a published migration is never edited.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial schema",
+    sql: V1,
+}];
+
+/// The newest schema version this build knows.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// `data` and `envelope` must be JSON: `get_event` hands them out as raw JSON without
+/// re-checking, so the store refuses (`SinkError::Rejected`) a row that would break that.
+const V1: &str = r#"
+CREATE TABLE events (
+    event_id         TEXT    NOT NULL UNIQUE,
+    lsn              INTEGER NOT NULL,
+    idx              INTEGER NOT NULL,
+    batch_id         TEXT    NOT NULL,
+    organization     TEXT    NOT NULL,
+    application      TEXT    NOT NULL,
+    environment      TEXT    NOT NULL,
+    type             TEXT    NOT NULL,
+    name             TEXT    NOT NULL,
+    timestamp_ms     INTEGER NOT NULL,
+    timestamp_source TEXT    NOT NULL,
+    received_ms      INTEGER NOT NULL,
+    trace_id         TEXT    NOT NULL,
+    session_id       TEXT,
+    release          TEXT,
+    host             TEXT,
+    deployment_hash  TEXT,
+    known_type       INTEGER NOT NULL,
+    duration_ms      REAL,
+    user_id          TEXT,
+    status_code      INTEGER,
+    is_error         INTEGER NOT NULL,
+    severity         TEXT,
+    request_id       TEXT,
+    job_id           TEXT,
+    data             TEXT    NOT NULL CHECK (json_valid(data)),
+    envelope         TEXT    NOT NULL CHECK (json_valid(envelope))
+);
+CREATE INDEX events_type_time ON events (type, timestamp_ms, event_id);
+CREATE INDEX events_time ON events (timestamp_ms, event_id);
+CREATE INDEX events_trace ON events (trace_id);
+CREATE INDEX events_user ON events (user_id);
+
+CREATE TABLE lifecycle_spans (
+    event_id        TEXT    NOT NULL,
+    trace_id        TEXT    NOT NULL,
+    organization    TEXT    NOT NULL,
+    application     TEXT    NOT NULL,
+    timestamp_ms    INTEGER NOT NULL,
+    kind            TEXT    NOT NULL,
+    span_id         INTEGER NOT NULL,
+    span_type       TEXT    NOT NULL,
+    label           TEXT    NOT NULL,
+    start_offset_ms REAL    NOT NULL,
+    duration_ms     REAL    NOT NULL,
+    depth           INTEGER NOT NULL,
+    started_at_ms   INTEGER,
+    sql             TEXT,
+    cache_key       TEXT,
+    http_url        TEXT,
+    http_method     TEXT,
+    http_status     INTEGER,
+    job_class       TEXT
+);
+CREATE INDEX lifecycle_spans_trace ON lifecycle_spans (trace_id, start_offset_ms);
+
+CREATE TABLE exceptions (
+    event_id        TEXT    NOT NULL UNIQUE,
+    trace_id        TEXT    NOT NULL,
+    organization    TEXT    NOT NULL,
+    application     TEXT    NOT NULL,
+    environment     TEXT    NOT NULL,
+    timestamp_ms    INTEGER NOT NULL,
+    exception_class TEXT    NOT NULL,
+    message         TEXT    NOT NULL,
+    file            TEXT    NOT NULL,
+    line            INTEGER NOT NULL,
+    code            TEXT,
+    fingerprint     TEXT    NOT NULL,
+    trace           TEXT    NOT NULL,
+    source_code     TEXT,
+    breadcrumbs     TEXT,
+    severity        TEXT    NOT NULL,
+    handled         INTEGER NOT NULL,
+    user_id         TEXT,
+    url             TEXT,
+    method          TEXT
+);
+CREATE INDEX exceptions_fingerprint ON exceptions (fingerprint, timestamp_ms);
+
+CREATE TABLE exception_groups (
+    organization     TEXT    NOT NULL,
+    application      TEXT    NOT NULL,
+    fingerprint      TEXT    NOT NULL,
+    exception_class  TEXT    NOT NULL,
+    first_seen_ms    INTEGER NOT NULL,
+    last_seen_ms     INTEGER NOT NULL,
+    occurrence_count INTEGER NOT NULL,
+    last_message     TEXT    NOT NULL,
+    PRIMARY KEY (organization, application, fingerprint)
+) WITHOUT ROWID;
+CREATE INDEX exception_groups_last_seen ON exception_groups (last_seen_ms);
+
+CREATE TABLE malformed_events (
+    id            TEXT    NOT NULL PRIMARY KEY,
+    lsn           INTEGER NOT NULL,
+    received_ms   INTEGER NOT NULL,
+    organization  TEXT    NOT NULL,
+    application   TEXT    NOT NULL,
+    batch_id      TEXT    NOT NULL,
+    idx           INTEGER,
+    type          TEXT,
+    event_id      TEXT,
+    codes         TEXT    NOT NULL,
+    reasons       TEXT    NOT NULL,
+    raw           BLOB    NOT NULL,
+    raw_size      INTEGER NOT NULL,
+    agent_version TEXT,
+    remote_addr   TEXT
+);
+CREATE INDEX malformed_events_received ON malformed_events (received_ms);
+
+CREATE TABLE malformed_reasons (
+    code         TEXT NOT NULL,
+    malformed_id TEXT NOT NULL,
+    PRIMARY KEY (code, malformed_id)
+) WITHOUT ROWID;
+
+CREATE TABLE ingest_traces (
+    batch_id         TEXT    NOT NULL,
+    lsn              INTEGER NOT NULL,
+    received_ms      INTEGER NOT NULL,
+    organization     TEXT    NOT NULL,
+    application      TEXT    NOT NULL,
+    outcome          TEXT    NOT NULL,
+    total_us         INTEGER NOT NULL,
+    stages           TEXT    NOT NULL,
+    bytes_compressed INTEGER NOT NULL,
+    bytes_inflated   INTEGER NOT NULL,
+    events           INTEGER NOT NULL,
+    accepted         INTEGER NOT NULL,
+    rejected         INTEGER NOT NULL,
+    duplicates       INTEGER NOT NULL,
+    PRIMARY KEY (lsn, batch_id)
+);
+CREATE INDEX ingest_traces_received ON ingest_traces (received_ms);
+CREATE INDEX ingest_traces_total ON ingest_traces (total_us);
+
+-- The last LSN written by a whole-range write (NULL before the first one).
+CREATE TABLE sink_state (
+    id         INTEGER PRIMARY KEY CHECK (id = 0),
+    last_lsn   INTEGER,
+    updated_ms INTEGER NOT NULL
+);
+INSERT INTO sink_state (id, last_lsn, updated_ms) VALUES (0, NULL, 0);
+
+-- Parts of a range the batcher split to isolate refused rows (SinkBatch::part), written so far.
+CREATE TABLE sink_parts (
+    first_lsn INTEGER NOT NULL,
+    last_lsn  INTEGER NOT NULL,
+    part      TEXT    NOT NULL,
+    PRIMARY KEY (first_lsn, last_lsn, part)
+) WITHOUT ROWID;
+"#;
+
+/// Brings the schema up to [`SCHEMA_VERSION`]; a no-op when it already is.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT    NOT NULL,
+             applied_ms INTEGER NOT NULL
+         )",
+    )?;
+    let newest: Option<i64> = conn
+        .query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .flatten();
+    if let Some(found) = newest.filter(|v| *v > SCHEMA_VERSION) {
+        return Err(MigrateError::TooNew { found });
+    }
+    for migration in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let applied: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+            [migration.version],
+            |r| r.get(0),
+        )?;
+        if !applied {
+            tx.execute_batch(migration.sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (?1, ?2, ?3)",
+                rusqlite::params![
+                    migration.version,
+                    migration.name,
+                    chrono::Utc::now().timestamp_millis()
+                ],
+            )?;
+            tracing::info!(
+                version = migration.version,
+                name = migration.name,
+                "sqlite migration applied"
+            );
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Why the schema could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum MigrateError {
+    /// SQLite failed.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file was written by a newer server.
+    #[error("schema version {found} is newer than this server's ({SCHEMA_VERSION})")]
+    TooNew {
+        /// The version found in `schema_migrations`.
+        found: i64,
+    },
+}

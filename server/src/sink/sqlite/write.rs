@@ -1,0 +1,355 @@
+//! One batch → one SQLite transaction.
+//!
+//! Idempotent at three levels, so a retry, a crash replay or an agent retry that reached the
+//! spool twice all store one copy:
+//! - by range: `sink_state.last_lsn` is the last LSN of the last whole-range write, and a
+//!   whole-range batch ending at or before it is skipped. The parts the batcher makes when it
+//!   bisects a refused range share that range, so each part is recorded in `sink_parts` instead
+//!   and skipped when seen again;
+//! - by event: `events.event_id` is unique; the spans of an event are written only when its row
+//!   was (so a duplicate event brings no duplicate spans);
+//! - by occurrence: `exceptions.event_id` is unique, and the group is bumped only when the
+//!   occurrence row was inserted, so `occurrence_count` counts each occurrence once.
+//!
+//! `ON CONFLICT (…) DO NOTHING` is used rather than `INSERT OR IGNORE`: it ignores only the
+//! uniqueness conflict it names, so a NOT NULL or CHECK failure still surfaces as an error
+//! (`SinkError::Rejected`) instead of silently dropping the row.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::sink::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, TraceRow};
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Written {
+    /// The range (or part) was written before: nothing changed.
+    AlreadyWritten,
+    /// Written; `duplicates` events were already stored and were skipped.
+    Rows {
+        /// Event rows inserted.
+        events: usize,
+        /// Event rows skipped because their id was stored.
+        duplicates: usize,
+    },
+}
+
+/// Writes `batch` in one `BEGIN IMMEDIATE` transaction (the write lock is taken up front, so a
+/// busy database fails at `BEGIN` after the busy timeout rather than halfway through).
+pub(super) fn write_batch(conn: &mut Connection, batch: &SinkBatch) -> rusqlite::Result<Written> {
+    let first = to_i64(batch.first_lsn)?;
+    let last = to_i64(batch.last_lsn)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let written_up_to: Option<i64> = tx
+        .query_row("SELECT last_lsn FROM sink_state WHERE id = 0", [], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .flatten();
+    if written_up_to.is_some_and(|w| last <= w) {
+        return Ok(Written::AlreadyWritten);
+    }
+    if !batch.part.is_empty() {
+        let seen: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sink_parts
+                             WHERE first_lsn = ?1 AND last_lsn = ?2 AND part = ?3)",
+            params![first, last, batch.part],
+            |r| r.get(0),
+        )?;
+        if seen {
+            return Ok(Written::AlreadyWritten);
+        }
+    }
+
+    let (events, duplicates) = insert_events(&tx, &batch.events, &batch.spans)?;
+    for occurrence in &batch.exceptions {
+        insert_exception(&tx, occurrence)?;
+    }
+    for row in &batch.malformed {
+        insert_malformed(&tx, row)?;
+    }
+    for row in &batch.traces {
+        insert_trace(&tx, row)?;
+    }
+
+    let now = chrono::Utc::now().timestamp_millis();
+    if batch.part.is_empty() {
+        tx.execute(
+            "UPDATE sink_state SET last_lsn = ?1, updated_ms = ?2 WHERE id = 0",
+            params![last, now],
+        )?;
+        // Parts of ranges now behind the mark are covered by it.
+        tx.execute("DELETE FROM sink_parts WHERE last_lsn <= ?1", [last])?;
+    } else {
+        tx.execute(
+            "INSERT INTO sink_parts (first_lsn, last_lsn, part) VALUES (?1, ?2, ?3)",
+            params![first, last, batch.part],
+        )?;
+    }
+    tx.commit()?;
+    Ok(Written::Rows { events, duplicates })
+}
+
+fn to_i64(value: u64) -> rusqlite::Result<i64> {
+    i64::try_from(value).map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))
+}
+
+/// Inserts the events, and the spans of each event actually inserted. Returns (inserted,
+/// duplicates).
+fn insert_events(
+    tx: &Transaction<'_>,
+    events: &[EventRow],
+    spans: &[SpanRowOut],
+) -> rusqlite::Result<(usize, usize)> {
+    let mut spans_of: HashMap<&str, Vec<&SpanRowOut>> = HashMap::new();
+    for span in spans {
+        spans_of.entry(&span.event_id).or_default().push(span);
+    }
+    let mut copies: HashMap<&str, usize> = HashMap::new();
+    for event in events {
+        *copies.entry(&event.event_id).or_default() += 1;
+    }
+
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (
+             event_id, lsn, idx, batch_id, organization, application, environment, type, name,
+             timestamp_ms, timestamp_source, received_ms, trace_id, session_id, release, host,
+             deployment_hash, known_type, duration_ms, user_id, status_code, is_error, severity,
+             request_id, job_id, data, envelope)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
+         ON CONFLICT (event_id) DO NOTHING",
+    )?;
+    let (mut inserted, mut duplicates) = (0, 0);
+    for e in events {
+        let c = &e.columns;
+        let changed = insert.execute(params![
+            e.event_id,
+            e.lsn,
+            e.index,
+            e.batch_id,
+            e.organization,
+            e.application,
+            e.environment,
+            e.event_type,
+            e.name,
+            e.timestamp_ms,
+            e.timestamp_source,
+            e.received_ms,
+            e.trace_id,
+            e.session_id,
+            e.release,
+            e.host,
+            e.deployment_hash,
+            e.known_type,
+            c.duration_ms,
+            c.user_id,
+            c.status_code,
+            c.is_error,
+            c.severity,
+            c.request_id,
+            c.job_id,
+            e.data,
+            e.envelope,
+        ])?;
+        if changed == 0 {
+            duplicates += 1;
+            continue;
+        }
+        inserted += 1;
+        let Some(mut own) = spans_of.remove(e.event_id.as_str()) else {
+            continue;
+        };
+        if copies[e.event_id.as_str()] > 1 {
+            // The same event twice in this batch (an agent retry): both copies' spans are
+            // under one id; keep one of each.
+            let mut seen = std::collections::HashSet::new();
+            own.retain(|s| seen.insert((s.span.kind.as_str(), s.span.span_id)));
+        }
+        for span in own {
+            insert_span(tx, span)?;
+        }
+    }
+    // Spans whose event is not in this batch (not built by the batcher, but accepted).
+    for span in spans_of.into_values().flatten() {
+        if !copies.contains_key(span.event_id.as_str()) {
+            insert_span(tx, span)?;
+        }
+    }
+    Ok((inserted, duplicates))
+}
+
+fn insert_span(tx: &Transaction<'_>, row: &SpanRowOut) -> rusqlite::Result<()> {
+    let s = &row.span;
+    tx.prepare_cached(
+        "INSERT INTO lifecycle_spans (
+             event_id, trace_id, organization, application, timestamp_ms, kind, span_id,
+             span_type, label, start_offset_ms, duration_ms, depth, started_at_ms, sql,
+             cache_key, http_url, http_method, http_status, job_class)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                 ?19)",
+    )?
+    .execute(params![
+        row.event_id,
+        row.trace_id,
+        row.organization,
+        row.application,
+        row.timestamp_ms,
+        s.kind.as_str(),
+        s.span_id,
+        s.span_type,
+        s.label,
+        s.start_offset_ms,
+        s.duration_ms,
+        s.depth,
+        s.started_at_ms,
+        s.sql,
+        s.cache_key,
+        s.http_url,
+        s.http_method,
+        s.http_status,
+        s.job_class,
+    ])?;
+    Ok(())
+}
+
+/// Inserts an occurrence and, only if it was new, folds it into its group.
+fn insert_exception(tx: &Transaction<'_>, o: &ExceptionOccurrence) -> rusqlite::Result<()> {
+    let x = &o.exception;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO exceptions (
+                 event_id, trace_id, organization, application, environment, timestamp_ms,
+                 exception_class, message, file, line, code, fingerprint, trace, source_code,
+                 breadcrumbs, severity, handled, user_id, url, method)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18, ?19, ?20)
+             ON CONFLICT (event_id) DO NOTHING",
+        )?
+        .execute(params![
+            o.event_id,
+            o.trace_id,
+            o.organization,
+            o.application,
+            o.environment,
+            o.timestamp_ms,
+            x.exception_class,
+            x.message,
+            x.file,
+            x.line,
+            x.code,
+            x.fingerprint,
+            x.trace,
+            x.source_code,
+            x.breadcrumbs,
+            x.severity,
+            x.handled,
+            x.user_id,
+            x.url,
+            x.method,
+        ])?;
+    if inserted == 0 {
+        return Ok(());
+    }
+    // In an UPDATE every right-hand side reads the row as it was, so the CASEs compare the
+    // occurrence with the old last_seen_ms. Ties go to the occurrence written last.
+    tx.prepare_cached(
+        "INSERT INTO exception_groups (
+             organization, application, fingerprint, exception_class, first_seen_ms,
+             last_seen_ms, occurrence_count, last_message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6)
+         ON CONFLICT (organization, application, fingerprint) DO UPDATE SET
+             first_seen_ms = min(first_seen_ms, excluded.first_seen_ms),
+             last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
+             occurrence_count = occurrence_count + 1,
+             last_message = CASE WHEN excluded.last_seen_ms >= last_seen_ms
+                                 THEN excluded.last_message ELSE last_message END,
+             exception_class = CASE WHEN excluded.last_seen_ms >= last_seen_ms
+                                    THEN excluded.exception_class ELSE exception_class END",
+    )?
+    .execute(params![
+        o.organization,
+        o.application,
+        x.fingerprint,
+        x.exception_class,
+        o.timestamp_ms,
+        x.message,
+    ])?;
+    Ok(())
+}
+
+fn insert_malformed(tx: &Transaction<'_>, m: &MalformedRow) -> rusqlite::Result<()> {
+    let mut codes: Vec<&str> = Vec::new();
+    for problem in &m.reasons {
+        let code = problem.code.as_str();
+        if !codes.contains(&code) {
+            codes.push(code);
+        }
+    }
+    let reasons = serde_json::to_string(&m.reasons)
+        .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO malformed_events (
+                 id, lsn, received_ms, organization, application, batch_id, idx, type, event_id,
+                 codes, reasons, raw, raw_size, agent_version, remote_addr)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+             ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![
+            m.id,
+            m.lsn,
+            m.received_ms,
+            m.organization,
+            m.application,
+            m.batch_id,
+            m.index,
+            m.event_type,
+            m.event_id,
+            codes.join(","),
+            reasons,
+            m.raw,
+            m.raw_size,
+            m.agent_version,
+            m.remote_addr,
+        ])?;
+    if inserted == 0 {
+        return Ok(());
+    }
+    let mut reason = tx.prepare_cached(
+        "INSERT INTO malformed_reasons (code, malformed_id) VALUES (?1, ?2)
+         ON CONFLICT DO NOTHING",
+    )?;
+    for code in codes {
+        reason.execute(params![code, m.id])?;
+    }
+    Ok(())
+}
+
+fn insert_trace(tx: &Transaction<'_>, t: &TraceRow) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO ingest_traces (
+             batch_id, lsn, received_ms, organization, application, outcome, total_us, stages,
+             bytes_compressed, bytes_inflated, events, accepted, rejected, duplicates)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT (lsn, batch_id) DO NOTHING",
+    )?
+    .execute(params![
+        t.batch_id,
+        t.lsn,
+        t.received_ms,
+        t.organization,
+        t.application,
+        t.outcome,
+        t.total_us,
+        t.stages,
+        t.bytes_compressed,
+        t.bytes_inflated,
+        t.events,
+        t.accepted,
+        t.rejected,
+        t.duplicates,
+    ])?;
+    Ok(())
+}

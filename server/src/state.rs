@@ -1,0 +1,34 @@
+//! What every handler shares.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::accept::KeyRing;
+use crate::config::Config;
+use crate::enrich::DedupWindow;
+use crate::feed::FeedHub;
+use crate::metrics::Metrics;
+use crate::sink::Store;
+use crate::spool::Spool;
+
+/// The server's shared state.
+pub struct AppState {
+    /// Effective configuration.
+    pub config: Arc<Config>,
+    /// API keys.
+    pub keys: KeyRing,
+    /// Token of the feed and the query API.
+    pub feed_token: String,
+    /// The durable spool.
+    pub spool: Spool,
+    /// The store (queries; the batcher writes).
+    pub store: Arc<dyn Store>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Recently accepted ids.
+    pub dedup: DedupWindow,
+    /// Live feed.
+    pub feed: Arc<FeedHub>,
+    /// Set when shutdown starts: ingest answers 503.
+    pub shutting_down: AtomicBool,
+}

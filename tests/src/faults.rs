@@ -1,0 +1,43 @@
+//! Real faults for the drills: the kernel refusing writes to the embedded store's files.
+//!
+//! `chattr +i` (the ext4/xfs immutable attribute) makes every write to the SQLite database, its
+//! WAL and its directory fail with EPERM, even through file descriptors the server already has
+//! open — as root, plain permissions would not stop the server. The spool lives in a
+//! subdirectory and keeps working, which is exactly a store outage.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+fn store_files(data_dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = ["store.sqlite", "store.sqlite-wal", "store.sqlite-shm"]
+        .iter()
+        .map(|f| data_dir.join(f))
+        .filter(|p| p.exists())
+        .collect();
+    files.push(data_dir.to_path_buf());
+    files
+}
+
+fn chattr(flag: &str, paths: &[PathBuf]) -> anyhow::Result<()> {
+    let status = Command::new("chattr")
+        .arg(flag)
+        .args(paths)
+        .status()
+        .context("cannot run chattr (e2fsprogs)")?;
+    if !status.success() {
+        bail!("chattr {flag} failed on {paths:?} (needs root and an ext4/xfs filesystem)");
+    }
+    Ok(())
+}
+
+/// Makes the embedded store's files immutable: every store write fails from now on.
+pub fn break_store(data_dir: &Path) -> anyhow::Result<()> {
+    chattr("+i", &store_files(data_dir))
+}
+
+/// Undoes [`break_store`].
+pub fn repair_store(data_dir: &Path) -> anyhow::Result<()> {
+    chattr("-i", &store_files(data_dir))
+}

@@ -1,0 +1,315 @@
+//! Starts the real `baddybugs-ingest` binary on port 0 with a fresh data directory, and posts
+//! to it the way the real agent does (gzip level 6, Bearer key, HMAC signature).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The API key tests use.
+pub const API_KEY: &str = "test-key";
+/// Its signing secret.
+pub const SECRET: &str = "test-secret";
+/// The feed / query token tests use.
+pub const FEED_TOKEN: &str = "test-token";
+
+/// Path of a workspace binary, building the binaries once per test process.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let status = Command::new(cargo)
+                .current_dir(&root)
+                .args(["build", "--bins", "-p", "baddybugs-ingest", "-p", "baddybugs-console", "-p", "baddybugs-fixtures"])
+                .status()
+                .map_err(|e| format!("cannot run cargo build: {e}"))?;
+            if !status.success() {
+                return Err("cargo build of the binaries failed".into());
+            }
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| root.join("target"));
+            Ok(target.join("debug"))
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"));
+    dir.join(name)
+}
+
+/// Options of a test server.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Extra command-line arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Run without the test key and token (development credentials).
+    pub no_credentials: bool,
+}
+
+/// A running server process.
+pub struct TestServer {
+    child: Option<Child>,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The data directory (kept across restarts).
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    options: ServerOptions,
+    /// What the server printed on stdout before it was ready.
+    pub banner: String,
+}
+
+impl TestServer {
+    /// Starts a server with the test key, secret and token.
+    pub fn start() -> anyhow::Result<TestServer> {
+        Self::start_with(ServerOptions::default())
+    }
+
+    /// Starts a server with options, in a fresh temporary data directory.
+    pub fn start_with(options: ServerOptions) -> anyhow::Result<TestServer> {
+        let temp = tempfile::tempdir()?;
+        let data_dir = temp.path().join("data");
+        let mut server = TestServer {
+            child: None,
+            addr: String::new(),
+            data_dir,
+            _temp: Some(temp),
+            options,
+            banner: String::new(),
+        };
+        server.spawn("127.0.0.1:0")?;
+        Ok(server)
+    }
+
+    fn spawn(&mut self, listen: &str) -> anyhow::Result<()> {
+        let mut cmd = Command::new(binary("baddybugs-ingest"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(listen)
+            .arg("--data-dir")
+            .arg(&self.data_dir);
+        if !self.options.no_credentials {
+            cmd.arg("--api-key")
+                .arg(format!("{API_KEY}:{SECRET}"))
+                .arg("--feed-token")
+                .arg(FEED_TOKEN);
+        }
+        cmd.args(&self.options.args)
+            .env("BADDYBUGS_LOG", "warn")
+            .env_remove("BADDYBUGS_API_KEYS")
+            .env_remove("BADDYBUGS_FEED_TOKEN")
+            .env_remove("BADDYBUGS_CLICKHOUSE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in &self.options.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().context("cannot start baddybugs-ingest")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut banner = String::new();
+            let mut sent = false;
+            while let Some(Ok(line)) = lines.next() {
+                if !sent {
+                    banner.push_str(&line);
+                    banner.push('\n');
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                        // Let the rest of the banner arrive (it is printed at once).
+                        std::thread::sleep(Duration::from_millis(0));
+                        let _ = tx.send((addr, banner.clone()));
+                        sent = true;
+                    }
+                } else if line.is_empty() {
+                    continue;
+                }
+            }
+            if !sent {
+                let _ = tx.send((String::new(), banner));
+            }
+        });
+        let (addr, banner) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .context("the server did not say it was listening within 60 s")?;
+        if addr.is_empty() {
+            let status = child.wait()?;
+            bail!("the server exited before listening ({status}); it printed:\n{banner}");
+        }
+        self.addr = addr;
+        self.banner = banner;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// `http://addr<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `ws://addr/v1/feed`.
+    pub fn feed_url(&self) -> String {
+        format!("ws://{}/v1/feed", self.addr)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the process with SIGKILL (a crash).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> anyhow::Result<bool> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(false);
+        };
+        // The process may already be exiting after an earlier signal: a failed kill is fine.
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.success());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("the server did not stop within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same address and data directory.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        let addr = self.addr.clone();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.spawn(&addr) {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Gzip at level 6, as the agent does.
+pub fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    enc.write_all(body).expect("in-memory write");
+    enc.finish().expect("in-memory write")
+}
+
+/// The agent's signature: hex HMAC-SHA256 over `"<timestamp>.<body>"`.
+pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Builds `{"events":[…]}` from raw event texts, byte-for-byte.
+pub fn batch_body(events: &[&str]) -> String {
+    format!("{{\"events\":[{}]}}", events.join(","))
+}
+
+/// Posts a JSON body exactly as the agent does: gzip, Bearer key, signature, agent headers.
+pub async fn post_as_agent(client: &reqwest::Client, server: &TestServer, body: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    let signature = sign(SECRET, &timestamp, body.as_bytes());
+    let response = client
+        .post(server.url("/v1/ingest"))
+        .header("Authorization", format!("Bearer {API_KEY}"))
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .header("X-Agent-Version", "1.0.0")
+        .header("X-BaddyBugs-Internal", "true")
+        .header("X-Timestamp", &timestamp)
+        .header("X-Signature", signature)
+        .body(gzip(body.as_bytes()))
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    Ok((status, json))
+}
+
+/// GET with the feed token; returns status and JSON.
+pub async fn get_json(client: &reqwest::Client, server: &TestServer, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+    let response = client
+        .get(server.url(path))
+        .header("Authorization", format!("Bearer {FEED_TOKEN}"))
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))))
+}
+
+/// Polls `condition` every 50 ms until it returns `Some`, or fails after `timeout`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut condition: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = condition().await {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Counts stored events matching a query string (follows cursors).
+pub async fn count_events(client: &reqwest::Client, server: &TestServer, query: &str) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/events?limit=1000&{query}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (status, page) = get_json(client, server, &path).await?;
+        if status != 200 {
+            bail!("GET {path} answered {status}: {page}");
+        }
+        for event in page["events"].as_array().cloned().unwrap_or_default() {
+            ids.push(event["id"].as_str().unwrap_or_default().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return Ok(ids),
+        }
+    }
+}

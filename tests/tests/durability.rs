@@ -1,0 +1,150 @@
+//! Durability drills against the real binary: `kill -9` under load, a store outage with the
+//! spool absorbing the load up to its quota (then 503 + Retry-After), and recovery — every
+//! acknowledged event stored exactly once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baddybugs_tests::server::{batch_body, count_events, get_json, wait_for, ServerOptions, TestServer, API_KEY};
+use tokio::sync::Mutex;
+
+/// Posts batches until `stop` is set; returns the ids of every event that got a 202.
+async fn load(
+    client: reqwest::Client,
+    url: String,
+    trace: &'static str,
+    worker: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    acked: Arc<Mutex<Vec<String>>>,
+    statuses: Arc<Mutex<HashMap<u16, u64>>>,
+) {
+    let mut batch = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let ids: Vec<String> = (0..20)
+            .map(|i| format!("{worker:02x}{batch:06x}-0000-4000-8000-{i:012}"))
+            .collect();
+        let events: Vec<String> = ids
+            .iter()
+            .map(|id| format!(r#"{{"id":"{id}","trace_id":"{trace}","env":"production","type":"cache","name":"k:{id}","payload":{{"action":"miss","store":"redis","tags":[]}},"timestamp":1749567234.25}}"#))
+            .collect();
+        let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+        batch += 1;
+        let response = client
+            .post(&url)
+            .header("Authorization", format!("Bearer {API_KEY}"))
+            .timeout(Duration::from_secs(10))
+            .body(batch_body(&refs))
+            .send()
+            .await;
+        match response {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                *statuses.lock().await.entry(status).or_default() += 1;
+                if status == 202 {
+                    acked.lock().await.extend(ids);
+                } else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+async fn assert_stored_exactly_once(client: &reqwest::Client, server: &TestServer, trace: &str, acked: &[String]) -> anyhow::Result<()> {
+    let wanted: HashSet<&String> = acked.iter().collect();
+    assert_eq!(wanted.len(), acked.len(), "the loader never reuses ids");
+    let stored = wait_for(Duration::from_secs(60), "every acknowledged event stored", || async {
+        let ids = count_events(client, server, &format!("trace_id={trace}")).await.ok()?;
+        let present: HashSet<&String> = ids.iter().collect();
+        wanted.iter().all(|id| present.contains(*id)).then_some(ids)
+    })
+    .await?;
+    let mut seen = HashSet::new();
+    let doubled: Vec<&String> = stored.iter().filter(|id| !seen.insert(*id)).collect();
+    assert!(doubled.is_empty(), "events stored twice: {doubled:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn kill_9_under_load_loses_no_acknowledged_event() -> anyhow::Result<()> {
+    let mut server = TestServer::start()?;
+    let client = reqwest::Client::new();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let statuses = Arc::new(Mutex::new(HashMap::new()));
+    let workers: Vec<_> = (0..4)
+        .map(|w| tokio::spawn(load(client.clone(), server.url("/v1/ingest"), "t-crash", w, stop.clone(), acked.clone(), statuses.clone())))
+        .collect();
+    // Crash once enough has been acknowledged, while requests are in flight.
+    wait_for(Duration::from_secs(30), "load acknowledged", || async {
+        (acked.lock().await.len() >= 2_000).then_some(())
+    })
+    .await?;
+    server.kill9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.await?;
+    }
+    server.restart()?;
+    let acked = acked.lock().await.clone();
+    assert!(acked.len() >= 2_000);
+    assert_stored_exactly_once(&client, &server, "t-crash", &acked).await
+}
+
+#[tokio::test]
+async fn store_outage_spool_absorbs_then_503_then_recovers() -> anyhow::Result<()> {
+    // A small spool quota so the drill reaches it quickly.
+    let dir = std::env::temp_dir().join(format!("bb-outage-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("outage.toml");
+    std::fs::write(&config, "[spool]\nsegment_bytes = 65536\nquota_bytes = 1048576\n[batch]\nflush_interval_ms = 100\nretry_max_ms = 500\n")?;
+    let mut server = TestServer::start_with(ServerOptions {
+        args: vec!["--config".into(), config.display().to_string()],
+        ..Default::default()
+    })?;
+    let client = reqwest::Client::new();
+
+    // Make the embedded store fail.
+    baddybugs_tests::faults::break_store(&server.data_dir)?;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let statuses = Arc::new(Mutex::new(HashMap::new()));
+    let worker = tokio::spawn(load(client.clone(), server.url("/v1/ingest"), "t-outage", 1, stop.clone(), acked.clone(), statuses.clone()));
+    // 202s continue while the store is down, /readyz says why, then the quota gives 503.
+    let started = Instant::now();
+    wait_for(Duration::from_secs(60), "503 once the spool quota is reached", || async {
+        (statuses.lock().await.get(&503).copied().unwrap_or(0) > 0).then_some(())
+    })
+    .await?;
+    assert!(statuses.lock().await.get(&202).copied().unwrap_or(0) > 0, "202s while the store was down");
+    let (status, ready) = get_json(&client, &server, "/readyz").await?;
+    assert_eq!(status, 503, "{ready}");
+    let reasons = ready["reasons"].to_string();
+    assert!(reasons.contains("store") && reasons.contains("spool quota"), "{reasons}");
+    let response = client
+        .post(server.url("/v1/ingest"))
+        .header("Authorization", format!("Bearer {API_KEY}"))
+        .body(r#"{"events":[{"type":"log","name":"error","payload":{}}]}"#)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().get("retry-after").is_some(), "503 carries Retry-After");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    worker.await?;
+    let _ = started;
+
+    // Restore the store: everything acknowledged arrives, nothing twice; ingest resumes.
+    baddybugs_tests::faults::repair_store(&server.data_dir)?;
+    let acked = acked.lock().await.clone();
+    assert_stored_exactly_once(&client, &server, "t-outage", &acked).await?;
+    wait_for(Duration::from_secs(30), "ready again", || async {
+        let (status, _) = get_json(&client, &server, "/readyz").await.ok()?;
+        (status == 200).then_some(())
+    })
+    .await?;
+    server.terminate()?;
+    Ok(())
+}
