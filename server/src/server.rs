@@ -93,9 +93,8 @@ pub fn spool_options(config: &Config, metrics: Option<Arc<Metrics>>) -> SpoolOpt
     options.fsync = fsync;
     if let Some(metrics) = metrics {
         options.on_event = Some(Arc::new(move |event: SpoolEvent| {
-            if let SpoolEvent::Fsync { micros, .. } = event {
-                metrics.record_latency(Latency::Fsync, micros);
-            }
+            let SpoolEvent::Fsync { micros, .. } = event;
+            metrics.record_latency(Latency::Fsync, micros);
         }));
     }
     options

@@ -365,6 +365,30 @@ def scan_insert(text: str):
     return None
 
 
+def first_keyword(text: str) -> str:
+    m = WORD_RE.match(text, _skip_space_and_comments(text, 0))
+    return m.group(0).upper() if m else ""
+
+
+def multi_statement_offset(text: str):
+    """Offset of a top-level `;` that is followed by another statement, else None."""
+    i, n = 0, len(text)
+    while i < n:
+        i = _skip_space_and_comments(text, i)
+        if i >= n:
+            return None
+        c = text[i]
+        if c in "'\"`":
+            i = _skip_quoted(text, i)
+        elif c == ";":
+            if _skip_space_and_comments(text, i + 1) < n:
+                return i
+            return None
+        else:
+            i += 1
+    return None
+
+
 def _insert_parts(text, settings_pos, head_end, fmt, data_offset):
     if settings_pos is not None and settings_pos < head_end:
         before, settings = text[:settings_pos], text[settings_pos:head_end]
@@ -461,6 +485,16 @@ class Engine:
             sql = sql_bytes.decode("utf-8", "replace")
             if not sql.strip():
                 raise ChError.own("SYNTAX_ERROR", "Empty query")
+            # chDB runs `a; b` but the ClickHouse HTTP interface refuses it.
+            pos = multi_statement_offset(sql)
+            if pos is not None:
+                raise ChError.own("SYNTAX_ERROR",
+                                  "Syntax error (Multi-statements are not allowed): failed at position "
+                                  f"{pos + 1} (end of query): {one_line(sql[pos:], 60)}")
+            if first_keyword(sql) == "SET":
+                # Without HTTP sessions a SET only affects its own request: nothing to do.
+                # (Running it would change the one shared chDB session for every later request.)
+                return (b"", {}), False
         try:
             with self.lock:
                 return self._execute_locked(sql, fmt, database, settings, params), insert is not None
@@ -474,6 +508,7 @@ class Engine:
     def _execute_locked(self, sql, fmt, database, settings, params):
         db = database or "default"
         if db != self.current_db:
+            self.current_db = None
             self._run(f"USE {quote_ident(db)}", "TabSeparated")
             self.current_db = db
         applied = []
@@ -486,6 +521,8 @@ class Engine:
                 applied.append(name)
             started = time.monotonic_ns()
             res = self._run(sql, fmt, params)
+            if first_keyword(sql) == "USE":
+                self.current_db = None  # stateless HTTP: the next request selects its database again
             elapsed = time.monotonic_ns() - started
             data = res.bytes() or b""
             summary = {
@@ -505,9 +542,6 @@ class Engine:
                     self.session.query(f"SET {name} = DEFAULT", "TabSeparated")
                 except Exception as exc:  # pragma: no cover
                     log(f"could not reset setting {name}: {exc}")
-            # A failing USE of the next request must not leave us confused about the database.
-            if self.current_db != db:
-                self.current_db = self._scalar("SELECT currentDatabase()")
 
 
 def _call(res, name):
@@ -671,7 +705,7 @@ class Handler(BaseHTTPRequestHandler):
                 "X-ClickHouse-Query-Id": query_id,
                 "X-ClickHouse-Format": resp_fmt,
                 "X-ClickHouse-Timezone": self.engine.timezone,
-                "X-ClickHouse-Summary": json.dumps(summary, separators=(",", ":")),
+                "X-ClickHouse-Summary": json.dumps(summary or {}, separators=(",", ":")),
             }
             if pdict.get("compress") in ("1", "true"):
                 data = native_compress(data)

@@ -26,8 +26,8 @@ fi
 mkdir -p "$(dirname "$venv")"
 # Two test binaries may start at once: serialize the installation.
 exec 9>"$venv.lock"
-if command -v flock >/dev/null 2>&1; then
-    say "waiting for the setup lock $venv.lock"
+if command -v flock >/dev/null 2>&1 && ! flock -n 9; then
+    say "another setup is running; waiting for $venv.lock"
     flock 9
 fi
 # Someone else may have finished while we waited.

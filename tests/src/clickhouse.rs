@@ -51,10 +51,19 @@ impl ClickHouseFront {
 
     /// Blocking variant of [`ClickHouseFront::start`], for synchronous tests.
     pub fn start_blocking() -> anyhow::Result<ClickHouseFront> {
-        if let Some(url) = std::env::var("CLICKHOUSE_URL").ok().filter(|u| !u.trim().is_empty()) {
+        if let Some(url) = std::env::var("CLICKHOUSE_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        {
             let url = url.trim().trim_end_matches('/').to_string();
             let port = url_port(&url);
-            return Ok(ClickHouseFront { url, port, child: None, dir: None, python: None });
+            return Ok(ClickHouseFront {
+                url,
+                port,
+                child: None,
+                dir: None,
+                python: None,
+            });
         }
         let python = venv_python()?;
         let dir = tempfile::Builder::new()
@@ -146,7 +155,10 @@ impl ClickHouseFront {
             .await
             .with_context(|| format!("sending a query to ClickHouse at {}", self.url))?;
         let status = response.status();
-        let body = response.text().await.context("reading the ClickHouse response")?;
+        let body = response
+            .text()
+            .await
+            .context("reading the ClickHouse response")?;
         if !status.is_success() {
             bail!("ClickHouse answered {status}: {}", body.trim());
         }
@@ -157,7 +169,8 @@ impl ClickHouseFront {
     /// that tests sharing one server (e.g. a real `CLICKHOUSE_URL`) do not see each other.
     pub async fn fresh_database(&self, prefix: &str) -> anyhow::Result<String> {
         let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-        self.query_text(&format!("CREATE DATABASE IF NOT EXISTS `{name}`")).await?;
+        self.query_text(&format!("CREATE DATABASE IF NOT EXISTS `{name}`"))
+            .await?;
         Ok(name)
     }
 
@@ -194,7 +207,10 @@ impl ClickHouseFront {
 
         // Read `LISTENING <port>` from stdout, then keep draining stdout so the child never
         // blocks on a full pipe.
-        let stdout = child.stdout.take().context("the front's stdout is not piped")?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("the front's stdout is not piped")?;
         let (tx, rx) = mpsc::channel::<u16>();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
@@ -222,7 +238,10 @@ impl ClickHouseFront {
                 }
                 Err(_) => {
                     terminate(&mut child);
-                    bail!("the ClickHouse front did not start in time{}", log_tail(&log_path));
+                    bail!(
+                        "the ClickHouse front did not start in time{}",
+                        log_tail(&log_path)
+                    );
                 }
             }
         };
@@ -230,10 +249,16 @@ impl ClickHouseFront {
         while !ping(addr) {
             if Instant::now() > deadline {
                 terminate(&mut child);
-                bail!("the ClickHouse front does not answer /ping{}", log_tail(&log_path));
+                bail!(
+                    "the ClickHouse front does not answer /ping{}",
+                    log_tail(&log_path)
+                );
             }
             if let Some(status) = child.try_wait()? {
-                bail!("the ClickHouse front exited with {status}{}", log_tail(&log_path));
+                bail!(
+                    "the ClickHouse front exited with {status}{}",
+                    log_tail(&log_path)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

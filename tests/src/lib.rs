@@ -1,5 +1,5 @@
 //! End-to-end test helpers.
 
 pub mod clickhouse;
-pub mod server;
 pub mod faults;
+pub mod server;

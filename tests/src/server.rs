@@ -27,7 +27,16 @@ pub fn binary(name: &str) -> PathBuf {
             let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
             let status = Command::new(cargo)
                 .current_dir(&root)
-                .args(["build", "--bins", "-p", "baddybugs-ingest", "-p", "baddybugs-console", "-p", "baddybugs-fixtures"])
+                .args([
+                    "build",
+                    "--bins",
+                    "-p",
+                    "baddybugs-ingest",
+                    "-p",
+                    "baddybugs-console",
+                    "-p",
+                    "baddybugs-fixtures",
+                ])
                 .status()
                 .map_err(|e| format!("cannot run cargo build: {e}"))?;
             if !status.success() {
@@ -124,7 +133,11 @@ impl TestServer {
                     banner.push_str(&line);
                     banner.push('\n');
                     if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                        let addr = rest
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned();
                         // Let the rest of the banner arrive (it is printed at once).
                         std::thread::sleep(Duration::from_millis(0));
                         let _ = tx.send((addr, banner.clone()));
@@ -180,7 +193,10 @@ impl TestServer {
             return Ok(false);
         };
         // The process may already be exiting after an earlier signal: a failed kill is fine.
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait()? {
@@ -240,7 +256,11 @@ pub fn batch_body(events: &[&str]) -> String {
 }
 
 /// Posts a JSON body exactly as the agent does: gzip, Bearer key, signature, agent headers.
-pub async fn post_as_agent(client: &reqwest::Client, server: &TestServer, body: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+pub async fn post_as_agent(
+    client: &reqwest::Client,
+    server: &TestServer,
+    body: &str,
+) -> anyhow::Result<(u16, serde_json::Value)> {
     let timestamp = chrono::Utc::now().timestamp().to_string();
     let signature = sign(SECRET, &timestamp, body.as_bytes());
     let response = client
@@ -262,7 +282,11 @@ pub async fn post_as_agent(client: &reqwest::Client, server: &TestServer, body: 
 }
 
 /// GET with the feed token; returns status and JSON.
-pub async fn get_json(client: &reqwest::Client, server: &TestServer, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+pub async fn get_json(
+    client: &reqwest::Client,
+    server: &TestServer,
+    path: &str,
+) -> anyhow::Result<(u16, serde_json::Value)> {
     let response = client
         .get(server.url(path))
         .header("Authorization", format!("Bearer {FEED_TOKEN}"))
@@ -270,11 +294,18 @@ pub async fn get_json(client: &reqwest::Client, server: &TestServer, path: &str)
         .await?;
     let status = response.status().as_u16();
     let text = response.text().await?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))))
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    ))
 }
 
 /// Polls `condition` every 50 ms until it returns `Some`, or fails after `timeout`.
-pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut condition: F) -> anyhow::Result<T>
+pub async fn wait_for<T, F, Fut>(
+    timeout: Duration,
+    what: &str,
+    mut condition: F,
+) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -292,7 +323,11 @@ where
 }
 
 /// Counts stored events matching a query string (follows cursors).
-pub async fn count_events(client: &reqwest::Client, server: &TestServer, query: &str) -> anyhow::Result<Vec<String>> {
+pub async fn count_events(
+    client: &reqwest::Client,
+    server: &TestServer,
+    query: &str,
+) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

@@ -27,7 +27,10 @@ fn events() -> Vec<Event> {
             note: (i % 3 == 0).then(|| format!("note {i} with 'quotes', tabs\tand ünïcödé")),
             kind: ["click", "view", "error"][usize::from(i % 3)].to_string(),
             // Compressible and long enough for several LZ4 matches.
-            payload: format!("{{\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(usize::from(i % 40))),
+            payload: format!(
+                "{{\"i\":{i},\"pad\":\"{}\"}}",
+                "x".repeat(usize::from(i % 40))
+            ),
         })
         .collect()
 }
@@ -38,7 +41,9 @@ async fn insert_with_token(
     rows: &[Event],
     token: &str,
 ) -> anyhow::Result<()> {
-    let client = client.clone().with_setting("insert_deduplication_token", token);
+    let client = client
+        .clone()
+        .with_setting("insert_deduplication_token", token);
     let mut insert = client.insert::<Event>(table).await?;
     for row in rows {
         insert.write(row).await?;
@@ -72,17 +77,30 @@ async fn clickhouse_crate_round_trip_dedup_errors_and_restart() -> anyhow::Resul
 
     let rows = events();
     insert_with_token(&client, "events", &rows, "batch-1").await?;
-    let count: u64 = client.query("SELECT count() FROM events").fetch_one().await?;
+    let count: u64 = client
+        .query("SELECT count() FROM events")
+        .fetch_one()
+        .await?;
     assert_eq!(count, rows.len() as u64);
 
     // The same batch again with the same token: deduplicated.
     insert_with_token(&client, "events", &rows, "batch-1").await?;
-    let count: u64 = client.query("SELECT count() FROM events").fetch_one().await?;
-    assert_eq!(count, rows.len() as u64, "a repeated insert with the same token must be dropped");
+    let count: u64 = client
+        .query("SELECT count() FROM events")
+        .fetch_one()
+        .await?;
+    assert_eq!(
+        count,
+        rows.len() as u64,
+        "a repeated insert with the same token must be dropped"
+    );
 
     // A different token is a different batch.
     insert_with_token(&client, "events", &rows[..10], "batch-2").await?;
-    let count: u64 = client.query("SELECT count() FROM events").fetch_one().await?;
+    let count: u64 = client
+        .query("SELECT count() FROM events")
+        .fetch_one()
+        .await?;
     assert_eq!(count, rows.len() as u64 + 10);
     client.query("TRUNCATE TABLE events").execute().await?;
     insert_with_token(&client, "events", &rows, "batch-3").await?;
@@ -134,9 +152,19 @@ async fn clickhouse_crate_round_trip_dedup_errors_and_restart() -> anyhow::Resul
         .await
         .expect_err("a bad query must fail");
     let msg = err.to_string();
-    assert!(msg.contains("Code: 47") && msg.contains("UNKNOWN_IDENTIFIER"), "{msg}");
-    let err = client.query("SELEKT 1").execute().await.expect_err("a syntax error must fail");
-    assert!(err.to_string().contains("Code: 62") && err.to_string().contains("SYNTAX_ERROR"), "{err}");
+    assert!(
+        msg.contains("Code: 47") && msg.contains("UNKNOWN_IDENTIFIER"),
+        "{msg}"
+    );
+    let err = client
+        .query("SELEKT 1")
+        .execute()
+        .await
+        .expect_err("a syntax error must fail");
+    assert!(
+        err.to_string().contains("Code: 62") && err.to_string().contains("SYNTAX_ERROR"),
+        "{err}"
+    );
     let err = client
         .insert::<Event>("no_such_table")
         .await
@@ -144,7 +172,10 @@ async fn clickhouse_crate_round_trip_dedup_errors_and_restart() -> anyhow::Resul
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(err.contains("UNKNOWN_TABLE"), "{err}");
-    let err = front.query_text("SELECT * FROM nope.nothing").await.expect_err("unknown database");
+    let err = front
+        .query_text("SELECT * FROM nope.nothing")
+        .await
+        .expect_err("unknown database");
     assert!(err.to_string().contains("Code: 81"), "{err:#}");
 
     // Outage and recovery: the data survives a restart on the same port and data dir.
@@ -159,7 +190,10 @@ async fn clickhouse_crate_round_trip_dedup_errors_and_restart() -> anyhow::Resul
     );
     front.restart()?;
     assert_eq!(front.url(), url, "restart keeps the port");
-    let count: u64 = client.query("SELECT count() FROM events").fetch_one().await?;
+    let count: u64 = client
+        .query("SELECT count() FROM events")
+        .fetch_one()
+        .await?;
     assert_eq!(count, rows.len() as u64);
     let fetched = client
         .query("SELECT ?fields FROM events ORDER BY port")
@@ -168,7 +202,10 @@ async fn clickhouse_crate_round_trip_dedup_errors_and_restart() -> anyhow::Resul
     assert_eq!(fetched, rows);
     // Deduplication state survives too.
     insert_with_token(&client, "events", &rows, "batch-3").await?;
-    let count: u64 = client.query("SELECT count() FROM events").fetch_one().await?;
+    let count: u64 = client
+        .query("SELECT count() FROM events")
+        .fetch_one()
+        .await?;
     assert_eq!(count, rows.len() as u64);
     Ok(())
 }
@@ -182,11 +219,16 @@ async fn http_interface_basics() -> anyhow::Result<()> {
     assert!(ping.status().is_success());
     assert_eq!(ping.text().await?, "Ok.\n");
 
-    let one = http.get(format!("{}/?query=SELECT%201", front.url())).send().await?;
+    let one = http
+        .get(format!("{}/?query=SELECT%201", front.url()))
+        .send()
+        .await?;
     assert_eq!(one.text().await?, "1\n");
 
     assert_eq!(front.query_text("SELECT 1 + 1, 'a'").await?, "2\ta\n");
-    let json = front.query_text("SELECT number AS n FROM numbers(2) FORMAT JSONEachRow").await?;
+    let json = front
+        .query_text("SELECT number AS n FROM numbers(2) FORMAT JSONEachRow")
+        .await?;
     assert_eq!(json, "{\"n\":0}\n{\"n\":1}\n");
 
     // Settings given as URL parameters apply to that request only.
@@ -198,28 +240,92 @@ async fn http_interface_basics() -> anyhow::Result<()> {
         .text()
         .await?;
     assert_eq!(with, "1\n");
-    let without = front.query_text("SELECT getSetting('max_threads') = 1").await?;
-    assert_eq!(without, "0\n", "a URL setting must not leak into later requests");
+    let without = front
+        .query_text("SELECT getSetting('max_threads') = 1")
+        .await?;
+    assert_eq!(
+        without, "0\n",
+        "a URL setting must not leak into later requests"
+    );
 
     // An error: status, header and ClickHouse's message in the body.
-    let bad = http.post(front.url()).body("SELECT * FROM no_such_table").send().await?;
+    let bad = http
+        .post(front.url())
+        .body("SELECT * FROM no_such_table")
+        .send()
+        .await?;
     assert!(!bad.status().is_success());
     assert_eq!(
-        bad.headers().get("X-ClickHouse-Exception-Code").map(|v| v.to_str().unwrap_or("")),
+        bad.headers()
+            .get("X-ClickHouse-Exception-Code")
+            .map(|v| v.to_str().unwrap_or("")),
         Some("60")
     );
     let body = bad.text().await?;
-    assert!(body.starts_with("Code: 60. DB::Exception: ") && body.contains("UNKNOWN_TABLE"), "{body}");
+    assert!(
+        body.starts_with("Code: 60. DB::Exception: ") && body.contains("UNKNOWN_TABLE"),
+        "{body}"
+    );
 
     // Values inserts with the data in the body, as curl users do.
-    front.query_text("CREATE TABLE t (a UInt32, s String) ENGINE = MergeTree ORDER BY a").await?;
+    front
+        .query_text("CREATE TABLE t (a UInt32, s String) ENGINE = MergeTree ORDER BY a")
+        .await?;
     let r = http
-        .post(format!("{}/?query=INSERT%20INTO%20t%20FORMAT%20TabSeparated", front.url()))
+        .post(format!(
+            "{}/?query=INSERT%20INTO%20t%20FORMAT%20TabSeparated",
+            front.url()
+        ))
         .body("1\tone\n2\ttwo\n")
         .send()
         .await?;
     assert!(r.status().is_success(), "{}", r.text().await?);
-    front.query_text("INSERT INTO t VALUES (3, 'three')").await?;
-    assert_eq!(front.query_text("SELECT * FROM t ORDER BY a").await?, "1\tone\n2\ttwo\n3\tthree\n");
+    front
+        .query_text("INSERT INTO t VALUES (3, 'three')")
+        .await?;
+    assert_eq!(
+        front.query_text("SELECT * FROM t ORDER BY a").await?,
+        "1\tone\n2\ttwo\n3\tthree\n"
+    );
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+struct Wide {
+    id: u64,
+    body: String,
+}
+
+#[tokio::test]
+async fn large_inserts_and_selects_span_many_compressed_blocks() -> anyhow::Result<()> {
+    let front = ClickHouseFront::start().await?;
+    let db = front.fresh_database("chfront_large").await?;
+    let client = front.client().with_database(&db);
+    client
+        .query("CREATE TABLE wide (id UInt64, body String) ENGINE = MergeTree ORDER BY id")
+        .execute()
+        .await?;
+    // ~6 MB of rows: the crate sends them as many LZ4 blocks in one chunked request body,
+    // and the LZ4-framed response spans many 64 KiB frame blocks.
+    let rows: Vec<Wide> = (0..40_000u64)
+        .map(|id| Wide {
+            id,
+            body: format!("{id:016x}-{}", uuid::Uuid::new_v4()).repeat(1 + (id % 5) as usize),
+        })
+        .collect();
+    let mut insert = client.insert::<Wide>("wide").await?;
+    for row in &rows {
+        insert.write(row).await?;
+    }
+    insert.end().await?;
+    let fetched = client
+        .query("SELECT ?fields FROM wide ORDER BY id")
+        .fetch_all::<Wide>()
+        .await?;
+    assert_eq!(fetched.len(), rows.len());
+    assert!(
+        fetched == rows,
+        "the rows read back differ from the rows written"
+    );
     Ok(())
 }

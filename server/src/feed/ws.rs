@@ -27,11 +27,11 @@ pub async fn upgrade(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-    connect: Option<ConnectInfo<SocketAddr>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     require_token(&state, &headers, &query)?;
-    let remote = connect.map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
+    let remote = remote.to_string();
     let hub = state.feed.clone();
     let store_kind = state.metrics.gauges.sink.lock().kind.clone();
     Ok(ws

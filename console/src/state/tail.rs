@@ -1,0 +1,109 @@
+//! A bounded tail: the newest `cap` entries of a live stream, with markers where the stream had
+//! a gap (a reconnect, messages the server dropped) so a reader never mistakes a hole for calm.
+
+use std::collections::VecDeque;
+
+/// One line of a tail: an item or a marker explaining a discontinuity.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Entry<T> {
+    Item(T),
+    Marker(String),
+}
+
+impl<T> Entry<T> {
+    pub(crate) fn item(&self) -> Option<&T> {
+        match self {
+            Entry::Item(t) => Some(t),
+            Entry::Marker(_) => None,
+        }
+    }
+}
+
+/// The newest `cap` entries, oldest first.
+#[derive(Debug, Clone)]
+pub(crate) struct Tail<T> {
+    entries: VecDeque<Entry<T>>,
+    cap: usize,
+    /// Items pushed since the last reset (including those evicted).
+    pub(crate) pushed: u64,
+}
+
+impl<T> Tail<T> {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            entries: VecDeque::with_capacity(cap.min(1024)),
+            cap: cap.max(1),
+            pushed: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, item: T) {
+        self.pushed += 1;
+        self.insert(Entry::Item(item));
+    }
+
+    /// Adds a marker, unless the newest entry already is one (two gaps in a row read as one).
+    pub(crate) fn mark(&mut self, text: impl Into<String>) {
+        if matches!(self.entries.back(), Some(Entry::Marker(_)) | None) {
+            if let Some(Entry::Marker(last)) = self.entries.back_mut() {
+                *last = text.into();
+            }
+            return;
+        }
+        self.insert(Entry::Marker(text.into()));
+    }
+
+    fn insert(&mut self, entry: Entry<T>) {
+        while self.entries.len() >= self.cap {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(entry);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.pushed = 0;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn entries(&self) -> impl DoubleEndedIterator<Item = &Entry<T>> + '_ {
+        self.entries.iter()
+    }
+
+    pub(crate) fn items(&self) -> impl DoubleEndedIterator<Item = &T> + '_ {
+        self.entries.iter().filter_map(Entry::item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_keeps_newest() {
+        let mut t = Tail::new(3);
+        for i in 0..10 {
+            t.push(i);
+        }
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.items().copied().collect::<Vec<_>>(), vec![7, 8, 9]);
+        assert_eq!(t.pushed, 10);
+    }
+
+    #[test]
+    fn markers_do_not_stack_and_not_first() {
+        let mut t: Tail<u32> = Tail::new(10);
+        t.mark("nothing before");
+        assert_eq!(t.len(), 0);
+        t.push(1);
+        t.mark("gap a");
+        t.mark("gap b");
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.entries().last(), Some(&Entry::Marker("gap b".into())));
+        t.clear();
+        assert_eq!((t.len(), t.pushed), (0, 0));
+    }
+}

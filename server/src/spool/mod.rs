@@ -1,0 +1,630 @@
+//! The spool: a segmented, checksummed write-ahead log with group commit.
+//!
+//! In: opaque records (one per ingest request) from [`Spool::append`]. Out: the same records,
+//! in order, to named consumers ([`Spool::reader`]), until each consumer's durable checkpoint
+//! ([`Spool::commit_checkpoint`]) lets whole segments be deleted.
+//!
+//! Durability: one dedicated writer thread owns the active segment. It takes every append
+//! queued at that moment, writes them, and issues ONE `fdatasync` for the whole group before
+//! answering each caller (`fsync = "always"`): concurrent requests share an fsync. With
+//! `interval` the answer follows the write and a timer fsyncs; with `never` the OS decides.
+//! Readers only see fsync'd records under `always`.
+//!
+//! Failures: an append that would pass `quota_bytes` is refused whole
+//! ([`SpoolError::QuotaExceeded`] → 503); an I/O error fails the appends of its group. At open,
+//! a torn or corrupt tail of the last segment (a crash mid-write) is cut off and reported, never
+//! fatal; damage inside an older segment is an error naming the file and offset.
+//!
+//! Measures: fsync latency and group size through [`SpoolConfig::on_event`]; bytes, segments
+//! and pending records through [`Spool::status`].
+
+mod frame;
+mod tools;
+mod writer;
+
+pub use tools::{dump, status_offline, verify, VerifyReport};
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use frame::{list_segments, scan, End};
+use writer::{Request, Writer};
+
+/// When the spool fsyncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Before answering an append (shared by the group).
+    Always,
+    /// Every `ms` milliseconds; appends are answered after the write.
+    Interval {
+        /// Period.
+        ms: u64,
+    },
+    /// Never explicitly.
+    Never,
+}
+
+/// Something the spool reports for metrics.
+#[derive(Debug, Clone, Copy)]
+pub enum SpoolEvent {
+    /// One fdatasync.
+    Fsync {
+        /// Its duration.
+        micros: u64,
+        /// Records it made durable.
+        records: usize,
+        /// Bytes it made durable.
+        bytes: usize,
+    },
+}
+
+/// Callback for [`SpoolEvent`]s.
+pub type EventHook = Arc<dyn Fn(SpoolEvent) + Send + Sync>;
+
+/// Spool settings.
+#[derive(Clone)]
+pub struct SpoolConfig {
+    /// The data directory; the spool lives in `<data_dir>/spool`.
+    pub data_dir: PathBuf,
+    /// Segment size.
+    pub segment_bytes: u64,
+    /// Most bytes on disk.
+    pub quota_bytes: u64,
+    /// Fsync policy.
+    pub fsync: FsyncPolicy,
+    /// Metrics hook.
+    pub on_event: Option<EventHook>,
+}
+
+impl SpoolConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: PathBuf) -> SpoolConfig {
+        SpoolConfig {
+            data_dir,
+            segment_bytes: 64 << 20,
+            quota_bytes: 4 << 30,
+            fsync: FsyncPolicy::Always,
+            on_event: None,
+        }
+    }
+}
+
+/// Why a spool operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// An I/O error on a file.
+    #[error("spool I/O error on {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Damage that cannot be repaired automatically.
+    #[error("spool file {file} is damaged at offset {offset}: {reason} (run `baddybugs-ingest spool verify`)")]
+    Corrupt {
+        /// The file.
+        file: PathBuf,
+        /// Where.
+        offset: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The append would pass the quota.
+    #[error("spool quota reached: {used} of {quota} bytes used")]
+    QuotaExceeded {
+        /// Bytes on disk.
+        used: u64,
+        /// The quota.
+        quota: u64,
+    },
+    /// The spool was closed.
+    #[error("the spool is closed")]
+    Closed,
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One record read back.
+#[derive(Debug, Clone)]
+pub struct SpoolEntry {
+    /// Sequence number.
+    pub lsn: u64,
+    /// When it was appended, epoch ms.
+    pub appended_unix_ms: u64,
+    /// The record.
+    pub payload: Vec<u8>,
+}
+
+/// What open found.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryReport {
+    /// Segment files.
+    pub segments: usize,
+    /// Records on disk.
+    pub records: u64,
+    /// Bytes cut off a torn tail.
+    pub truncated_bytes: u64,
+    /// The last LSN.
+    pub last_lsn: u64,
+    /// Records not yet consumed, per consumer.
+    pub pending: Vec<(String, u64)>,
+}
+
+/// One consumer's progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerStatus {
+    /// Name.
+    pub name: String,
+    /// Last LSN it made durable elsewhere.
+    pub checkpoint_lsn: u64,
+    /// Records after it.
+    pub pending_records: u64,
+    /// Append time of the oldest of those.
+    pub oldest_pending_unix_ms: Option<u64>,
+}
+
+/// The spool's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpoolStatus {
+    /// Segment files.
+    pub segments: usize,
+    /// Bytes on disk.
+    pub bytes_on_disk: u64,
+    /// The quota.
+    pub quota_bytes: u64,
+    /// The last LSN written.
+    pub last_lsn: u64,
+    /// Consumers.
+    pub consumers: Vec<ConsumerStatus>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Segment {
+    pub first_lsn: u64,
+    pub last_lsn: u64,
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub quota_bytes: u64,
+    pub segments: Vec<Segment>,
+    pub bytes_on_disk: u64,
+    pub last_lsn: u64,
+    pub checkpoints: HashMap<String, u64>,
+    /// (lsn, appended_ms) of every record after the smallest checkpoint.
+    pub index: VecDeque<(u64, u64)>,
+}
+
+impl Shared {
+    fn min_checkpoint(&self) -> u64 {
+        self.checkpoints.values().copied().min().unwrap_or(0)
+    }
+}
+
+struct Inner {
+    shared: Arc<Mutex<Shared>>,
+    requests: mpsc::Sender<Request>,
+    visible: watch::Receiver<u64>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// A handle on the spool (cheap to clone).
+#[derive(Clone)]
+pub struct Spool {
+    inner: Arc<Inner>,
+}
+
+/// Name of the directory inside the data directory.
+pub const SPOOL_DIR: &str = "spool";
+
+fn checkpoint_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("checkpoint.{name}"))
+}
+
+pub(crate) fn read_checkpoints(dir: &Path) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(consumer) = name.strip_prefix("checkpoint.") {
+                if consumer.ends_with(".tmp") {
+                    continue;
+                }
+                if let Some(lsn) = std::fs::read_to_string(entry.path())
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u64>().ok())
+                {
+                    out.insert(consumer.to_owned(), lsn);
+                }
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+impl Spool {
+    /// Opens (or creates) the spool, recovering from a crash.
+    pub fn open(config: SpoolConfig) -> Result<(Spool, RecoveryReport), SpoolError> {
+        let dir = config.data_dir.join(SPOOL_DIR);
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut checkpoints = read_checkpoints(&dir);
+        checkpoints.entry(crate::batch::CHECKPOINT.to_owned()).or_insert(0);
+        let min_checkpoint = checkpoints.values().copied().min().unwrap_or(0);
+        let files = list_segments(&dir).map_err(io_err(&dir))?;
+        let mut segments = Vec::new();
+        let mut index = VecDeque::new();
+        let mut records = 0u64;
+        let mut truncated_bytes = 0u64;
+        let mut last_lsn = 0u64;
+        for (i, (first, path)) in files.iter().enumerate() {
+            let is_last = i + 1 == files.len();
+            let mut seg_last = first.saturating_sub(1);
+            let mut expected = *first;
+            let mut out_of_order = None;
+            let (end, how) = scan(path, 0, |f| {
+                if f.lsn != expected {
+                    out_of_order = Some(f.offset);
+                    return false;
+                }
+                expected += 1;
+                seg_last = f.lsn;
+                records += 1;
+                if f.lsn > min_checkpoint {
+                    index.push_back((f.lsn, f.appended_ms));
+                }
+                true
+            })
+            .map_err(io_err(path))?;
+            let damage = match (how, out_of_order) {
+                (_, Some(offset)) => Some((offset, "LSN out of sequence".to_owned())),
+                (End::Damaged(offset, reason), None) => Some((offset, reason)),
+                (End::Clean, None) => None,
+            };
+            let mut bytes = end;
+            if let Some((offset, reason)) = damage {
+                if !is_last {
+                    return Err(SpoolError::Corrupt {
+                        file: path.clone(),
+                        offset,
+                        reason,
+                    });
+                }
+                let len = std::fs::metadata(path).map_err(io_err(path))?.len();
+                let keep = offset.max(8);
+                tracing::warn!(file = %path.display(), offset, %reason, cut = len - keep, "spool: cutting a torn tail left by a crash");
+                let file = std::fs::OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+                if offset < 8 {
+                    // Not even a header: rewrite it.
+                    file.set_len(0).map_err(io_err(path))?;
+                    std::fs::write(path, frame::MAGIC).map_err(io_err(path))?;
+                } else {
+                    file.set_len(keep).map_err(io_err(path))?;
+                }
+                file.sync_all().map_err(io_err(path))?;
+                truncated_bytes += len.saturating_sub(keep);
+                bytes = keep;
+            }
+            if seg_last >= *first {
+                last_lsn = last_lsn.max(seg_last);
+            }
+            segments.push(Segment {
+                first_lsn: *first,
+                last_lsn: seg_last,
+                path: path.clone(),
+                bytes,
+            });
+        }
+        // A checkpoint can never be past what is on disk (e.g. files deleted by hand).
+        for lsn in checkpoints.values_mut() {
+            if *lsn > last_lsn && !segments.is_empty() {
+                *lsn = last_lsn;
+            }
+        }
+        if segments.is_empty() {
+            // Continue the sequence after what consumers already confirmed.
+            last_lsn = checkpoints.values().copied().max().unwrap_or(0);
+        }
+        let bytes_on_disk = segments.iter().map(|s| s.bytes).sum();
+        let pending = checkpoints
+            .iter()
+            .map(|(n, c)| (n.clone(), last_lsn.saturating_sub(*c)))
+            .collect();
+        let report = RecoveryReport {
+            segments: segments.len(),
+            records,
+            truncated_bytes,
+            last_lsn,
+            pending,
+        };
+        let shared = Arc::new(Mutex::new(Shared {
+            dir: dir.clone(),
+            quota_bytes: config.quota_bytes,
+            segments,
+            bytes_on_disk,
+            last_lsn,
+            checkpoints,
+            index,
+        }));
+        let (tx, rx) = mpsc::channel(1024);
+        let (visible_tx, visible_rx) = watch::channel(last_lsn);
+        let writer = Writer::new(config.clone(), shared.clone(), visible_tx)?;
+        let handle = std::thread::Builder::new()
+            .name("spool-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(io_err(&dir))?;
+        if let FsyncPolicy::Interval { ms } = config.fsync {
+            let tick = tx.clone();
+            std::thread::Builder::new()
+                .name("spool-fsync".into())
+                .spawn(move || loop {
+                    std::thread::sleep(Duration::from_millis(ms.max(1)));
+                    if tick.blocking_send(Request::Sync).is_err() {
+                        return;
+                    }
+                })
+                .map_err(io_err(&dir))?;
+        }
+        let spool = Spool {
+            inner: Arc::new(Inner {
+                shared,
+                requests: tx,
+                visible: visible_rx,
+                writer: Mutex::new(Some(handle)),
+            }),
+        };
+        spool.reclaim()?;
+        Ok((spool, report))
+    }
+
+    /// Appends records (all or nothing); returns the LSN range once durable per the policy.
+    pub async fn append(&self, records: Vec<Vec<u8>>) -> Result<(u64, u64), SpoolError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .requests
+            .send(Request::Append { records, reply: tx })
+            .await
+            .map_err(|_| SpoolError::Closed)?;
+        rx.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// A reader for a named consumer, starting after its checkpoint.
+    pub fn reader(&self, name: &str) -> Result<SpoolReader, SpoolError> {
+        let checkpoint = {
+            let mut shared = self.inner.shared.lock();
+            *shared.checkpoints.entry(name.to_owned()).or_insert(0)
+        };
+        Ok(SpoolReader {
+            spool: self.clone(),
+            name: name.to_owned(),
+            next_lsn: checkpoint + 1,
+            position: None,
+        })
+    }
+
+    /// Makes a consumer's progress durable and deletes segments no consumer needs.
+    pub fn commit_checkpoint(&self, name: &str, lsn: u64) -> Result<(), SpoolError> {
+        let dir = self.inner.shared.lock().dir.clone();
+        let path = checkpoint_path(&dir, name);
+        let tmp = dir.join(format!("checkpoint.{name}.tmp"));
+        std::fs::write(&tmp, lsn.to_string()).map_err(io_err(&tmp))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        sync_dir(&dir)?;
+        {
+            let mut shared = self.inner.shared.lock();
+            let entry = shared.checkpoints.entry(name.to_owned()).or_insert(0);
+            *entry = (*entry).max(lsn);
+            let min = shared.min_checkpoint();
+            while shared.index.front().is_some_and(|(l, _)| *l <= min) {
+                shared.index.pop_front();
+            }
+        }
+        self.reclaim()
+    }
+
+    /// Deletes whole segments every consumer is past (never the active one).
+    fn reclaim(&self) -> Result<(), SpoolError> {
+        let doomed: Vec<Segment> = {
+            let mut shared = self.inner.shared.lock();
+            let min = shared.min_checkpoint();
+            let active = shared.segments.len().saturating_sub(1);
+            let mut doomed = Vec::new();
+            let mut keep = Vec::new();
+            for (i, seg) in shared.segments.drain(..).enumerate() {
+                if i < active && seg.last_lsn <= min {
+                    doomed.push(seg);
+                } else {
+                    keep.push(seg);
+                }
+            }
+            shared.segments = keep;
+            let freed: u64 = doomed.iter().map(|s| s.bytes).sum();
+            shared.bytes_on_disk = shared.bytes_on_disk.saturating_sub(freed);
+            doomed
+        };
+        for seg in doomed {
+            std::fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+        }
+        Ok(())
+    }
+
+    /// Current state (cheap: no file access).
+    pub fn status(&self) -> SpoolStatus {
+        let shared = self.inner.shared.lock();
+        let mut consumers: Vec<ConsumerStatus> = shared
+            .checkpoints
+            .iter()
+            .map(|(name, lsn)| ConsumerStatus {
+                name: name.clone(),
+                checkpoint_lsn: *lsn,
+                pending_records: shared.last_lsn.saturating_sub(*lsn),
+                oldest_pending_unix_ms: shared
+                    .index
+                    .iter()
+                    .find(|(l, _)| *l > *lsn)
+                    .map(|(_, ms)| *ms),
+            })
+            .collect();
+        consumers.sort_by(|a, b| a.name.cmp(&b.name));
+        SpoolStatus {
+            segments: shared.segments.len(),
+            bytes_on_disk: shared.bytes_on_disk,
+            quota_bytes: shared.quota_bytes,
+            last_lsn: shared.last_lsn,
+            consumers,
+        }
+    }
+
+    /// Flushes, fsyncs and stops the writer thread.
+    pub fn close(&self) -> Result<(), SpoolError> {
+        // A std channel: close may be called from async code (a short block at shutdown).
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.inner.requests.try_send(Request::Close { reply: tx }).is_ok() {
+            let _ = rx.recv();
+        }
+        if let Some(handle) = self.inner.writer.lock().take() {
+            let _ = handle.join();
+        }
+        Ok(())
+    }
+}
+
+/// Reads committed records in order for one consumer.
+pub struct SpoolReader {
+    spool: Spool,
+    name: String,
+    next_lsn: u64,
+    /// (segment first LSN, offset of `next_lsn` in it) when known.
+    position: Option<(u64, u64)>,
+}
+
+impl SpoolReader {
+    /// The consumer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Goes back to the record after the consumer's checkpoint.
+    pub fn rewind(&mut self) {
+        let checkpoint = self
+            .spool
+            .inner
+            .shared
+            .lock()
+            .checkpoints
+            .get(&self.name)
+            .copied()
+            .unwrap_or(0);
+        self.next_lsn = checkpoint + 1;
+        self.position = None;
+    }
+
+    /// Up to `max_records` / about `max_bytes` of the next records, waiting up to `wait` for at
+    /// least one.
+    pub async fn next_batch(&mut self, max_records: usize, max_bytes: usize, wait: Duration) -> Result<Vec<SpoolEntry>, SpoolError> {
+        let mut visible = self.spool.inner.visible.clone();
+        let want = self.next_lsn;
+        if *visible.borrow() < want {
+            let _ = tokio::time::timeout(wait, visible.wait_for(|v| *v >= want)).await;
+        }
+        let upto = *visible.borrow();
+        if upto < want {
+            return Ok(Vec::new());
+        }
+        let segments: Vec<Segment> = self.spool.inner.shared.lock().segments.clone();
+        let position = self.position;
+        let start = want;
+        let max_records = max_records.max(1);
+        let (entries, new_position) = tokio::task::spawn_blocking(move || {
+            read_range(&segments, start, upto, position, max_records, max_bytes)
+        })
+        .await
+        .map_err(|_| SpoolError::Closed)??;
+        if let Some(last) = entries.last() {
+            self.next_lsn = last.lsn + 1;
+            self.position = new_position;
+        }
+        Ok(entries)
+    }
+}
+
+fn read_range(
+    segments: &[Segment],
+    start: u64,
+    upto: u64,
+    position: Option<(u64, u64)>,
+    max_records: usize,
+    max_bytes: usize,
+) -> Result<(Vec<SpoolEntry>, Option<(u64, u64)>), SpoolError> {
+    let mut entries = Vec::new();
+    let mut bytes = 0usize;
+    let mut next = start;
+    let mut last_position = None;
+    let first_index = segments
+        .iter()
+        .rposition(|s| s.first_lsn <= start)
+        .unwrap_or(0);
+    for seg in &segments[first_index..] {
+        if entries.len() >= max_records || bytes >= max_bytes || next > upto {
+            break;
+        }
+        let offset = match position {
+            Some((first, offset)) if first == seg.first_lsn => offset,
+            _ => 0,
+        };
+        let (end, how) = scan(&seg.path, offset, |f| {
+            if f.lsn < next {
+                return true;
+            }
+            if f.lsn > upto || entries.len() >= max_records || bytes >= max_bytes {
+                return false;
+            }
+            next = f.lsn + 1;
+            bytes += f.payload.len();
+            last_position = Some((seg.first_lsn, f.offset + (frame::HEADER + f.payload.len()) as u64));
+            entries.push(SpoolEntry {
+                lsn: f.lsn,
+                appended_unix_ms: f.appended_ms,
+                payload: f.payload,
+            });
+            true
+        })
+        .map_err(io_err(&seg.path))?;
+        if let End::Damaged(offset, reason) = how {
+            // The writer may be mid-frame past `upto`; only damage before it is real.
+            if next <= upto && end < seg.bytes {
+                return Err(SpoolError::Corrupt {
+                    file: seg.path.clone(),
+                    offset,
+                    reason,
+                });
+            }
+        }
+    }
+    Ok((entries, last_position))
+}
+
+#[cfg(test)]
+mod tests;
