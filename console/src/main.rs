@@ -1,1 +1,261 @@
-fn main() {}
+//! `baddybugs-console`: a terminal client of the BaddyBugs Ingest live feed.
+//!
+//! This file parses the command line and the config file, sets up logging to a file, checks the
+//! first connection (explaining what to fix if it fails) and then runs the event loop: keys,
+//! network reports and clock ticks go into `App::update`; drawing happens only when something
+//! changed, at most 30 times a second.
+
+mod app;
+mod config;
+mod keymap;
+mod net;
+mod osc52;
+#[cfg(test)]
+mod snapshot_tests;
+mod state;
+mod ui;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use crossterm::event::{Event, EventStream, KeyEventKind};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use app::{Action, App, Command, Settings};
+use config::FileConfig;
+use keymap::KeyMap;
+use net::{NetCommand, Target};
+
+/// Terminal console of BaddyBugs Ingest: live ingest metrics, event and rejection tails,
+/// request waterfalls and the server's own pipeline traces.
+#[derive(Debug, Parser)]
+#[command(name = "baddybugs-console", version)]
+struct Cli {
+    /// Feed URL [default: ws://127.0.0.1:8080/v1/feed]
+    #[arg(long)]
+    url: Option<String>,
+    /// Feed token (else the config file's, else the feed_token in <data-dir>/dev-credentials.json)
+    #[arg(long, env = "BADDYBUGS_FEED_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The server's data directory, to read dev-credentials.json from [default: ./data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Config file [default: ~/.config/baddybugs/console.toml]
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Log file [default: ~/.local/state/baddybugs/console.log]
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+    /// Where Ctrl-S saves JSONL files [default: .]
+    #[arg(long)]
+    save_dir: Option<PathBuf>,
+    /// Draw with ASCII only (no box drawing or block characters)
+    #[arg(long)]
+    ascii: bool,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn init_logging(path: &std::path::Path) -> Result<tracing_appender::non_blocking::WorkerGuard> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the log directory {}", dir.display()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening the log file {}", path.display()))?;
+    let (writer, guard) = tracing_appender::non_blocking(file);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BADDYBUGS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false)
+        .init();
+    Ok(guard)
+}
+
+struct Resolved {
+    target: Target,
+    settings: Settings,
+    keymap: KeyMap,
+    log_file: PathBuf,
+}
+
+fn resolve(cli: Cli) -> Result<Resolved> {
+    let (config_path, explicit) = match cli.config {
+        Some(p) => (p, true),
+        None => (
+            config::home_path(".config/baddybugs/console.toml")
+                .unwrap_or_else(|| "console.toml".into()),
+            false,
+        ),
+    };
+    let file = FileConfig::load(&config_path, explicit).map_err(anyhow::Error::msg)?;
+    let keymap = KeyMap::with_overrides(&file.key_overrides())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    let url = cli
+        .url
+        .or(file.url.clone())
+        .unwrap_or_else(|| Settings::default().url);
+    let data_dir = cli
+        .data_dir
+        .or(file.data_dir.clone())
+        .unwrap_or_else(|| "data".into());
+    let token = match cli.token.or(file.token.clone()) {
+        Some(t) => Some(t),
+        None => match config::token_from_data_dir(&data_dir) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("note: no feed token given and none read ({e}); connecting without one");
+                None
+            }
+        },
+    };
+    let log_file = cli
+        .log_file
+        .or(file.log_file.clone())
+        .or_else(|| config::home_path(".local/state/baddybugs/console.log"))
+        .unwrap_or_else(|| "baddybugs-console.log".into());
+    let settings = Settings {
+        url: url.clone(),
+        ascii: cli.ascii || file.ascii.unwrap_or(false),
+        color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        save_dir: cli
+            .save_dir
+            .or(file.save_dir.clone())
+            .unwrap_or_else(|| ".".into()),
+    };
+    Ok(Resolved {
+        target: Target { url, token },
+        settings,
+        keymap,
+        log_file,
+    })
+}
+
+fn execute(app: &mut App, commands: Vec<Command>, net: &mpsc::UnboundedSender<NetCommand>) {
+    for command in commands {
+        match command {
+            Command::Send(message) => {
+                let _ = net.send(NetCommand::Send(message));
+            }
+            Command::Reconnect => {
+                let _ = net.send(NetCommand::Reconnect);
+            }
+            Command::Copy(text) => {
+                let seq = osc52::sequence(&text, std::env::var_os("TMUX").is_some());
+                let mut out = std::io::stdout();
+                let _ = out.write_all(seq.as_bytes()).and_then(|()| out.flush());
+            }
+            Command::Save { path, contents } => {
+                let notice = match std::fs::write(&path, contents) {
+                    Ok(()) => format!("saved to {}", path.display()),
+                    Err(e) => format!("cannot save to {}: {e}", path.display()),
+                };
+                let more = app.update(Action::Notice(notice));
+                execute(app, more, net);
+            }
+            Command::Quit => app.quit = true,
+        }
+    }
+}
+
+/// Draws one frame (an error ends the loop, which still restores the terminal).
+fn draw(terminal: &mut ratatui::DefaultTerminal, app: &mut App) -> Result<()> {
+    let size = terminal.size()?;
+    app.page = ui::body_height(app, size.height).saturating_sub(4).max(1);
+    terminal.draw(|f| ui::render(f, app))?;
+    app.dirty = false;
+    Ok(())
+}
+
+async fn run_tui(resolved: Resolved, first: net::Ws) -> Result<()> {
+    let (tx, mut rx) = mpsc::channel(1024);
+    let (net_tx, net_rx) = mpsc::unbounded_channel();
+    let net_task = tokio::spawn(net::run(first, resolved.target.clone(), tx, net_rx));
+    let mut app = App::new(resolved.settings, resolved.keymap, now_ms());
+    let mut terminal = ratatui::init();
+    let mut input = EventStream::new();
+    let mut frame = tokio::time::interval(Duration::from_millis(33));
+    frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let result: Result<()> = loop {
+        tokio::select! {
+            event = input.next() => match event {
+                Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
+                    if let Some(action) = app.keymap.action(app.mode(), &key) {
+                        let commands = app.update(action);
+                        execute(&mut app, commands, &net_tx);
+                    }
+                }
+                Some(Ok(Event::Resize(..))) => {
+                    app.update(Action::Resize);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break Err(e.into()),
+                None => break Ok(()),
+            },
+            Some(report) = rx.recv() => {
+                app.update(Action::Net(report));
+                // Drain a bounded batch so input is looked at again soon.
+                for _ in 0..512 {
+                    match rx.try_recv() {
+                        Ok(report) => { app.update(Action::Net(report)); }
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = frame.tick() => {
+                app.update(Action::Tick(now_ms()));
+                if app.dirty {
+                    if let Err(e) = draw(&mut terminal, &mut app) {
+                        break Err(e);
+                    }
+                }
+            }
+        }
+        if app.quit {
+            break Ok(());
+        }
+    };
+    ratatui::restore();
+    net_task.abort();
+    result
+}
+
+async fn start(cli: Cli) -> Result<()> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        bail!("baddybugs-console needs a terminal: run it in an interactive shell (not piped or redirected)");
+    }
+    let resolved = resolve(cli)?;
+    let _guard = init_logging(&resolved.log_file)?;
+    tracing::info!(url = %resolved.target.url, "console starting");
+    let first = match net::connect(&resolved.target).await {
+        Ok(ws) => ws,
+        Err(e) => bail!("{}", e.explain(&resolved.target.url)),
+    };
+    run_tui(resolved, first).await
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match start(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("baddybugs-console: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

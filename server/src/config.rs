@@ -383,7 +383,7 @@ impl Config {
         figment = figment
             .merge(
                 Env::prefixed("BADDYBUGS_")
-                    .ignore(&["API_KEYS", "CLICKHOUSE_URL", "CLICKHOUSE_PASSWORD", "CONFIG"])
+                    .ignore(&["API_KEYS", "CLICKHOUSE_URL", "CLICKHOUSE_PASSWORD", "CONFIG", "LOG"])
                     .split("__"),
             )
             .merge(Serialized::globals(flags));

@@ -161,6 +161,7 @@ pub async fn run_until(
         dedup: DedupWindow::new(config.ingest.dedup_window_secs, config.ingest.dedup_max_ids),
         feed: feed.clone(),
         shutting_down: Default::default(),
+        last_quota_refusal_ms: Default::default(),
         config: config.clone(),
     });
     {

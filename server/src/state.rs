@@ -1,6 +1,6 @@
 //! What every handler shares.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::Arc;
 
 use crate::accept::KeyRing;
@@ -31,4 +31,6 @@ pub struct AppState {
     pub feed: Arc<FeedHub>,
     /// Set when shutdown starts: ingest answers 503.
     pub shutting_down: AtomicBool,
+    /// When an append was last refused for the spool quota (epoch ms, 0 = never).
+    pub last_quota_refusal_ms: AtomicI64,
 }

@@ -11,7 +11,9 @@ use std::process::Command;
 use anyhow::{bail, Context};
 
 fn store_files(data_dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = ["store.sqlite", "store.sqlite-wal", "store.sqlite-shm"]
+    // Not the `-shm` file: SQLite maps it into memory, and a store write through that mapping
+    // to an immutable file would kill the process with SIGBUS instead of failing a write.
+    let mut files: Vec<PathBuf> = ["store.sqlite", "store.sqlite-wal"]
         .iter()
         .map(|f| data_dir.join(f))
         .filter(|p| p.exists())

@@ -127,7 +127,10 @@ async fn store_outage_spool_absorbs_then_503_then_recovers() -> anyhow::Result<(
     let response = client
         .post(server.url("/v1/ingest"))
         .header("Authorization", format!("Bearer {API_KEY}"))
-        .body(r#"{"events":[{"type":"log","name":"error","payload":{}}]}"#)
+        .body(format!(
+            r#"{{"events":[{{"type":"log","name":"error","payload":{{"message":"{}"}}}}]}}"#,
+            "x".repeat(64 << 10)
+        ))
         .send()
         .await?;
     assert_eq!(response.status(), 503);

@@ -77,7 +77,10 @@ mod tests {
                 b.attempt = attempt;
                 let ceiling = b.ceiling_ms();
                 let d = b.next_delay(j).as_millis() as u64;
-                assert!(d >= ceiling / 2 && d <= ceiling, "{attempt} {j} {d} {ceiling}");
+                assert!(
+                    d >= ceiling / 2 && d <= ceiling,
+                    "{attempt} {j} {d} {ceiling}"
+                );
             }
         }
         let mut b = Backoff::new(250, 10_000);

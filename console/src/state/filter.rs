@@ -77,7 +77,9 @@ impl Filter {
             && self.trace_id.is_none()
             && self.words.iter().all(|w| {
                 m.raw.to_lowercase().contains(w.as_str())
-                    || m.reasons.iter().any(|p| p.message.to_lowercase().contains(w.as_str()))
+                    || m.reasons
+                        .iter()
+                        .any(|p| p.message.to_lowercase().contains(w.as_str()))
             })
     }
 }

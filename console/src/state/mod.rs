@@ -15,8 +15,8 @@ pub(crate) mod tail;
 pub(crate) mod time;
 
 use baddybugs_common::protocol::{
-    Hello, MetricsSnapshot, PipelineTrace, ServerEnvelope, ServerMessage, TailEvent,
-    TailMalformed, Waterfall,
+    Hello, MetricsSnapshot, PipelineTrace, ServerEnvelope, ServerMessage, TailEvent, TailMalformed,
+    Waterfall,
 };
 
 use self::filter::event_haystack;
@@ -55,8 +55,12 @@ pub(crate) enum FeedEvent {
 /// The connection as the status line shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Conn {
-    Connecting { attempt: u32 },
-    Connected { since_ms: i64 },
+    Connecting {
+        attempt: u32,
+    },
+    Connected {
+        since_ms: i64,
+    },
     Waiting {
         attempt: u32,
         retry_at_ms: i64,
@@ -194,7 +198,9 @@ impl FeedState {
             }
             FeedEvent::LagDropped(n) => {
                 self.lag_dropped += n;
-                self.mark_all(&format!("{n} messages dropped: the console could not keep up"));
+                self.mark_all(&format!(
+                    "{n} messages dropped: the console could not keep up"
+                ));
             }
             FeedEvent::Message(envelope) => {
                 self.frames += 1;
@@ -220,7 +226,10 @@ impl FeedState {
                 ));
             }
             ServerMessage::Result { id, data } => return Some(Reply { id, data: Ok(data) }),
-            ServerMessage::Error { id: Some(id), message } => {
+            ServerMessage::Error {
+                id: Some(id),
+                message,
+            } => {
                 return Some(Reply {
                     id,
                     data: Err(message),

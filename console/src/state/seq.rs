@@ -12,18 +12,14 @@ pub(crate) enum SeqCheck {
     Backwards,
 }
 
-/// Tracks the sequence numbers of one connection.
+/// Tracks the sequence numbers of one connection (a new connection gets a new tracker: the
+/// server restarts numbering at 1).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SeqTracker {
     last: Option<u64>,
 }
 
 impl SeqTracker {
-    /// Call at each new connection: the server restarts numbering at 1.
-    pub(crate) fn reset(&mut self) {
-        self.last = None;
-    }
-
     pub(crate) fn observe(&mut self, seq: u64) -> SeqCheck {
         let expected = self.last.map_or(1, |l| l + 1);
         let check = if seq == expected {
@@ -55,8 +51,6 @@ mod tests {
         assert_eq!(s.observe(7), SeqCheck::InOrder);
         assert_eq!(s.observe(3), SeqCheck::Backwards);
         assert_eq!(s.observe(8), SeqCheck::InOrder);
-        s.reset();
-        assert_eq!(s.observe(1), SeqCheck::InOrder);
         let mut fresh = SeqTracker::default();
         assert_eq!(fresh.observe(4), SeqCheck::Gap { missed: 3 });
     }

@@ -65,6 +65,7 @@ impl<T> Tail<T> {
         self.pushed = 0;
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -16,13 +16,6 @@ pub(crate) fn clock_of(rfc3339: &str) -> String {
         .unwrap_or_else(|_| rfc3339.chars().take(12).collect())
 }
 
-/// Epoch ms of an RFC 3339 time.
-pub(crate) fn millis_of(rfc3339: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(rfc3339)
-        .ok()
-        .map(|t| t.timestamp_millis())
-}
-
 /// `3s`, `2m05s`, `1h02m`.
 pub(crate) fn age(ms: i64) -> String {
     let s = (ms.max(0) / 1000) as u64;
@@ -75,6 +68,5 @@ mod tests {
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(ms(0.25), "250µs");
         assert_eq!(ms(12.34), "12.3ms");
-        assert_eq!(millis_of("1970-01-01T00:00:01Z"), Some(1000));
     }
 }

@@ -242,9 +242,13 @@ async fn handle(state: &AppState, request: Request, started: Instant) -> Result<
         .map(|(i, e)| (*i, e.envelope.raw.as_bytes()))
         .collect();
     let record = record::encode(&batch_meta, &event_bytes, &quarantined_raw);
-    match state.spool.append(vec![record]).await {
-        Ok(_) => {}
-        Err(err) => return Err(spool_error(err)),
+    if let Err(err) = state.spool.append(vec![record]).await {
+        if matches!(err, SpoolError::QuotaExceeded { .. }) {
+            state
+                .last_quota_refusal_ms
+                .store(received_ms, Ordering::Relaxed);
+        }
+        return Err(spool_error(err));
     }
     stages.mark("spooled");
     state.dedup.remember(

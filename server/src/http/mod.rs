@@ -65,7 +65,14 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let store = state.store.health().await;
     let spool = state.spool.status();
     let sink = state.metrics.gauges.sink.lock().clone();
-    let spool_full = spool.bytes_on_disk >= spool.quota_bytes;
+    // Full: nearly at the quota, or an append was refused for it in the last 10 seconds.
+    let refused_ms = state
+        .last_quota_refusal_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let recently_refused =
+        refused_ms > 0 && chrono::Utc::now().timestamp_millis() - refused_ms < 10_000;
+    let spool_full =
+        recently_refused || spool.bytes_on_disk as f64 >= spool.quota_bytes as f64 * 0.95;
     let shutting_down = state.shutting_down.load(std::sync::atomic::Ordering::Relaxed);
     let mut reasons = Vec::new();
     if !store.reachable {

@@ -1,0 +1,158 @@
+//! The rows each list shows, after the filter: one function per view, shared by navigation
+//! (in `App`) and rendering (in `ui/`), so both always agree on what index means what.
+
+use baddybugs_common::protocol::{PipelineTrace, TailEvent, TailMalformed, TypeStats, Waterfall};
+
+use super::view::TypeSort;
+use crate::state::filter::Filter;
+use crate::state::tail::{Entry, Tail};
+use crate::state::FeedState;
+
+/// A row: an item, or a marker where the stream had a gap.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Row<'a, T> {
+    Item(&'a T),
+    Marker(&'a str),
+}
+
+impl<'a, T> Row<'a, T> {
+    pub(crate) fn item(&self) -> Option<&'a T> {
+        match self {
+            Row::Item(t) => Some(t),
+            Row::Marker(_) => None,
+        }
+    }
+}
+
+fn rows<'a, T: 'a, U: 'a>(
+    tail: &'a Tail<T>,
+    keep: impl Fn(&T) -> bool,
+    map: impl Fn(&'a T) -> &'a U,
+) -> impl Iterator<Item = Row<'a, U>> {
+    tail.entries().filter_map(move |e| match e {
+        Entry::Item(t) if keep(t) => Some(Row::Item(map(t))),
+        Entry::Item(_) => None,
+        Entry::Marker(m) => Some(Row::Marker(m.as_str())),
+    })
+}
+
+/// Stored older events (oldest first), then the live tail.
+pub(crate) fn events<'a>(s: &'a FeedState, f: &Filter) -> Vec<Row<'a, TailEvent>> {
+    let older = s
+        .older
+        .rows
+        .iter()
+        .filter(|r| f.matches_event(&r.ev, &r.hay))
+        .map(|r| Row::Item(&r.ev));
+    let live = rows(&s.events, |r| f.matches_event(&r.ev, &r.hay), |r| &r.ev);
+    older.chain(live).collect()
+}
+
+pub(crate) fn malformed<'a>(
+    s: &'a FeedState,
+    f: &Filter,
+    reason: Option<&str>,
+) -> Vec<Row<'a, TailMalformed>> {
+    rows(
+        &s.malformed,
+        |m| {
+            f.matches_malformed(m)
+                && reason.is_none_or(|r| m.reasons.iter().any(|p| p.code.as_str() == r))
+        },
+        |m| m,
+    )
+    .collect()
+}
+
+/// The distinct reason codes of one rejection, in order.
+pub(crate) fn unique_codes(m: &TailMalformed) -> Vec<&'static str> {
+    let mut codes: Vec<&'static str> = Vec::new();
+    for p in &m.reasons {
+        if !codes.contains(&p.code.as_str()) {
+            codes.push(p.code.as_str());
+        }
+    }
+    codes
+}
+
+/// Reason codes present in the malformed tail, with counts, most frequent first.
+pub(crate) fn reason_counts(s: &FeedState) -> Vec<(&'static str, usize)> {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    for m in s.malformed.items() {
+        for code in unique_codes(m) {
+            match counts.iter_mut().find(|(c, _)| *c == code) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((code, 1)),
+            }
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    counts
+}
+
+pub(crate) fn lifecycles<'a>(s: &'a FeedState, f: &Filter) -> Vec<Row<'a, Waterfall>> {
+    let keep = |w: &Waterfall| {
+        f.trace_id
+            .as_ref()
+            .is_none_or(|t| w.trace_id.as_ref() == Some(t))
+            && f.words.iter().all(|word| {
+                w.url
+                    .as_deref()
+                    .unwrap_or("")
+                    .to_lowercase()
+                    .contains(word.as_str())
+                    || w.id.to_lowercase().contains(word.as_str())
+            })
+    };
+    rows(&s.lifecycles, keep, |w| w).collect()
+}
+
+/// The live pipeline traces, or, in "slowest and failed first" order, those and the stored
+/// ones merged: failed first, then by duration.
+pub(crate) fn pipeline<'a>(
+    s: &'a FeedState,
+    slowest: bool,
+    stored: &'a [PipelineTrace],
+) -> Vec<Row<'a, PipelineTrace>> {
+    if !slowest {
+        return rows(&s.pipeline, |_| true, |p| p).collect();
+    }
+    let mut all: Vec<&PipelineTrace> = s.pipeline.items().collect();
+    for t in stored {
+        if !all.iter().any(|a| a.batch_id == t.batch_id) {
+            all.push(t);
+        }
+    }
+    all.sort_by(|a, b| {
+        let failed = |t: &PipelineTrace| t.outcome != "accepted";
+        failed(b)
+            .cmp(&failed(a))
+            .then(b.total_ms.total_cmp(&a.total_ms))
+            .then(a.batch_id.cmp(&b.batch_id))
+    });
+    all.into_iter().map(Row::Item).collect()
+}
+
+/// Every type of the latest snapshot, sorted.
+pub(crate) fn types(s: &FeedState, sort: TypeSort, descending: bool) -> Vec<&TypeStats> {
+    let Some(m) = &s.metrics else {
+        return Vec::new();
+    };
+    let mut v: Vec<&TypeStats> = m.types.iter().collect();
+    v.sort_by(|a, b| {
+        let ord = match sort {
+            TypeSort::Name => a.event_type.cmp(&b.event_type),
+            TypeSort::Rate => a.rate_10s.total_cmp(&b.rate_10s),
+            TypeSort::Total => a.received.cmp(&b.received),
+            TypeSort::Rejected => a.rejected.cmp(&b.rejected),
+            TypeSort::Duplicates => a.duplicates.cmp(&b.duplicates),
+            TypeSort::P99 => a
+                .duration_p99_ms
+                .unwrap_or(-1.0)
+                .total_cmp(&b.duration_p99_ms.unwrap_or(-1.0)),
+        };
+        let ord = if descending { ord.reverse() } else { ord };
+        ord.then(a.event_type.cmp(&b.event_type))
+    });
+    v
+}

@@ -1,0 +1,198 @@
+//! Snapshots of every view at 80×24 and 120×40, from fixtures and a fixed clock
+//! (`ratatui::backend::TestBackend` + `insta`; accepted snapshots live in `src/snapshots/`).
+
+use baddybugs_common::protocol::ServerMessage;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use serde_json::json;
+
+use crate::app::tests::{demo_app, press};
+use crate::app::{Action, App};
+use crate::state::fixtures::{hello, msg, T0};
+use crate::state::FeedEvent;
+use crate::ui;
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
+
+fn draw(app: &mut App, w: u16, h: u16) -> TestBackend {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    app.page = ui::body_height(app, h).saturating_sub(4).max(1);
+    terminal.draw(|f| ui::render(f, app)).unwrap();
+    terminal.backend().clone()
+}
+
+/// Snapshots `name` at both sizes, the app built fresh for each by `setup`.
+fn snap(name: &str, setup: impl Fn(&mut App)) {
+    for (w, h) in SIZES {
+        let mut app = demo_app();
+        setup(&mut app);
+        let backend = draw(&mut app, w, h);
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), backend);
+    }
+}
+
+#[test]
+fn overview() {
+    snap("overview", |_| {});
+}
+
+#[test]
+fn types() {
+    snap("types", |a| {
+        press(a, "2");
+    });
+}
+
+#[test]
+fn events_tail() {
+    snap("events", |a| {
+        press(a, "3");
+    });
+}
+
+#[test]
+fn events_filtered_and_paused() {
+    snap("events_filtered_paused", |a| {
+        a.set_filter("type:cache env:production");
+        press(a, "3 space");
+        for i in 100..103 {
+            a.update(Action::Net(msg(i, ServerMessage::Pong { nonce: None })));
+        }
+    });
+}
+
+#[test]
+fn filter_prompt() {
+    snap("filter_prompt", |a| {
+        press(a, "3 / t y p e");
+    });
+}
+
+#[test]
+fn event_detail() {
+    snap("event_detail", |a| {
+        press(a, "3 k enter");
+    });
+}
+
+#[test]
+fn trace() {
+    snap("trace", |a| {
+        press(a, "3 k enter");
+        let c = press(a, "t");
+        let Some(crate::app::Command::Send(baddybugs_common::protocol::ClientMessage::Query {
+            id,
+            ..
+        })) = c.into_iter().next()
+        else {
+            panic!("no query");
+        };
+        let data = json!({"events": [
+            {"id": "evt-0001", "type": "query", "name": "select orders", "timestamp": "2025-06-10T18:27:59.250Z", "environment": "production"},
+            {"id": "evt-0003", "type": "request", "name": "GET /orders", "timestamp": "2025-06-10T18:27:59.750Z", "environment": "production", "duration_ms": 45.5, "status_code": 200}
+        ], "spans": []});
+        a.update(Action::Net(msg(500, ServerMessage::Result { id, data })));
+    });
+}
+
+#[test]
+fn malformed() {
+    snap("malformed", |a| {
+        press(a, "4");
+    });
+}
+
+#[test]
+fn malformed_detail() {
+    snap("malformed_detail", |a| {
+        press(a, "4 g enter");
+    });
+}
+
+#[test]
+fn waterfalls() {
+    snap("waterfalls", |a| {
+        press(a, "5");
+    });
+}
+
+#[test]
+fn waterfall_detail() {
+    snap("waterfall_detail", |a| {
+        press(a, "5 g enter j j j");
+    });
+}
+
+#[test]
+fn waterfall_folded_ascii() {
+    snap("waterfall_folded_ascii", |a| {
+        a.settings.ascii = true;
+        press(a, "5 g enter j j enter");
+    });
+}
+
+#[test]
+fn pipeline() {
+    snap("pipeline", |a| {
+        press(a, "6");
+    });
+}
+
+#[test]
+fn pipeline_waterfall() {
+    snap("pipeline_waterfall", |a| {
+        press(a, "6 g j j enter j j j j j");
+    });
+}
+
+#[test]
+fn help() {
+    snap("help", |a| {
+        press(a, "?");
+    });
+}
+
+#[test]
+fn disconnected() {
+    snap("disconnected", |a| {
+        press(a, "3");
+        a.update(Action::Tick(T0 + 5_000));
+        a.update(Action::Net(FeedEvent::Disconnected {
+            error: "the server closed the connection".into(),
+            attempt: 2,
+            retry_in_ms: 8_000,
+        }));
+        a.update(Action::Tick(T0 + 12_000));
+    });
+}
+
+#[test]
+fn restarted() {
+    snap("restarted", |a| {
+        a.update(Action::Net(FeedEvent::Disconnected {
+            error: "connection lost".into(),
+            attempt: 1,
+            retry_in_ms: 300,
+        }));
+        a.update(Action::Tick(T0 + 3_000));
+        a.update(Action::Net(FeedEvent::Connected));
+        a.update(Action::Net(msg(1, hello("inst-b"))));
+        a.update(Action::Tick(T0 + 4_000));
+    });
+}
+
+#[test]
+fn overview_ascii_no_color() {
+    snap("overview_ascii", |a| {
+        a.settings.ascii = true;
+        a.settings.color = false;
+        press(a, "space");
+    });
+}
+
+#[test]
+fn too_small() {
+    let mut app = demo_app();
+    let backend = draw(&mut app, 50, 12);
+    insta::assert_snapshot!("too_small_50x12", backend);
+}

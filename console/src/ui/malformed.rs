@@ -1,0 +1,98 @@
+//! View 4: the rejection tail, grouped by reason (r cycles one reason after another), and one
+//! rejection: its reasons above the original bytes with the field at fault highlighted.
+
+use baddybugs_common::protocol::TailMalformed;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::events::render_lines;
+use super::lists::{self, ListSpec};
+use super::theme::{fit, Theme};
+use crate::app::detail::malformed_lines;
+use crate::app::rows;
+use crate::app::view::View;
+use crate::app::App;
+use crate::state::time::clock_of;
+
+fn line(m: &TailMalformed, width: usize, t: &Theme) -> Line<'static> {
+    let codes = rows::unique_codes(m);
+    let path = match m.reasons.len() {
+        0 | 1 => m.reasons.first().map_or(String::new(), |p| p.path.clone()),
+        n => format!("{} (+{} more)", m.reasons[0].path, n - 1),
+    };
+    let path_w = width.saturating_sub(13 + 12 + 16 + 10).max(6);
+    Line::from(vec![
+        Span::styled(fit(&clock_of(&m.received_at), 13, t), t.dim()),
+        Span::styled(
+            fit(m.event_type.as_deref().unwrap_or("?"), 12, t),
+            t.accent(),
+        ),
+        Span::styled(fit(&codes.join(","), 16, t), t.bad()),
+        Span::raw(fit(&path, path_w, t)),
+        Span::styled(fit(&m.application, 10, t), t.dim()),
+    ])
+}
+
+/// Draws the rejection tail with the reason summary above it.
+pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
+    let s = app.shown();
+    let counts = rows::reason_counts(s);
+    let [summary, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(area);
+    let mut spans = vec![Span::styled("reasons: ", t.dim())];
+    if counts.is_empty() {
+        spans.push(Span::styled("none yet", t.ok()));
+    }
+    for (code, n) in &counts {
+        let style = if app.reason == Some(*code) {
+            t.selected()
+        } else {
+            t.bad()
+        };
+        spans.push(Span::styled(format!("{code} {n}"), style));
+        spans.push(Span::raw("  "));
+    }
+    spans.push(Span::styled("(r: one reason at a time)", t.dim()));
+    f.render_widget(Paragraph::new(Line::from(spans)), summary);
+
+    let rows = rows::malformed(s, &app.filter, app.reason);
+    let shown = rows.iter().filter(|r| r.item().is_some()).count();
+    let which = app
+        .reason
+        .map_or_else(|| "all reasons".to_owned(), |r| format!("reason {r}"));
+    let title = format!(
+        "Malformed · {shown} shown ({which}) of {} received · Enter: reasons + bytes · y: copy · Ctrl-S: save",
+        s.malformed.pushed
+    );
+    let width = list.width.saturating_sub(2) as usize;
+    let header = Line::styled(
+        format!(
+            "{}{}{}{}{}",
+            fit("received", 13, t),
+            fit("type", 12, t),
+            fit("reason", 16, t),
+            fit("path", width.saturating_sub(13 + 12 + 16 + 10).max(6), t),
+            fit("app", 10, t)
+        ),
+        t.dim(),
+    );
+    let spec = ListSpec {
+        title,
+        header,
+        rows: &rows,
+        pos: app.pos[View::Malformed.index()],
+        empty: "no rejections yet: every event was accepted",
+    };
+    lists::render(f, list, spec, t, |m, w| line(m, w, t));
+}
+
+/// One rejection.
+pub(crate) fn render_detail(f: &mut Frame, m: &TailMalformed, scroll: u16, area: Rect, t: &Theme) {
+    let title = format!(
+        "Rejected {} · {} · y: copy raw · Esc: back",
+        m.event_id.as_deref().unwrap_or("(no id)"),
+        m.event_type.as_deref().unwrap_or("?")
+    );
+    render_lines(f, title, malformed_lines(m), scroll, area, t);
+}

@@ -1,0 +1,303 @@
+//! View 1: ingest rates with a 60 s sparkline, spool and memory gauges, sink health, the
+//! latency panel, and warnings.
+
+use baddybugs_common::protocol::MetricsSnapshot;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::block;
+use super::theme::{fit, Theme};
+use super::widgets::{histogram, sparkline};
+use crate::app::App;
+use crate::state::time::{age, bytes, ms};
+use crate::state::{FeedState, Rates};
+
+const LATENCIES: [&str; 4] = ["request", "fsync", "insert", "end_to_end"];
+
+fn rate(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}/s")
+    } else {
+        format!("{v:.1}/s")
+    }
+}
+
+fn gauge<'a>(
+    label: &str,
+    used: u64,
+    limit: u64,
+    width: usize,
+    extra: String,
+    t: &Theme,
+) -> Line<'a> {
+    let ratio = if limit > 0 {
+        used as f64 / limit as f64
+    } else {
+        0.0
+    };
+    let filled = ((ratio.min(1.0)) * width as f64).round() as usize;
+    let style = if ratio >= 0.8 {
+        t.bad()
+    } else if ratio >= 0.5 {
+        t.warn()
+    } else {
+        t.ok()
+    };
+    Line::from(vec![
+        Span::styled(fit(label, 9, t), t.bold()),
+        Span::styled(t.full().repeat(filled), style),
+        Span::styled(t.empty().repeat(width - filled), t.dim()),
+        Span::raw(format!(" {:>3.0}% ", ratio * 100.0)),
+        Span::styled(extra, t.dim()),
+    ])
+}
+
+/// Warnings worth a look, most serious first.
+pub(crate) fn warnings(s: &FeedState) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    let Some(m) = &s.metrics else {
+        return out;
+    };
+    if !m.sink.healthy {
+        let why = m
+            .sink
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "no detail".into());
+        out.push((true, format!("sink {} is down: {why}", m.sink.kind)));
+    }
+    let b = &m.buffers;
+    if b.spool_quota_bytes > 0 && b.spool_bytes * 10 >= b.spool_quota_bytes * 8 {
+        out.push((
+            true,
+            format!(
+                "spool at {:.0}% of its quota: ingest answers 503 when full",
+                b.spool_bytes as f64 * 100.0 / b.spool_quota_bytes as f64
+            ),
+        ));
+    }
+    let Rates {
+        received, rejected, ..
+    } = s.rates;
+    if rejected >= 1.0 && rejected >= received * 0.05 {
+        out.push((
+            false,
+            format!(
+                "reject rate spike: {} ({:.0}% of received)",
+                rate(rejected),
+                rejected * 100.0 / received.max(1.0)
+            ),
+        ));
+    }
+    if s.drops() > 0 {
+        out.push((
+            false,
+            format!("feed dropped {} messages for this console", s.drops()),
+        ));
+    }
+    out
+}
+
+fn ingest_lines<'a>(m: &MetricsSnapshot, r: &Rates, t: &Theme) -> Line<'a> {
+    Line::from(vec![
+        Span::styled(format!("{} ", rate(r.received)), t.bold().patch(t.accent())),
+        Span::styled("received  ", t.dim()),
+        Span::styled(rate(r.accepted), t.ok()),
+        Span::styled(" accepted  ", t.dim()),
+        Span::styled(
+            rate(r.rejected),
+            if r.rejected > 0.0 {
+                t.bad()
+            } else {
+                Style::new()
+            },
+        ),
+        Span::styled(" rejected  ", t.dim()),
+        Span::raw(rate(r.duplicates)),
+        Span::styled(" dup  ", t.dim()),
+        Span::raw(format!("total {}", m.totals.received)),
+    ])
+}
+
+/// Draws the overview.
+pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
+    let s = app.shown();
+    let Some(m) = &s.metrics else {
+        let text = "Waiting for the first metrics snapshot (the server sends one each second)…";
+        f.render_widget(Paragraph::new(text).block(block("Overview", t)), area);
+        return;
+    };
+    let big = area.height >= 30;
+    let mid_h: u16 = if big { 8 } else { 6 };
+    // Small screens: what the latency table needs (7 rows), the rest to the sparkline.
+    let spark_h: u16 = if big {
+        6
+    } else {
+        area.height.saturating_sub(mid_h + 10).clamp(2, 6)
+    };
+    let [ingest, mid, lat] = Layout::vertical([
+        Constraint::Length(spark_h + 3),
+        Constraint::Length(mid_h),
+        Constraint::Min(4),
+    ])
+    .areas(area);
+
+    let b = block("Ingest · last 60 s", t);
+    let inner = b.inner(ingest);
+    f.render_widget(b, ingest);
+    f.render_widget(
+        Paragraph::new(ingest_lines(m, &s.rates, t)),
+        Rect { height: 1, ..inner },
+    );
+    let spark = Rect {
+        y: inner.y + 1,
+        height: inner.height.saturating_sub(1),
+        ..inner
+    };
+    sparkline::render(&m.totals.history, spark, f.buffer_mut(), t.accent(), t);
+
+    let [buffers, warn] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(mid);
+    let bb = block("Spool · memory · sink", t);
+    let inner = bb.inner(buffers);
+    f.render_widget(bb, buffers);
+    let bu = &m.buffers;
+    let spool = format!(
+        "{} / {}",
+        bytes(bu.spool_bytes),
+        bytes(bu.spool_quota_bytes)
+    );
+    let gw = (inner.width as usize)
+        .saturating_sub(9 + 7 + spool.chars().count())
+        .clamp(4, 30);
+    let mut lines = vec![
+        gauge("spool", bu.spool_bytes, bu.spool_quota_bytes, gw, spool, t),
+        Line::from(vec![
+            Span::styled(fit("memory", 9, t), t.bold()),
+            Span::raw(format!(
+                "{} queued ({} ev) · RSS {}",
+                bytes(bu.memory_bytes),
+                bu.memory_events,
+                bu.rss_bytes.map_or_else(|| "—".into(), bytes)
+            )),
+        ]),
+        Line::from(vec![
+            Span::styled(fit("unstored", 9, t), t.bold()),
+            Span::raw(format!(
+                "{} events, oldest {}",
+                bu.pending_records,
+                bu.oldest_pending_secs
+                    .map_or_else(|| "—".into(), |s| age((s * 1000.0) as i64))
+            )),
+        ]),
+    ];
+    let sink = &m.sink;
+    lines.push(Line::from(vec![
+        Span::styled(fit("sink", 9, t), t.bold()),
+        if sink.healthy {
+            Span::styled(format!("{} healthy", sink.kind), t.ok())
+        } else {
+            Span::styled(format!("{} DOWN", sink.kind), t.bad())
+        },
+        Span::raw(format!(
+            " · lag {} ev{} · {} errors",
+            sink.lag_events,
+            sink.lag_secs
+                .map_or_else(String::new, |s| format!(" / {}", age((s * 1000.0) as i64))),
+            sink.errors
+        )),
+    ]));
+    if let (true, Some(e)) = (inner.height > 4, &sink.last_error) {
+        lines.push(Line::styled(format!("last error: {e}"), t.bad()));
+    }
+    f.render_widget(Paragraph::new(lines), inner);
+
+    let wb = block("Warnings", t);
+    let warnings = warnings(s);
+    let lines: Vec<Line> = if warnings.is_empty() {
+        vec![Line::styled("none", t.ok())]
+    } else {
+        warnings
+            .into_iter()
+            .map(|(serious, text)| {
+                Line::styled(
+                    format!("! {text}"),
+                    if serious { t.bad() } else { t.warn() },
+                )
+            })
+            .collect()
+    };
+    f.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: true }).block(wb),
+        warn,
+    );
+
+    render_latency(f, m, lat, t);
+}
+
+fn render_latency(f: &mut Frame, m: &MetricsSnapshot, area: Rect, t: &Theme) {
+    let lb = block("Latency", t);
+    let inner = lb.inner(area);
+    f.render_widget(lb, area);
+    let histos: Vec<_> = LATENCIES
+        .iter()
+        .filter_map(|n| m.latencies.iter().find(|h| h.name == *n))
+        .collect();
+    if histos.is_empty() {
+        f.render_widget(
+            Paragraph::new(Line::styled("no latency recorded yet", t.dim())),
+            inner,
+        );
+        return;
+    }
+    if inner.height >= 18 && inner.width >= 80 {
+        // 2×2 panels: the percentile list next to the histogram.
+        let rows = Layout::vertical([Constraint::Ratio(1, 2); 2]).split(inner);
+        for (r, row) in rows.iter().enumerate() {
+            let cols = Layout::horizontal([Constraint::Ratio(1, 2); 2]).split(*row);
+            for (c, cell) in cols.iter().enumerate() {
+                if let Some(h) = histos.get(r * 2 + c) {
+                    let title = Line::styled(format!("{} ({})", h.name, h.unit), t.bold());
+                    f.render_widget(Paragraph::new(title), Rect { height: 1, ..*cell });
+                    let body = Rect {
+                        y: cell.y + 1,
+                        height: cell.height.saturating_sub(1),
+                        width: cell.width.saturating_sub(2),
+                        ..*cell
+                    };
+                    histogram::render(h, body, f.buffer_mut(), t);
+                }
+            }
+        }
+        return;
+    }
+    let name_w = 11;
+    let spark_w = (inner.width as usize)
+        .saturating_sub(name_w + 40 + 2)
+        .min(24);
+    let mut lines = vec![histogram::compact_header(name_w, t)];
+    lines.extend(
+        histos
+            .iter()
+            .map(|h| histogram::compact_line(h, name_w, spark_w, t)),
+    );
+    if inner.height as usize > lines.len() {
+        let b = &m.batch_sizes;
+        lines.push(Line::styled(
+            format!(
+                "batch size p50 {:.0} p99 {:.0} events · fsync p99 {}",
+                b.p50,
+                b.p99,
+                histos
+                    .iter()
+                    .find(|h| h.name == "fsync")
+                    .map_or_else(|| "—".into(), |h| ms(h.p99))
+            ),
+            t.dim(),
+        ));
+    }
+    f.render_widget(Paragraph::new(lines), inner);
+}

@@ -1,0 +1,105 @@
+//! View 2: every event type with its rate, total, rejections, duplicates, p99 and a sparkline;
+//! sortable by column; Enter tails the type.
+
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::theme::{fit, rfit, Theme};
+use super::widgets::sparkline;
+use super::{block, window};
+use crate::app::rows;
+use crate::app::view::{TypeSort, View};
+use crate::app::App;
+use crate::state::time::ms;
+
+const COLS: [(TypeSort, &str, usize); 6] = [
+    (TypeSort::Name, "type", 0),
+    (TypeSort::Rate, "rate/s", 9),
+    (TypeSort::Total, "total", 10),
+    (TypeSort::Rejected, "rejected", 9),
+    (TypeSort::Duplicates, "dups", 7),
+    (TypeSort::P99, "p99", 9),
+];
+
+/// Draws the types table.
+pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
+    let s = app.shown();
+    let list = rows::types(s, app.type_sort, app.type_desc);
+    let title = format!(
+        "Types · {} · s: sort column · i: invert · Enter: tail the type",
+        list.len()
+    );
+    let outer = block(title, t);
+    let inner = outer.inner(area);
+    f.render_widget(outer, area);
+    let width = inner.width as usize;
+    let fixed: usize = COLS.iter().map(|c| c.2).sum();
+    let name_w = 16.min(width.saturating_sub(fixed + 4)).max(8);
+    let spark_w = width.saturating_sub(fixed + name_w + 2);
+    let arrow = match (app.type_desc, t.ascii) {
+        (true, false) => "▼",
+        (false, false) => "▲",
+        (true, true) => "v",
+        (false, true) => "^",
+    };
+    let mut header = Vec::new();
+    for (sort, label, w) in COLS {
+        let label = if sort == app.type_sort {
+            format!("{label}{arrow}")
+        } else {
+            label.to_owned()
+        };
+        let style = if sort == app.type_sort {
+            t.accent()
+        } else {
+            t.dim()
+        };
+        let text = if w == 0 {
+            fit(&label, name_w, t)
+        } else {
+            rfit(&label, w)
+        };
+        header.push(Span::styled(text, style));
+    }
+    if spark_w > 0 {
+        header.push(Span::styled(
+            format!("  {}", fit("last 60 s", spark_w, t)),
+            t.dim(),
+        ));
+    }
+    let mut lines = vec![Line::from(header)];
+    if list.is_empty() {
+        lines.push(Line::styled("no metrics yet", t.dim()));
+    }
+    let pos = app.pos[View::Types.index()];
+    let sel = pos.index(list.len());
+    let height = inner.height.saturating_sub(1) as usize;
+    let start = window(list.len(), sel, height);
+    for (i, ty) in list.iter().enumerate().skip(start).take(height) {
+        let rej_style = if ty.rejected > 0 { t.bad() } else { t.dim() };
+        let mut spans = vec![
+            Span::styled(fit(&ty.event_type, name_w, t), t.bold()),
+            Span::raw(rfit(&format!("{:.1}", ty.rate_10s), 9)),
+            Span::raw(rfit(&ty.received.to_string(), 10)),
+            Span::styled(rfit(&ty.rejected.to_string(), 9), rej_style),
+            Span::raw(rfit(&ty.duplicates.to_string(), 7)),
+            Span::raw(rfit(&ty.duration_p99_ms.map_or_else(|| "—".into(), ms), 9)),
+        ];
+        if spark_w > 0 {
+            spans.push(Span::raw("  "));
+            spans.push(Span::styled(
+                sparkline::inline(&ty.history, spark_w, t),
+                t.accent(),
+            ));
+        }
+        let line = Line::from(spans);
+        lines.push(if i == sel {
+            line.patch_style(t.selected())
+        } else {
+            line
+        });
+    }
+    f.render_widget(Paragraph::new(lines), inner);
+}
