@@ -6,6 +6,7 @@
 
 pub(crate) mod detail;
 mod handlers;
+mod queries;
 pub(crate) mod rows;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -3,16 +3,13 @@
 use std::collections::BTreeSet;
 
 use baddybugs_common::protocol::TailEvent;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::detail::{event_lines, malformed_lines};
 use super::rows::{self, Row};
 use super::view::{visible_spans, ListPos, Screen, View};
 use super::{Action, App, Command, Pending};
-use crate::state::convert::{
-    event_page, nest_spans, stored_event, trace_spans_waterfall, trace_waterfall,
-};
-use crate::state::{EventRow, OLDER_CAP};
+use crate::state::convert::{nest_spans, trace_waterfall};
 
 impl App {
     /// Rows in the current view's top-level list.
@@ -136,7 +133,7 @@ impl App {
         Vec::new()
     }
 
-    fn selected_event(&self) -> Option<TailEvent> {
+    pub(super) fn selected_event(&self) -> Option<TailEvent> {
         match self.screen() {
             Some(Screen::Event { event, .. }) => Some((**event).clone()),
             Some(Screen::Trace { events, pos, .. }) => events.get(pos.index(events.len())).cloned(),
@@ -239,163 +236,6 @@ impl App {
             self.say("filter cleared");
         }
         Vec::new()
-    }
-
-    fn open_trace(&mut self) -> Vec<Command> {
-        let (trace_id, event_id) = match (self.view, self.screen()) {
-            (View::Waterfalls, None) => {
-                let rows = rows::lifecycles(self.shown(), &self.filter);
-                let w = rows
-                    .get(self.pos[self.view.index()].index(rows.len()))
-                    .and_then(Row::item);
-                (w.and_then(|w| w.trace_id.clone()), w.map(|w| w.id.clone()))
-            }
-            (View::Waterfalls, Some(Screen::Waterfall { waterfall, .. })) => {
-                (waterfall.trace_id.clone(), Some(waterfall.id.clone()))
-            }
-            _ => match self.selected_event() {
-                Some(e) => (e.trace_id.clone(), Some(e.id.clone())),
-                None => {
-                    self.say("select an event to open its trace");
-                    return Vec::new();
-                }
-            },
-        };
-        let Some(trace_id) = trace_id else {
-            self.say("this event has no trace id");
-            return Vec::new();
-        };
-        let s = self.shown();
-        let waterfall = s
-            .lifecycles
-            .items()
-            .find(|w| Some(&w.id) == event_id.as_ref())
-            .or_else(|| {
-                s.lifecycles
-                    .items()
-                    .find(|w| w.trace_id.as_ref() == Some(&trace_id))
-            })
-            .map(|w| Box::new(nest_spans(w)));
-        self.stacks[self.view.index()].push(Screen::Trace {
-            trace_id: trace_id.clone(),
-            loading: true,
-            error: None,
-            events: Vec::new(),
-            waterfall,
-            pos: ListPos {
-                selected: 0,
-                follow: false,
-            },
-        });
-        let params = json!({ "trace_id": trace_id });
-        vec![self.query("trace", params, Pending::Trace(trace_id))]
-    }
-
-    pub(super) fn on_trace(&mut self, id: &str, data: Result<Value, String>) {
-        for stack in &mut self.stacks {
-            for screen in stack.iter_mut() {
-                if let Screen::Trace {
-                    trace_id,
-                    loading,
-                    error,
-                    events,
-                    waterfall,
-                    ..
-                } = screen
-                {
-                    if trace_id != id || !*loading {
-                        continue;
-                    }
-                    *loading = false;
-                    match &data {
-                        Ok(v) => {
-                            *events = v
-                                .get("events")
-                                .and_then(Value::as_array)
-                                .map(|a| a.iter().map(stored_event).collect())
-                                .unwrap_or_default();
-                            events.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
-                            if waterfall.is_none() {
-                                *waterfall = trace_spans_waterfall(id, v).map(Box::new);
-                            }
-                        }
-                        Err(e) => *error = Some(e.clone()),
-                    }
-                }
-            }
-        }
-    }
-
-    fn fetch_older(&mut self) -> Vec<Command> {
-        let older = &self.live.older;
-        if older.loading || older.exhausted || !self.live_is_connected() {
-            return Vec::new();
-        }
-        let oldest = older
-            .rows
-            .first()
-            .or_else(|| self.live.events.items().next())
-            .map(|r| r.ev.timestamp.clone());
-        let mut params = json!({ "limit": 100 });
-        match (&older.cursor, oldest) {
-            (Some(c), _) => params["cursor"] = json!(c),
-            (None, Some(t)) => params["until"] = json!(t),
-            (None, None) => {}
-        }
-        let f = &self.filter;
-        for (k, v) in [
-            ("type", &f.event_type),
-            ("name", &f.name),
-            ("environment", &f.environment),
-            ("trace_id", &f.trace_id),
-        ] {
-            if let Some(v) = v {
-                params[k] = json!(v);
-            }
-        }
-        self.live.older.loading = true;
-        self.say("loading older events from the store…");
-        vec![self.query("events", params, Pending::Older)]
-    }
-
-    fn live_is_connected(&self) -> bool {
-        matches!(self.live.conn, crate::state::Conn::Connected { .. })
-    }
-
-    pub(super) fn on_older(&mut self, data: Result<Value, String>) {
-        self.live.older.loading = false;
-        let data = match data {
-            Ok(d) => d,
-            Err(e) => {
-                self.say(format!("older events: {e}"));
-                return;
-            }
-        };
-        let (events, cursor) = event_page(&data);
-        let known = |id: &str, s: &crate::state::FeedState| {
-            s.older.rows.iter().any(|r| r.ev.id == id) || s.events.items().any(|r| r.ev.id == id)
-        };
-        let mut fresh: Vec<EventRow> = events
-            .into_iter()
-            .filter(|e| !known(&e.id, &self.live))
-            .map(EventRow::new)
-            .collect();
-        fresh.reverse();
-        let added = fresh.len();
-        let older = &mut self.live.older;
-        older.exhausted = cursor.is_none() || added == 0 || older.rows.len() + added >= OLDER_CAP;
-        older.cursor = cursor;
-        let mut rows = fresh;
-        rows.append(&mut older.rows);
-        older.rows = rows;
-        if let Some(f) = &mut self.frozen {
-            f.state.older = self.live.older.clone();
-        }
-        let pos = &mut self.pos[View::Events.index()];
-        if !pos.follow {
-            pos.selected += added;
-        }
-        self.say(format!("{added} older events loaded from the store"));
     }
 
     fn copy(&mut self) -> Vec<Command> {

@@ -18,6 +18,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::StreamExt;
 use baddybugs_common::{check_event, CheckedEvent, Problem, ReasonCode};
 use serde_json::{json, Value};
 
@@ -283,22 +284,42 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<byte
             "the request body is over the limit of {limit} bytes (ingest.max_body_bytes)"
         ))
     };
-    if let Some(length) = header(headers, "content-length").and_then(|v| v.parse::<usize>().ok()) {
-        if length > limit {
+    let declared = header(headers, "content-length").and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        drain(body, limit).await;
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut collected = bytes::BytesMut::with_capacity(declared.unwrap_or(16 << 10).min(limit));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|err| ApiError::BadRequest {
+            code: "body_read_failed",
+            message: format!("could not read the request body: {err}"),
+        })?;
+        if collected.len() + chunk.len() > limit {
+            drain(Body::from_stream(stream), limit).await;
             return Err(too_large());
         }
+        collected.extend_from_slice(&chunk);
     }
-    axum::body::to_bytes(body, limit).await.map_err(|err| {
-        let text = err.to_string();
-        if text.to_ascii_lowercase().contains("length limit") {
-            too_large()
-        } else {
-            ApiError::BadRequest {
-                code: "body_read_failed",
-                message: format!("could not read the request body: {text}"),
+    Ok(collected.freeze())
+}
+
+/// Reads and discards what is left of an over-limit body (at most 4 × the limit, for at most
+/// 5 s) so that the client, still uploading, reliably reads the 413 instead of a reset.
+async fn drain(body: Body, limit: usize) {
+    let cap = limit.saturating_mul(4);
+    let mut stream = body.into_data_stream();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > cap {
+                break;
             }
         }
     })
+    .await;
 }
 
 fn spool_error(err: SpoolError) -> ApiError {
