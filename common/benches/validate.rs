@@ -37,7 +37,10 @@ fn realistic_mix() -> Vec<Vec<u8>> {
         };
         let mut files: Vec<_> = files.filter_map(Result::ok).map(|f| f.path()).collect();
         files.sort();
-        for file in files.iter().filter(|f| f.to_string_lossy().ends_with(".agent.json")) {
+        for file in files
+            .iter()
+            .filter(|f| f.to_string_lossy().ends_with(".agent.json"))
+        {
             let bytes = std::fs::read(file).expect("fixture readable");
             for _ in 0..weight(&event_type) {
                 events.push(bytes.clone());

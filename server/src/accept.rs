@@ -115,7 +115,11 @@ impl KeyRing {
                         key: k.key.clone(),
                         organization: k.organization.clone(),
                         application: k.application.clone(),
-                        secret: k.secret.clone().unwrap_or_else(|| k.key.clone()).into_bytes(),
+                        secret: k
+                            .secret
+                            .clone()
+                            .unwrap_or_else(|| k.key.clone())
+                            .into_bytes(),
                         require_signature: k.require_signature,
                         limiter: quota.map(RateLimiter::direct),
                     };
@@ -254,7 +258,10 @@ mod tests {
     #[test]
     fn bearer_and_unknown() {
         let ring = ring(false);
-        assert_eq!(ring.authenticate(&HeaderMap::new()).unwrap_err(), AuthError::MissingKey);
+        assert_eq!(
+            ring.authenticate(&HeaderMap::new()).unwrap_err(),
+            AuthError::MissingKey
+        );
         let h = headers(&[("authorization", "Bearer nope")]);
         assert_eq!(ring.authenticate(&h).unwrap_err(), AuthError::UnknownKey);
         let h = headers(&[("authorization", "bearer k")]);
@@ -264,7 +271,9 @@ mod tests {
     #[test]
     fn signature_checks() {
         let ring = ring(false);
-        let key = ring.authenticate(&headers(&[("authorization", "Bearer k")])).unwrap();
+        let key = ring
+            .authenticate(&headers(&[("authorization", "Bearer k")]))
+            .unwrap();
         let body = br#"{"events":[]}"#;
         let sig = sign(b"k", "1000", body);
         let ok = headers(&[("x-signature", &sig), ("x-timestamp", "1000")]);
@@ -282,9 +291,14 @@ mod tests {
             key.verify_signature(&half, body, 1000, 300),
             Err(AuthError::IncompleteSignature)
         );
-        assert_eq!(key.verify_signature(&HeaderMap::new(), body, 0, 300), Ok(Signed::No));
+        assert_eq!(
+            key.verify_signature(&HeaderMap::new(), body, 0, 300),
+            Ok(Signed::No)
+        );
         let strict = super::tests::ring(true);
-        let key = strict.authenticate(&headers(&[("authorization", "Bearer k")])).unwrap();
+        let key = strict
+            .authenticate(&headers(&[("authorization", "Bearer k")]))
+            .unwrap();
         assert_eq!(
             key.verify_signature(&HeaderMap::new(), body, 0, 300),
             Err(AuthError::SignatureRequired)

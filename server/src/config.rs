@@ -383,7 +383,13 @@ impl Config {
         figment = figment
             .merge(
                 Env::prefixed("BADDYBUGS_")
-                    .ignore(&["API_KEYS", "CLICKHOUSE_URL", "CLICKHOUSE_PASSWORD", "CONFIG", "LOG"])
+                    .ignore(&[
+                        "API_KEYS",
+                        "CLICKHOUSE_URL",
+                        "CLICKHOUSE_PASSWORD",
+                        "CONFIG",
+                        "LOG",
+                    ])
                     .split("__"),
             )
             .merge(Serialized::globals(flags));
@@ -430,7 +436,10 @@ impl Config {
             ("ingest.dedup_max_ids", ing.dedup_max_ids),
             ("batch.max_events", self.batch.max_events),
             ("batch.max_bytes", self.batch.max_bytes),
-            ("feed.client_queue_messages", self.feed.client_queue_messages),
+            (
+                "feed.client_queue_messages",
+                self.feed.client_queue_messages,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(field, "must be greater than 0"));
@@ -446,12 +455,19 @@ impl Config {
             return Err(invalid("spool.segment_bytes", "must be at least 4096"));
         }
         if self.spool.quota_bytes < self.spool.segment_bytes {
-            return Err(invalid("spool.quota_bytes", "must be at least spool.segment_bytes"));
+            return Err(invalid(
+                "spool.quota_bytes",
+                "must be at least spool.segment_bytes",
+            ));
         }
         if self.spool.fsync == FsyncMode::Interval && self.spool.fsync_interval_ms == 0 {
-            return Err(invalid("spool.fsync_interval_ms", "must be > 0 with fsync = \"interval\""));
+            return Err(invalid(
+                "spool.fsync_interval_ms",
+                "must be > 0 with fsync = \"interval\"",
+            ));
         }
-        if self.batch.retry_initial_ms == 0 || self.batch.retry_max_ms < self.batch.retry_initial_ms {
+        if self.batch.retry_initial_ms == 0 || self.batch.retry_max_ms < self.batch.retry_initial_ms
+        {
             return Err(invalid(
                 "batch.retry_max_ms",
                 "must be >= batch.retry_initial_ms, which must be > 0",
@@ -473,7 +489,10 @@ impl Config {
         }
         if let Some(url) = &self.clickhouse.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(invalid("clickhouse.url", "must start with http:// or https://"));
+                return Err(invalid(
+                    "clickhouse.url",
+                    "must start with http:// or https://",
+                ));
             }
         }
         Ok(())
@@ -481,9 +500,12 @@ impl Config {
 
     /// The listen address, parsed.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen
-            .parse()
-            .map_err(|_| invalid("listen", format!("is not an address:port ({:?})", self.listen)))
+        self.listen.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("is not an address:port ({:?})", self.listen),
+            )
+        })
     }
 
     /// The effective configuration as TOML, secrets masked (`print-config`).

@@ -86,7 +86,11 @@ pub fn parse_encoding(value: Option<&str>) -> Result<Encoding, DecodeError> {
 }
 
 /// Inflates a body, stopping as soon as it passes `limit` bytes.
-pub fn inflate(encoding: Encoding, body: &[u8], limit: usize) -> Result<Cow<'_, [u8]>, DecodeError> {
+pub fn inflate(
+    encoding: Encoding,
+    body: &[u8],
+    limit: usize,
+) -> Result<Cow<'_, [u8]>, DecodeError> {
     fn read_capped(reader: impl Read, limit: usize, what: &str) -> Result<Vec<u8>, DecodeError> {
         let mut out = Vec::with_capacity(limit.min(1 << 20));
         let read = reader.take(limit as u64 + 1).read_to_end(&mut out);
@@ -171,7 +175,10 @@ pub fn split(body: &[u8], ndjson: bool, max_events: usize) -> Result<SplitBody<'
         let text = std::str::from_utf8(body).map_err(|e| {
             DecodeError::undecodable(
                 ReasonCode::InvalidUtf8,
-                format!("the body is not valid UTF-8 (first bad byte at offset {})", e.valid_up_to()),
+                format!(
+                    "the body is not valid UTF-8 (first bad byte at offset {})",
+                    e.valid_up_to()
+                ),
             )
         })?;
         split_json(text)?
@@ -306,9 +313,18 @@ mod tests {
     fn shapes() {
         let wrapped = br#"{"events":[{"type":"a","payload":{"x":"\/"}}, {"type":"b"}]}"#;
         let s = split(wrapped, false, 10).unwrap();
-        assert_eq!(texts(&s), vec![r#"{"type":"a","payload":{"x":"\/"}}"#, r#"{"type":"b"}"#]);
+        assert_eq!(
+            texts(&s),
+            vec![r#"{"type":"a","payload":{"x":"\/"}}"#, r#"{"type":"b"}"#]
+        );
         assert_eq!(split(b"[{},{}]", false, 10).unwrap().events.len(), 2);
-        assert_eq!(split(br#" {"type":"x","payload":{}} "#, false, 10).unwrap().events.len(), 1);
+        assert_eq!(
+            split(br#" {"type":"x","payload":{}} "#, false, 10)
+                .unwrap()
+                .events
+                .len(),
+            1
+        );
         let nd = b"{\"type\":\"a\"}\n\n{broken\r\n\xff\xfe\n";
         let s = split(nd, true, 10).unwrap();
         assert_eq!(s.events.len(), 3);
@@ -337,7 +353,10 @@ mod tests {
     #[test]
     fn inflate_limits_and_errors() {
         let body = gzip(b"hello world");
-        assert_eq!(&*inflate(Encoding::Gzip, &body, 100).unwrap(), b"hello world");
+        assert_eq!(
+            &*inflate(Encoding::Gzip, &body, 100).unwrap(),
+            b"hello world"
+        );
         let bomb = gzip(&vec![b'a'; 10 << 20]);
         assert!(bomb.len() < 20_000);
         assert_eq!(
@@ -347,7 +366,10 @@ mod tests {
         let truncated = &body[..body.len() - 6];
         assert!(matches!(
             inflate(Encoding::Gzip, truncated, 100),
-            Err(DecodeError::Undecodable { code: ReasonCode::BadEncoding, .. })
+            Err(DecodeError::Undecodable {
+                code: ReasonCode::BadEncoding,
+                ..
+            })
         ));
         let z = zstd::encode_all(&b"zz"[..], 3).unwrap();
         assert_eq!(&*inflate(Encoding::Zstd, &z, 10).unwrap(), b"zz");

@@ -117,13 +117,20 @@ mod tests {
     #[test]
     fn window_by_age_and_count() {
         let w = DedupWindow::new(10, 3);
-        assert_eq!(w.check(&[Some("a"), Some("a"), None, None], 0), vec![false, true, false, false]);
+        assert_eq!(
+            w.check(&[Some("a"), Some("a"), None, None], 0),
+            vec![false, true, false, false]
+        );
         w.remember(["a", "b"], 0);
         assert_eq!(w.check(&[Some("a"), Some("c")], 5_000), vec![true, false]);
         assert_eq!(w.check(&[Some("a")], 10_001), vec![false], "expired");
         w.remember(["c", "d", "e"], 1_000);
         assert!(w.len() <= 3);
-        assert_eq!(w.check(&[Some("a")], 1_000), vec![false], "evicted by count");
+        assert_eq!(
+            w.check(&[Some("a")], 1_000),
+            vec![false],
+            "evicted by count"
+        );
     }
 
     #[test]

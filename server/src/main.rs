@@ -117,7 +117,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Catalog { json, markdown } = command {
         if json {
-            println!("{}", serde_json::to_string_pretty(&catalog::catalog_json())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&catalog::catalog_json())?
+            );
         } else if markdown {
             print!("{}", catalog::catalog_markdown());
         } else {
@@ -133,13 +136,19 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Schema => {
-            print!("{}", baddybugs_ingest::sink::clickhouse::schema_sql(&config.clickhouse));
+            print!(
+                "{}",
+                baddybugs_ingest::sink::clickhouse::schema_sql(&config.clickhouse)
+            );
             Ok(())
         }
         Command::Spool { command } => spool_tool(&config, command),
         Command::Serve => {
             std::fs::create_dir_all(&config.data_dir).with_context(|| {
-                format!("cannot create the data directory {}", config.data_dir.display())
+                format!(
+                    "cannot create the data directory {}",
+                    config.data_dir.display()
+                )
             })?;
             let _guard = init_logging(&config)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -200,14 +209,31 @@ fn init_logging(config: &Config) -> anyhow::Result<tracing_appender::non_blockin
     let (file_writer, guard) = tracing_appender::non_blocking(appender);
     let json = config.log_format == LogFormat::Json;
     let file_layer = if json {
-        fmt::layer().json().with_writer(file_writer).with_filter(filter()).boxed()
+        fmt::layer()
+            .json()
+            .with_writer(file_writer)
+            .with_filter(filter())
+            .boxed()
     } else {
-        fmt::layer().with_ansi(false).with_writer(file_writer).with_filter(filter()).boxed()
+        fmt::layer()
+            .with_ansi(false)
+            .with_writer(file_writer)
+            .with_filter(filter())
+            .boxed()
     };
     let stderr_layer = if json {
-        fmt::layer().json().with_writer(std::io::stderr).with_filter(filter()).boxed()
+        fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+            .boxed()
     } else {
-        fmt::layer().compact().with_target(false).with_writer(std::io::stderr).with_filter(filter()).boxed()
+        fmt::layer()
+            .compact()
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+            .boxed()
     };
     tracing_subscriber::registry()
         .with(file_layer)

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use baddybugs_common::protocol::{
-    BufferStats, Bucket, FeedClientStats, Histo, MetricsSnapshot, ReasonSample, ReasonStats,
+    Bucket, BufferStats, FeedClientStats, Histo, MetricsSnapshot, ReasonSample, ReasonStats,
     SinkStats, TypeStats,
 };
 use baddybugs_common::timestamp::format_millis;
@@ -238,7 +238,8 @@ impl Metrics {
     pub fn bytes(&self, compressed: usize, inflated: usize) {
         self.bytes_received
             .fetch_add(compressed as u64, Ordering::Relaxed);
-        self.bytes_inflated.fetch_add(inflated as u64, Ordering::Relaxed);
+        self.bytes_inflated
+            .fetch_add(inflated as u64, Ordering::Relaxed);
     }
 
     /// Builds a snapshot and advances the rate history; call once a second.
@@ -276,7 +277,13 @@ impl Metrics {
                 v
             };
             let rate = |secs: usize| -> f64 {
-                let window: Vec<u64> = per_second.iter().rev().take(secs).flatten().copied().collect();
+                let window: Vec<u64> = per_second
+                    .iter()
+                    .rev()
+                    .take(secs)
+                    .flatten()
+                    .copied()
+                    .collect();
                 if window.is_empty() {
                     0.0
                 } else {
@@ -343,8 +350,12 @@ impl Metrics {
             .map(|l| histo(l.name(), "ms", &self.histograms[l.index()].lock(), 1000.0))
             .collect();
         let batch_sizes = histo("batch_events", "events", &self.batch_sizes.lock(), 1.0);
-        let mut responses: Vec<(u16, u64)> =
-            self.responses.lock().iter().map(|(k, v)| (*k, *v)).collect();
+        let mut responses: Vec<(u16, u64)> = self
+            .responses
+            .lock()
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
         responses.sort();
         let mut buffers = self.gauges.buffers.lock().clone();
         buffers.rss_bytes = rss_bytes();
@@ -414,6 +425,18 @@ impl Metrics {
                 });
             }
         }
+        snap.latencies = Latency::ALL
+            .iter()
+            .map(|l| histo(l.name(), "ms", &self.histograms[l.index()].lock(), 1000.0))
+            .collect();
+        snap.batch_sizes = histo("batch_events", "events", &self.batch_sizes.lock(), 1.0);
+        snap.responses = self
+            .responses
+            .lock()
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        snap.responses.sort();
         snap.uptime_secs = self.started.elapsed().as_secs_f64();
         snap.buffers = self.gauges.buffers.lock().clone();
         snap.buffers.rss_bytes = rss_bytes();
@@ -426,59 +449,201 @@ impl Metrics {
     pub fn prometheus(&self) -> String {
         let snap = self.current();
         let mut out = String::with_capacity(16 << 10);
-        write_counter_family(&mut out, "baddybugs_ingest_events_received_total", "Events received, by type.", snap.types.iter().map(|t| (t.event_type.as_str(), t.received)));
-        write_counter_family(&mut out, "baddybugs_ingest_events_accepted_total", "Events accepted (durable in the spool), by type.", snap.types.iter().map(|t| (t.event_type.as_str(), t.accepted)));
-        write_counter_family(&mut out, "baddybugs_ingest_events_rejected_total", "Events rejected and quarantined, by type.", snap.types.iter().map(|t| (t.event_type.as_str(), t.rejected)));
-        write_counter_family(&mut out, "baddybugs_ingest_events_duplicate_total", "Agent retries recognised by event id, by type.", snap.types.iter().map(|t| (t.event_type.as_str(), t.duplicates)));
+        write_counter_family(
+            &mut out,
+            "baddybugs_ingest_events_received_total",
+            "Events received, by type.",
+            snap.types
+                .iter()
+                .map(|t| (t.event_type.as_str(), t.received)),
+        );
+        write_counter_family(
+            &mut out,
+            "baddybugs_ingest_events_accepted_total",
+            "Events accepted (durable in the spool), by type.",
+            snap.types
+                .iter()
+                .map(|t| (t.event_type.as_str(), t.accepted)),
+        );
+        write_counter_family(
+            &mut out,
+            "baddybugs_ingest_events_rejected_total",
+            "Events rejected and quarantined, by type.",
+            snap.types
+                .iter()
+                .map(|t| (t.event_type.as_str(), t.rejected)),
+        );
+        write_counter_family(
+            &mut out,
+            "baddybugs_ingest_events_duplicate_total",
+            "Agent retries recognised by event id, by type.",
+            snap.types
+                .iter()
+                .map(|t| (t.event_type.as_str(), t.duplicates)),
+        );
         let _ = writeln!(out, "# HELP baddybugs_ingest_rejections_total Rejection reasons (an event can have several).\n# TYPE baddybugs_ingest_rejections_total counter");
         for code in ReasonCode::ALL {
-            let count = snap.reasons.iter().find(|r| r.code == code.as_str()).map_or(0, |r| r.count);
-            let _ = writeln!(out, "baddybugs_ingest_rejections_total{{reason=\"{}\"}} {count}", code.as_str());
+            let count = snap
+                .reasons
+                .iter()
+                .find(|r| r.code == code.as_str())
+                .map_or(0, |r| r.count);
+            let _ = writeln!(
+                out,
+                "baddybugs_ingest_rejections_total{{reason=\"{}\"}} {count}",
+                code.as_str()
+            );
         }
         let _ = writeln!(out, "# HELP baddybugs_ingest_http_responses_total HTTP responses of the ingest endpoint, by status.\n# TYPE baddybugs_ingest_http_responses_total counter");
         for (status, count) in &snap.responses {
-            let _ = writeln!(out, "baddybugs_ingest_http_responses_total{{status=\"{status}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "baddybugs_ingest_http_responses_total{{status=\"{status}\"}} {count}"
+            );
         }
         let _ = writeln!(out, "# HELP baddybugs_ingest_body_bytes_total Request body bytes, as sent and inflated.\n# TYPE baddybugs_ingest_body_bytes_total counter");
-        let _ = writeln!(out, "baddybugs_ingest_body_bytes_total{{form=\"compressed\"}} {}", self.bytes_received.load(Ordering::Relaxed));
-        let _ = writeln!(out, "baddybugs_ingest_body_bytes_total{{form=\"inflated\"}} {}", self.bytes_inflated.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "baddybugs_ingest_body_bytes_total{{form=\"compressed\"}} {}",
+            self.bytes_received.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "baddybugs_ingest_body_bytes_total{{form=\"inflated\"}} {}",
+            self.bytes_inflated.load(Ordering::Relaxed)
+        );
         for (latency, name, help) in [
-            (Latency::Request, "baddybugs_ingest_request_duration_seconds", "Receipt of a request to its 202."),
-            (Latency::Fsync, "baddybugs_ingest_spool_fsync_duration_seconds", "One spool fdatasync (shared by a group of requests)."),
-            (Latency::Insert, "baddybugs_ingest_sink_insert_duration_seconds", "One store write."),
-            (Latency::EndToEnd, "baddybugs_ingest_end_to_end_duration_seconds", "From the 202 to the event being stored."),
-            (Latency::EventAge, "baddybugs_ingest_event_age_seconds", "From the agent's timestamp to the event being stored."),
+            (
+                Latency::Request,
+                "baddybugs_ingest_request_duration_seconds",
+                "Receipt of a request to its 202.",
+            ),
+            (
+                Latency::Fsync,
+                "baddybugs_ingest_spool_fsync_duration_seconds",
+                "One spool fdatasync (shared by a group of requests).",
+            ),
+            (
+                Latency::Insert,
+                "baddybugs_ingest_sink_insert_duration_seconds",
+                "One store write.",
+            ),
+            (
+                Latency::EndToEnd,
+                "baddybugs_ingest_end_to_end_duration_seconds",
+                "From the 202 to the event being stored.",
+            ),
+            (
+                Latency::EventAge,
+                "baddybugs_ingest_event_age_seconds",
+                "From the agent's timestamp to the event being stored.",
+            ),
         ] {
-            write_histogram(&mut out, name, help, &self.histograms[latency.index()].lock(), 1e-6);
+            write_histogram(
+                &mut out,
+                name,
+                help,
+                &self.histograms[latency.index()].lock(),
+                1e-6,
+            );
         }
-        write_histogram(&mut out, "baddybugs_ingest_batch_events", "Events per request.", &self.batch_sizes.lock(), 1.0);
+        write_histogram(
+            &mut out,
+            "baddybugs_ingest_batch_events",
+            "Events per request.",
+            &self.batch_sizes.lock(),
+            1.0,
+        );
         let b = &snap.buffers;
         for (name, help, value) in [
-            ("baddybugs_ingest_spool_bytes", "Spool bytes on disk.", b.spool_bytes as f64),
-            ("baddybugs_ingest_spool_quota_bytes", "Spool quota; past it ingest answers 503.", b.spool_quota_bytes as f64),
-            ("baddybugs_ingest_spool_segments", "Spool segment files.", b.spool_segments as f64),
-            ("baddybugs_ingest_spool_pending_records", "Spool records not yet stored.", b.pending_records as f64),
-            ("baddybugs_ingest_spool_oldest_pending_seconds", "Age of the oldest record not yet stored.", b.oldest_pending_secs.unwrap_or(0.0)),
-            ("baddybugs_ingest_memory_queued_bytes", "Bytes held in memory queues.", b.memory_bytes as f64),
-            ("baddybugs_ingest_sink_up", "1 when the last store write succeeded.", if snap.sink.healthy { 1.0 } else { 0.0 }),
-            ("baddybugs_ingest_sink_lag_events", "Events acknowledged but not yet stored.", snap.sink.lag_events as f64),
-            ("baddybugs_ingest_feed_clients", "Connected feed clients.", snap.feed_clients.len() as f64),
-            ("baddybugs_ingest_uptime_seconds", "Seconds since start.", snap.uptime_secs),
+            (
+                "baddybugs_ingest_spool_bytes",
+                "Spool bytes on disk.",
+                b.spool_bytes as f64,
+            ),
+            (
+                "baddybugs_ingest_spool_quota_bytes",
+                "Spool quota; past it ingest answers 503.",
+                b.spool_quota_bytes as f64,
+            ),
+            (
+                "baddybugs_ingest_spool_segments",
+                "Spool segment files.",
+                b.spool_segments as f64,
+            ),
+            (
+                "baddybugs_ingest_spool_pending_records",
+                "Spool records not yet stored.",
+                b.pending_records as f64,
+            ),
+            (
+                "baddybugs_ingest_spool_oldest_pending_seconds",
+                "Age of the oldest record not yet stored.",
+                b.oldest_pending_secs.unwrap_or(0.0),
+            ),
+            (
+                "baddybugs_ingest_memory_queued_bytes",
+                "Bytes held in memory queues.",
+                b.memory_bytes as f64,
+            ),
+            (
+                "baddybugs_ingest_sink_up",
+                "1 when the last store write succeeded.",
+                if snap.sink.healthy { 1.0 } else { 0.0 },
+            ),
+            (
+                "baddybugs_ingest_sink_lag_events",
+                "Events acknowledged but not yet stored.",
+                snap.sink.lag_events as f64,
+            ),
+            (
+                "baddybugs_ingest_feed_clients",
+                "Connected feed clients.",
+                snap.feed_clients.len() as f64,
+            ),
+            (
+                "baddybugs_ingest_uptime_seconds",
+                "Seconds since start.",
+                snap.uptime_secs,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
         }
         for (name, help, value) in [
-            ("baddybugs_ingest_sink_errors_total", "Failed store writes.", snap.sink.errors),
-            ("baddybugs_ingest_sink_written_events_total", "Events written to the store.", snap.sink.written_events),
-            ("baddybugs_ingest_feed_dropped_messages_total", "Feed messages dropped for slow clients.", snap.feed_clients.iter().map(|c| c.dropped).sum()),
+            (
+                "baddybugs_ingest_sink_errors_total",
+                "Failed store writes.",
+                snap.sink.errors,
+            ),
+            (
+                "baddybugs_ingest_sink_written_events_total",
+                "Events written to the store.",
+                snap.sink.written_events,
+            ),
+            (
+                "baddybugs_ingest_feed_dropped_messages_total",
+                "Feed messages dropped for slow clients.",
+                snap.feed_clients.iter().map(|c| c.dropped).sum(),
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
         }
         out
     }
 }
 
-fn write_counter_family<'a>(out: &mut String, name: &str, help: &str, values: impl Iterator<Item = (&'a str, u64)>) {
+fn write_counter_family<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    values: impl Iterator<Item = (&'a str, u64)>,
+) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
     for (label, value) in values {
         let _ = writeln!(out, "{name}{{type=\"{label}\"}} {value}");
@@ -491,11 +656,18 @@ fn write_histogram(out: &mut String, name: &str, help: &str, h: &Histogram<u64>,
     let max = h.max().max(1);
     while bound < max.saturating_mul(2) && bound < (1 << 40) {
         let cumulative = h.count_between(0, bound);
-        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", bound as f64 * scale);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{}\"}} {cumulative}",
+            bound as f64 * scale
+        );
         bound *= 4;
     }
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.len());
-    let sum: f64 = h.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum();
+    let sum: f64 = h
+        .iter_recorded()
+        .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+        .sum();
     let _ = writeln!(out, "{name}_sum {}", sum * scale);
     let _ = writeln!(out, "{name}_count {}", h.len());
 }
@@ -558,18 +730,33 @@ mod tests {
         m.duplicate("cache");
         m.rejected(
             Some("job"),
-            &[Problem::new(ReasonCode::MissingField, "/payload/status", "x", "absent")],
+            &[Problem::new(
+                ReasonCode::MissingField,
+                "/payload/status",
+                "x",
+                "absent",
+            )],
         );
         m.record_latency(Latency::Request, 1500);
         let snap = m.tick();
         let cache = snap.types.iter().find(|t| t.event_type == "cache").unwrap();
-        assert_eq!((cache.received, cache.accepted, cache.duplicates), (2, 1, 1));
+        assert_eq!(
+            (cache.received, cache.accepted, cache.duplicates),
+            (2, 1, 1)
+        );
         assert_eq!(cache.duration_p99_ms, Some(2.0));
-        let unknown = snap.types.iter().find(|t| t.event_type == UNKNOWN_TYPE).unwrap();
+        let unknown = snap
+            .types
+            .iter()
+            .find(|t| t.event_type == UNKNOWN_TYPE)
+            .unwrap();
         assert_eq!(unknown.accepted, 1);
         assert_eq!(snap.totals.received, 4);
         assert_eq!(snap.reasons[0].code, "missing_field");
-        assert_eq!(snap.reasons[0].last.as_ref().unwrap().path, "/payload/status");
+        assert_eq!(
+            snap.reasons[0].last.as_ref().unwrap().path,
+            "/payload/status"
+        );
         let request = &snap.latencies[0];
         assert_eq!(request.count, 1);
         assert!((request.p50 - 1.5).abs() < 0.01, "{}", request.p50);

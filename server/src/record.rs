@@ -203,7 +203,10 @@ mod tests {
         let raw = encode(&meta, &[(0, b"{\"a\":\"\\/\"}"), (2, b"{}")], &[b"\xffx"]);
         let decoded = decode(&raw).unwrap();
         assert_eq!(decoded.meta, meta);
-        assert_eq!(decoded.events, vec![(0, &b"{\"a\":\"\\/\"}"[..]), (2, &b"{}"[..])]);
+        assert_eq!(
+            decoded.events,
+            vec![(0, &b"{\"a\":\"\\/\"}"[..]), (2, &b"{}"[..])]
+        );
         assert_eq!(decoded.quarantined_raw, vec![&b"\xffx"[..]]);
         assert!(decode(&raw[..raw.len() - 1]).is_err());
     }

@@ -51,8 +51,12 @@ fn random_token(prefix: &str) -> String {
 pub fn dev_credentials(data_dir: &Path) -> anyhow::Result<(DevCredentials, bool)> {
     let path = data_dir.join(DEV_CREDENTIALS_FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {
-        let creds = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid; delete it to create new development credentials", path.display()))?;
+        let creds = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not valid; delete it to create new development credentials",
+                path.display()
+            )
+        })?;
         return Ok((creds, false));
     }
     let creds = DevCredentials {
@@ -119,13 +123,19 @@ pub async fn run_until(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(&Running),
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
 
     let mut banner = None;
     if config.api_keys.is_empty() {
         let (creds, created) = dev_credentials(&config.data_dir)?;
-        config.api_keys.push(ApiKeyConfig::parse_short(&creds.api_key)?);
+        config
+            .api_keys
+            .push(ApiKeyConfig::parse_short(&creds.api_key)?);
         if config.feed_token.is_none() {
             config.feed_token = Some(creds.feed_token.clone());
         }
@@ -151,7 +161,12 @@ pub async fn run_until(
     let addr = listener.local_addr()?;
 
     let config = Arc::new(config);
-    let feed = Arc::new(FeedHub::new(config.feed.clone(), metrics.clone(), instance_id.clone(), store.clone()));
+    let feed = Arc::new(FeedHub::new(
+        config.feed.clone(),
+        metrics.clone(),
+        instance_id.clone(),
+        store.clone(),
+    ));
     let state = Arc::new(AppState {
         keys: KeyRing::new(&config.api_keys, &config.ingest),
         feed_token: feed_token.clone(),
@@ -166,13 +181,19 @@ pub async fn run_until(
     });
     {
         let mut sink = metrics.gauges.sink.lock();
-        sink.kind = if config.clickhouse.url.is_some() { "clickhouse" } else { "sqlite" }.into();
+        sink.kind = if config.clickhouse.url.is_some() {
+            "clickhouse"
+        } else {
+            "sqlite"
+        }
+        .into();
         sink.healthy = true;
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let observer_feed = feed.clone();
-    let on_traces: TraceObserver = Arc::new(move |traces| observer_feed.publish_stored_traces(traces));
+    let on_traces: TraceObserver =
+        Arc::new(move |traces| observer_feed.publish_stored_traces(traces));
     let batcher = tokio::spawn(
         Batcher {
             spool: spool.clone(),
@@ -185,13 +206,23 @@ pub async fn run_until(
         }
         .run(),
     );
-    let ticker = tokio::spawn(metrics_ticker(spool.clone(), metrics.clone(), feed.clone(), stop_rx.clone()));
+    let ticker = tokio::spawn(metrics_ticker(
+        spool.clone(),
+        metrics.clone(),
+        feed.clone(),
+        stop_rx.clone(),
+    ));
 
     let running = Running {
         addr,
         data_dir: config.data_dir.clone(),
     };
-    print_banner(&running, banner.as_ref(), &feed_token, config.clickhouse.url.is_some());
+    print_banner(
+        &running,
+        banner.as_ref(),
+        &feed_token,
+        config.clickhouse.url.is_some(),
+    );
     on_ready(&running);
 
     let shutdown_state = state.clone();
@@ -220,7 +251,12 @@ pub async fn run_until(
     Ok(())
 }
 
-async fn metrics_ticker(spool: Spool, metrics: Arc<Metrics>, feed: Arc<FeedHub>, mut stop: watch::Receiver<bool>) {
+async fn metrics_ticker(
+    spool: Spool,
+    metrics: Arc<Metrics>,
+    feed: Arc<FeedHub>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -230,7 +266,10 @@ async fn metrics_ticker(spool: Spool, metrics: Arc<Metrics>, feed: Arc<FeedHub>,
         }
         let status = spool.status();
         let now = chrono::Utc::now().timestamp_millis();
-        let consumer = status.consumers.iter().find(|c| c.name == crate::batch::CHECKPOINT);
+        let consumer = status
+            .consumers
+            .iter()
+            .find(|c| c.name == crate::batch::CHECKPOINT);
         {
             let mut b = metrics.gauges.buffers.lock();
             b.spool_bytes = status.bytes_on_disk;
@@ -254,17 +293,32 @@ async fn metrics_ticker(spool: Spool, metrics: Arc<Metrics>, feed: Arc<FeedHub>,
     }
 }
 
-fn print_banner(running: &Running, dev: Option<&(DevCredentials, bool)>, feed_token: &str, clickhouse: bool) {
+fn print_banner(
+    running: &Running,
+    dev: Option<&(DevCredentials, bool)>,
+    feed_token: &str,
+    clickhouse: bool,
+) {
     let url = format!("http://{}", running.addr);
-    println!("baddybugs-ingest {} listening on {url}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "baddybugs-ingest {} listening on {url}",
+        env!("CARGO_PKG_VERSION")
+    );
     println!(
         "  store: {}   data directory: {}",
-        if clickhouse { "ClickHouse" } else { "embedded SQLite" },
+        if clickhouse {
+            "ClickHouse"
+        } else {
+            "embedded SQLite"
+        },
         running.data_dir.display()
     );
     if let Some((creds, created)) = dev {
         let how = if *created { "created" } else { "loaded" };
-        println!("\n  No API key is configured: development credentials {how} in {}", running.data_dir.join(DEV_CREDENTIALS_FILE).display());
+        println!(
+            "\n  No API key is configured: development credentials {how} in {}",
+            running.data_dir.join(DEV_CREDENTIALS_FILE).display()
+        );
         println!("    API key:    {}", creds.api_key);
         println!("    feed token: {feed_token}");
         println!("\n  Send an event:");

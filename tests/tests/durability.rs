@@ -6,7 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baddybugs_tests::server::{batch_body, count_events, get_json, wait_for, ServerOptions, TestServer, API_KEY};
+use baddybugs_tests::server::{
+    batch_body, count_events, get_json, wait_for, ServerOptions, TestServer, API_KEY,
+};
 use tokio::sync::Mutex;
 
 /// Posts batches until `stop` is set; returns the ids of every event that got a 202.
@@ -52,14 +54,25 @@ async fn load(
     }
 }
 
-async fn assert_stored_exactly_once(client: &reqwest::Client, server: &TestServer, trace: &str, acked: &[String]) -> anyhow::Result<()> {
+async fn assert_stored_exactly_once(
+    client: &reqwest::Client,
+    server: &TestServer,
+    trace: &str,
+    acked: &[String],
+) -> anyhow::Result<()> {
     let wanted: HashSet<&String> = acked.iter().collect();
     assert_eq!(wanted.len(), acked.len(), "the loader never reuses ids");
-    let stored = wait_for(Duration::from_secs(60), "every acknowledged event stored", || async {
-        let ids = count_events(client, server, &format!("trace_id={trace}")).await.ok()?;
-        let present: HashSet<&String> = ids.iter().collect();
-        wanted.iter().all(|id| present.contains(*id)).then_some(ids)
-    })
+    let stored = wait_for(
+        Duration::from_secs(60),
+        "every acknowledged event stored",
+        || async {
+            let ids = count_events(client, server, &format!("trace_id={trace}"))
+                .await
+                .ok()?;
+            let present: HashSet<&String> = ids.iter().collect();
+            wanted.iter().all(|id| present.contains(*id)).then_some(ids)
+        },
+    )
     .await?;
     let mut seen = HashSet::new();
     let doubled: Vec<&String> = stored.iter().filter(|id| !seen.insert(*id)).collect();
@@ -75,7 +88,17 @@ async fn kill_9_under_load_loses_no_acknowledged_event() -> anyhow::Result<()> {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let statuses = Arc::new(Mutex::new(HashMap::new()));
     let workers: Vec<_> = (0..4)
-        .map(|w| tokio::spawn(load(client.clone(), server.url("/v1/ingest"), "t-crash", w, stop.clone(), acked.clone(), statuses.clone())))
+        .map(|w| {
+            tokio::spawn(load(
+                client.clone(),
+                server.url("/v1/ingest"),
+                "t-crash",
+                w,
+                stop.clone(),
+                acked.clone(),
+                statuses.clone(),
+            ))
+        })
         .collect();
     // Crash once enough has been acknowledged, while requests are in flight.
     wait_for(Duration::from_secs(30), "load acknowledged", || async {
@@ -112,18 +135,34 @@ async fn store_outage_spool_absorbs_then_503_then_recovers() -> anyhow::Result<(
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let statuses = Arc::new(Mutex::new(HashMap::new()));
-    let worker = tokio::spawn(load(client.clone(), server.url("/v1/ingest"), "t-outage", 1, stop.clone(), acked.clone(), statuses.clone()));
+    let worker = tokio::spawn(load(
+        client.clone(),
+        server.url("/v1/ingest"),
+        "t-outage",
+        1,
+        stop.clone(),
+        acked.clone(),
+        statuses.clone(),
+    ));
     // 202s continue while the store is down, /readyz says why, then the quota gives 503.
     let started = Instant::now();
-    wait_for(Duration::from_secs(60), "503 once the spool quota is reached", || async {
-        (statuses.lock().await.get(&503).copied().unwrap_or(0) > 0).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "503 once the spool quota is reached",
+        || async { (statuses.lock().await.get(&503).copied().unwrap_or(0) > 0).then_some(()) },
+    )
     .await?;
-    assert!(statuses.lock().await.get(&202).copied().unwrap_or(0) > 0, "202s while the store was down");
+    assert!(
+        statuses.lock().await.get(&202).copied().unwrap_or(0) > 0,
+        "202s while the store was down"
+    );
     let (status, ready) = get_json(&client, &server, "/readyz").await?;
     assert_eq!(status, 503, "{ready}");
     let reasons = ready["reasons"].to_string();
-    assert!(reasons.contains("store") && reasons.contains("spool quota"), "{reasons}");
+    assert!(
+        reasons.contains("store") && reasons.contains("spool quota"),
+        "{reasons}"
+    );
     let response = client
         .post(server.url("/v1/ingest"))
         .header("Authorization", format!("Bearer {API_KEY}"))
@@ -134,7 +173,10 @@ async fn store_outage_spool_absorbs_then_503_then_recovers() -> anyhow::Result<(
         .send()
         .await?;
     assert_eq!(response.status(), 503);
-    assert!(response.headers().get("retry-after").is_some(), "503 carries Retry-After");
+    assert!(
+        response.headers().get("retry-after").is_some(),
+        "503 carries Retry-After"
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     worker.await?;
     let _ = started;

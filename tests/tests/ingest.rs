@@ -60,17 +60,29 @@ async fn every_type_posted_like_the_agent_is_stored_byte_for_byte() -> anyhow::R
     for fixture in &fixtures {
         let sent: HashMap<String, Box<RawValue>> = serde_json::from_str(&fixture.text)?;
         let id: String = serde_json::from_str(sent["id"].get())?;
-        let text = wait_for(Duration::from_secs(30), &format!("{} stored", fixture.id), || {
-            let client = client.clone();
-            let server = &server;
-            let id = id.clone();
-            async move { get_raw(&client, server, &id).await }
-        })
+        let text = wait_for(
+            Duration::from_secs(30),
+            &format!("{} stored", fixture.id),
+            || {
+                let client = client.clone();
+                let server = &server;
+                let id = id.clone();
+                async move { get_raw(&client, server, &id).await }
+            },
+        )
         .await?;
         let stored: StoredRaw = serde_json::from_str(&text)?;
-        assert_eq!(stored.data.get(), sent["payload"].get(), "{}: data not byte-for-byte", fixture.id);
+        assert_eq!(
+            stored.data.get(),
+            sent["payload"].get(),
+            "{}: data not byte-for-byte",
+            fixture.id
+        );
         assert_eq!(stored.event_type, fixture.event_type);
-        assert_eq!(stored.name, serde_json::from_str::<String>(sent["name"].get())?);
+        assert_eq!(
+            stored.name,
+            serde_json::from_str::<String>(sent["name"].get())?
+        );
         // Every other envelope field is kept: in a column of its own or verbatim in `envelope`.
         for (key, value) in &sent {
             let column: Option<Option<String>> = match key.as_str() {
@@ -84,7 +96,12 @@ async fn every_type_posted_like_the_agent_is_stored_byte_for_byte() -> anyhow::R
             };
             match column {
                 Some(column) if value.get() != "null" => {
-                    assert_eq!(column.as_deref(), Some(serde_json::from_str::<String>(value.get())?.as_str()), "{}: {key}", fixture.id);
+                    assert_eq!(
+                        column.as_deref(),
+                        Some(serde_json::from_str::<String>(value.get())?.as_str()),
+                        "{}: {key}",
+                        fixture.id
+                    );
                 }
                 Some(column) => assert_eq!(column, None, "{}: {key}", fixture.id),
                 None => assert_eq!(
@@ -107,7 +124,12 @@ async fn mixed_batch_stores_the_valid_and_quarantines_the_invalid() -> anyhow::R
     let bad_enum = r#"{"id":"11111111-0000-4000-8000-000000000002","trace_id":"t-mixed","env":"production","type":"cache","name":"users:2","payload":{"action":"explode","store":"redis"},"timestamp":1749567234.5}"#;
     let no_type = r#"{"id":"11111111-0000-4000-8000-000000000003","name":"x","payload":{}}"#;
     let good2 = r#"{"id":"11111111-0000-4000-8000-000000000004","trace_id":"t-mixed","env":"production","type":"my_custom_type","name":"user_purchased","payload":{"amount":12},"timestamp":1749567234.5}"#;
-    let (status, body) = post_as_agent(&client, &server, &batch_body(&[good, bad_enum, no_type, good2])).await?;
+    let (status, body) = post_as_agent(
+        &client,
+        &server,
+        &batch_body(&[good, bad_enum, no_type, good2]),
+    )
+    .await?;
     assert_eq!(status, 202);
     let batch_id = body["batch_id"].as_str().unwrap_or_default().to_owned();
     assert!(!batch_id.is_empty());
@@ -126,9 +148,15 @@ async fn mixed_batch_stores_the_valid_and_quarantines_the_invalid() -> anyhow::R
         ]
     });
     assert_eq!(body, expected);
-    assert!(body["errors"][0]["reasons"][0]["message"].as_str().unwrap().contains("/payload/action"));
+    assert!(body["errors"][0]["reasons"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/payload/action"));
 
-    for id in ["11111111-0000-4000-8000-000000000001", "11111111-0000-4000-8000-000000000004"] {
+    for id in [
+        "11111111-0000-4000-8000-000000000001",
+        "11111111-0000-4000-8000-000000000004",
+    ] {
         wait_for(Duration::from_secs(20), "stored", || async {
             get_raw(&client, &server, id).await
         })
@@ -163,21 +191,47 @@ async fn agent_retry_is_stored_once_and_reported_as_duplicates() -> anyhow::Resu
     let refs: Vec<&str> = events.iter().map(String::as_str).collect();
     let body = batch_body(&refs);
     let (status, first) = post_as_agent(&client, &server, &body).await?;
-    assert_eq!((status, first["accepted"].as_u64(), first["duplicates"].as_u64()), (202, Some(5), Some(0)));
+    assert_eq!(
+        (
+            status,
+            first["accepted"].as_u64(),
+            first["duplicates"].as_u64()
+        ),
+        (202, Some(5), Some(0))
+    );
     let (status, second) = post_as_agent(&client, &server, &body).await?;
-    assert_eq!((status, second["accepted"].as_u64(), second["duplicates"].as_u64()), (202, Some(0), Some(5)));
+    assert_eq!(
+        (
+            status,
+            second["accepted"].as_u64(),
+            second["duplicates"].as_u64()
+        ),
+        (202, Some(0), Some(5))
+    );
     let ids = wait_for(Duration::from_secs(20), "5 stored", || async {
-        let ids = baddybugs_tests::server::count_events(&client, &server, "trace_id=t-retry").await.ok()?;
+        let ids = baddybugs_tests::server::count_events(&client, &server, "trace_id=t-retry")
+            .await
+            .ok()?;
         (ids.len() >= 5).then_some(ids)
     })
     .await?;
     tokio::time::sleep(Duration::from_millis(1500)).await; // one more flush interval
-    let ids_after = baddybugs_tests::server::count_events(&client, &server, "trace_id=t-retry").await?;
+    let ids_after =
+        baddybugs_tests::server::count_events(&client, &server, "trace_id=t-retry").await?;
     assert_eq!(ids.len(), 5);
     assert_eq!(ids_after.len(), 5, "stored once");
     let (_, stats) = get_json(&client, &server, "/v1/stats").await?;
-    let log = stats["types"].as_array().unwrap().iter().find(|t| t["type"] == "log").cloned().unwrap();
-    assert_eq!((log["accepted"].as_u64(), log["duplicates"].as_u64()), (Some(5), Some(5)));
+    let log = stats["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == "log")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (log["accepted"].as_u64(), log["duplicates"].as_u64()),
+        (Some(5), Some(5))
+    );
     Ok(())
 }
 
@@ -199,7 +253,11 @@ async fn raw_post(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let text = response.text().await?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text)), retry))
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        retry,
+    ))
 }
 
 #[tokio::test]
@@ -216,18 +274,53 @@ async fn bad_input_gets_its_documented_status_and_body() -> anyhow::Result<()> {
     // Authentication and signature.
     let (s, b, _) = raw_post(&client, &server, &[], valid.into()).await?;
     assert_eq!((s, b["error"].as_str()), (401, Some("missing_key")));
-    let (s, b, _) = raw_post(&client, &server, &[("Authorization", "Bearer nope".into())], valid.into()).await?;
+    let (s, b, _) = raw_post(
+        &client,
+        &server,
+        &[("Authorization", "Bearer nope".into())],
+        valid.into(),
+    )
+    .await?;
     assert_eq!((s, b["error"].as_str()), (401, Some("unknown_key")));
     let now = chrono::Utc::now().timestamp().to_string();
-    let (s, b, _) = raw_post(&client, &server, &[auth.clone(), ("X-Timestamp", now.clone()), ("X-Signature", sign("wrong", &now, valid.as_bytes()))], valid.into()).await?;
+    let (s, b, _) = raw_post(
+        &client,
+        &server,
+        &[
+            auth.clone(),
+            ("X-Timestamp", now.clone()),
+            ("X-Signature", sign("wrong", &now, valid.as_bytes())),
+        ],
+        valid.into(),
+    )
+    .await?;
     assert_eq!((s, b["error"].as_str()), (401, Some("signature_mismatch")));
     let stale = (chrono::Utc::now().timestamp() - 3600).to_string();
-    let (s, b, _) = raw_post(&client, &server, &[auth.clone(), ("X-Timestamp", stale.clone()), ("X-Signature", sign(SECRET, &stale, valid.as_bytes()))], valid.into()).await?;
+    let (s, b, _) = raw_post(
+        &client,
+        &server,
+        &[
+            auth.clone(),
+            ("X-Timestamp", stale.clone()),
+            ("X-Signature", sign(SECRET, &stale, valid.as_bytes())),
+        ],
+        valid.into(),
+    )
+    .await?;
     assert_eq!((s, b["error"].as_str()), (401, Some("stale_x_timestamp")));
 
     // Encodings and sizes.
-    let (s, b, _) = raw_post(&client, &server, &[auth.clone(), ("Content-Encoding", "br".into())], valid.into()).await?;
-    assert_eq!((s, b["error"].as_str()), (415, Some("unsupported_encoding")));
+    let (s, b, _) = raw_post(
+        &client,
+        &server,
+        &[auth.clone(), ("Content-Encoding", "br".into())],
+        valid.into(),
+    )
+    .await?;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (415, Some("unsupported_encoding"))
+    );
     let bomb = gzip(&vec![b' '; 32 << 20]);
     assert!(bomb.len() < 128 << 10);
     let (s, b, _) = raw_post(&client, &server, &[auth.clone(), gz.clone()], bomb).await?;
@@ -244,10 +337,30 @@ async fn bad_input_gets_its_documented_status_and_body() -> anyhow::Result<()> {
         "]".repeat(10_000)
     );
     let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>, &str)> = vec![
-        ("truncated gzip", vec![auth.clone(), gz.clone()], truncated, "bad_encoding"),
-        ("invalid UTF-8", vec![auth.clone()], b"{\"events\":[{\"type\":\"log\",\"payload\":{\"m\":\"\xff\"}}]}".to_vec(), "invalid_utf8"),
-        ("invalid JSON", vec![auth.clone()], b"{\"events\":[{\"type\":".to_vec(), "invalid_json"),
-        ("a top-level number", vec![auth.clone()], b"42".to_vec(), "bad_shape"),
+        (
+            "truncated gzip",
+            vec![auth.clone(), gz.clone()],
+            truncated,
+            "bad_encoding",
+        ),
+        (
+            "invalid UTF-8",
+            vec![auth.clone()],
+            b"{\"events\":[{\"type\":\"log\",\"payload\":{\"m\":\"\xff\"}}]}".to_vec(),
+            "invalid_utf8",
+        ),
+        (
+            "invalid JSON",
+            vec![auth.clone()],
+            b"{\"events\":[{\"type\":".to_vec(),
+            "invalid_json",
+        ),
+        (
+            "a top-level number",
+            vec![auth.clone()],
+            b"42".to_vec(),
+            "bad_shape",
+        ),
     ];
     for (what, headers, body, code) in cases {
         let (s, b, _) = raw_post(&client, &server, &headers, body).await?;
@@ -258,7 +371,11 @@ async fn bad_input_gets_its_documented_status_and_body() -> anyhow::Result<()> {
     }
     // JSON nesting 10,000 deep: that event is rejected (too_deep), the body is not.
     let (s, b, _) = raw_post(&client, &server, &[auth.clone()], nested.into_bytes()).await?;
-    assert_eq!((s, b["accepted"].as_u64(), b["rejected"].as_u64()), (202, Some(0), Some(1)), "{b}");
+    assert_eq!(
+        (s, b["accepted"].as_u64(), b["rejected"].as_u64()),
+        (202, Some(0), Some(1)),
+        "{b}"
+    );
     assert_eq!(b["errors"][0]["reasons"][0]["code"], "too_deep");
     assert_eq!(b["errors"][0]["reasons"][0]["path"], "/payload");
     // A 10 MB string field: that event alone is quarantined, its batch-mate is accepted.
@@ -267,12 +384,31 @@ async fn bad_input_gets_its_documented_status_and_body() -> anyhow::Result<()> {
         "x".repeat(10 << 20),
         &valid[11..valid.len() - 2]
     );
-    let (s, b, _) = raw_post(&client, &server, &[auth.clone(), gz.clone()], gzip(big.as_bytes())).await?;
-    assert_eq!((s, b["accepted"].as_u64(), b["rejected"].as_u64()), (202, Some(1), Some(1)), "{b}");
+    let (s, b, _) = raw_post(
+        &client,
+        &server,
+        &[auth.clone(), gz.clone()],
+        gzip(big.as_bytes()),
+    )
+    .await?;
+    assert_eq!(
+        (s, b["accepted"].as_u64(), b["rejected"].as_u64()),
+        (202, Some(1), Some(1)),
+        "{b}"
+    );
     assert_eq!(b["errors"][0]["reasons"][0]["code"], "too_large");
     // An empty batch.
-    let (s, b, _) = raw_post(&client, &server, &[auth.clone()], br#"{"events":[]}"#.to_vec()).await?;
-    assert_eq!((s, b["accepted"].as_u64(), b["rejected"].as_u64()), (202, Some(0), Some(0)));
+    let (s, b, _) = raw_post(
+        &client,
+        &server,
+        &[auth.clone()],
+        br#"{"events":[]}"#.to_vec(),
+    )
+    .await?;
+    assert_eq!(
+        (s, b["accepted"].as_u64(), b["rejected"].as_u64()),
+        (202, Some(0), Some(0))
+    );
 
     // The server still serves, and the decodable event was not lost.
     wait_for(Duration::from_secs(20), "survivor stored", || async {
@@ -289,8 +425,18 @@ async fn bad_input_gets_its_documented_status_and_body() -> anyhow::Result<()> {
         .flat_map(|r| r["codes"].as_array().cloned().unwrap_or_default())
         .map(|c| c.as_str().unwrap_or_default().to_owned())
         .collect();
-    for code in ["bad_encoding", "invalid_utf8", "invalid_json", "too_deep", "bad_shape", "too_large"] {
-        assert!(codes.iter().any(|c| c == code), "{code} quarantined: {codes:?}");
+    for code in [
+        "bad_encoding",
+        "invalid_utf8",
+        "invalid_json",
+        "too_deep",
+        "bad_shape",
+        "too_large",
+    ] {
+        assert!(
+            codes.iter().any(|c| c == code),
+            "{code} quarantined: {codes:?}"
+        );
     }
     Ok(())
 }
@@ -349,9 +495,11 @@ async fn graceful_shutdown_loses_nothing_in_flight() -> anyhow::Result<()> {
             }
         }));
     }
-    wait_for(Duration::from_secs(30), "some batches acknowledged", || async {
-        (batches_acked.load(Ordering::Relaxed) >= 20).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "some batches acknowledged",
+        || async { (batches_acked.load(Ordering::Relaxed) >= 20).then_some(()) },
+    )
     .await?;
     // SIGTERM while requests are in flight.
     assert!(server.terminate()?, "exit 0 after SIGTERM");
@@ -360,20 +508,32 @@ async fn graceful_shutdown_loses_nothing_in_flight() -> anyhow::Result<()> {
     }
     let acked = acked.lock().await.clone();
     server.restart()?;
-    let waited = wait_for(Duration::from_secs(30), "acknowledged events stored", || async {
-        let ids = baddybugs_tests::server::count_events(&client, &server, "trace_id=t-graceful").await.ok()?;
-        (ids.len() >= acked.len()).then_some(ids)
-    })
+    let waited = wait_for(
+        Duration::from_secs(30),
+        "acknowledged events stored",
+        || async {
+            let ids =
+                baddybugs_tests::server::count_events(&client, &server, "trace_id=t-graceful")
+                    .await
+                    .ok()?;
+            (ids.len() >= acked.len()).then_some(ids)
+        },
+    )
     .await;
     let ids = match waited {
         Ok(ids) => ids,
         Err(e) => {
-            let ids = baddybugs_tests::server::count_events(&client, &server, "trace_id=t-graceful").await?;
+            let ids =
+                baddybugs_tests::server::count_events(&client, &server, "trace_id=t-graceful")
+                    .await?;
             anyhow::bail!("{e}: {} acknowledged, {} stored", acked.len(), ids.len());
         }
     };
     let stored: std::collections::HashSet<&String> = ids.iter().collect();
     assert_eq!(stored.len(), ids.len(), "nothing stored twice");
-    assert!(acked.iter().all(|id| stored.contains(id)), "every acknowledged event stored");
+    assert!(
+        acked.iter().all(|id| stored.contains(id)),
+        "every acknowledged event stored"
+    );
     Ok(())
 }

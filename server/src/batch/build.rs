@@ -13,6 +13,8 @@ pub struct RecordRef<'a> {
     pub lsn: u64,
     /// Its bytes.
     pub payload: &'a [u8],
+    /// When the spool appended it, epoch ms.
+    pub appended_ms: u64,
 }
 
 /// What the builder learnt besides the rows (for metrics and the feed).
@@ -27,7 +29,10 @@ pub struct BuildStats {
 }
 
 /// Builds the rows of a contiguous run of records.
-pub fn build_batch(records: &[RecordRef<'_>], trace_filter: impl Fn(&TraceRow) -> bool) -> (SinkBatch, BuildStats) {
+pub fn build_batch(
+    records: &[RecordRef<'_>],
+    trace_filter: impl Fn(&TraceRow) -> bool,
+) -> (SinkBatch, BuildStats) {
     let mut batch = SinkBatch {
         first_lsn: records.first().map_or(0, |r| r.lsn),
         last_lsn: records.last().map_or(0, |r| r.lsn),
@@ -36,7 +41,7 @@ pub fn build_batch(records: &[RecordRef<'_>], trace_filter: impl Fn(&TraceRow) -
     let mut stats = BuildStats::default();
     for rec in records {
         match record::decode(rec.payload) {
-            Ok(decoded) => add_record(&mut batch, &mut stats, rec.lsn, &decoded, &trace_filter),
+            Ok(decoded) => add_record(&mut batch, &mut stats, rec, &decoded, &trace_filter),
             Err(err) => {
                 stats.undecodable += 1;
                 tracing::error!(lsn = rec.lsn, %err, "spool record cannot be decoded; kept in the quarantine");
@@ -50,7 +55,12 @@ pub fn build_batch(records: &[RecordRef<'_>], trace_filter: impl Fn(&TraceRow) -
                     index: None,
                     event_type: None,
                     event_id: None,
-                    reasons: vec![Problem::new(ReasonCode::InvalidJson, "", "a spool record", err.to_string())],
+                    reasons: vec![Problem::new(
+                        ReasonCode::InvalidJson,
+                        "",
+                        "a spool record",
+                        err.to_string(),
+                    )],
                     raw_size: rec.payload.len() as u64,
                     raw: rec.payload.to_vec(),
                     agent_version: None,
@@ -65,10 +75,11 @@ pub fn build_batch(records: &[RecordRef<'_>], trace_filter: impl Fn(&TraceRow) -
 fn add_record(
     batch: &mut SinkBatch,
     stats: &mut BuildStats,
-    lsn: u64,
+    spooled: &RecordRef<'_>,
     rec: &DecodedRecord<'_>,
     trace_filter: &impl Fn(&TraceRow) -> bool,
 ) {
+    let lsn = spooled.lsn;
     let meta = &rec.meta;
     stats.receipts.push((meta.received_ms, rec.events.len()));
     for (index, bytes) in &rec.events {
@@ -177,7 +188,16 @@ fn add_record(
         .iter()
         .map(|s| serde_json::json!({"stage": s.stage, "start_us": s.start_us, "duration_us": s.duration_us}))
         .collect();
-    let acked_us = meta.stages.last().map_or(0, |s| s.start_us + s.duration_us);
+    // The record was encoded before the append: the spool's own clock closes `spooled`
+    // (millisecond precision), and the 202 follows it at once.
+    let enriched_us = meta.stages.last().map_or(0, |s| s.start_us + s.duration_us);
+    let spooled_at_us =
+        ((spooled.appended_ms as i64 - meta.received_ms).max(0) as u64 * 1000).max(enriched_us);
+    stages.push(serde_json::json!({"stage": "spooled", "start_us": enriched_us, "duration_us": spooled_at_us - enriched_us}));
+    stages.push(
+        serde_json::json!({"stage": "acknowledged", "start_us": spooled_at_us, "duration_us": 0}),
+    );
+    let acked_us = spooled_at_us;
     let inserted_at_us = ((now_ms - meta.received_ms).max(0) as u64) * 1000;
     stages.push(serde_json::json!({"stage": "inserted", "start_us": acked_us, "duration_us": inserted_at_us.saturating_sub(acked_us)}));
     let rejected = meta.quarantined.len() as u32;
@@ -211,4 +231,3 @@ fn add_record(
         batch.traces.push(trace);
     }
 }
-

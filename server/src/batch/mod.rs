@@ -154,6 +154,7 @@ impl Batcher {
                 .map(|e| RecordRef {
                     lsn: e.lsn,
                     payload: &e.payload,
+                    appended_ms: e.appended_unix_ms,
                 })
                 .collect();
             let keep_trace = |t: &TraceRow| {
@@ -290,14 +291,20 @@ impl Batcher {
         let mut halves = [batch.clone(), batch];
         halves[0].part.push('0');
         halves[1].part.push('1');
-        let right_ids: std::collections::HashSet<String> =
-            halves[1].events[mid..].iter().map(|e| e.event_id.clone()).collect();
+        let right_ids: std::collections::HashSet<String> = halves[1].events[mid..]
+            .iter()
+            .map(|e| e.event_id.clone())
+            .collect();
         halves[0].events.truncate(mid);
         halves[0].spans.retain(|s| !right_ids.contains(&s.event_id));
-        halves[0].exceptions.retain(|x| !right_ids.contains(&x.event_id));
+        halves[0]
+            .exceptions
+            .retain(|x| !right_ids.contains(&x.event_id));
         halves[1].events.drain(..mid);
         halves[1].spans.retain(|s| right_ids.contains(&s.event_id));
-        halves[1].exceptions.retain(|x| right_ids.contains(&x.event_id));
+        halves[1]
+            .exceptions
+            .retain(|x| right_ids.contains(&x.event_id));
         halves[1].malformed.clear();
         halves[1].traces.clear();
         for half in halves {

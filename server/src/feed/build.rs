@@ -34,7 +34,11 @@ pub(super) fn malformed(meta: &BatchMeta, q: &Quarantined, raw: &[u8]) -> (Serve
     let shown = &raw[..raw.len().min(RAW_CAP)];
     let facets = Facets {
         event_type: q.event_type.clone(),
-        reasons: q.reasons.iter().map(|r| r.code.as_str().to_owned()).collect(),
+        reasons: q
+            .reasons
+            .iter()
+            .map(|r| r.code.as_str().to_owned())
+            .collect(),
         is_error: Some(true),
         ..Facets::default()
     };
@@ -108,11 +112,13 @@ fn detail(span: &SpanRow) -> Option<String> {
         .clone()
         .or_else(|| span.cache_key.clone())
         .or_else(|| {
-            span.http_url.as_ref().map(|url| match (&span.http_method, span.http_status) {
-                (Some(m), Some(s)) => format!("{m} {url} → {s}"),
-                (Some(m), None) => format!("{m} {url}"),
-                _ => url.clone(),
-            })
+            span.http_url
+                .as_ref()
+                .map(|url| match (&span.http_method, span.http_status) {
+                    (Some(m), Some(s)) => format!("{m} {url} → {s}"),
+                    (Some(m), None) => format!("{m} {url}"),
+                    _ => url.clone(),
+                })
         })
         .or_else(|| span.job_class.clone())
 }
@@ -130,10 +136,16 @@ fn waterfall_span(span: &SpanRow, start_ms: f64) -> WaterfallSpan {
 }
 
 fn text(node: &Node<'_>, pointer: &str) -> Option<String> {
-    node.pointer(pointer).filter(|n| !n.is_null()).and_then(Node::scalar_text)
+    node.pointer(pointer)
+        .filter(|n| !n.is_null())
+        .and_then(Node::scalar_text)
 }
 
-pub(super) fn lifecycle(meta: &BatchMeta, index: u32, event: &CheckedEvent<'_>) -> (ServerMessage, Facets) {
+pub(super) fn lifecycle(
+    meta: &BatchMeta,
+    index: u32,
+    event: &CheckedEvent<'_>,
+) -> (ServerMessage, Facets) {
     let payload = &event.payload;
     let mut spans: Vec<WaterfallSpan> = span_rows("lifecycle", payload)
         .iter()
@@ -150,7 +162,12 @@ pub(super) fn lifecycle(meta: &BatchMeta, index: u32, event: &CheckedEvent<'_>) 
         source: "lifecycle".into(),
         method: text(payload, "/request/method"),
         url: text(payload, "/request/url").or_else(|| text(payload, "/request/full_url")),
-        status_code: event.columns.status_code,
+        status_code: event.columns.status_code.or_else(|| {
+            payload
+                .pointer("/request/status_code")
+                .and_then(Node::as_i64)
+                .and_then(|v| u16::try_from(v).ok())
+        }),
         total_ms: payload
             .get("total_duration_ms")
             .and_then(Node::as_f64)
@@ -160,12 +177,21 @@ pub(super) fn lifecycle(meta: &BatchMeta, index: u32, event: &CheckedEvent<'_>) 
             .pointer("/counts/queries")
             .and_then(Node::as_i64)
             .and_then(|v| u64::try_from(v).ok()),
-        counts: payload.get("counts").map(Node::to_value).unwrap_or_default(),
-        memory: payload.get("memory").map(Node::to_value).unwrap_or_default(),
+        counts: payload
+            .get("counts")
+            .map(Node::to_value)
+            .unwrap_or_default(),
+        memory: payload
+            .get("memory")
+            .map(Node::to_value)
+            .unwrap_or_default(),
         spans,
         timestamp: format_millis(event.envelope.timestamp_ms),
     };
-    (ServerMessage::Lifecycle(Box::new(waterfall)), facets_of(event))
+    (
+        ServerMessage::Lifecycle(Box::new(waterfall)),
+        facets_of(event),
+    )
 }
 
 /// Assembles waterfalls from `trace_span` events that share a trace id (bounded: the most
@@ -210,7 +236,11 @@ impl TraceAssembler {
                 waterfall_span(s, start)
             })
             .collect();
-        spans.sort_by(|a, b| a.start_ms.partial_cmp(&b.start_ms).unwrap_or(std::cmp::Ordering::Equal));
+        spans.sort_by(|a, b| {
+            a.start_ms
+                .partial_cmp(&b.start_ms)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
         let total_ms = spans
             .iter()
             .map(|s| s.start_ms + s.duration_ms)
@@ -230,7 +260,10 @@ impl TraceAssembler {
             spans,
             timestamp: format_millis(entry.0),
         };
-        Some((ServerMessage::Lifecycle(Box::new(waterfall)), facets_of(event)))
+        Some((
+            ServerMessage::Lifecycle(Box::new(waterfall)),
+            facets_of(event),
+        ))
     }
 }
 

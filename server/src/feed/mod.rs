@@ -202,7 +202,12 @@ fn topic_index(topic: Topic) -> usize {
 
 impl FeedHub {
     /// A hub with no client.
-    pub fn new(config: FeedConfig, metrics: Arc<Metrics>, instance_id: String, store: Arc<dyn Store>) -> FeedHub {
+    pub fn new(
+        config: FeedConfig,
+        metrics: Arc<Metrics>,
+        instance_id: String,
+        store: Arc<dyn Store>,
+    ) -> FeedHub {
         FeedHub {
             config,
             metrics,
@@ -300,7 +305,11 @@ impl FeedHub {
         drop(retained);
         if topics.contains(&Topic::Metrics) {
             let snapshot = self.metrics.current();
-            let message = build::outgoing(Some(Topic::Metrics), &ServerMessage::Metrics(Box::new(snapshot)), Facets::default());
+            let message = build::outgoing(
+                Some(Topic::Metrics),
+                &ServerMessage::Metrics(Box::new(snapshot)),
+                Facets::default(),
+            );
             client.push(Arc::new(message));
         }
         self.refresh_gauges();
@@ -354,7 +363,10 @@ impl FeedHub {
     ) {
         for (q, raw) in meta.quarantined.iter().zip(quarantined_raw) {
             let (message, facets) = build::malformed(meta, q, raw);
-            self.broadcast(build::outgoing(Some(Topic::Malformed), &message, facets), true);
+            self.broadcast(
+                build::outgoing(Some(Topic::Malformed), &message, facets),
+                true,
+            );
         }
         if self.listening(Topic::Events) && !accepted.is_empty() {
             let one_in = self.sample_rate(accepted.len() as u64);
@@ -363,7 +375,10 @@ impl FeedHub {
                     continue;
                 }
                 let (message, facets) = build::tail_event(meta, *index, event, one_in);
-                self.broadcast(build::outgoing(Some(Topic::Events), &message, facets), false);
+                self.broadcast(
+                    build::outgoing(Some(Topic::Events), &message, facets),
+                    false,
+                );
             }
         }
         if self.listening(Topic::Lifecycle) {
@@ -371,12 +386,18 @@ impl FeedHub {
                 match event.envelope.event_type.as_ref() {
                     "lifecycle" => {
                         let (message, facets) = build::lifecycle(meta, *index, event);
-                        self.broadcast(build::outgoing(Some(Topic::Lifecycle), &message, facets), true);
+                        self.broadcast(
+                            build::outgoing(Some(Topic::Lifecycle), &message, facets),
+                            true,
+                        );
                     }
                     "trace_span" => {
                         let assembled = self.traces.lock().add(event);
                         if let Some((message, facets)) = assembled {
-                            self.broadcast(build::outgoing(Some(Topic::Lifecycle), &message, facets), true);
+                            self.broadcast(
+                                build::outgoing(Some(Topic::Lifecycle), &message, facets),
+                                true,
+                            );
                         }
                     }
                     _ => {}
@@ -414,7 +435,10 @@ impl FeedHub {
     pub fn publish_stored_traces(&self, traces: &[TraceRow]) {
         for trace in traces {
             let (message, facets) = build::pipeline(trace);
-            self.broadcast(build::outgoing(Some(Topic::Pipeline), &message, facets), true);
+            self.broadcast(
+                build::outgoing(Some(Topic::Pipeline), &message, facets),
+                true,
+            );
         }
     }
 
@@ -424,13 +448,21 @@ impl FeedHub {
         if !self.listening(Topic::Metrics) {
             return;
         }
-        let message = build::outgoing(Some(Topic::Metrics), &ServerMessage::Metrics(Box::new((*snapshot).clone())), Facets::default());
+        let message = build::outgoing(
+            Some(Topic::Metrics),
+            &ServerMessage::Metrics(Box::new((*snapshot).clone())),
+            Facets::default(),
+        );
         self.broadcast(message, false);
     }
 
     /// Bytes held in client queues.
     pub fn queued_bytes(&self) -> u64 {
-        self.clients.lock().values().map(|c| c.queued_bytes() as u64).sum()
+        self.clients
+            .lock()
+            .values()
+            .map(|c| c.queued_bytes() as u64)
+            .sum()
     }
 
     fn refresh_gauges(&self) {

@@ -199,34 +199,57 @@ fn handle_client_message(hub: &Arc<FeedHub>, client: &Arc<Client>, text: &str) {
     }
 }
 
-async fn run_query(hub: &FeedHub, kind: &str, params: &HashMap<String, String>) -> Result<serde_json::Value, String> {
+async fn run_query(
+    hub: &FeedHub,
+    kind: &str,
+    params: &HashMap<String, String>,
+) -> Result<serde_json::Value, String> {
     let store = hub.store();
-    let to_value = |v: Result<serde_json::Value, _>| v.map_err(|e: serde_json::Error| e.to_string());
+    let to_value =
+        |v: Result<serde_json::Value, _>| v.map_err(|e: serde_json::Error| e.to_string());
     match kind {
         "events" => {
             let filter = event_filter(params).map_err(|e| e.to_string())?;
-            let page = store.query_events(filter).await.map_err(|e| e.to_string())?;
+            let page = store
+                .query_events(filter)
+                .await
+                .map_err(|e| e.to_string())?;
             to_value(serde_json::to_value(page))
         }
         "malformed" => {
             let filter = malformed_filter(params).map_err(|e| e.to_string())?;
-            let rows = store.query_malformed(filter).await.map_err(|e| e.to_string())?;
+            let rows = store
+                .query_malformed(filter)
+                .await
+                .map_err(|e| e.to_string())?;
             to_value(serde_json::to_value(rows))
         }
         "exception_groups" => {
             let filter = event_filter(params).map_err(|e| e.to_string())?;
-            let groups = store.exception_groups(filter).await.map_err(|e| e.to_string())?;
+            let groups = store
+                .exception_groups(filter)
+                .await
+                .map_err(|e| e.to_string())?;
             to_value(serde_json::to_value(groups))
         }
         "trace" => {
-            let trace_id = params.get("trace_id").cloned().ok_or("`trace` needs params.trace_id")?;
-            let spans = store.trace_spans(trace_id.clone()).await.map_err(|e| e.to_string())?;
+            let trace_id = params
+                .get("trace_id")
+                .cloned()
+                .ok_or("`trace` needs params.trace_id")?;
+            let spans = store
+                .trace_spans(trace_id.clone())
+                .await
+                .map_err(|e| e.to_string())?;
             let filter = crate::sink::EventFilter {
                 trace_id: Some(trace_id),
                 limit: Some(1000),
                 ..Default::default()
             };
-            let events = store.query_events(filter).await.map_err(|e| e.to_string())?;
+            let events = store
+                .query_events(filter)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(serde_json::json!({"spans": spans, "events": events.events}))
         }
         "traces" => {
@@ -235,7 +258,10 @@ async fn run_query(hub: &FeedHub, kind: &str, params: &HashMap<String, String>) 
                 failed_only: params.get("failed").map(|v| v == "true"),
                 limit: params.get("limit").and_then(|v| v.parse().ok()),
             };
-            let traces = store.query_traces(filter).await.map_err(|e| e.to_string())?;
+            let traces = store
+                .query_traces(filter)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(serde_json::Value::Array(traces))
         }
         other => Err(format!(

@@ -18,8 +18,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::StreamExt;
 use baddybugs_common::{check_event, CheckedEvent, Problem, ReasonCode};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::config::UndecodableBody;
@@ -86,7 +86,11 @@ pub async fn ingest(State(state): State<Arc<AppState>>, request: Request) -> Res
     response
 }
 
-async fn handle(state: &AppState, request: Request, started: Instant) -> Result<Response, ApiError> {
+async fn handle(
+    state: &AppState,
+    request: Request,
+    started: Instant,
+) -> Result<Response, ApiError> {
     let received_ms = chrono::Utc::now().timestamp_millis();
     let mut stages = Stages::new(started);
     let (parts, body) = request.into_parts();
@@ -109,20 +113,21 @@ async fn handle(state: &AppState, request: Request, started: Instant) -> Result<
     let body = read_body(body, headers, limits.max_body_bytes).await?;
     stages.mark("received");
 
-    let meta = |stages: &Stages, inflated: usize, total: u32, duplicates: u32, quarantined| BatchMeta {
-        batch_id: uuid::Uuid::now_v7().to_string(),
-        received_ms,
-        organization: key.organization.clone(),
-        application: key.application.clone(),
-        remote_addr: remote_addr.clone(),
-        agent_version: header(headers, "x-agent-version").map(str::to_owned),
-        bytes_compressed: body.len() as u64,
-        bytes_inflated: inflated as u64,
-        total_events: total,
-        duplicates,
-        quarantined,
-        stages: stages.stages.clone(),
-    };
+    let meta =
+        |stages: &Stages, inflated: usize, total: u32, duplicates: u32, quarantined| BatchMeta {
+            batch_id: uuid::Uuid::now_v7().to_string(),
+            received_ms,
+            organization: key.organization.clone(),
+            application: key.application.clone(),
+            remote_addr: remote_addr.clone(),
+            agent_version: header(headers, "x-agent-version").map(str::to_owned),
+            bytes_compressed: body.len() as u64,
+            bytes_inflated: inflated as u64,
+            total_events: total,
+            duplicates,
+            quarantined,
+            stages: stages.stages.clone(),
+        };
 
     let inflated = match decode::inflate(encoding, &body, limits.max_inflated_bytes) {
         Ok(inflated) => inflated,
@@ -181,22 +186,34 @@ async fn handle(state: &AppState, request: Request, started: Instant) -> Result<
         let index = i as u32;
         let bytes = raw.bytes();
         let outcome = if bytes.len() > limits.max_event_bytes {
-            Err((None, None, vec![Problem::new(
-                ReasonCode::TooLarge,
-                "",
-                format!("at most {} bytes per event (ingest.max_event_bytes)", limits.max_event_bytes),
-                format!("{} bytes", bytes.len()),
-            )]))
+            Err((
+                None,
+                None,
+                vec![Problem::new(
+                    ReasonCode::TooLarge,
+                    "",
+                    format!(
+                        "at most {} bytes per event (ingest.max_event_bytes)",
+                        limits.max_event_bytes
+                    ),
+                    format!("{} bytes", bytes.len()),
+                )],
+            ))
         } else {
             match raw {
-                RawEvent::Invalid(_) => Err((None, None, vec![Problem::new(
-                    ReasonCode::InvalidUtf8,
-                    "",
-                    "UTF-8 text",
-                    "invalid UTF-8 bytes",
-                )])),
-                RawEvent::Text(text) => check_event(text, received_ms)
-                    .map_err(|r| (r.event_type, r.id, r.problems)),
+                RawEvent::Invalid(_) => Err((
+                    None,
+                    None,
+                    vec![Problem::new(
+                        ReasonCode::InvalidUtf8,
+                        "",
+                        "UTF-8 text",
+                        "invalid UTF-8 bytes",
+                    )],
+                )),
+                RawEvent::Text(text) => {
+                    check_event(text, received_ms).map_err(|r| (r.event_type, r.id, r.problems))
+                }
             }
         };
         match outcome {
@@ -223,7 +240,10 @@ async fn handle(state: &AppState, request: Request, started: Instant) -> Result<
     stages.mark("validated");
 
     // Agent retries: ids accepted within the window are counted, not stored again.
-    let ids: Vec<Option<&str>> = accepted.iter().map(|(_, e)| e.envelope.id.as_deref()).collect();
+    let ids: Vec<Option<&str>> = accepted
+        .iter()
+        .map(|(_, e)| e.envelope.id.as_deref())
+        .collect();
     let duplicate_flags = state.dedup.check(&ids, received_ms);
     let mut duplicates = 0u32;
     let mut kept = Vec::with_capacity(accepted.len());
@@ -263,7 +283,9 @@ async fn handle(state: &AppState, request: Request, started: Instant) -> Result<
     }
     state.metrics.record_batch_size(split.events.len());
     batch_meta.stages = stages.stages.clone();
-    state.feed.publish_batch(&batch_meta, &kept, &quarantined_raw, started.elapsed());
+    state
+        .feed
+        .publish_batch(&batch_meta, &kept, &quarantined_raw, started.elapsed());
 
     let mut body = json!({
         "accepted": kept.len(),
@@ -278,7 +300,11 @@ async fn handle(state: &AppState, request: Request, started: Instant) -> Result<
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<bytes::Bytes, ApiError> {
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
     let too_large = || {
         ApiError::TooLarge(format!(
             "the request body is over the limit of {limit} bytes (ingest.max_body_bytes)"
@@ -356,7 +382,9 @@ async fn quarantine_body(
     let problem = Problem {
         code,
         path: String::new(),
-        expected: "a gzip/deflate/zstd/plain body holding {\"events\":[…]}, an array, one event or NDJSON".into(),
+        expected:
+            "a gzip/deflate/zstd/plain body holding {\"events\":[…]}, an array, one event or NDJSON"
+                .into(),
         found: message.clone(),
         message: message.clone(),
     };
@@ -370,8 +398,14 @@ async fn quarantine_body(
     }];
     let kept = cap(bytes, state.config.ingest.quarantine_raw_cap_bytes);
     let record = record::encode(&meta, &[], &[kept]);
-    state.spool.append(vec![record]).await.map_err(spool_error)?;
-    state.feed.publish_batch(&meta, &[], &[kept], Duration::ZERO);
+    state
+        .spool
+        .append(vec![record])
+        .await
+        .map_err(spool_error)?;
+    state
+        .feed
+        .publish_batch(&meta, &[], &[kept], Duration::ZERO);
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({

@@ -50,7 +50,10 @@ pub fn app(state: Arc<AppState>) -> Router {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         state.metrics.prometheus(),
     )
         .into_response()
@@ -73,7 +76,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         refused_ms > 0 && chrono::Utc::now().timestamp_millis() - refused_ms < 10_000;
     let spool_full =
         recently_refused || spool.bytes_on_disk as f64 >= spool.quota_bytes as f64 * 0.95;
-    let shutting_down = state.shutting_down.load(std::sync::atomic::Ordering::Relaxed);
+    let shutting_down = state
+        .shutting_down
+        .load(std::sync::atomic::Ordering::Relaxed);
     let mut reasons = Vec::new();
     if !store.reachable {
         reasons.push(format!(

@@ -8,8 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use baddybugs_common::timestamp::parse_timestamp_str;
 use baddybugs_common::check_event;
+use baddybugs_common::timestamp::parse_timestamp_str;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -60,8 +60,12 @@ fn time_param(query: &HashMap<String, String>, name: &str) -> Result<Option<i64>
     query
         .get(name)
         .map(|v| {
-            parse_timestamp_str(v)
-                .ok_or_else(|| bad(name, "is not a date-time (RFC 3339, epoch seconds or milliseconds)"))
+            parse_timestamp_str(v).ok_or_else(|| {
+                bad(
+                    name,
+                    "is not a date-time (RFC 3339, epoch seconds or milliseconds)",
+                )
+            })
         })
         .transpose()
 }
@@ -80,7 +84,10 @@ fn bool_param(query: &HashMap<String, String>, name: &str) -> Result<Option<bool
 fn limit_param(query: &HashMap<String, String>) -> Result<Option<u32>, ApiError> {
     query
         .get("limit")
-        .map(|v| v.parse::<u32>().map_err(|_| bad("limit", "must be a positive integer")))
+        .map(|v| {
+            v.parse::<u32>()
+                .map_err(|_| bad("limit", "must be a positive integer"))
+        })
         .transpose()
 }
 
@@ -121,7 +128,11 @@ pub async fn list_events(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     require_token(&state, &headers, &query)?;
-    let page = state.store.query_events(event_filter(&query)?).await.map_err(sink_error)?;
+    let page = state
+        .store
+        .query_events(event_filter(&query)?)
+        .await
+        .map_err(sink_error)?;
     Ok(Json(page).into_response())
 }
 
@@ -173,14 +184,20 @@ pub async fn replay_malformed(
     if request.ids.is_empty() || request.ids.len() > 10_000 {
         return Err(bad("ids", "must list 1 to 10000 quarantine ids"));
     }
-    let rows = state.store.get_malformed(request.ids.clone()).await.map_err(sink_error)?;
+    let rows = state
+        .store
+        .get_malformed(request.ids.clone())
+        .await
+        .map_err(sink_error)?;
     let now = chrono::Utc::now().timestamp_millis();
     let mut replayed = Vec::new();
     let mut still_rejected = Vec::new();
     let mut by_app: HashMap<(String, String), Vec<(u32, Vec<u8>)>> = HashMap::new();
     for row in &rows {
         if row.truncated {
-            still_rejected.push(json!({"id": row.id, "reason": "only the first bytes were kept; cannot replay"}));
+            still_rejected.push(
+                json!({"id": row.id, "reason": "only the first bytes were kept; cannot replay"}),
+            );
             continue;
         }
         match check_event(&row.raw, now) {
@@ -191,7 +208,9 @@ pub async fn replay_malformed(
                 list.push((list.len() as u32, row.raw.clone().into_bytes()));
                 replayed.push(row.id.clone());
             }
-            Err(rejected) => still_rejected.push(json!({"id": row.id, "reasons": rejected.problems})),
+            Err(rejected) => {
+                still_rejected.push(json!({"id": row.id, "reasons": rejected.problems}))
+            }
         }
     }
     for ((organization, application), events) in by_app {
@@ -211,10 +230,14 @@ pub async fn replay_malformed(
         };
         let refs: Vec<(u32, &[u8])> = events.iter().map(|(i, e)| (*i, e.as_slice())).collect();
         let record = record::encode(&meta, &refs, &[]);
-        state.spool.append(vec![record]).await.map_err(|e| ApiError::Unavailable {
-            message: format!("the spool could not take the replay: {e}"),
-            retry_after: std::time::Duration::from_secs(5),
-        })?;
+        state
+            .spool
+            .append(vec![record])
+            .await
+            .map_err(|e| ApiError::Unavailable {
+                message: format!("the spool could not take the replay: {e}"),
+                retry_after: std::time::Duration::from_secs(5),
+            })?;
     }
     let missing: Vec<&String> = request
         .ids
@@ -251,7 +274,11 @@ pub async fn trace_spans(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     require_token(&state, &headers, &query)?;
-    let spans = state.store.trace_spans(trace_id).await.map_err(sink_error)?;
+    let spans = state
+        .store
+        .trace_spans(trace_id)
+        .await
+        .map_err(sink_error)?;
     Ok(Json(json!({ "spans": spans })).into_response())
 }
 

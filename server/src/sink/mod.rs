@@ -11,15 +11,18 @@
 //! ones make the batcher back off and retry forever while the spool absorbs the load; a
 //! permanent refusal of some rows sends those rows to the quarantine.
 
+pub mod clickhouse;
 pub mod query;
 pub mod rows;
-pub mod clickhouse;
 pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
 
-pub use query::{EventFilter, EventPage, ExceptionGroup, MalformedFilter, StoredEvent, StoredMalformed, TraceFilter};
+pub use query::{
+    EventFilter, EventPage, ExceptionGroup, MalformedFilter, StoredEvent, StoredMalformed,
+    TraceFilter,
+};
 pub use rows::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, TraceRow};
 
 /// A boxed future, so the trait stays object-safe (`Arc<dyn Store>`).
@@ -70,19 +73,25 @@ pub trait Store: Send + Sync + 'static {
         filter: MalformedFilter,
     ) -> BoxFuture<'_, Result<Vec<StoredMalformed>, SinkError>>;
     /// Quarantined events by id (for replay).
-    fn get_malformed(&self, ids: Vec<String>)
-        -> BoxFuture<'_, Result<Vec<StoredMalformed>, SinkError>>;
+    fn get_malformed(
+        &self,
+        ids: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<StoredMalformed>, SinkError>>;
     /// Exception groups (per organization, application and fingerprint), most recent first.
     fn exception_groups(
         &self,
         filter: EventFilter,
     ) -> BoxFuture<'_, Result<Vec<ExceptionGroup>, SinkError>>;
     /// Span rows of one trace (lifecycle spans and trace spans), in waterfall order.
-    fn trace_spans(&self, trace_id: String)
-        -> BoxFuture<'_, Result<Vec<serde_json::Value>, SinkError>>;
+    fn trace_spans(
+        &self,
+        trace_id: String,
+    ) -> BoxFuture<'_, Result<Vec<serde_json::Value>, SinkError>>;
     /// Pipeline traces, newest (or slowest) first.
-    fn query_traces(&self, filter: TraceFilter)
-        -> BoxFuture<'_, Result<Vec<serde_json::Value>, SinkError>>;
+    fn query_traces(
+        &self,
+        filter: TraceFilter,
+    ) -> BoxFuture<'_, Result<Vec<serde_json::Value>, SinkError>>;
     /// A cheap reachability check.
     fn health(&self) -> BoxFuture<'_, StoreHealth>;
 }

@@ -184,7 +184,10 @@ pub struct SinkBatch {
 impl SinkBatch {
     /// A deterministic insert deduplication token for this batch and table.
     pub fn dedup_token(&self, table: &str) -> String {
-        format!("bb-{table}-{}-{}-{}", self.first_lsn, self.last_lsn, self.part)
+        format!(
+            "bb-{table}-{}-{}-{}",
+            self.first_lsn, self.last_lsn, self.part
+        )
     }
 
     /// Total rows of every table.

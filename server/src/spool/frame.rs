@@ -53,7 +53,11 @@ pub enum End {
 
 /// Reads frames of a segment from `offset` (after the magic when 0), calling `each` until it
 /// returns false; returns where reading stopped and how.
-pub fn scan(path: &Path, offset: u64, mut each: impl FnMut(Frame) -> bool) -> std::io::Result<(u64, End)> {
+pub fn scan(
+    path: &Path,
+    offset: u64,
+    mut each: impl FnMut(Frame) -> bool,
+) -> std::io::Result<(u64, End)> {
     let mut raw = File::open(path)?;
     if offset > 0 {
         raw.seek(SeekFrom::Start(offset))?;
@@ -86,7 +90,10 @@ pub fn scan(path: &Path, offset: u64, mut each: impl FnMut(Frame) -> bool) -> st
         let lsn = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
         let appended_ms = u64::from_le_bytes(header[16..24].try_into().unwrap_or_default());
         if len > MAX_PAYLOAD {
-            return Ok((pos, End::Damaged(pos, format!("frame length {len} is implausible"))));
+            return Ok((
+                pos,
+                End::Damaged(pos, format!("frame length {len} is implausible")),
+            ));
         }
         let mut payload = vec![0u8; len];
         if read_full(&mut file, &mut payload)? < len {
@@ -162,7 +169,10 @@ mod tests {
         let mut bytes = MAGIC.to_vec();
         encode(1, 10, b"one", &mut bytes);
         encode(2, 11, b"two", &mut bytes);
-        std::fs::File::create(&path).unwrap().write_all(&bytes).unwrap();
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(&bytes)
+            .unwrap();
         let mut seen = Vec::new();
         let (end, how) = scan(&path, 0, |f| {
             seen.push((f.lsn, f.payload));

@@ -268,7 +268,9 @@ impl Spool {
         let dir = config.data_dir.join(SPOOL_DIR);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let mut checkpoints = read_checkpoints(&dir);
-        checkpoints.entry(crate::batch::CHECKPOINT.to_owned()).or_insert(0);
+        checkpoints
+            .entry(crate::batch::CHECKPOINT.to_owned())
+            .or_insert(0);
         let min_checkpoint = checkpoints.values().copied().min().unwrap_or(0);
         let files = list_segments(&dir).map_err(io_err(&dir))?;
         let mut segments = Vec::new();
@@ -312,7 +314,10 @@ impl Spool {
                 let len = std::fs::metadata(path).map_err(io_err(path))?.len();
                 let keep = offset.max(8);
                 tracing::warn!(file = %path.display(), offset, %reason, cut = len - keep, "spool: cutting a torn tail left by a crash");
-                let file = std::fs::OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(io_err(path))?;
                 if offset < 8 {
                     // Not even a header: rewrite it.
                     file.set_len(0).map_err(io_err(path))?;
@@ -501,7 +506,12 @@ impl Spool {
     pub fn close(&self) -> Result<(), SpoolError> {
         // A std channel: close may be called from async code (a short block at shutdown).
         let (tx, rx) = std::sync::mpsc::channel();
-        if self.inner.requests.try_send(Request::Close { reply: tx }).is_ok() {
+        if self
+            .inner
+            .requests
+            .try_send(Request::Close { reply: tx })
+            .is_ok()
+        {
             let _ = rx.recv();
         }
         if let Some(handle) = self.inner.writer.lock().take() {
@@ -543,7 +553,12 @@ impl SpoolReader {
 
     /// Up to `max_records` / about `max_bytes` of the next records, waiting up to `wait` for at
     /// least one.
-    pub async fn next_batch(&mut self, max_records: usize, max_bytes: usize, wait: Duration) -> Result<Vec<SpoolEntry>, SpoolError> {
+    pub async fn next_batch(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+        wait: Duration,
+    ) -> Result<Vec<SpoolEntry>, SpoolError> {
         let mut visible = self.spool.inner.visible.clone();
         let want = self.next_lsn;
         if *visible.borrow() < want {
@@ -603,7 +618,10 @@ fn read_range(
             }
             next = f.lsn + 1;
             bytes += f.payload.len();
-            last_position = Some((seg.first_lsn, f.offset + (frame::HEADER + f.payload.len()) as u64));
+            last_position = Some((
+                seg.first_lsn,
+                f.offset + (frame::HEADER + f.payload.len()) as u64,
+            ));
             entries.push(SpoolEntry {
                 lsn: f.lsn,
                 appended_unix_ms: f.appended_ms,

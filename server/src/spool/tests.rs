@@ -18,7 +18,10 @@ fn record(i: usize) -> Vec<u8> {
 async fn read_all(reader: &mut SpoolReader) -> Vec<SpoolEntry> {
     let mut out = Vec::new();
     loop {
-        let batch = reader.next_batch(7, 1 << 20, Duration::from_millis(20)).await.unwrap();
+        let batch = reader
+            .next_batch(7, 1 << 20, Duration::from_millis(20))
+            .await
+            .unwrap();
         if batch.is_empty() {
             return out;
         }
@@ -39,11 +42,18 @@ async fn round_trip_across_segments_and_reopen() {
     let mut reader = spool.reader("sink").unwrap();
     let all = read_all(&mut reader).await;
     assert_eq!(all.len(), 50);
-    assert!(all.iter().enumerate().all(|(i, e)| e.lsn == i as u64 + 1 && e.payload == record(i)));
+    assert!(all
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.lsn == i as u64 + 1 && e.payload == record(i)));
     spool.close().unwrap();
     let (spool, report) = Spool::open(config(dir.path())).unwrap();
     assert_eq!((report.records, report.last_lsn), (50, 50));
-    assert_eq!(spool.append(vec![record(50)]).await.unwrap(), (51, 51), "LSNs continue");
+    assert_eq!(
+        spool.append(vec![record(50)]).await.unwrap(),
+        (51, 51),
+        "LSNs continue"
+    );
     spool.close().unwrap();
 }
 
@@ -69,7 +79,11 @@ async fn checkpoint_reclaims_segments_and_survives_reopen() {
     assert_eq!(rest.first().map(|e| e.lsn), Some(41));
     assert_eq!(rest.len(), 20);
     reader.rewind();
-    assert_eq!(read_all(&mut reader).await.len(), 20, "rewind re-reads from the checkpoint");
+    assert_eq!(
+        read_all(&mut reader).await.len(),
+        20,
+        "rewind re-reads from the checkpoint"
+    );
     spool.close().unwrap();
 }
 
@@ -85,7 +99,12 @@ async fn torn_tail_is_cut_and_reported() {
     let last = &files.last().unwrap().1;
     let len = std::fs::metadata(last).unwrap().len();
     // A crash mid-frame: the last frame is cut short.
-    std::fs::OpenOptions::new().write(true).open(last).unwrap().set_len(len - 10).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
     let (spool, report) = Spool::open(config(dir.path())).unwrap();
     assert!(report.truncated_bytes > 0);
     assert_eq!(report.last_lsn, 4);
@@ -139,7 +158,10 @@ async fn quota_refuses_whole_appends_until_reclaimed() {
     let (spool, _) = Spool::open(c).unwrap();
     let mut accepted = 0;
     loop {
-        match spool.append(vec![record(accepted), record(accepted + 1)]).await {
+        match spool
+            .append(vec![record(accepted), record(accepted + 1)])
+            .await
+        {
             Ok(_) => accepted += 2,
             Err(SpoolError::QuotaExceeded { used, quota }) => {
                 assert!(used <= quota);
@@ -152,8 +174,13 @@ async fn quota_refuses_whole_appends_until_reclaimed() {
     assert_eq!(last, accepted as u64, "nothing partial written");
     let mut reader = spool.reader("sink").unwrap();
     let entries = read_all(&mut reader).await;
-    spool.commit_checkpoint("sink", entries.last().unwrap().lsn).unwrap();
-    spool.append(vec![record(0)]).await.expect("room again after the checkpoint");
+    spool
+        .commit_checkpoint("sink", entries.last().unwrap().lsn)
+        .unwrap();
+    spool
+        .append(vec![record(0)])
+        .await
+        .expect("room again after the checkpoint");
     spool.close().unwrap();
 }
 
@@ -187,7 +214,11 @@ async fn concurrent_appends_share_fsyncs() {
         all.extend(t.await.unwrap());
     }
     all.sort();
-    assert_eq!(all, (1..=640).collect::<Vec<u64>>(), "unique, contiguous LSNs");
+    assert_eq!(
+        all,
+        (1..=640).collect::<Vec<u64>>(),
+        "unique, contiguous LSNs"
+    );
     let n = fsyncs.load(Ordering::Relaxed);
     assert!(n < 640, "{n} fsyncs for 640 appends: groups share them");
     spool.close().unwrap();
@@ -204,9 +235,15 @@ async fn reader_wakes_up_on_new_records() {
         writer.append(vec![b"late".to_vec()]).await.unwrap();
     });
     let started = std::time::Instant::now();
-    let batch = reader.next_batch(10, 1 << 20, Duration::from_secs(10)).await.unwrap();
+    let batch = reader
+        .next_batch(10, 1 << 20, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(batch.len(), 1);
-    assert!(started.elapsed() < Duration::from_secs(5), "woken by the append, not the timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "woken by the append, not the timeout"
+    );
     handle.await.unwrap();
     spool.close().unwrap();
 }
@@ -221,7 +258,13 @@ async fn dump_and_status_offline() {
     spool.commit_checkpoint("sink", 1).unwrap();
     spool.close().unwrap();
     let mut out = Vec::new();
-    let n = dump(dir.path(), Some(2), &mut out, |p| serde_json::json!(p.len())).unwrap();
+    let n = dump(
+        dir.path(),
+        Some(2),
+        &mut out,
+        |p| serde_json::json!(p.len()),
+    )
+    .unwrap();
     assert_eq!(n, 2);
     let lines: Vec<serde_json::Value> = String::from_utf8(out)
         .unwrap()

@@ -55,7 +55,10 @@ pub fn verify(data_dir: &Path, truncate: bool) -> Result<VerifyReport, SpoolErro
         };
         let mut truncated = false;
         if truncate && damage.is_some() && i + 1 == files.len() {
-            let file = std::fs::OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io_err(path))?;
             file.set_len(end.max(8)).map_err(io_err(path))?;
             file.sync_all().map_err(io_err(path))?;
             truncated = true;

@@ -36,7 +36,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(config: SpoolConfig, shared: Arc<Mutex<Shared>>, visible: watch::Sender<u64>) -> Result<Writer, SpoolError> {
+    pub(crate) fn new(
+        config: SpoolConfig,
+        shared: Arc<Mutex<Shared>>,
+        visible: watch::Sender<u64>,
+    ) -> Result<Writer, SpoolError> {
         let (file, written_lsn) = {
             let s = shared.lock();
             let file = match s.segments.last() {
@@ -91,10 +95,12 @@ impl Writer {
             }
             for (reply, result) in replies {
                 let result = match (&sync_result, result) {
-                    (Err(e), Ok(_)) if self.config.fsync == FsyncPolicy::Always => Err(SpoolError::Io {
-                        path: self.shared.lock().dir.clone(),
-                        source: std::io::Error::other(e.to_string()),
-                    }),
+                    (Err(e), Ok(_)) if self.config.fsync == FsyncPolicy::Always => {
+                        Err(SpoolError::Io {
+                            path: self.shared.lock().dir.clone(),
+                            source: std::io::Error::other(e.to_string()),
+                        })
+                    }
                     (_, r) => r,
                 };
                 let _ = reply.send(result);
@@ -109,7 +115,10 @@ impl Writer {
 
     fn write(&mut self, records: &[Vec<u8>]) -> Result<(u64, u64), SpoolError> {
         let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
-        let size: u64 = records.iter().map(|r| (r.len() + frame::HEADER) as u64).sum();
+        let size: u64 = records
+            .iter()
+            .map(|r| (r.len() + frame::HEADER) as u64)
+            .sum();
         {
             let s = self.shared.lock();
             if s.bytes_on_disk + size > s.quota_bytes {
@@ -132,7 +141,13 @@ impl Writer {
         for (i, record) in records.iter().enumerate() {
             frame::encode(first + i as u64, now, record, &mut buf);
         }
-        let path = self.shared.lock().segments.last().map(|s| s.path.clone()).unwrap_or_default();
+        let path = self
+            .shared
+            .lock()
+            .segments
+            .last()
+            .map(|s| s.path.clone())
+            .unwrap_or_default();
         let file = self.file.as_mut().ok_or(SpoolError::Closed)?;
         if let Err(source) = file.write_all(&buf) {
             // Leave no partial frame behind: cut back to the last whole one.

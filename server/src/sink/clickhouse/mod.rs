@@ -8,8 +8,12 @@ pub struct ClickHouseStore;
 
 impl ClickHouseStore {
     /// Connects (and migrates the schema when configured).
-    pub async fn connect(_config: &ClickHouseConfig) -> Result<std::sync::Arc<dyn crate::sink::Store>, SinkError> {
-        Err(SinkError::Other("the ClickHouse store is not available in this build yet".into()))
+    pub async fn connect(
+        _config: &ClickHouseConfig,
+    ) -> Result<std::sync::Arc<dyn crate::sink::Store>, SinkError> {
+        Err(SinkError::Other(
+            "the ClickHouse store is not available in this build yet".into(),
+        ))
     }
 }
 
