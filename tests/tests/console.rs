@@ -1,0 +1,130 @@
+//! The real console in a real terminal (tmux) against the real server: the Types view shows the
+//! posted types with their counts, the Malformed view the reason of a bad event, the Waterfalls
+//! view draws a lifecycle; the server is killed (the console says it is reconnecting and keeps
+//! its data) and restarted (it recovers on its own).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use baddybugs_tests::server::{batch_body, binary, post_as_agent, TestServer, FEED_TOKEN};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str) -> anyhow::Result<Tmux> {
+        let socket = format!("bbtest-{}", uuid::Uuid::new_v4());
+        let status = Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-x", "120", "-y", "40", "-s", "console", command])
+            .status()?;
+        anyhow::ensure!(status.success(), "tmux new-session failed");
+        Ok(Tmux { socket })
+    }
+
+    fn keys(&self, keys: &[&str]) -> anyhow::Result<()> {
+        let status = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "console"])
+            .args(keys)
+            .status()?;
+        anyhow::ensure!(status.success(), "tmux send-keys failed");
+        Ok(())
+    }
+
+    fn screen(&self) -> String {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "console"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the screen satisfies `check`; fails with the last screen.
+    fn wait(&self, what: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let screen = self.screen();
+            if check(&screen) {
+                return Ok(screen);
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("timed out waiting for {what}; the screen was:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
+    }
+}
+
+const LIFECYCLE: &str = r#"{"id":"66666666-0000-4000-8000-000000000001","trace_id":"7a0c3b1e2d4a4b6c8e0f1a2b3c4d5e6f","env":"production","type":"lifecycle","name":"http_request","payload":{"total_duration_ms":84.3,"request":{"method":"GET","url":"\/api\/orders","full_url":"https:\/\/shop.test\/api\/orders","status_code":200},"phases":[{"name":"BOOTSTRAP","duration_ms":12.1,"start_offset_ms":0,"percentage":14.4},{"name":"CONTROLLER","label":"OrderController@index","duration_ms":70.2,"start_offset_ms":12.1,"percentage":83.3}],"spans":[{"span_id":1,"type":"QUERY","label":"select orders","duration_ms":30.5,"start_offset_ms":15,"depth":1,"sql":"select * from `orders`","bindings":[],"connection":"mysql"}],"counts":{"queries":1,"cache_hits":0,"cache_misses":0,"cache_writes":0,"outgoing_requests":0,"jobs_dispatched":0},"memory":{"peak_bytes":4194304,"peak_mb":4,"current_bytes":2097152,"current_mb":2}},"timestamp":1749567234.2}"#;
+
+#[tokio::test]
+async fn console_in_tmux_against_the_real_server() -> anyhow::Result<()> {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        anyhow::bail!("tmux is required for this test (apt-get install tmux)");
+    }
+    let mut server = TestServer::start()?;
+    let client = reqwest::Client::new();
+    let console = binary("baddybugs-console");
+    let log = std::env::temp_dir().join(format!("bb-console-{}.log", uuid::Uuid::new_v4()));
+    let tmux = Tmux::start(&format!(
+        "{} --url {} --token {FEED_TOKEN} --log-file {} --ascii",
+        console.display(),
+        server.feed_url(),
+        log.display()
+    ))?;
+    tmux.wait("connected", Duration::from_secs(20), |s| s.contains("CONNECTED"))?;
+
+    let mut events: Vec<String> = (0..7)
+        .map(|i| format!(r#"{{"id":"66666666-1111-4000-8000-{i:012}","trace_id":"t-console","env":"production","type":"cache","name":"k{i}","payload":{{"action":"hit","store":"redis","tags":[]}},"timestamp":1749567234.5}}"#))
+        .collect();
+    events.extend((0..3).map(|i| format!(r#"{{"id":"66666666-2222-4000-8000-{i:012}","trace_id":"t-console","env":"production","type":"log","name":"error","payload":{{"level":"error","message":"boom {i}","context":[]}},"timestamp":1749567234.5}}"#)));
+    events.push(LIFECYCLE.to_owned());
+    events.push(r#"{"id":"66666666-3333-4000-8000-000000000001","type":"cache","name":"bad","payload":{"action":"explode","store":"redis"}}"#.to_owned());
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    let (status, body) = post_as_agent(&client, &server, &batch_body(&refs)).await?;
+    assert_eq!(status, 202, "{body}");
+
+    // Types view: the posted types with their counts.
+    tmux.keys(&["2"])?;
+    let types = tmux.wait("types with counts", Duration::from_secs(20), |s| {
+        let line_of = |t: &str| {
+            s.lines()
+                .map(|l| l.trim_start_matches(['|', '│', ' ']))
+                .find(|l| l.split_whitespace().next() == Some(t))
+                .map(str::to_owned)
+        };
+        line_of("cache").is_some_and(|l| l.split_whitespace().any(|w| w == "8"))
+            && line_of("log").is_some_and(|l| l.split_whitespace().any(|w| w == "3"))
+    })?;
+    assert!(types.contains("lifecycle"));
+
+    // Malformed view: the reason of the bad event.
+    tmux.keys(&["4"])?;
+    tmux.wait("the rejection reason", Duration::from_secs(20), |s| s.contains("not_allowed"))?;
+    tmux.keys(&["Enter"])?;
+    tmux.wait("the pointer", Duration::from_secs(10), |s| s.contains("/payload/action"))?;
+    tmux.keys(&["Escape"])?;
+
+    // Waterfalls view: a lifecycle drawn.
+    tmux.keys(&["5"])?;
+    tmux.wait("the lifecycle in the list", Duration::from_secs(20), |s| s.contains("/api/orders"))?;
+    tmux.keys(&["Enter"])?;
+    tmux.wait("the waterfall", Duration::from_secs(10), |s| s.contains("BOOTSTRAP") && s.contains("OrderController@index") && s.contains("select orders") && s.contains("#####"))?;
+    tmux.keys(&["Escape", "2"])?;
+
+    // The server dies: the console says so and keeps its data.
+    server.kill9();
+    let screen = tmux.wait("reconnecting", Duration::from_secs(20), |s| s.contains("RECONNECTING"))?;
+    assert!(screen.contains("cache"), "the last data stays on screen:\n{screen}");
+    // It comes back: the console recovers on its own.
+    server.restart()?;
+    tmux.wait("connected again", Duration::from_secs(60), |s| s.contains("CONNECTED") && !s.contains("RECONNECTING"))?;
+    tmux.keys(&["q"])?;
+    Ok(())
+}
