@@ -6,6 +6,9 @@
 //!
 //! Run: `cargo bench -p baddybugs-common --bench validate`
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::path::Path;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};

@@ -16,7 +16,21 @@ impl Tmux {
     fn start(command: &str) -> anyhow::Result<Tmux> {
         let socket = format!("bbtest-{}", uuid::Uuid::new_v4());
         let status = Command::new("tmux")
-            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-x", "120", "-y", "40", "-s", "console", command])
+            .args([
+                "-L",
+                &socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                "120",
+                "-y",
+                "40",
+                "-s",
+                "console",
+                command,
+            ])
             .status()?;
         anyhow::ensure!(status.success(), "tmux new-session failed");
         Ok(Tmux { socket })
@@ -40,7 +54,12 @@ impl Tmux {
     }
 
     /// Waits until the screen satisfies `check`; fails with the last screen.
-    fn wait(&self, what: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> anyhow::Result<String> {
+    fn wait(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let screen = self.screen();
@@ -57,7 +76,9 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
     }
 }
 
@@ -78,7 +99,9 @@ async fn console_in_tmux_against_the_real_server() -> anyhow::Result<()> {
         server.feed_url(),
         log.display()
     ))?;
-    tmux.wait("connected", Duration::from_secs(20), |s| s.contains("CONNECTED"))?;
+    tmux.wait("connected", Duration::from_secs(20), |s| {
+        s.contains("CONNECTED")
+    })?;
 
     let mut events: Vec<String> = (0..7)
         .map(|i| format!(r#"{{"id":"66666666-1111-4000-8000-{i:012}","trace_id":"t-console","env":"production","type":"cache","name":"k{i}","payload":{{"action":"hit","store":"redis","tags":[]}},"timestamp":1749567234.5}}"#))
@@ -106,25 +129,43 @@ async fn console_in_tmux_against_the_real_server() -> anyhow::Result<()> {
 
     // Malformed view: the reason of the bad event.
     tmux.keys(&["4"])?;
-    tmux.wait("the rejection reason", Duration::from_secs(20), |s| s.contains("not_allowed"))?;
+    tmux.wait("the rejection reason", Duration::from_secs(20), |s| {
+        s.contains("not_allowed")
+    })?;
     tmux.keys(&["Enter"])?;
-    tmux.wait("the pointer", Duration::from_secs(10), |s| s.contains("/payload/action"))?;
+    tmux.wait("the pointer", Duration::from_secs(10), |s| {
+        s.contains("/payload/action")
+    })?;
     tmux.keys(&["Escape"])?;
 
     // Waterfalls view: a lifecycle drawn.
     tmux.keys(&["5"])?;
-    tmux.wait("the lifecycle in the list", Duration::from_secs(20), |s| s.contains("/api/orders"))?;
+    tmux.wait("the lifecycle in the list", Duration::from_secs(20), |s| {
+        s.contains("/api/orders")
+    })?;
     tmux.keys(&["Enter"])?;
-    tmux.wait("the waterfall", Duration::from_secs(10), |s| s.contains("BOOTSTRAP") && s.contains("OrderController@index") && s.contains("select orders") && s.contains("#####"))?;
+    tmux.wait("the waterfall", Duration::from_secs(10), |s| {
+        s.contains("BOOTSTRAP")
+            && s.contains("OrderController@index")
+            && s.contains("select orders")
+            && s.contains("#####")
+    })?;
     tmux.keys(&["Escape", "2"])?;
 
     // The server dies: the console says so and keeps its data.
     server.kill9();
-    let screen = tmux.wait("reconnecting", Duration::from_secs(20), |s| s.contains("RECONNECTING"))?;
-    assert!(screen.contains("cache"), "the last data stays on screen:\n{screen}");
+    let screen = tmux.wait("reconnecting", Duration::from_secs(20), |s| {
+        s.contains("RECONNECTING")
+    })?;
+    assert!(
+        screen.contains("cache"),
+        "the last data stays on screen:\n{screen}"
+    );
     // It comes back: the console recovers on its own.
     server.restart()?;
-    tmux.wait("connected again", Duration::from_secs(60), |s| s.contains("CONNECTED") && !s.contains("RECONNECTING"))?;
+    tmux.wait("connected again", Duration::from_secs(60), |s| {
+        s.contains("CONNECTED") && !s.contains("RECONNECTING")
+    })?;
     tmux.keys(&["q"])?;
     Ok(())
 }

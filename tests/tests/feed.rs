@@ -33,7 +33,7 @@ async fn connect(server: &TestServer) -> anyhow::Result<Ws> {
 }
 
 async fn send(ws: &mut Ws, message: Value) -> anyhow::Result<()> {
-    ws.send(Message::Text(message.to_string().into())).await?;
+    ws.send(Message::Text(message.to_string())).await?;
     Ok(())
 }
 
@@ -153,31 +153,29 @@ async fn feed_end_to_end() -> anyhow::Result<()> {
                 assert_eq!(query["start_ms"], 15.0);
                 saw.2 = true;
             }
-            "pipeline" => {
-                if m["batch_id"] == batch_id.as_str() {
-                    let stages: Vec<&str> = m["stages"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|s| s["stage"].as_str().unwrap())
-                        .collect();
-                    for stage in [
-                        "received",
-                        "inflated",
-                        "authenticated",
-                        "parsed",
-                        "validated",
-                        "spooled",
-                        "inserted",
-                    ] {
-                        assert!(stages.contains(&stage), "{stage} in {stages:?}");
-                    }
-                    assert_eq!(
-                        (m["accepted"].as_u64(), m["rejected"].as_u64()),
-                        (Some(4), Some(1))
-                    );
-                    saw.3 = true;
+            "pipeline" if m["batch_id"] == batch_id.as_str() => {
+                let stages: Vec<&str> = m["stages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["stage"].as_str().unwrap())
+                    .collect();
+                for stage in [
+                    "received",
+                    "inflated",
+                    "authenticated",
+                    "parsed",
+                    "validated",
+                    "spooled",
+                    "inserted",
+                ] {
+                    assert!(stages.contains(&stage), "{stage} in {stages:?}");
                 }
+                assert_eq!(
+                    (m["accepted"].as_u64(), m["rejected"].as_u64()),
+                    (Some(4), Some(1))
+                );
+                saw.3 = true;
             }
             "event" => saw.4 += 1,
             _ => {}

@@ -325,7 +325,13 @@ async fn bad_input_gets_its_documented_status_and_body() -> anyhow::Result<()> {
     assert!(bomb.len() < 128 << 10);
     let (s, b, _) = raw_post(&client, &server, &[auth.clone(), gz.clone()], bomb).await?;
     assert_eq!((s, b["error"].as_str()), (413, Some("too_large")), "{b}");
-    let (s, b, _) = raw_post(&client, &server, &[auth.clone()], vec![b' '; 3 << 20]).await?;
+    let (s, b, _) = raw_post(
+        &client,
+        &server,
+        std::slice::from_ref(&auth),
+        vec![b' '; 3 << 20],
+    )
+    .await?;
     assert_eq!((s, b["error"].as_str()), (413, Some("too_large")));
 
     // Undecodable bodies are quarantined whole and answered 202 with accepted 0.
@@ -336,7 +342,9 @@ async fn bad_input_gets_its_documented_status_and_body() -> anyhow::Result<()> {
         "[".repeat(10_000),
         "]".repeat(10_000)
     );
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>, &str)> = vec![
+    // (what, headers, body, expected reason code)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "truncated gzip",
             vec![auth.clone(), gz.clone()],
@@ -370,7 +378,13 @@ async fn bad_input_gets_its_documented_status_and_body() -> anyhow::Result<()> {
         assert_eq!(b["errors"][0]["reasons"][0]["code"], code, "{what}: {b}");
     }
     // JSON nesting 10,000 deep: that event is rejected (too_deep), the body is not.
-    let (s, b, _) = raw_post(&client, &server, &[auth.clone()], nested.into_bytes()).await?;
+    let (s, b, _) = raw_post(
+        &client,
+        &server,
+        std::slice::from_ref(&auth),
+        nested.into_bytes(),
+    )
+    .await?;
     assert_eq!(
         (s, b["accepted"].as_u64(), b["rejected"].as_u64()),
         (202, Some(0), Some(1)),
@@ -401,7 +415,7 @@ async fn bad_input_gets_its_documented_status_and_body() -> anyhow::Result<()> {
     let (s, b, _) = raw_post(
         &client,
         &server,
-        &[auth.clone()],
+        std::slice::from_ref(&auth),
         br#"{"events":[]}"#.to_vec(),
     )
     .await?;

@@ -161,7 +161,7 @@ impl Batcher {
                 t.outcome != "accepted"
                     || t.total_us >= feed.slow_batch_ms * 1000
                     || feed.trace_sample_one_in <= 1
-                    || t.lsn % u64::from(feed.trace_sample_one_in) == 0
+                    || t.lsn.is_multiple_of(u64::from(feed.trace_sample_one_in))
             };
             build_batch(&refs, keep_trace)
         })

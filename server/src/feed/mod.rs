@@ -426,7 +426,7 @@ impl FeedHub {
             Some(n) => {
                 let mut s = self.sampler.lock();
                 s.counter += 1;
-                s.counter % u64::from(n) == 0
+                s.counter.is_multiple_of(u64::from(n))
             }
         }
     }

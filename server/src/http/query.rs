@@ -192,7 +192,9 @@ pub async fn replay_malformed(
     let now = chrono::Utc::now().timestamp_millis();
     let mut replayed = Vec::new();
     let mut still_rejected = Vec::new();
-    let mut by_app: HashMap<(String, String), Vec<(u32, Vec<u8>)>> = HashMap::new();
+    // (organization, application) → (index, event bytes) of the events to re-ingest.
+    type Replays = HashMap<(String, String), Vec<(u32, Vec<u8>)>>;
+    let mut by_app: Replays = HashMap::new();
     for row in &rows {
         if row.truncated {
             still_rejected.push(

@@ -585,6 +585,9 @@ impl SpoolReader {
     }
 }
 
+/// Where a reader is: (first LSN of the segment, byte offset of the next frame in it).
+type Position = (u64, u64);
+
 fn read_range(
     segments: &[Segment],
     start: u64,
@@ -592,7 +595,7 @@ fn read_range(
     position: Option<(u64, u64)>,
     max_records: usize,
     max_bytes: usize,
-) -> Result<(Vec<SpoolEntry>, Option<(u64, u64)>), SpoolError> {
+) -> Result<(Vec<SpoolEntry>, Option<Position>), SpoolError> {
     let mut entries = Vec::new();
     let mut bytes = 0usize;
     let mut next = start;
