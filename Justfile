@@ -7,6 +7,10 @@ default:
 run *ARGS:
     cargo run --release -p baddybugs-ingest -- {{ARGS}}
 
+# Run the console against the local server (finds the development token in ./data).
+console *ARGS:
+    cargo run --release -p baddybugs-console -- {{ARGS}}
+
 # Run every test.
 test:
     cargo test --workspace
