@@ -164,7 +164,8 @@ fn spool_tool(config: &Config, command: SpoolCommand) -> anyhow::Result<()> {
     let dir = config.data_dir.clone();
     match command {
         SpoolCommand::Status => {
-            let status = spool::status_offline(&dir)?;
+            let mut status = spool::status_offline(&dir)?;
+            status.quota_bytes = config.spool.quota_bytes;
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
         SpoolCommand::Verify { truncate } => {

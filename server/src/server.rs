@@ -300,10 +300,8 @@ fn print_banner(
     clickhouse: bool,
 ) {
     let url = format!("http://{}", running.addr);
-    println!(
-        "baddybugs-ingest {} listening on {url}",
-        env!("CARGO_PKG_VERSION")
-    );
+    // Everything else first: the `listening on` line comes last, so a supervisor (or a test)
+    // that waits for it has the whole banner.
     println!(
         "  store: {}   data directory: {}",
         if clickhouse {
@@ -332,6 +330,10 @@ fn print_banner(
         println!("    cargo run --release -p baddybugs-console -- --url ws://{}/v1/feed --token {feed_token}", running.addr);
         println!();
     }
+    println!(
+        "baddybugs-ingest {} listening on {url}",
+        env!("CARGO_PKG_VERSION")
+    );
 }
 
 async fn shutdown_signal() {
