@@ -211,7 +211,7 @@ impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
             max_events: 20_000,
-            max_bytes: 32 << 20,
+            max_bytes: 8 << 20,
             flush_interval_ms: 1000,
             priority_flush_ms: 200,
             retry_initial_ms: 100,

@@ -221,7 +221,10 @@ impl Metrics {
 
     /// Records a latency in µs.
     pub fn record_latency(&self, which: Latency, micros: u64) {
-        let _ = self.histograms[which.index()].lock().record(micros.max(1));
+        let mut h = self.histograms[which.index()].lock();
+        // Values past the top (an event a year old) count in the top bucket, not nowhere.
+        let value = micros.clamp(1, h.high());
+        let _ = h.record(value);
     }
 
     /// Records a request's event count.

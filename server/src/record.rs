@@ -112,6 +112,15 @@ pub fn encode(meta: &BatchMeta, events: &[(u32, &[u8])], quarantined_raw: &[&[u8
     out
 }
 
+/// How many accepted events a record holds, read from its layout without decoding the header
+/// (the batcher sizes its batches with it). `None` for a record it cannot read.
+pub fn event_count(data: &[u8]) -> Option<usize> {
+    let header_len = u32::from_le_bytes(data.get(1..5)?.try_into().ok()?) as usize;
+    let at = 5usize.checked_add(header_len)?;
+    let count = data.get(at..at + 4)?;
+    Some(u32::from_le_bytes(count.try_into().ok()?) as usize)
+}
+
 /// A decoded record, borrowing the spool payload.
 #[derive(Debug)]
 pub struct DecodedRecord<'a> {
@@ -209,5 +218,6 @@ mod tests {
         );
         assert_eq!(decoded.quarantined_raw, vec![&b"\xffx"[..]]);
         assert!(decode(&raw[..raw.len() - 1]).is_err());
+        assert_eq!(event_count(&raw), Some(2));
     }
 }

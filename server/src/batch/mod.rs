@@ -39,6 +39,7 @@ pub const CHECKPOINT: &str = "sink";
 pub type TraceObserver = Arc<dyn Fn(&[TraceRow]) + Send + Sync>;
 
 /// The batcher task.
+#[derive(Clone)]
 pub struct Batcher {
     /// The spool to read.
     pub spool: Spool,
@@ -54,6 +55,13 @@ pub struct Batcher {
     pub shutdown: watch::Receiver<bool>,
     /// Told about stored pipeline traces.
     pub on_traces: Option<TraceObserver>,
+}
+
+/// A batch ready for the store.
+struct Built {
+    batch: SinkBatch,
+    stats: BuildStats,
+    last_lsn: u64,
 }
 
 /// Why the batcher stopped writing a batch.
@@ -78,6 +86,17 @@ impl Batcher {
     /// Runs until shutdown; returns once everything readable was written (or the store is down
     /// at shutdown, in which case the spool keeps it for the next start).
     pub async fn run(mut self) {
+        // Two stages on two cores: this task reads and builds batch N+1 while the writer task
+        // stores batch N. The channel holds one built batch: memory stays at most three batches.
+        let (to_writer, from_builder) = tokio::sync::mpsc::channel::<Built>(1);
+        let writer = tokio::spawn(self.clone().write_loop(from_builder));
+        self.read_loop(to_writer).await;
+        if writer.await.is_err() {
+            tracing::error!("the store writer task failed");
+        }
+    }
+
+    async fn read_loop(&mut self, to_writer: tokio::sync::mpsc::Sender<Built>) {
         let mut reader = match self.spool.reader(CHECKPOINT) {
             Ok(r) => r,
             Err(err) => {
@@ -85,9 +104,11 @@ impl Batcher {
                 return;
             }
         };
-        let max_records = (self.config.max_events / 10).max(1);
+        // Records hold one request each (often 10–100 events): batches are sized in events.
+        let max_records = self.config.max_events.max(1);
         let mut pending: Vec<SpoolEntry> = Vec::new();
         let mut pending_bytes = 0usize;
+        let mut pending_events = 0usize;
         let mut oldest: Option<Instant> = None;
         let mut priority = false;
         loop {
@@ -99,17 +120,19 @@ impl Batcher {
             };
             let age = oldest.map_or(Duration::ZERO, |t| t.elapsed());
             let due = !pending.is_empty()
-                && (pending.len() >= max_records
+                && (pending_events >= self.config.max_events
                     || pending_bytes >= self.config.max_bytes
                     || age >= Duration::from_millis(flush_after)
                     || shutting_down);
             if due {
                 let batch = std::mem::take(&mut pending);
                 pending_bytes = 0;
+                pending_events = 0;
                 oldest = None;
                 priority = false;
-                if self.flush(batch).await.is_err() {
-                    tracing::warn!("shutdown while the store is failing; unstored records stay in the spool for the next start");
+                let built = self.build(batch).await;
+                if to_writer.send(built).await.is_err() {
+                    // The writer stopped: shutdown while the store was failing.
                     return;
                 }
                 continue;
@@ -120,7 +143,11 @@ impl Batcher {
                 Duration::from_millis(flush_after).saturating_sub(age)
             };
             let read = tokio::select! {
-                r = reader.next_batch(max_records - pending.len().min(max_records - 1), self.config.max_bytes, wait.max(Duration::from_millis(1))) => r,
+                r = reader.next_batch(
+                    max_records.saturating_sub(pending_events).max(1),
+                    self.config.max_bytes.saturating_sub(pending_bytes).max(1),
+                    wait.max(Duration::from_millis(1)),
+                ) => r,
                 _ = self.shutdown.changed() => continue,
             };
             match read {
@@ -134,6 +161,7 @@ impl Batcher {
                         }
                         priority |= is_priority(&entry.payload);
                         pending_bytes += entry.payload.len();
+                        pending_events += crate::record::event_count(&entry.payload).unwrap_or(1).max(1);
                         pending.push(entry);
                     }
                 }
@@ -145,7 +173,8 @@ impl Batcher {
         }
     }
 
-    async fn flush(&mut self, entries: Vec<SpoolEntry>) -> Result<(), Stop> {
+    /// Turns records into rows (CPU work, off the async workers).
+    async fn build(&self, entries: Vec<SpoolEntry>) -> Built {
         let last_lsn = entries.last().map_or(0, |e| e.lsn);
         let feed = self.feed.clone();
         let (batch, stats) = tokio::task::spawn_blocking(move || {
@@ -170,10 +199,32 @@ impl Batcher {
             tracing::error!(%err, "batch build panicked");
             (SinkBatch::default(), BuildStats::default())
         });
+        Built {
+            batch,
+            stats,
+            last_lsn,
+        }
+    }
+
+    /// Stores built batches in order, checkpointing after each.
+    async fn write_loop(mut self, mut from_builder: tokio::sync::mpsc::Receiver<Built>) {
+        while let Some(built) = from_builder.recv().await {
+            if self.store_built(built).await.is_err() {
+                tracing::warn!("shutdown while the store is failing; unstored records stay in the spool for the next start");
+                return;
+            }
+        }
+    }
+
+    async fn store_built(&mut self, built: Built) -> Result<(), Stop> {
+        let Built {
+            batch,
+            stats,
+            last_lsn,
+        } = built;
         let events = batch.events.len();
-        self.metrics.record_batch_size(events);
         let traces = batch.traces.clone();
-        self.write_with_retry(batch).await?;
+        self.write_with_retry(Arc::new(batch)).await?;
         if let Err(err) = self.spool.commit_checkpoint(CHECKPOINT, last_lsn) {
             tracing::error!(%err, last_lsn, "checkpoint failed; the range will be replayed (idempotently)");
         }
@@ -200,7 +251,7 @@ impl Batcher {
     }
 
     /// Writes a batch, retrying retryable failures forever and bisecting refused rows.
-    async fn write_with_retry(&mut self, batch: SinkBatch) -> Result<(), Stop> {
+    async fn write_with_retry(&mut self, batch: Arc<SinkBatch>) -> Result<(), Stop> {
         let mut delay = Duration::from_millis(self.config.retry_initial_ms);
         let max = Duration::from_millis(self.config.retry_max_ms);
         loop {
@@ -216,7 +267,7 @@ impl Batcher {
                 }
                 Err(SinkError::Rejected(message)) if batch.row_count() > 0 => {
                     tracing::warn!(first_lsn = batch.first_lsn, rows = batch.row_count(), %message, "store refused rows; bisecting");
-                    return Box::pin(self.bisect(batch, message)).await;
+                    return Box::pin(self.bisect((*batch).clone(), message)).await;
                 }
                 Err(err) => {
                     {
@@ -285,7 +336,7 @@ impl Batcher {
             if batch.events.is_empty() {
                 tracing::error!(%message, "store refused a batch without events; retrying it as is");
             }
-            return Box::pin(self.write_retry_only(rest)).await;
+            return Box::pin(self.write_retry_only(Arc::new(rest))).await;
         }
         let mid = batch.events.len() / 2;
         let mut halves = [batch.clone(), batch];
@@ -308,13 +359,13 @@ impl Batcher {
         halves[1].malformed.clear();
         halves[1].traces.clear();
         for half in halves {
-            Box::pin(self.write_with_retry(half)).await?;
+            Box::pin(self.write_with_retry(Arc::new(half))).await?;
         }
         Ok(())
     }
 
     /// Like [`Self::write_with_retry`] but never bisects again (the refused rows are gone).
-    async fn write_retry_only(&mut self, batch: SinkBatch) -> Result<(), Stop> {
+    async fn write_retry_only(&mut self, batch: Arc<SinkBatch>) -> Result<(), Stop> {
         let mut delay = Duration::from_millis(self.config.retry_initial_ms);
         loop {
             match self.store.write(batch.clone()).await {

@@ -18,6 +18,7 @@ pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 pub use query::{
     EventFilter, EventPage, ExceptionGroup, MalformedFilter, StoredEvent, StoredMalformed,
@@ -61,8 +62,9 @@ pub struct StoreHealth {
 
 /// A store: the sink side (idempotent batch writes) and the query side.
 pub trait Store: Send + Sync + 'static {
-    /// Writes one batch; idempotent for its LSN range.
-    fn write(&self, batch: SinkBatch) -> BoxFuture<'_, Result<(), SinkError>>;
+    /// Writes one batch; idempotent for its LSN range. Shared (`Arc`) so that a retry never
+    /// copies the rows.
+    fn write(&self, batch: Arc<SinkBatch>) -> BoxFuture<'_, Result<(), SinkError>>;
     /// Events matching a filter, newest first, with a cursor for the next page.
     fn query_events(&self, filter: EventFilter) -> BoxFuture<'_, Result<EventPage, SinkError>>;
     /// One event by its id.

@@ -214,7 +214,7 @@ async fn event_round_trips_byte_for_byte() {
     let (_dir, store) = open();
     let row = event("evt-1", "request", T0);
     store
-        .write(SinkBatch {
+        .write_arc(SinkBatch {
             events: vec![row.clone()],
             ..batch(1, 1)
         })
@@ -270,10 +270,10 @@ async fn event_round_trips_byte_for_byte() {
 #[tokio::test]
 async fn same_batch_twice_is_stored_once() {
     let (_dir, store) = open();
-    store.write(full_batch(1, 4)).await.unwrap();
-    store.write(full_batch(1, 4)).await.unwrap();
+    store.write_arc(full_batch(1, 4)).await.unwrap();
+    store.write_arc(full_batch(1, 4)).await.unwrap();
     // An older range after a newer one: already written, nothing happens.
-    store.write(full_batch(2, 3)).await.unwrap();
+    store.write_arc(full_batch(2, 3)).await.unwrap();
 
     for (table, rows) in [
         ("events", 1),
@@ -296,13 +296,13 @@ async fn same_batch_twice_is_stored_once() {
 #[tokio::test]
 async fn duplicate_event_id_in_a_new_range_is_stored_once() {
     let (_dir, store) = open();
-    store.write(full_batch(1, 4)).await.unwrap();
+    store.write_arc(full_batch(1, 4)).await.unwrap();
     // An agent retry that reached the spool twice: same event, later LSNs.
     let mut retry = full_batch(5, 6);
     retry.events.push(event("evt-2", "request", T0 + 1));
     retry.malformed.clear();
     retry.traces.clear();
-    store.write(retry).await.unwrap();
+    store.write_arc(retry).await.unwrap();
 
     assert_eq!(count(&store, "events"), 2);
     assert_eq!(
@@ -322,7 +322,7 @@ async fn duplicate_event_within_one_batch_is_stored_once() {
     b.events.push(b.events[0].clone());
     b.spans.extend(b.spans.clone());
     b.exceptions.push(b.exceptions[0].clone());
-    store.write(b).await.unwrap();
+    store.write_arc(b).await.unwrap();
 
     assert_eq!(count(&store, "events"), 1);
     assert_eq!(count(&store, "lifecycle_spans"), 2);
@@ -339,7 +339,7 @@ async fn exception_groups_fold_occurrences_across_batches() {
         ..batch(first, last)
     };
     store
-        .write(with(
+        .write_arc(with(
             1,
             1,
             occurrence("e1", "fp-1", T0 + 2_000, "newest so far"),
@@ -348,7 +348,7 @@ async fn exception_groups_fold_occurrences_across_batches() {
         .unwrap();
     // A later batch that carries an older occurrence (an agent that was offline).
     store
-        .write(with(2, 2, occurrence("e2", "fp-1", T0, "older")))
+        .write_arc(with(2, 2, occurrence("e2", "fp-1", T0, "older")))
         .await
         .unwrap();
     assert_eq!(
@@ -356,11 +356,11 @@ async fn exception_groups_fold_occurrences_across_batches() {
         (T0, T0 + 2_000, 2, "newest so far".to_owned())
     );
     store
-        .write(with(3, 3, occurrence("e3", "fp-1", T0 + 5_000, "latest")))
+        .write_arc(with(3, 3, occurrence("e3", "fp-1", T0 + 5_000, "latest")))
         .await
         .unwrap();
     store
-        .write(with(
+        .write_arc(with(
             4,
             4,
             occurrence("e4", "fp-2", T0 + 1_000, "other group"),
@@ -437,7 +437,7 @@ async fn every_event_filter_and_keyset_pagination() {
     let (_dir, store) = open();
     let events = varied_events();
     store
-        .write(SinkBatch {
+        .write_arc(SinkBatch {
             events: events.clone(),
             ..batch(1, 40)
         })
@@ -645,7 +645,7 @@ async fn malformed_rows_filter_by_reason_and_come_back_by_id() {
         truncated,
     ];
     store
-        .write(SinkBatch {
+        .write_arc(SinkBatch {
             malformed: rows,
             ..batch(1, 1)
         })
@@ -761,7 +761,7 @@ async fn trace_spans_and_pipeline_traces() {
         ],
         ..batch(1, 3)
     };
-    store.write(b).await.unwrap();
+    store.write_arc(b).await.unwrap();
 
     let spans = store.trace_spans("trace-1".to_owned()).await.unwrap();
     let order: Vec<(String, u64)> = spans
@@ -876,21 +876,21 @@ async fn bisected_parts_of_one_range_are_each_written_once() {
     right.spans.drain(..1);
     right.traces.clear();
 
-    store.write(left.clone()).await.unwrap();
-    store.write(right.clone()).await.unwrap();
+    store.write_arc(left.clone()).await.unwrap();
+    store.write_arc(right.clone()).await.unwrap();
     assert_eq!(
         count(&store, "events"),
         2,
         "both parts of the range are written"
     );
-    store.write(left).await.unwrap();
-    store.write(right).await.unwrap();
+    store.write_arc(left).await.unwrap();
+    store.write_arc(right).await.unwrap();
     assert_eq!(count(&store, "events"), 2);
     assert_eq!(count(&store, "lifecycle_spans"), 2);
     assert_eq!(count(&store, "sink_parts"), 2);
 
     // The next whole range moves the mark past the parts, which are then forgotten.
-    store.write(batch(10, 12)).await.unwrap();
+    store.write_arc(batch(10, 12)).await.unwrap();
     assert_eq!(count(&store, "sink_parts"), 0);
 }
 
@@ -900,7 +900,7 @@ async fn refused_row_is_rejected_and_nothing_of_the_batch_is_kept() {
     let mut bad = event("bad", "request", T0);
     bad.data = "{not json".to_owned();
     let result = store
-        .write(SinkBatch {
+        .write_arc(SinkBatch {
             events: vec![event("good", "request", T0), bad],
             ..batch(1, 1)
         })
@@ -913,7 +913,7 @@ async fn refused_row_is_rejected_and_nothing_of_the_batch_is_kept() {
     );
     // The range was not marked written: the batcher's retry without the row goes through.
     store
-        .write(SinkBatch {
+        .write_arc(SinkBatch {
             events: vec![event("good", "request", T0)],
             part: "0".into(),
             ..batch(1, 1)
@@ -928,7 +928,7 @@ async fn read_only_store_is_retryable_and_recovers() {
     let (_dir, store) = open();
     assert!(store.health().await.reachable);
     store.set_read_only(true);
-    let err = store.write(full_batch(1, 1)).await.unwrap_err();
+    let err = store.write_arc(full_batch(1, 1)).await.unwrap_err();
     assert!(matches!(err, SinkError::Retryable(_)), "{err:?}");
     assert!(err.to_string().contains("readonly"), "{err}");
     let health = store.health().await;
@@ -937,11 +937,11 @@ async fn read_only_store_is_retryable_and_recovers() {
     assert!(store.query_events(EventFilter::default()).await.is_ok());
     // Retried as the batcher does: still failing, then recovering.
     assert!(matches!(
-        store.write(full_batch(1, 1)).await,
+        store.write_arc(full_batch(1, 1)).await,
         Err(SinkError::Retryable(_))
     ));
     store.set_read_only(false);
-    store.write(full_batch(1, 1)).await.unwrap();
+    store.write_arc(full_batch(1, 1)).await.unwrap();
     assert_eq!(count(&store, "events"), 1);
     let health = store.health().await;
     assert!(health.reachable && health.error.is_none(), "{health:?}");
@@ -962,7 +962,7 @@ async fn write_lock_held_elsewhere_is_retryable_and_recovers() {
     let holder = Connection::open(&path).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
 
-    let err = store.write(full_batch(1, 1)).await.unwrap_err();
+    let err = store.write_arc(full_batch(1, 1)).await.unwrap_err();
     assert!(matches!(err, SinkError::Retryable(_)), "{err:?}");
     assert!(
         store.query_events(EventFilter::default()).await.is_ok(),
@@ -970,7 +970,7 @@ async fn write_lock_held_elsewhere_is_retryable_and_recovers() {
     );
 
     holder.execute_batch("ROLLBACK").unwrap();
-    store.write(full_batch(1, 1)).await.unwrap();
+    store.write_arc(full_batch(1, 1)).await.unwrap();
     assert_eq!(count(&store, "events"), 1);
 }
 
@@ -980,7 +980,7 @@ async fn opening_twice_applies_migrations_once_and_keeps_data() {
     let path = dir.path().join("store.sqlite");
     {
         let store = SqliteStore::open(&path).unwrap();
-        store.write(full_batch(1, 1)).await.unwrap();
+        store.write_arc(full_batch(1, 1)).await.unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
     let versions: Vec<i64> = peek(&store)
@@ -993,7 +993,7 @@ async fn opening_twice_applies_migrations_once_and_keeps_data() {
     assert_eq!(versions, [super::schema::SCHEMA_VERSION]);
     assert!(store.get_event("evt-1".to_owned()).await.unwrap().is_some());
     // Idempotency state survives the reopen.
-    store.write(full_batch(1, 1)).await.unwrap();
+    store.write_arc(full_batch(1, 1)).await.unwrap();
     assert_eq!(group_stats(&store, "fp-1").2, 1);
     let mode: String = peek(&store)
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -1008,4 +1008,15 @@ async fn opening_twice_applies_migrations_once_and_keeps_data() {
         .unwrap();
     let err = SqliteStore::open(&path).unwrap_err();
     assert!(matches!(err, SinkError::Other(_)), "{err:?}");
+}
+
+/// The tests build batches by value; the trait takes them shared.
+trait WriteArc {
+    fn write_arc(&self, batch: SinkBatch) -> crate::sink::BoxFuture<'_, Result<(), SinkError>>;
+}
+
+impl WriteArc for SqliteStore {
+    fn write_arc(&self, batch: SinkBatch) -> crate::sink::BoxFuture<'_, Result<(), SinkError>> {
+        self.write(std::sync::Arc::new(batch))
+    }
 }
