@@ -119,9 +119,9 @@ pub struct Metrics {
 }
 
 fn new_histogram() -> Histogram<u64> {
-    // 1 µs .. 1 hour, 3 significant digits.
+    // 1 µs .. 30 days, 3 significant digits (event ages can be days: agents re-send).
     // Constant, valid bounds: this cannot fail.
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+    Histogram::new_with_bounds(1, 30 * 86_400 * 1_000_000, 3).expect("valid histogram bounds")
 }
 
 impl Metrics {

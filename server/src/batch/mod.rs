@@ -79,7 +79,7 @@ fn is_priority(payload: &[u8]) -> bool {
     ];
     NEEDLES
         .iter()
-        .any(|n| payload.windows(n.len()).any(|w| w == *n))
+        .any(|n| memchr::memmem::find(payload, n).is_some())
 }
 
 impl Batcher {
