@@ -121,6 +121,7 @@ impl<'a> Envelope<'a> {
         let mut datetime = None;
         let mut extra = Vec::with_capacity(fields.len());
         let mut strings: [Option<Cow<'a, str>>; 8] = Default::default();
+        let mut env_raw = None;
 
         for (key, value) in fields {
             match key.as_ref() {
@@ -137,6 +138,9 @@ impl<'a> Envelope<'a> {
                     if let Some(slot) = COLUMN_FIELDS.iter().position(|c| *c == k) {
                         match raw_string(value) {
                             RawString::Str(s) => {
+                                if k == "env" {
+                                    env_raw = Some((key.clone(), value));
+                                }
                                 strings[slot] = Some(s);
                                 continue;
                             }
@@ -230,6 +234,12 @@ impl<'a> Envelope<'a> {
             resolve_time(timestamp, datetime, received_ms, &mut warnings);
 
         let [id, trace_id, session_id, environment, env, release, host, deployment_hash] = strings;
+        // Both `environment` and `env`: the first has the column, the other is kept verbatim.
+        if environment.is_some() && env.is_some() {
+            if let Some(field) = env_raw {
+                extra.push(field);
+            }
+        }
         Ok(Envelope {
             raw,
             event_type,
@@ -498,6 +508,14 @@ mod tests {
             let problem = Envelope::parse(raw, 0).unwrap_err();
             assert_eq!((problem.code, problem.path.as_str()), (code, path), "{raw}");
         }
+    }
+
+    #[test]
+    fn env_and_environment_both_kept() {
+        let raw = r#"{"type":"x","payload":{},"environment":"staging","env":"production"}"#;
+        let env = Envelope::parse(raw, 0).unwrap();
+        assert_eq!(env.environment.as_deref(), Some("staging"));
+        assert_eq!(env.extra_json(), r#"{"env":"production"}"#);
     }
 
     #[test]

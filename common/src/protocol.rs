@@ -1,8 +1,8 @@
 //! The live feed protocol (`GET /v1/feed`, JSON text frames over a WebSocket) and the metrics
 //! snapshot that `/v1/stats` also returns. Server and console both use these definitions.
 //!
-//! Every server message is a [`ServerEnvelope`]: a per-connection sequence number (a client sees
-//! gaps) and one [`ServerMessage`]. Clients send [`ClientMessage`]s. docs/PROTOCOL.md documents
+//! Every server message is a [`ServerEnvelope`]: a per-connection sequence number, +1 per message,
+//! so a client can tell a reconnect's gap from a continuous stream and one [`ServerMessage`]. Clients send [`ClientMessage`]s. docs/PROTOCOL.md documents
 //! each with an example. The protocol version changes when a message changes incompatibly.
 
 use serde::{Deserialize, Serialize};

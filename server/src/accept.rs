@@ -201,6 +201,11 @@ impl KeyInfo {
             .map_err(|_| AuthError::SignatureMismatch)
     }
 
+    /// Whether this key refuses unsigned requests.
+    pub fn requires_signature(&self) -> bool {
+        self.require_signature
+    }
+
     /// Takes `events` tokens from the key's bucket; `Err(wait)` says how long until they fit.
     /// A batch larger than the burst is let through (it could never fit otherwise).
     pub fn check_rate(&self, events: usize) -> Result<(), Duration> {

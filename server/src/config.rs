@@ -132,6 +132,9 @@ pub struct IngestConfig {
     pub rate_limit_events_per_sec: u32,
     /// Burst size of the rate limit, events.
     pub rate_limit_burst_events: u32,
+    /// Ingest requests processed at once; more wait their turn. Bounds the memory held by
+    /// bodies: at most this many × (max_body_bytes + max_inflated_bytes).
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for IngestConfig {
@@ -148,6 +151,7 @@ impl Default for IngestConfig {
             quarantine_raw_cap_bytes: 64 << 10,
             rate_limit_events_per_sec: 0,
             rate_limit_burst_events: 20_000,
+            max_concurrent_requests: 32,
         }
     }
 }
@@ -367,6 +371,21 @@ pub struct FlagOverrides {
     pub clickhouse_migrate: Option<bool>,
 }
 
+/// The options read from `BADDYBUGS_<NAME>` (sections with `__`, e.g. `BADDYBUGS_SPOOL__QUOTA_BYTES`).
+const ENV_KEYS: [&str; 11] = [
+    "listen",
+    "data_dir",
+    "feed_token",
+    "log_format",
+    "log_level",
+    "shutdown_grace_secs",
+    "ingest",
+    "spool",
+    "batch",
+    "clickhouse",
+    "feed",
+];
+
 impl Config {
     /// Loads defaults < file < environment < flags, then validates.
     pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, ConfigError> {
@@ -382,14 +401,13 @@ impl Config {
         }
         figment = figment
             .merge(
+                // Only this server's options: the PHP agent's own BADDYBUGS_* variables
+                // (BADDYBUGS_API_KEY, BADDYBUGS_ENDPOINT …) often share the environment.
                 Env::prefixed("BADDYBUGS_")
-                    .ignore(&[
-                        "API_KEYS",
-                        "CLICKHOUSE_URL",
-                        "CLICKHOUSE_PASSWORD",
-                        "CONFIG",
-                        "LOG",
-                    ])
+                    .filter(|key| {
+                        let top = key.as_str().split("__").next().unwrap_or_default();
+                        ENV_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+                    })
                     .split("__"),
             )
             .merge(Serialized::globals(flags));
@@ -434,6 +452,10 @@ impl Config {
             ("ingest.max_events_per_batch", ing.max_events_per_batch),
             ("ingest.max_event_bytes", ing.max_event_bytes),
             ("ingest.dedup_max_ids", ing.dedup_max_ids),
+            (
+                "ingest.max_concurrent_requests",
+                ing.max_concurrent_requests,
+            ),
             ("batch.max_events", self.batch.max_events),
             ("batch.max_bytes", self.batch.max_bytes),
             (
@@ -454,10 +476,12 @@ impl Config {
         if self.spool.segment_bytes < 4096 {
             return Err(invalid("spool.segment_bytes", "must be at least 4096"));
         }
-        if self.spool.quota_bytes < self.spool.segment_bytes {
+        if self.spool.quota_bytes < self.spool.segment_bytes.saturating_mul(2) {
+            // The active segment is never reclaimed: a quota of one segment could refuse every
+            // append forever once that segment is full, even with nothing pending.
             return Err(invalid(
                 "spool.quota_bytes",
-                "must be at least spool.segment_bytes",
+                "must be at least twice spool.segment_bytes",
             ));
         }
         if self.spool.fsync == FsyncMode::Interval && self.spool.fsync_interval_ms == 0 {

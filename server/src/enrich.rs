@@ -20,7 +20,7 @@ use std::hash::{Hash, Hasher};
 
 use parking_lot::Mutex;
 
-/// Recently accepted event ids.
+/// Recently accepted event ids, per organization.
 pub struct DedupWindow {
     window_ms: i64,
     max_ids: usize,
@@ -32,8 +32,9 @@ struct Inner {
     order: VecDeque<(u64, i64)>,
 }
 
-fn hash_id(id: &str) -> u64 {
+fn hash_id(organization: &str, id: &str) -> u64 {
     let mut h = DefaultHasher::new();
+    organization.hash(&mut h);
     id.hash(&mut h);
     h.finish()
 }
@@ -53,13 +54,13 @@ impl DedupWindow {
 
     /// For each id (None = the event has no id), whether it is a duplicate: accepted within the
     /// window, or repeated earlier in the same list.
-    pub fn check(&self, ids: &[Option<&str>], now_ms: i64) -> Vec<bool> {
+    pub fn check(&self, organization: &str, ids: &[Option<&str>], now_ms: i64) -> Vec<bool> {
         let inner = self.inner.lock();
         let mut in_batch = HashSet::new();
         ids.iter()
             .map(|id| {
                 let Some(id) = id else { return false };
-                let h = hash_id(id);
+                let h = hash_id(organization, id);
                 let seen = inner.expiry.get(&h).is_some_and(|exp| *exp > now_ms);
                 !in_batch.insert(h) || seen
             })
@@ -67,11 +68,16 @@ impl DedupWindow {
     }
 
     /// Remembers ids that were just made durable.
-    pub fn remember<'a>(&self, ids: impl IntoIterator<Item = &'a str>, now_ms: i64) {
+    pub fn remember<'a>(
+        &self,
+        organization: &str,
+        ids: impl IntoIterator<Item = &'a str>,
+        now_ms: i64,
+    ) {
         let mut inner = self.inner.lock();
         let expiry = now_ms.saturating_add(self.window_ms);
         for id in ids {
-            let h = hash_id(id);
+            let h = hash_id(organization, id);
             inner.expiry.insert(h, expiry);
             inner.order.push_back((h, expiry));
         }
@@ -118,16 +124,24 @@ mod tests {
     fn window_by_age_and_count() {
         let w = DedupWindow::new(10, 3);
         assert_eq!(
-            w.check(&[Some("a"), Some("a"), None, None], 0),
+            w.check("o", &[Some("a"), Some("a"), None, None], 0),
             vec![false, true, false, false]
         );
-        w.remember(["a", "b"], 0);
-        assert_eq!(w.check(&[Some("a"), Some("c")], 5_000), vec![true, false]);
-        assert_eq!(w.check(&[Some("a")], 10_001), vec![false], "expired");
-        w.remember(["c", "d", "e"], 1_000);
+        w.remember("o", ["a", "b"], 0);
+        assert_eq!(
+            w.check("o", &[Some("a"), Some("c")], 5_000),
+            vec![true, false]
+        );
+        assert_eq!(
+            w.check("other", &[Some("a")], 5_000),
+            vec![false],
+            "per organization"
+        );
+        assert_eq!(w.check("o", &[Some("a")], 10_001), vec![false], "expired");
+        w.remember("o", ["c", "d", "e"], 1_000);
         assert!(w.len() <= 3);
         assert_eq!(
-            w.check(&[Some("a")], 1_000),
+            w.check("o", &[Some("a")], 1_000),
             vec![false],
             "evicted by count"
         );

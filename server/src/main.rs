@@ -116,16 +116,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     };
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Catalog { json, markdown } = command {
-        if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&catalog::catalog_json())?
-            );
+        let text = if json {
+            serde_json::to_string_pretty(&catalog::catalog_json())? + "\n"
         } else if markdown {
-            print!("{}", catalog::catalog_markdown());
+            catalog::catalog_markdown()
         } else {
-            print!("{}", catalog::catalog_table());
-        }
+            catalog::catalog_table()
+        };
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
         return Ok(());
     }
     let config = Config::load(cli.global.config.as_deref(), &flags)?;
@@ -171,6 +170,11 @@ fn spool_tool(config: &Config, command: SpoolCommand) -> anyhow::Result<()> {
         SpoolCommand::Verify { truncate } => {
             let report = spool::verify(&dir, truncate)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.ok {
+                anyhow::bail!(
+                    "the spool is damaged (see above); `spool verify --truncate` cuts a damaged tail of the last segment"
+                );
+            }
         }
         SpoolCommand::Dump { from } => {
             let stdout = std::io::stdout();

@@ -129,6 +129,17 @@ pub async fn run_until(
             config.data_dir.display()
         )
     })?;
+    // One server per data directory: two would interleave the spool. Held until we return.
+    let lock_path = config.data_dir.join("LOCK");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("cannot create {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        anyhow::bail!(
+            "another baddybugs-ingest is using the data directory {} (it holds {}); stop it or use another --data-dir",
+            config.data_dir.display(),
+            lock_path.display()
+        );
+    }
 
     let mut banner = None;
     if config.api_keys.is_empty() {
@@ -177,6 +188,7 @@ pub async fn run_until(
         feed: feed.clone(),
         shutting_down: Default::default(),
         last_quota_refusal_ms: Default::default(),
+        ingest_permits: tokio::sync::Semaphore::new(config.ingest.max_concurrent_requests),
         config: config.clone(),
     });
     {

@@ -31,6 +31,8 @@ pub struct AppState {
     pub feed: Arc<FeedHub>,
     /// Set when shutdown starts: ingest answers 503.
     pub shutting_down: AtomicBool,
+    /// Permits for ingest requests in progress (`ingest.max_concurrent_requests`).
+    pub ingest_permits: tokio::sync::Semaphore,
     /// When an append was last refused for the spool quota (epoch ms, 0 = never).
     pub last_quota_refusal_ms: AtomicI64,
 }

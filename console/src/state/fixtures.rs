@@ -226,7 +226,7 @@ pub(crate) fn waterfall(i: u64) -> Waterfall {
         id: format!("evt-{i:04}"),
         trace_id: Some(format!("trace-{}", i % 3)),
         source: "lifecycle".into(),
-        method: Some(if i % 2 == 0 { "GET" } else { "POST" }.into()),
+        method: Some(if i.is_multiple_of(2) { "GET" } else { "POST" }.into()),
         url: Some(format!("/orders/{i}")),
         status_code: Some(if i == 3 { 500 } else { 200 }),
         total_ms: 120.0 + i as f64,

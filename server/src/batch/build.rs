@@ -31,7 +31,7 @@ pub struct BuildStats {
 /// Builds the rows of a contiguous run of records.
 pub fn build_batch(
     records: &[RecordRef<'_>],
-    trace_filter: impl Fn(&TraceRow) -> bool,
+    trace_filter: impl Fn(&TraceRow, u64) -> bool,
 ) -> (SinkBatch, BuildStats) {
     let mut batch = SinkBatch {
         first_lsn: records.first().map_or(0, |r| r.lsn),
@@ -77,7 +77,7 @@ fn add_record(
     stats: &mut BuildStats,
     spooled: &RecordRef<'_>,
     rec: &DecodedRecord<'_>,
-    trace_filter: &impl Fn(&TraceRow) -> bool,
+    trace_filter: &impl Fn(&TraceRow, u64) -> bool,
 ) {
     let lsn = spooled.lsn;
     let meta = &rec.meta;
@@ -227,7 +227,8 @@ fn add_record(
         rejected,
         duplicates: meta.duplicates,
     };
-    if trace_filter(&trace) {
+    // Sampling looks at the request's own time (to its 202), not at the batcher's wait.
+    if trace_filter(&trace, acked_us) {
         batch.traces.push(trace);
     }
 }

@@ -1,9 +1,9 @@
 //! The batcher: spool → store, in batches, then checkpoint.
 //!
 //! In: committed spool records (read back from the segment files through a named reader, so
-//! memory holds at most one batch). Out: one store write per batch (rows of every table), then a
+//! memory holds at most three batches: one being read, one built, one being written). Out: one store write per batch (rows of every table), then a
 //! durable checkpoint that lets the spool reclaim segments. A batch is flushed when it reaches
-//! `batch.max_events` (estimated) or `batch.max_bytes`, when its oldest record is
+//! `batch.max_events` (counted from the records' headers) or `batch.max_bytes`, when its oldest record is
 //! `flush_interval_ms` old, or `priority_flush_ms` old when it holds an exception or a security
 //! event, and on shutdown.
 //!
@@ -161,7 +161,9 @@ impl Batcher {
                         }
                         priority |= is_priority(&entry.payload);
                         pending_bytes += entry.payload.len();
-                        pending_events += crate::record::event_count(&entry.payload).unwrap_or(1).max(1);
+                        pending_events += crate::record::event_count(&entry.payload)
+                            .unwrap_or(1)
+                            .max(1);
                         pending.push(entry);
                     }
                 }
@@ -186,9 +188,9 @@ impl Batcher {
                     appended_ms: e.appended_unix_ms,
                 })
                 .collect();
-            let keep_trace = |t: &TraceRow| {
+            let keep_trace = |t: &TraceRow, acked_us: u64| {
                 t.outcome != "accepted"
-                    || t.total_us >= feed.slow_batch_ms * 1000
+                    || acked_us >= feed.slow_batch_ms * 1000
                     || feed.trace_sample_one_in <= 1
                     || t.lsn.is_multiple_of(u64::from(feed.trace_sample_one_in))
             };

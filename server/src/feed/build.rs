@@ -16,6 +16,9 @@ use crate::enrich::assigned_id;
 use crate::record::{BatchMeta, Quarantined};
 use crate::sink::TraceRow;
 
+/// Most spans kept for one assembled trace.
+const MAX_TRACE_SPANS: usize = 500;
+
 /// Raw bytes shown on the malformed tail.
 const RAW_CAP: usize = 16 << 10;
 
@@ -218,7 +221,12 @@ impl TraceAssembler {
             .traces
             .entry(trace_id.clone())
             .or_insert_with(|| (event.envelope.timestamp_ms, Vec::new()));
+        // A long-lived worker can reuse one trace id forever: keep the latest spans only.
         entry.1.extend(rows);
+        if entry.1.len() > MAX_TRACE_SPANS {
+            let excess = entry.1.len() - MAX_TRACE_SPANS;
+            entry.1.drain(..excess);
+        }
         let origin = entry
             .1
             .iter()

@@ -79,6 +79,9 @@ impl Facets {
     }
 }
 
+/// Most control messages (results, errors, pongs) queued for one client.
+const CONTROL_CAPACITY: usize = 256;
+
 /// One client's queue.
 #[derive(Default)]
 struct Queue {
@@ -124,8 +127,17 @@ impl Client {
                 }
             }
             None => {
+                // Answers to the client's own requests: bounded too. A client that sends
+                // queries without reading the answers loses the oldest ones, and is told.
                 q.bytes += message.json.len();
                 q.control.push_back(message);
+                while q.control.len() > CONTROL_CAPACITY {
+                    if let Some(old) = q.control.pop_front() {
+                        q.bytes -= old.json.len();
+                        q.dropped_unreported += 1;
+                        self.dropped_total.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         }
         drop(q);

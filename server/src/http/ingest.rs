@@ -107,6 +107,15 @@ async fn handle(
         });
     }
     let key = state.keys.authenticate(headers)?;
+    // Bounded work in progress: the rest wait here, holding no body yet.
+    let _permit = state
+        .ingest_permits
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Unavailable {
+            message: "the server is shutting down".into(),
+            retry_after: Duration::from_secs(2),
+        })?;
     let limits = &state.config.ingest;
     let encoding = decode::parse_encoding(header(headers, "content-encoding"))
         .map_err(|e| ApiError::UnsupportedEncoding(e.to_string()))?;
@@ -139,6 +148,10 @@ async fn handle(
         Err(DecodeError::Undecodable { code, message }) => {
             stages.mark("inflated");
             let m = meta(&stages, 0, 0, 0, Vec::new());
+            if key.requires_signature() {
+                // Nothing verifiable: the signature covers the inflated body.
+                return Err(crate::accept::AuthError::SignatureMismatch.into());
+            }
             return quarantine_body(state, m, &body, code, message).await;
         }
         Err(other) => return Err(ApiError::Internal(other.to_string())),
@@ -158,6 +171,7 @@ async fn handle(
         }
         Err(DecodeError::Undecodable { code, message }) => {
             stages.mark("parsed");
+            // (The signature was verified over the inflated body just above.)
             let m = meta(&stages, inflated.len(), 0, 0, Vec::new());
             return quarantine_body(state, m, &inflated, code, message).await;
         }
@@ -244,7 +258,7 @@ async fn handle(
         .iter()
         .map(|(_, e)| e.envelope.id.as_deref())
         .collect();
-    let duplicate_flags = state.dedup.check(&ids, received_ms);
+    let duplicate_flags = state.dedup.check(&key.organization, &ids, received_ms);
     let mut duplicates = 0u32;
     let mut kept = Vec::with_capacity(accepted.len());
     for ((index, event), dup) in accepted.into_iter().zip(duplicate_flags) {
@@ -273,6 +287,7 @@ async fn handle(
     }
     stages.mark("spooled");
     state.dedup.remember(
+        &key.organization,
         kept.iter().filter_map(|(_, e)| e.envelope.id.as_deref()),
         received_ms,
     );

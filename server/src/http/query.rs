@@ -178,11 +178,19 @@ pub async fn replay_malformed(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-    Json(request): Json<ReplayRequest>,
+    body: bytes::Bytes,
 ) -> Result<Response, ApiError> {
     require_token(&state, &headers, &query)?;
+    let request: ReplayRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+            code: "bad_body",
+            message: format!("the body must be {{\"ids\": [\"<quarantine id>\", …]}}: {e}"),
+        })?;
     if request.ids.is_empty() || request.ids.len() > 10_000 {
-        return Err(bad("ids", "must list 1 to 10000 quarantine ids"));
+        return Err(ApiError::BadRequest {
+            code: "bad_body",
+            message: "`ids` must list 1 to 10000 quarantine ids".into(),
+        });
     }
     let rows = state
         .store

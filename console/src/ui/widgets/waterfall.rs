@@ -27,7 +27,7 @@ pub(crate) fn bar(start: f64, dur: f64, total: f64, width: usize, theme: &Theme)
     let len8 = len8.min((width - start_cell) * 8);
     let mut out = " ".repeat(start_cell);
     out.push_str(&theme.full().repeat(len8 / 8));
-    if len8 % 8 > 0 {
+    if !len8.is_multiple_of(8) {
         out.push_str(theme.eighth(len8 % 8));
     }
     out

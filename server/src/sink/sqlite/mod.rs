@@ -8,8 +8,9 @@
 //! connection behind a mutex on tokio's blocking pool (the batcher writes one batch at a time,
 //! so the mutex is uncontended), reads through a small pool of read-only connections (two by
 //! default). The file is in WAL mode, so queries read a snapshot and never wait behind a long
-//! write, and a write never waits for readers. `synchronous=NORMAL`: a commit survives a crash
-//! of the process; on power loss the last commits may be lost (see [`SqliteOptions::full_sync`]).
+//! write, and a write never waits for readers. `synchronous=FULL` by default: a commit survives
+//! power loss too, which the batcher needs since it checkpoints the spool right after (see
+//! [`SqliteOptions::full_sync`]).
 //!
 //! What can fail, as [`SinkError`]: busy or locked (another process holds the write lock past
 //! the busy timeout), read-only, I/O error, disk full, cannot open → `Retryable` (the batcher
@@ -318,9 +319,6 @@ impl Store for SqliteStore {
                 .await
                 .map_err(|err| SinkError::Other(format!("sqlite write task failed: {err}")))??;
             match written {
-                write::Written::AlreadyWritten => {
-                    tracing::debug!(first_lsn, last_lsn, "sqlite: range already written");
-                }
                 write::Written::Rows { events, duplicates } => {
                     tracing::debug!(
                         first_lsn,

@@ -170,6 +170,8 @@ CREATE TABLE ingest_traces (
 );
 CREATE INDEX ingest_traces_received ON ingest_traces (received_ms);
 CREATE INDEX ingest_traces_total ON ingest_traces (total_us);
+-- One trace per batch, whatever LSN carried it.
+CREATE UNIQUE INDEX ingest_traces_batch ON ingest_traces (batch_id);
 
 -- The last LSN written by a whole-range write (NULL before the first one).
 CREATE TABLE sink_state (

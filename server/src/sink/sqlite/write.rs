@@ -17,15 +17,13 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
 use crate::sink::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, TraceRow};
 
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Written {
-    /// The range (or part) was written before: nothing changed.
-    AlreadyWritten,
     /// Written; `duplicates` events were already stored and were skipped.
     Rows {
         /// Event rows inserted.
@@ -41,27 +39,9 @@ pub(super) fn write_batch(conn: &mut Connection, batch: &SinkBatch) -> rusqlite:
     let first = to_i64(batch.first_lsn)?;
     let last = to_i64(batch.last_lsn)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let written_up_to: Option<i64> = tx
-        .query_row("SELECT last_lsn FROM sink_state WHERE id = 0", [], |r| {
-            r.get(0)
-        })
-        .optional()?
-        .flatten();
-    if written_up_to.is_some_and(|w| last <= w) {
-        return Ok(Written::AlreadyWritten);
-    }
-    if !batch.part.is_empty() {
-        let seen: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sink_parts
-                             WHERE first_lsn = ?1 AND last_lsn = ?2 AND part = ?3)",
-            params![first, last, batch.part],
-            |r| r.get(0),
-        )?;
-        if seen {
-            return Ok(Written::AlreadyWritten);
-        }
-    }
-
+    // Idempotence comes from the rows' own keys (event id, quarantine id, batch id), never from
+    // the LSN range: LSNs restart at 1 if the spool directory is ever deleted, and a range-based
+    // skip would then silently drop new events. `sink_state` is kept for operators only.
     let (events, duplicates) = insert_events(&tx, &batch.events, &batch.spans)?;
     for occurrence in &batch.exceptions {
         insert_exception(&tx, occurrence)?;
@@ -76,14 +56,14 @@ pub(super) fn write_batch(conn: &mut Connection, batch: &SinkBatch) -> rusqlite:
     let now = chrono::Utc::now().timestamp_millis();
     if batch.part.is_empty() {
         tx.execute(
-            "UPDATE sink_state SET last_lsn = ?1, updated_ms = ?2 WHERE id = 0",
+            "UPDATE sink_state SET last_lsn = MAX(COALESCE(last_lsn, 0), ?1), updated_ms = ?2 WHERE id = 0",
             params![last, now],
         )?;
         // Parts of ranges now behind the mark are covered by it.
         tx.execute("DELETE FROM sink_parts WHERE last_lsn <= ?1", [last])?;
     } else {
         tx.execute(
-            "INSERT INTO sink_parts (first_lsn, last_lsn, part) VALUES (?1, ?2, ?3)",
+            "INSERT INTO sink_parts (first_lsn, last_lsn, part) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             params![first, last, batch.part],
         )?;
     }
@@ -333,7 +313,7 @@ fn insert_trace(tx: &Transaction<'_>, t: &TraceRow) -> rusqlite::Result<()> {
              batch_id, lsn, received_ms, organization, application, outcome, total_us, stages,
              bytes_compressed, bytes_inflated, events, accepted, rejected, duplicates)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-         ON CONFLICT (lsn, batch_id) DO NOTHING",
+         ON CONFLICT DO NOTHING",
     )?
     .execute(params![
         t.batch_id,
