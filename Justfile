@@ -33,6 +33,22 @@ clickhouse PORT="8123":
     bash tests/clickhouse/setup.sh
     target/chdb-venv/bin/python tests/clickhouse/chfront.py --port {{PORT}} --data-dir target/chfront-data
 
-# Criterion micro-benchmarks.
-bench:
-    cargo bench -p baddybugs-common
+# Criterion micro-benchmarks only.
+bench-micro:
+    cargo bench -p baddybugs-common --bench validate
+
+# Server + realistic load (500 events/s, 2 % malformed) for the console; Ctrl-C stops both.
+demo RATE="500":
+    bash scripts/demo.sh {{RATE}}
+
+# Benchmark suite (markdown on stdout; --quick, --append, --soak-minutes N).
+bench *ARGS:
+    bash scripts/bench.sh {{ARGS}}
+
+# Fault drills: kill -9, store outage, spool quota, clock skew (verified exactly-once).
+drills *ARGS:
+    bash scripts/drills.sh {{ARGS}}
+
+# The load generator.
+loadgen *ARGS:
+    cargo run --release -q -p baddybugs-fixtures --bin baddybugs-loadgen -- {{ARGS}}

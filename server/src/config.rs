@@ -146,7 +146,7 @@ impl Default for IngestConfig {
             max_event_bytes: 1 << 20,
             signature_skew_secs: 300,
             dedup_window_secs: 600,
-            dedup_max_ids: 2_000_000,
+            dedup_max_ids: 500_000,
             undecodable_body: UndecodableBody::Quarantine,
             quarantine_raw_cap_bytes: 64 << 10,
             rate_limit_events_per_sec: 0,
@@ -214,7 +214,7 @@ pub struct BatchConfig {
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
-            max_events: 20_000,
+            max_events: 10_000,
             max_bytes: 8 << 20,
             flush_interval_ms: 1000,
             priority_flush_ms: 200,
