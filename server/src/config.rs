@@ -582,7 +582,7 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:9000\"\n[spool]\nquota_bytes = 100000000\n\n[[api_keys]]\nkey = \"k1\"\norganization = \"acme\"\napplication = \"shop\"\nsecret = \"s\"\n",
+            "listen = \"127.0.0.1:9000\"\n[spool]\nquota_bytes = 200000000\n\n[[api_keys]]\nkey = \"k1\"\norganization = \"acme\"\napplication = \"shop\"\nsecret = \"s\"\n",
         )
         .unwrap();
         let flags = FlagOverrides {
@@ -592,7 +592,7 @@ mod tests {
         };
         let config = Config::load(Some(&path), &flags).unwrap();
         assert_eq!(config.listen, "127.0.0.1:9100");
-        assert_eq!(config.spool.quota_bytes, 100_000_000);
+        assert_eq!(config.spool.quota_bytes, 200_000_000);
         assert_eq!(config.api_keys.len(), 2);
         assert_eq!(config.api_keys[0].organization, "acme");
         assert_eq!(config.api_keys[1].secret.as_deref(), Some("sec"));
