@@ -123,6 +123,10 @@ pub struct TypeSpec {
     pub columns: ColumnRules,
 }
 
+/// Summary of a type whose entry is not written yet (see [`TypeSpec::is_described`]).
+pub const NOT_DESCRIBED: &str =
+    "Not described in the catalog yet: accepted and stored as sent, without field checks";
+
 /// Every known type, in the brief's order, then the agent's additions.
 pub fn all() -> &'static [TypeSpec] {
     types::ALL
@@ -134,6 +138,11 @@ pub fn lookup(event_type: &str) -> Option<&'static TypeSpec> {
 }
 
 impl TypeSpec {
+    /// False for a type whose entry is not written yet (accepted as sent, no field checks).
+    pub fn is_described(&self) -> bool {
+        self.summary != NOT_DESCRIBED
+    }
+
     /// Resolves the sub-type of one event from its name and payload.
     pub fn subtype_of<'n>(
         &self,
