@@ -1,11 +1,128 @@
-//! Types: TODO (being written).
+//! Types about failures: exceptions (unhandled and handled), logs, detected issues.
 
-use crate::catalog::TypeSpec;
+use crate::catalog::columns::{ColumnRules, ErrorRule, Src, ERROR_SEVERITIES};
+use crate::catalog::ty::{opt, req, Field, Ty};
+use crate::catalog::{NameKind, Origin, SubtypeRule, TypeSpec};
 
 use super::placeholder;
 
-pub(super) const EXCEPTION: TypeSpec = placeholder("exception");
-pub(super) const HANDLED_EXCEPTION: TypeSpec = placeholder("handled_exception");
+/// A stack frame: the agent's `{file ('' for internal frames), line, function, class ('' when
+/// none), code_snippet ({line: code} | null)}` and the brief's `{file, line, function, class?,
+/// type?}`.
+const FRAME: Ty = Ty::Obj(&[
+    opt("file", Ty::Str),
+    opt("line", Ty::Int),
+    opt("function", Ty::Str),
+    opt("class", Ty::Str),
+    opt("type", Ty::Str),
+    opt(
+        "code_snippet",
+        Ty::AnyOf(&[Ty::Map(&Ty::Str), Ty::List(&Ty::Str)]),
+    )
+    .doc("{line: code}, keyed by line number"),
+]);
+
+/// A breadcrumb: the agent's `{timestamp, category, message, data, level}`, the brief's
+/// `{type, message, timestamp, data}`.
+const BREADCRUMB: Ty = Ty::Obj(&[
+    opt("timestamp", Ty::Num),
+    opt("category", Ty::Str).alias(&["type"]),
+    opt("message", Ty::Scalar),
+    opt("data", Ty::Any),
+    opt("level", Ty::Str),
+]);
+
+const EXCEPTION_FIELDS: &[Field] = &[
+    req("message", Ty::Str).doc("PII-scrubbed by the agent (emails, IPs, long numbers)"),
+    opt("exception_class", Ty::Str).doc("brief; the agent sends it as the event name"),
+    req("file", Ty::Str),
+    req("line", Ty::Int),
+    opt("code", Ty::Scalar).doc("an integer or a SQLSTATE string (\"23000\")"),
+    opt("trace", Ty::List(&FRAME)).doc("up to 30 frames"),
+    opt(
+        "source",
+        Ty::AnyOf(&[Ty::Map(&Ty::Str), Ty::List(&Ty::Str)]),
+    )
+    .alias(&["source_code"])
+    .doc("lines around the throw, keyed by line number"),
+    opt("fingerprint", Ty::Str).doc("brief; computed by the server when absent"),
+    opt("url", Ty::Str),
+    opt("method", Ty::Str),
+    opt("user_id", Ty::Scalar),
+    opt("breadcrumbs", Ty::List(&BREADCRUMB)),
+    opt("severity", Ty::Str).doc("brief: error | warning | info | critical"),
+    opt("handled", Ty::Bool),
+    opt(
+        "previous",
+        Ty::Obj(&[opt("class", Ty::Str), opt("message", Ty::Str)]),
+    ),
+];
+
+/// `exception`: an unhandled or `report()`ed exception (ExceptionCollector, on
+/// `MessageLogged` with an exception in its context).
+pub(super) const EXCEPTION: TypeSpec = TypeSpec {
+    name: "exception",
+    summary: "An unhandled (or report()ed) exception, with its trace and source snippet",
+    origin: Origin::Both,
+    name_kind: NameKind::Dynamic("the exception class"),
+    names: &[],
+    subtype: SubtypeRule::None,
+    fields: EXCEPTION_FIELDS,
+    columns: ColumnRules {
+        user_id: &[Src::Path("/user_id")],
+        severity: &[Src::Path("/severity"), Src::Const("error")],
+        request_id: &[Src::TraceId],
+        is_error: &[ErrorRule::Always],
+        ..ColumnRules::NONE
+    },
+};
+
+/// `handled_exception`: an exception the app caught and reported with the agent's helper.
+pub(super) const HANDLED_EXCEPTION: TypeSpec = TypeSpec {
+    name: "handled_exception",
+    summary: "An exception caught by the app and reported with reportHandledException()",
+    origin: Origin::Both,
+    name_kind: NameKind::Dynamic("the exception class"),
+    names: &[],
+    subtype: SubtypeRule::None,
+    fields: &[
+        req("message", Ty::Str).doc("not scrubbed"),
+        opt("exception", Ty::Str).alias(&["exception_class"]),
+        opt("file", Ty::Str),
+        opt("line", Ty::Int),
+        opt("code", Ty::Scalar),
+        opt("trace", Ty::List(&FRAME)).doc("agent: up to 10 frames, class null when absent"),
+        opt(
+            "source",
+            Ty::AnyOf(&[Ty::Map(&Ty::Str), Ty::List(&Ty::Str)]),
+        )
+        .alias(&["source_code"]),
+        opt("fingerprint", Ty::Str),
+        opt("severity", Ty::Str)
+            .doc("agent: critical (PDO/Redis/OOM), high (ErrorException), medium, or the caller's"),
+        opt("handled", Ty::Bool),
+        opt(
+            "context",
+            Ty::AnyOf(&[Ty::Map(&Ty::Any), Ty::List(&Ty::Any)]),
+        ),
+        opt("url", Ty::Str),
+        opt("method", Ty::Str),
+        opt("user_id", Ty::Scalar),
+        opt(
+            "previous",
+            Ty::Obj(&[opt("class", Ty::Str), opt("message", Ty::Str)]),
+        ),
+        opt("breadcrumbs", Ty::List(&BREADCRUMB)),
+    ],
+    columns: ColumnRules {
+        user_id: &[Src::Path("/user_id")],
+        severity: &[Src::Path("/severity")],
+        request_id: &[Src::TraceId],
+        is_error: &[ErrorRule::ValueIn("/severity", ERROR_SEVERITIES)],
+        ..ColumnRules::NONE
+    },
+};
+
 pub(super) const LOG: TypeSpec = placeholder("log");
 pub(super) const ISSUE: TypeSpec = placeholder("issue");
 pub(super) const POTENTIAL_HANDLED_ERROR: TypeSpec = placeholder("potential_handled_error");
