@@ -65,7 +65,6 @@ pub struct ColumnRules {
 }
 
 /// Log levels at or above `error` (PSR-3), in both cases the agent sends.
-#[allow(dead_code)]
 pub const ERROR_LEVELS: &[&str] = &["error", "critical", "alert", "emergency"];
 
 /// Severities that count as errors across types (`high` is the agent's for ErrorException).

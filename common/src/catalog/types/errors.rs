@@ -1,8 +1,8 @@
 //! Types about failures: exceptions (unhandled and handled), logs, detected issues.
 
-use crate::catalog::columns::{ColumnRules, ErrorRule, Src, ERROR_SEVERITIES};
+use crate::catalog::columns::{ColumnRules, ErrorRule, Src, ERROR_LEVELS, ERROR_SEVERITIES};
 use crate::catalog::ty::{opt, req, Field, Ty};
-use crate::catalog::{NameKind, Origin, SubtypeRule, TypeSpec};
+use crate::catalog::{agent_sub, sub, NameKind, Origin, SubtypeRule, TypeSpec};
 
 use super::placeholder;
 
@@ -123,6 +123,80 @@ pub(super) const HANDLED_EXCEPTION: TypeSpec = TypeSpec {
     },
 };
 
-pub(super) const LOG: TypeSpec = placeholder("log");
+/// PSR-3 levels; the agent sends them lowercase (LogCollector) and uppercase (its Monolog
+/// handler) for the same line.
+const LEVELS: &[&str] = &[
+    "emergency",
+    "alert",
+    "critical",
+    "error",
+    "warning",
+    "notice",
+    "info",
+    "debug",
+];
+
+/// `log`: a log line at warning or above (two emitters per line, two shapes), and
+/// `pattern_detected` for a message repeated 10 times in 60 s.
+pub(super) const LOG: TypeSpec = TypeSpec {
+    name: "log",
+    summary: "A log line (warning and above by default), or a repeated-message pattern",
+    origin: Origin::Both,
+    name_kind: NameKind::Fixed,
+    names: &[
+        sub("emergency"),
+        sub("alert"),
+        sub("critical"),
+        sub("error"),
+        sub("warning"),
+        agent_sub("notice"),
+        agent_sub("info"),
+        agent_sub("debug"),
+        agent_sub("pattern_detected"),
+    ],
+    subtype: SubtypeRule::Name,
+    fields: &[
+        req("level", Ty::EnumCi(LEVELS)).doc("lowercase (LogCollector) or UPPERCASE (handler)"),
+        req("message", Ty::Str).when(LEVELS),
+        opt(
+            "context",
+            Ty::AnyOf(&[Ty::Map(&Ty::Any), Ty::List(&Ty::Any)]),
+        )
+        .doc("[] when empty; exception objects arrive as []"),
+        opt("channel", Ty::Str),
+        opt("level_value", Ty::Int).doc("handler shape: Monolog's numeric level"),
+        opt("datetime", Ty::Str).doc("handler shape: \"Y-m-d H:i:s.u\", no offset"),
+        opt("timestamp", Ty::Num).doc("handler shape: unix seconds"),
+        opt("extra", Ty::Any),
+        opt("trace_id", Ty::Str),
+        opt("url", Ty::Str),
+        opt("method", Ty::Str),
+        opt("ip", Ty::Str),
+        opt("user_agent", Ty::Str),
+        opt("user_id", Ty::Scalar),
+        opt("user_email", Ty::Str),
+        opt("environment", Ty::Str),
+        opt("memory_usage", Ty::Num),
+        opt("memory_usage_mb", Ty::Num),
+        opt("structured", Ty::Bool),
+        req("pattern", Ty::Str)
+            .when(&["pattern_detected"])
+            .doc("md5 of the message"),
+        opt("occurrences", Ty::Int),
+        opt("window_seconds", Ty::Int),
+        opt("sample_message", Ty::Str),
+        opt("severity", Ty::Str),
+    ],
+    columns: ColumnRules {
+        user_id: &[Src::Path("/user_id")],
+        severity: &[Src::Path("/level"), Src::Name],
+        request_id: &[Src::TraceId],
+        is_error: &[
+            ErrorRule::ValueIn("/level", ERROR_LEVELS),
+            ErrorRule::SubtypeIn(ERROR_LEVELS),
+        ],
+        ..ColumnRules::NONE
+    },
+};
 pub(super) const ISSUE: TypeSpec = placeholder("issue");
 pub(super) const POTENTIAL_HANDLED_ERROR: TypeSpec = placeholder("potential_handled_error");
