@@ -46,11 +46,153 @@ pub(super) const JOB_SPEC: TypeSpec = TypeSpec {
 };
 
 pub(super) const JOB: TypeSpec = JOB_SPEC;
-pub(super) const COMMAND: TypeSpec = placeholder("command");
-pub(super) const SCHEDULED_TASK: TypeSpec = placeholder("scheduled_task");
-pub(super) const MAIL: TypeSpec = placeholder("mail");
-pub(super) const NOTIFICATION: TypeSpec = placeholder("notification");
-pub(super) const EVENT: TypeSpec = placeholder("event");
 pub(super) const HEALTH: TypeSpec = placeholder("health");
 pub(super) const TEST: TypeSpec = placeholder("test");
 pub(super) const QUEUE_METRICS: TypeSpec = placeholder("queue_metrics");
+
+/// `command`: an artisan command starting or finishing (CommandCollector). The agent's
+/// sub-type is `payload.status` = starting or `payload.event` = finished (the key changes).
+pub(super) const COMMAND: TypeSpec = TypeSpec {
+    name: "command",
+    summary: "An artisan command starting or finishing",
+    origin: Origin::Both,
+    name_kind: NameKind::Dynamic("the artisan command (the brief: starting or finished)"),
+    names: &[sub("starting"), sub("finished")],
+    subtype: SubtypeRule::Payload {
+        keys: &["status", "event"],
+        values: &["starting", "finished"],
+    },
+    fields: &[
+        opt("status", Ty::Str).doc("agent: \"starting\""),
+        opt("event", Ty::Str).doc("agent: \"finished\""),
+        opt("exit_code", Ty::Int),
+        opt("command", Ty::Str).doc("brief"),
+        opt("arguments", Ty::Any).doc("brief"),
+        opt("options", Ty::Any).doc("brief"),
+        opt("duration_ms", Ty::Num),
+    ],
+    columns: ColumnRules {
+        duration_ms: &[Src::Path("/duration_ms")],
+        is_error: &[ErrorRule::AtLeast("/exit_code", 1.0)],
+        ..ColumnRules::NONE
+    },
+};
+
+/// `scheduled_task`: a scheduler task starting, finishing, failing or skipped
+/// (ScheduledTaskCollector; the sub-type is `payload.event`).
+pub(super) const SCHEDULED_TASK: TypeSpec = TypeSpec {
+    name: "scheduled_task",
+    summary: "A scheduled task starting, finishing, failing or being skipped",
+    origin: Origin::Both,
+    name_kind: NameKind::Dynamic("the task's command string, or `unknown`"),
+    names: &[
+        sub("starting"),
+        sub("finished"),
+        sub("failed"),
+        sub("skipped"),
+    ],
+    subtype: SubtypeRule::Payload {
+        keys: &["event"],
+        values: &["starting", "finished", "failed", "skipped"],
+    },
+    fields: &[
+        opt("event", Ty::Str),
+        opt("expression", Ty::Str).doc("cron expression"),
+        opt("timezone", Ty::Any).doc("a string, or an object for a DateTimeZone"),
+        opt("user", Ty::Any),
+        opt("description", Ty::Str),
+        opt("frequency_seconds", Ty::Int),
+        opt("runtime", Ty::Num).doc("SECONDS (agent); null when failed"),
+        opt("exit_code", Ty::Int),
+        opt("exception", Ty::Str).doc("failed: the message"),
+        opt("trace", Ty::Any),
+        opt("task", Ty::Str).doc("brief"),
+        opt("without_overlapping", Ty::Bool).doc("brief"),
+        opt("run_in_background", Ty::Bool).doc("brief"),
+        opt("duration_ms", Ty::Num).doc("brief"),
+        opt("output", Ty::Str).doc("brief"),
+        opt("skip_reason", Ty::Str).doc("brief"),
+    ],
+    columns: ColumnRules {
+        duration_ms: &[Src::Path("/duration_ms"), Src::Scaled("/runtime", 1000.0)],
+        is_error: &[
+            ErrorRule::SubtypeIn(&["failed"]),
+            ErrorRule::AtLeast("/exit_code", 1.0),
+        ],
+        ..ColumnRules::NONE
+    },
+};
+
+/// `mail`: a message sent (MailCollector, `MessageSent`).
+pub(super) const MAIL: TypeSpec = TypeSpec {
+    name: "mail",
+    summary: "An email sent",
+    origin: Origin::Both,
+    name_kind: NameKind::Dynamic("the subject, or `No Subject`"),
+    names: &[],
+    subtype: SubtypeRule::None,
+    fields: &[
+        opt("subject", Ty::Str),
+        opt("to", Ty::List(&Ty::Any)).doc("plain address lists (not scrubbed)"),
+        opt("cc", Ty::List(&Ty::Any)),
+        opt("bcc", Ty::List(&Ty::Any)),
+        opt("from", Ty::List(&Ty::Any)),
+        opt("has_attachments", Ty::Bool),
+        opt("notification", Ty::Str),
+        opt("mailable", Ty::Str).doc("brief"),
+        opt("queued", Ty::Bool).doc("brief"),
+    ],
+    columns: ColumnRules::NONE,
+};
+
+/// `notification`: a notification sent or failed (NotificationCollector; the sub-type is
+/// `payload.status`).
+pub(super) const NOTIFICATION: TypeSpec = TypeSpec {
+    name: "notification",
+    summary: "A notification sent (or failed) on a channel",
+    origin: Origin::Both,
+    name_kind: NameKind::Dynamic("the notification class (the brief: sent or failed)"),
+    names: &[sub("sent"), sub("failed")],
+    subtype: SubtypeRule::Payload {
+        keys: &["status"],
+        values: &["sent", "failed"],
+    },
+    fields: &[
+        opt("status", Ty::Str),
+        opt("notification", Ty::Str).doc("brief; the agent sends it as the name"),
+        opt("channel", Ty::Str),
+        opt(
+            "notifiable",
+            Ty::Obj(&[opt("type", Ty::Str), opt("id", Ty::Scalar)]),
+        )
+        .doc("agent; id absent for anonymous notifiables"),
+        opt("notifiable_type", Ty::Str).doc("brief"),
+        opt("notifiable_id", Ty::Scalar).doc("brief"),
+        opt("response", Ty::Any),
+        opt("error", Ty::Str).alias(&["exception"]),
+        opt("duration_ms", Ty::Num),
+    ],
+    columns: ColumnRules {
+        duration_ms: &[Src::Path("/duration_ms")],
+        is_error: &[ErrorRule::SubtypeIn(&["failed"])],
+        ..ColumnRules::NONE
+    },
+};
+
+/// `event`: a Laravel event dispatched (EventCollector, wildcard listener). The agent sends
+/// `{"arg_0": …}` (object arguments as their class, scalars as strings, arrays skipped).
+pub(super) const EVENT: TypeSpec = TypeSpec {
+    name: "event",
+    summary: "A Laravel event dispatched (framework events included)",
+    origin: Origin::Both,
+    name_kind: NameKind::Dynamic("the event name or class"),
+    names: &[],
+    subtype: SubtypeRule::None,
+    fields: &[
+        opt("event_class", Ty::Str).doc("brief"),
+        opt("listeners", Ty::List(&Ty::Any)).doc("brief"),
+        opt("broadcast", Ty::Bool).doc("brief"),
+        opt("payload_keys", Ty::List(&Ty::Any)).doc("brief"),
+    ],
+    columns: ColumnRules::NONE,
+};
