@@ -4,8 +4,6 @@ use crate::catalog::columns::{ColumnRules, ErrorRule, Src, ERROR_LEVELS, ERROR_S
 use crate::catalog::ty::{opt, req, Field, Ty};
 use crate::catalog::{agent_sub, sub, NameKind, Origin, SubtypeRule, TypeSpec};
 
-use super::placeholder;
-
 /// A stack frame: the agent's `{file ('' for internal frames), line, function, class ('' when
 /// none), code_snippet ({line: code} | null)}` and the brief's `{file, line, function, class?,
 /// type?}`.
@@ -198,5 +196,53 @@ pub(super) const LOG: TypeSpec = TypeSpec {
         ..ColumnRules::NONE
     },
 };
-pub(super) const ISSUE: TypeSpec = placeholder("issue");
-pub(super) const POTENTIAL_HANDLED_ERROR: TypeSpec = placeholder("potential_handled_error");
+
+/// `issue`: a detected problem; today the N+1 query detector (QueryCollector).
+pub(super) const ISSUE: TypeSpec = TypeSpec {
+    name: "issue",
+    summary: "A detected problem: the same SQL run 5/10/20/50 times in one request (N+1)",
+    origin: Origin::Both,
+    name_kind: NameKind::Fixed,
+    names: &[sub("n_plus_one")],
+    subtype: SubtypeRule::Name,
+    fields: &[
+        opt("sql", Ty::Str).alias(&["query"]),
+        opt("count", Ty::Int),
+        opt("threshold", Ty::Int).doc("brief"),
+        opt("location", Ty::Str),
+        opt(
+            "snippet",
+            Ty::AnyOf(&[Ty::Map(&Ty::Any), Ty::List(&Ty::Any)]),
+        ),
+        opt("suggestion", Ty::Str),
+        opt("severity", Ty::Str),
+    ],
+    columns: ColumnRules {
+        severity: &[Src::Path("/severity")],
+        request_id: &[Src::TraceId],
+        ..ColumnRules::NONE
+    },
+};
+
+/// `potential_handled_error`: a PHP error found by the agent's shutdown handler once the app
+/// enabled auto-detection.
+pub(super) const POTENTIAL_HANDLED_ERROR: TypeSpec = TypeSpec {
+    name: "potential_handled_error",
+    summary: "A PHP error seen at shutdown (auto-detection enabled by the app)",
+    origin: Origin::Agent,
+    name_kind: NameKind::Fixed,
+    names: &[agent_sub("PHP Error")],
+    subtype: SubtypeRule::Name,
+    fields: &[
+        opt("message", Ty::Str),
+        opt("file", Ty::Str),
+        opt("line", Ty::Int),
+        opt("type", Ty::Scalar).doc("the PHP error type"),
+        opt("severity", Ty::Str),
+    ],
+    columns: ColumnRules {
+        severity: &[Src::Path("/severity")],
+        is_error: &[ErrorRule::Always],
+        ..ColumnRules::NONE
+    },
+};

@@ -3,9 +3,7 @@
 
 use crate::catalog::columns::{ColumnRules, ErrorRule, Src};
 use crate::catalog::ty::{opt, req, Ty};
-use crate::catalog::{sub, NameKind, Origin, SubtypeRule, TypeSpec};
-
-use super::placeholder;
+use crate::catalog::{agent_sub, sub, NameKind, Origin, SubtypeRule, TypeSpec};
 
 /// `job`: a queue job processing, processed or failed (JobCollector). The key set differs per
 /// status (AGENT-WIRE §6): `job_id` is absent while processing.
@@ -46,9 +44,6 @@ pub(super) const JOB_SPEC: TypeSpec = TypeSpec {
 };
 
 pub(super) const JOB: TypeSpec = JOB_SPEC;
-pub(super) const HEALTH: TypeSpec = placeholder("health");
-pub(super) const TEST: TypeSpec = placeholder("test");
-pub(super) const QUEUE_METRICS: TypeSpec = placeholder("queue_metrics");
 
 /// `command`: an artisan command starting or finishing (CommandCollector). The agent's
 /// sub-type is `payload.status` = starting or `payload.event` = finished (the key changes).
@@ -193,6 +188,110 @@ pub(super) const EVENT: TypeSpec = TypeSpec {
         opt("listeners", Ty::List(&Ty::Any)).doc("brief"),
         opt("broadcast", Ty::Bool).doc("brief"),
         opt("payload_keys", Ty::List(&Ty::Any)).doc("brief"),
+    ],
+    columns: ColumnRules::NONE,
+};
+
+/// `health`: scheduler and queue health, stuck jobs, heartbeats (HealthCollector and
+/// `BaddyBugs::heartbeat()` / `reportHealth()`; two heartbeat shapes).
+pub(super) const HEALTH: TypeSpec = TypeSpec {
+    name: "health",
+    summary: "System health: scheduler runs, stuck jobs, per-queue metrics, heartbeats",
+    origin: Origin::Both,
+    name_kind: NameKind::Fixed,
+    names: &[
+        sub("scheduled_task_started"),
+        sub("scheduled_task_finished"),
+        sub("scheduled_task_failed"),
+        sub("stuck_job_detected"),
+        sub("queue_metrics"),
+        sub("heartbeat"),
+        agent_sub("component_health"),
+    ],
+    subtype: SubtypeRule::Name,
+    fields: &[
+        opt("task_name", Ty::Str),
+        opt("command", Ty::Str),
+        opt("expression", Ty::Str),
+        opt("duration_ms", Ty::Num),
+        opt("exit_code", Ty::Int),
+        opt("success", Ty::Bool),
+        opt("exception", Ty::Str),
+        opt("severity", Ty::Str),
+        opt("job_id", Ty::Scalar),
+        opt("job_name", Ty::Str),
+        opt("queue", Ty::Str),
+        opt("duration_seconds", Ty::Num),
+        opt("threshold_seconds", Ty::Num),
+        opt("total_jobs", Ty::Int),
+        opt("succeeded", Ty::Int),
+        opt("failed", Ty::Int),
+        opt("success_rate", Ty::Num),
+        opt("failure_rate", Ty::Num),
+        opt("queues", Ty::Map(&Ty::Any)).doc("brief: {queue: {pending, processing, failed}}"),
+        opt("component", Ty::Str),
+        opt("timestamp", Ty::Scalar),
+        opt("uptime", Ty::Num),
+        opt("memory_usage", Ty::Num),
+        opt("memory_usage_mb", Ty::Num),
+        opt("peak_memory", Ty::Num),
+        opt("peak_memory_mb", Ty::Num),
+    ],
+    columns: ColumnRules {
+        duration_ms: &[Src::Path("/duration_ms")],
+        severity: &[Src::Path("/severity")],
+        job_id: &[Src::Path("/job_id")],
+        is_error: &[ErrorRule::SubtypeIn(&[
+            "scheduled_task_failed",
+            "stuck_job_detected",
+        ])],
+        ..ColumnRules::NONE
+    },
+};
+
+/// `test`: a PHPUnit / Pest test starting or finishing (TestCollector, app-driven).
+pub(super) const TEST: TypeSpec = TypeSpec {
+    name: "test",
+    summary: "A PHPUnit or Pest test starting or finishing",
+    origin: Origin::Both,
+    name_kind: NameKind::Fixed,
+    names: &[sub("started"), sub("finished")],
+    subtype: SubtypeRule::Name,
+    fields: &[
+        opt("test_name", Ty::Str).doc("agent: \"Class::method\""),
+        opt("test_class", Ty::Str).doc("brief"),
+        opt("status", Ty::Str).doc("whatever string the caller passed (brief: passed|failed|…)"),
+        opt("duration_ms", Ty::Num),
+        opt("exception", Ty::Any).doc("agent: null or {message, trace}; brief: a string"),
+        opt("assertions", Ty::Int),
+        opt("group", Ty::Any),
+        opt("git_sha", Ty::Str),
+    ],
+    columns: ColumnRules {
+        duration_ms: &[Src::Path("/duration_ms")],
+        is_error: &[ErrorRule::ValueIn("/status", &["failed", "error"])],
+        ..ColumnRules::NONE
+    },
+};
+
+/// `queue_metrics`: a snapshot of the queues (QueueMetricsCollector, every 10th process).
+pub(super) const QUEUE_METRICS: TypeSpec = TypeSpec {
+    name: "queue_metrics",
+    summary: "A snapshot of queue sizes",
+    origin: Origin::Both,
+    name_kind: NameKind::Fixed,
+    names: &[sub("snapshot")],
+    subtype: SubtypeRule::None,
+    fields: &[
+        opt("queues", Ty::Map(&Ty::Any))
+            .doc("agent: {name, pending_count, processing_count, oldest_job_age_seconds}"),
+        opt("total_pending", Ty::Int),
+        opt("total_failed", Ty::Int),
+        opt("timestamp", Ty::Scalar),
+        opt("redis_memory_usage", Ty::Any),
+        opt("total_workers", Ty::Int).doc("brief"),
+        opt("jobs_per_minute", Ty::Num).doc("brief"),
+        opt("avg_wait_time_ms", Ty::Num).doc("brief"),
     ],
     columns: ColumnRules::NONE,
 };

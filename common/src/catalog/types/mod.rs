@@ -68,19 +68,3 @@ pub(super) static ALL: &[TypeSpec] = &[
     data::OBSERVER,
     data::ADVANCED_ELOQUENT,
 ];
-
-/// A type whose entry is not written yet: accepted and stored as sent, with no field checks
-/// (so it can never be falsely rejected), generic columns. The coverage test lists these
-/// explicitly, so none can be forgotten.
-pub(super) const fn placeholder(name: &'static str) -> TypeSpec {
-    TypeSpec {
-        name,
-        summary: super::NOT_DESCRIBED,
-        origin: super::Origin::Both,
-        name_kind: super::NameKind::Dynamic("not described yet"),
-        names: &[],
-        subtype: super::SubtypeRule::None,
-        fields: &[],
-        columns: super::ColumnRules::GENERIC,
-    }
-}

@@ -3,9 +3,7 @@
 
 use crate::catalog::columns::{ColumnRules, ErrorRule, Src};
 use crate::catalog::ty::{opt, req, Ty};
-use crate::catalog::{sub, NameKind, Origin, SubtypeRule, TypeSpec};
-
-use super::placeholder;
+use crate::catalog::{agent_sub, brief_sub, sub, NameKind, Origin, SubtypeRule, TypeSpec};
 
 /// Span types of a lifecycle. Not an enum: apps and agent versions add their own (a
 /// `CACHE_FORGET` span is seen in the wild), and a false rejection is worse than a new label.
@@ -143,13 +141,171 @@ pub(super) const TRACE_SPAN_SPEC: TypeSpec = TypeSpec {
     },
 };
 
-pub(super) const TIMELINE: TypeSpec = placeholder("timeline");
 pub(super) const TRACE_SPAN: TypeSpec = TRACE_SPAN_SPEC;
-pub(super) const PROFILING_SEGMENT: TypeSpec = placeholder("profiling_segment");
-pub(super) const LLM_REQUEST: TypeSpec = placeholder("llm_request");
-pub(super) const REGRESSION: TypeSpec = placeholder("regression");
-pub(super) const MEMORY: TypeSpec = placeholder("memory");
 pub(super) const LIFECYCLE: TypeSpec = LIFECYCLE_SPEC;
-pub(super) const CONTEXT: TypeSpec = placeholder("context");
-pub(super) const SESSION_REPLAY: TypeSpec = placeholder("session_replay");
-pub(super) const DEPLOYMENT: TypeSpec = placeholder("deployment");
+
+/// `timeline`: every event of one request on a time line (TimelineCollector).
+pub(super) const TIMELINE: TypeSpec = TypeSpec {
+    name: "timeline",
+    summary: "The events of one request in time order",
+    origin: Origin::Both,
+    name_kind: NameKind::Fixed,
+    names: &[sub("trace_timeline")],
+    subtype: SubtypeRule::None,
+    fields: &[
+        opt("trace_id", Ty::Str).doc("captured at boot: may differ from the envelope's"),
+        opt("event_count", Ty::Int),
+        opt("total_duration_ms", Ty::Num),
+        opt(
+            "events",
+            Ty::List(&Ty::Obj(&[
+                opt("type", Ty::Str),
+                opt("name", Ty::Str),
+                opt("timestamp", Ty::Num),
+                opt("relative_time_ms", Ty::Num),
+                opt("data", Ty::Any),
+            ])),
+        ),
+        opt("detail_level", Ty::Str),
+    ],
+    columns: ColumnRules {
+        duration_ms: &[Src::Path("/total_duration_ms")],
+        request_id: &[Src::TraceId],
+        ..ColumnRules::NONE
+    },
+};
+
+/// `profiling_segment`: a timed code segment (never emitted by today's agent, §4.1).
+pub(super) const PROFILING_SEGMENT: TypeSpec = TypeSpec {
+    name: "profiling_segment",
+    summary: "A timed code segment (startTimer/stopTimer; never emitted by today's agent)",
+    origin: Origin::Brief,
+    name_kind: NameKind::Dynamic("the timer name"),
+    names: &[],
+    subtype: SubtypeRule::None,
+    fields: &[
+        opt("segment_name", Ty::Str),
+        opt("duration_ms", Ty::Num),
+        opt("memory_start", Ty::Num),
+        opt("memory_end", Ty::Num),
+        opt("memory_peak", Ty::Num),
+        opt("additional_data", Ty::Any),
+    ],
+    columns: ColumnRules {
+        duration_ms: &[Src::Path("/duration_ms")],
+        ..ColumnRules::NONE
+    },
+};
+
+/// `llm_request`: a call to an LLM provider (never emitted by today's agent, §4.1).
+pub(super) const LLM_REQUEST: TypeSpec = TypeSpec {
+    name: "llm_request",
+    summary: "A call to an LLM provider (never emitted by today's agent)",
+    origin: Origin::Brief,
+    name_kind: NameKind::Dynamic("\"provider:model\""),
+    names: &[],
+    subtype: SubtypeRule::None,
+    fields: &[
+        opt("provider", Ty::Str),
+        opt("model", Ty::Str),
+        opt("prompt", Ty::Str),
+        opt("response", Ty::Str),
+        opt(
+            "usage",
+            Ty::Obj(&[
+                opt("prompt_tokens", Ty::Int),
+                opt("completion_tokens", Ty::Int),
+                opt("total_tokens", Ty::Int),
+            ]),
+        ),
+        opt("cost", Ty::Num).doc("USD"),
+        opt("duration_ms", Ty::Num),
+        opt("status", Ty::Str).doc("success | error"),
+        opt("error", Ty::Str),
+    ],
+    columns: ColumnRules {
+        duration_ms: &[Src::Path("/duration_ms")],
+        is_error: &[ErrorRule::ValueIn("/status", &["error"])],
+        ..ColumnRules::NONE
+    },
+};
+
+/// `regression`: a baseline snapshot every 100th request (TimelineCollector).
+pub(super) const REGRESSION: TypeSpec = TypeSpec {
+    name: "regression",
+    summary: "A performance baseline of one request (every 100th)",
+    origin: Origin::Both,
+    name_kind: NameKind::Fixed,
+    names: &[sub("baseline_snapshot")],
+    subtype: SubtypeRule::None,
+    fields: &[
+        opt("duration_ms", Ty::Num),
+        opt("query_count", Ty::Int),
+        opt("memory_peak", Ty::Num),
+        opt("error_flag", Ty::Int).doc("0 or 1"),
+    ],
+    columns: ColumnRules {
+        duration_ms: &[Src::Path("/duration_ms")],
+        is_error: &[ErrorRule::AtLeast("/error_flag", 1.0)],
+        ..ColumnRules::NONE
+    },
+};
+
+/// `memory`: a memory snapshot (never emitted by today's agent, §4.1).
+pub(super) const MEMORY: TypeSpec = TypeSpec {
+    name: "memory",
+    summary: "A memory snapshot (never emitted by today's agent)",
+    origin: Origin::Brief,
+    name_kind: NameKind::Fixed,
+    names: &[brief_sub("snapshot")],
+    subtype: SubtypeRule::None,
+    fields: &[
+        opt("current_bytes", Ty::Num),
+        opt("peak_bytes", Ty::Num),
+        opt("limit_bytes", Ty::Num),
+        opt("percentage_used", Ty::Num),
+    ],
+    columns: ColumnRules::NONE,
+};
+
+/// `context`: the shared context was set (`BaddyBugs::context()`, the scheduler, tests).
+pub(super) const CONTEXT: TypeSpec = TypeSpec {
+    name: "context",
+    summary: "The agent's shared context was updated",
+    origin: Origin::Agent,
+    name_kind: NameKind::Fixed,
+    names: &[agent_sub("update")],
+    subtype: SubtypeRule::None,
+    fields: &[],
+    columns: ColumnRules::NONE,
+};
+
+/// `session_replay`: frontend session replay switched on or off for a session.
+pub(super) const SESSION_REPLAY: TypeSpec = TypeSpec {
+    name: "session_replay",
+    summary: "Frontend session replay enabled or disabled",
+    origin: Origin::Agent,
+    name_kind: NameKind::Fixed,
+    names: &[agent_sub("enabled"), agent_sub("disabled")],
+    subtype: SubtypeRule::Name,
+    fields: &[],
+    columns: ColumnRules::NONE,
+};
+
+/// `deployment`: the first web request after a new deployment hash.
+pub(super) const DEPLOYMENT: TypeSpec = TypeSpec {
+    name: "deployment",
+    summary: "A new deployment detected (first request after APP_DEPLOYMENT_HASH changed)",
+    origin: Origin::Agent,
+    name_kind: NameKind::Fixed,
+    names: &[agent_sub("deployment_started")],
+    subtype: SubtypeRule::None,
+    fields: &[
+        opt("hash", Ty::Str),
+        opt("previous_hash", Ty::Str),
+        opt("source", Ty::Str),
+        opt("tag", Ty::Str),
+        opt("timestamp", Ty::Scalar),
+    ],
+    columns: ColumnRules::NONE,
+};
