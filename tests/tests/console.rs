@@ -82,7 +82,7 @@ impl Drop for Tmux {
     }
 }
 
-const LIFECYCLE: &str = r#"{"id":"66666666-0000-4000-8000-000000000001","trace_id":"7a0c3b1e2d4a4b6c8e0f1a2b3c4d5e6f","env":"production","type":"lifecycle","name":"http_request","payload":{"total_duration_ms":84.3,"request":{"method":"GET","url":"\/api\/orders","full_url":"https:\/\/shop.test\/api\/orders","status_code":200},"phases":[{"name":"BOOTSTRAP","duration_ms":12.1,"start_offset_ms":0,"percentage":14.4},{"name":"CONTROLLER","label":"OrderController@index","duration_ms":70.2,"start_offset_ms":12.1,"percentage":83.3}],"spans":[{"span_id":1,"type":"QUERY","label":"select orders","duration_ms":30.5,"start_offset_ms":15,"depth":1,"sql":"select * from `orders`","bindings":[],"connection":"mysql"}],"counts":{"queries":1,"cache_hits":0,"cache_misses":0,"cache_writes":0,"outgoing_requests":0,"jobs_dispatched":0},"memory":{"peak_bytes":4194304,"peak_mb":4,"current_bytes":2097152,"current_mb":2}},"timestamp":1749567234.2}"#;
+const LIFECYCLE: &str = r#"{"id":"66666666-0000-4000-8000-000000000001","trace_id":"7a0c3b1e2d4a4b6c8e0f1a2b3c4d5e6f","session_id":null,"release":null,"git_sha":null,"env":"production","type":"lifecycle","name":"http_request","payload":{"trace_id":"7a0c3b1e2d4a4b6c8e0f1a2b3c4d5e6f","total_duration_ms":84.3,"request":{"method":"GET","url":"\/api\/orders","full_url":"https:\/\/shop.test\/api\/orders","status_code":200},"phases":[{"name":"BOOTSTRAP","duration_ms":12.1,"start_offset_ms":0,"percentage":14.4},{"name":"MIDDLEWARE","duration_ms":0,"start_offset_ms":12.1,"percentage":0},{"name":"CONTROLLER","label":"OrderController@index","duration_ms":70.2,"start_offset_ms":12.1,"percentage":83.3}],"spans":[{"span_id":1,"trace_id":"7a0c3b1e2d4a4b6c8e0f1a2b3c4d5e6f","type":"QUERY","label":"select * from `orders`","duration_ms":3.2,"start_offset_ms":15,"depth":1,"sql":"select * from `orders` where `user_id` = ?","bindings":[7],"connection":"mysql"},{"span_id":2,"trace_id":"7a0c3b1e2d4a4b6c8e0f1a2b3c4d5e6f","type":"CACHE_HIT","label":"orders:7","duration_ms":0.4,"start_offset_ms":19,"depth":1,"key":"orders:7"}],"counts":{"queries":1,"cache_hits":1,"cache_misses":0,"cache_writes":0,"outgoing_requests":0,"jobs_dispatched":0},"route":{"name":"orders.index","uri":"api\/orders","methods":["GET","HEAD"],"parameters":[]},"controller":{"class":"App\\Http\\Controllers\\OrderController","action":"index","full":"App\\Http\\Controllers\\OrderController@index"},"middleware":{"global":[],"route":["api"],"total_count":1},"breakdown":{"bootstrap":{"duration_ms":12.1,"percentage":14.4},"middleware":{"duration_ms":0,"percentage":0},"controller":{"duration_ms":70.2,"percentage":83.3}},"memory":{"peak_bytes":4194304,"peak_mb":4,"current_bytes":2097152,"current_mb":2},"environment":{"php_version":"8.2.10","laravel_version":"10.48.4","sapi":"fpm-fcgi"},"timestamp":"2025-06-10T17:53:54+02:00"},"context":[],"timestamp":1749567234.202922,"datetime":"2025-06-10T17:53:54+02:00","host":"web-1","memory":4194304}"#;
 
 #[tokio::test]
 async fn console_in_tmux_against_the_real_server() -> anyhow::Result<()> {
@@ -147,7 +147,7 @@ async fn console_in_tmux_against_the_real_server() -> anyhow::Result<()> {
     tmux.wait("the waterfall", Duration::from_secs(10), |s| {
         s.contains("BOOTSTRAP")
             && s.contains("OrderController@index")
-            && s.contains("select orders")
+            && s.contains("select * from `orders`")
             && s.contains("#####")
     })?;
     tmux.keys(&["Escape", "2"])?;

@@ -4,63 +4,67 @@ use crate::catalog::columns::{ColumnRules, ErrorRule, Src, ERROR_LEVELS, ERROR_S
 use crate::catalog::ty::{opt, req, Field, Ty};
 use crate::catalog::{agent_sub, sub, NameKind, Origin, SubtypeRule, TypeSpec};
 
-/// A stack frame: the agent's `{file ('' for internal frames), line, function, class ('' when
-/// none), code_snippet ({line: code} | null)}` and the brief's `{file, line, function, class?,
-/// type?}`.
+/// A stack frame: the agent's `{file ('' for internal frames), line (0 when unknown), function,
+/// class ('' when none), code_snippet ({line: code} | null)}` (exception), its
+/// `{file ('unknown'), line, function, class (null when none)}` (handled_exception) and the
+/// brief's `{file, line, function, class?, type?}`.
 const FRAME: Ty = Ty::Obj(&[
-    opt("file", Ty::Str),
-    opt("line", Ty::Int),
-    opt("function", Ty::Str),
-    opt("class", Ty::Str),
-    opt("type", Ty::Str),
+    req("file", Ty::Str).doc("'' (exception) or 'unknown' (handled) for internal frames"),
+    req("line", Ty::Int).doc("0 when unknown"),
+    req("function", Ty::Str),
+    opt("class", Ty::Str).doc("'' (exception) or null (handled) when none"),
+    opt("type", Ty::Str).doc("brief: -> or ::"),
     opt(
         "code_snippet",
         Ty::AnyOf(&[Ty::Map(&Ty::Str), Ty::List(&Ty::Str)]),
     )
-    .doc("{line: code}, keyed by line number"),
+    .doc("agent: {line: code}, keyed by line number, or null"),
 ]);
 
-/// A breadcrumb: the agent's `{timestamp, category, message, data, level}`, the brief's
-/// `{type, message, timestamp, data}`.
+/// A breadcrumb: the agent's `{timestamp, category, message, data ({} | []), level}`, the
+/// brief's `{type, message, timestamp, data?}`.
 const BREADCRUMB: Ty = Ty::Obj(&[
-    opt("timestamp", Ty::Num),
-    opt("category", Ty::Str).alias(&["type"]),
-    opt("message", Ty::Scalar),
-    opt("data", Ty::Any),
-    opt("level", Ty::Str),
+    req("timestamp", Ty::Num).doc("unix seconds with fraction"),
+    req("category", Ty::Str).alias(&["type"]),
+    req("message", Ty::Str),
+    opt("data", Ty::AnyOf(&[Ty::Map(&Ty::Any), Ty::List(&Ty::Any)])).doc("[] when empty"),
+    opt("level", Ty::Str).doc("agent: debug, info, warning, error"),
 ]);
+
+/// Lines of source around a line, keyed by line number (`{"77": "…", "78": "…"}`).
+const SNIPPET: Ty = Ty::AnyOf(&[Ty::Map(&Ty::Str), Ty::List(&Ty::Str)]);
+
+/// The brief's `previous` exception.
+const PREVIOUS: Ty = Ty::Obj(&[opt("class", Ty::Str), opt("message", Ty::Str)]);
 
 const EXCEPTION_FIELDS: &[Field] = &[
     req("message", Ty::Str).doc("PII-scrubbed by the agent (emails, IPs, long numbers)"),
-    opt("exception_class", Ty::Str).doc("brief; the agent sends it as the event name"),
+    opt("exception_class", Ty::Str).doc("brief; the agent sends the class as the event name"),
     req("file", Ty::Str),
     req("line", Ty::Int),
-    opt("code", Ty::Scalar).doc("an integer or a SQLSTATE string (\"23000\")"),
-    opt("trace", Ty::List(&FRAME)).doc("up to 30 frames"),
-    opt(
-        "source",
-        Ty::AnyOf(&[Ty::Map(&Ty::Str), Ty::List(&Ty::Str)]),
-    )
-    .alias(&["source_code"])
-    .doc("lines around the throw, keyed by line number"),
-    opt("fingerprint", Ty::Str).doc("brief; computed by the server when absent"),
-    opt("url", Ty::Str),
-    opt("method", Ty::Str),
-    opt("user_id", Ty::Scalar),
-    opt("breadcrumbs", Ty::List(&BREADCRUMB)),
-    opt("severity", Ty::Str).doc("brief: error | warning | info | critical"),
-    opt("handled", Ty::Bool),
-    opt(
-        "previous",
-        Ty::Obj(&[opt("class", Ty::Str), opt("message", Ty::Str)]),
+    req("code", Ty::Scalar).doc("an integer, or a SQLSTATE string (\"23000\") for QueryException"),
+    req("trace", Ty::List(&FRAME)).doc("agent: up to 30 frames, each with a 21-line snippet"),
+    opt("source", SNIPPET)
+        .alias(&["source_code"])
+        .doc("lines around the throw keyed by line number; null when the file is unreadable"),
+    opt("fingerprint", Ty::Str).doc(
+        "agent: md5 of class, normalised message and file name; computed by the server when absent",
     ),
+    req("breadcrumbs", Ty::List(&BREADCRUMB)).doc("[] when none"),
+    opt("url", Ty::Str).doc("brief"),
+    opt("method", Ty::Str).doc("brief"),
+    opt("user_id", Ty::Scalar).doc("brief"),
+    opt("severity", Ty::Str).doc("brief: error | warning | info | critical"),
+    opt("handled", Ty::Bool).doc("brief"),
+    opt("previous", PREVIOUS).doc("brief"),
 ];
 
 /// `exception`: an unhandled or `report()`ed exception (ExceptionCollector, on
 /// `MessageLogged` with an exception in its context).
 pub(super) const EXCEPTION: TypeSpec = TypeSpec {
     name: "exception",
-    summary: "An unhandled (or report()ed) exception, with its trace and source snippet",
+    summary:
+        "An unhandled (or report()ed) exception, with its trace, source snippet and breadcrumbs",
     origin: Origin::Both,
     name_kind: NameKind::Dynamic("the exception class"),
     names: &[],
@@ -75,7 +79,8 @@ pub(super) const EXCEPTION: TypeSpec = TypeSpec {
     },
 };
 
-/// `handled_exception`: an exception the app caught and reported with the agent's helper.
+/// `handled_exception`: an exception the app caught and reported with the agent's
+/// `reportHandledException()` helper (HandledExceptionCollector).
 pub(super) const HANDLED_EXCEPTION: TypeSpec = TypeSpec {
     name: "handled_exception",
     summary: "An exception caught by the app and reported with reportHandledException()",
@@ -84,33 +89,31 @@ pub(super) const HANDLED_EXCEPTION: TypeSpec = TypeSpec {
     names: &[],
     subtype: SubtypeRule::None,
     fields: &[
-        req("message", Ty::Str).doc("not scrubbed"),
-        opt("exception", Ty::Str).alias(&["exception_class"]),
-        opt("file", Ty::Str),
-        opt("line", Ty::Int),
-        opt("code", Ty::Scalar),
-        opt("trace", Ty::List(&FRAME)).doc("agent: up to 10 frames, class null when absent"),
-        opt(
-            "source",
-            Ty::AnyOf(&[Ty::Map(&Ty::Str), Ty::List(&Ty::Str)]),
-        )
-        .alias(&["source_code"]),
-        opt("fingerprint", Ty::Str),
-        opt("severity", Ty::Str)
-            .doc("agent: critical (PDO/Redis/OOM), high (ErrorException), medium, or the caller's"),
-        opt("handled", Ty::Bool),
+        req("message", Ty::Str).doc("not scrubbed by the agent"),
+        req("exception", Ty::Str).alias(&["exception_class"]),
+        req("file", Ty::Str),
+        req("line", Ty::Int),
+        req("code", Ty::Scalar)
+            .nullable()
+            .doc("an integer or a SQLSTATE string; the brief allows null"),
+        req("trace", Ty::List(&FRAME)).doc("agent: up to 10 frames, without snippets"),
+        opt("source", SNIPPET).alias(&["source_code"]).doc("brief"),
+        opt("fingerprint", Ty::Str).doc("brief; computed by the server when absent"),
+        req("severity", Ty::Str).doc(
+            "free text: agent critical (PDO/Redis/OOM), high (ErrorException), medium, or the \
+             caller's context.severity; brief error | warning | info | critical",
+        ),
+        req("handled", Ty::Bool).doc("always true"),
         opt(
             "context",
             Ty::AnyOf(&[Ty::Map(&Ty::Any), Ty::List(&Ty::Any)]),
-        ),
-        opt("url", Ty::Str),
-        opt("method", Ty::Str),
-        opt("user_id", Ty::Scalar),
-        opt(
-            "previous",
-            Ty::Obj(&[opt("class", Ty::Str), opt("message", Ty::Str)]),
-        ),
-        opt("breadcrumbs", Ty::List(&BREADCRUMB)),
+        )
+        .doc("the caller's array; [] when empty"),
+        opt("url", Ty::Str).doc("brief"),
+        opt("method", Ty::Str).doc("brief"),
+        opt("user_id", Ty::Scalar).doc("brief"),
+        opt("previous", PREVIOUS).doc("brief"),
+        opt("breadcrumbs", Ty::List(&BREADCRUMB)).doc("brief"),
     ],
     columns: ColumnRules {
         user_id: &[Src::Path("/user_id")],
@@ -164,7 +167,7 @@ pub(super) const LOG: TypeSpec = TypeSpec {
         opt("channel", Ty::Str),
         opt("level_value", Ty::Int).doc("handler shape: Monolog's numeric level"),
         opt("datetime", Ty::Str).doc("handler shape: \"Y-m-d H:i:s.u\", no offset"),
-        opt("timestamp", Ty::Num).doc("handler shape: unix seconds"),
+        opt("timestamp", Ty::Num).doc("handler shape: unix seconds (an integer)"),
         opt("extra", Ty::Any),
         opt("trace_id", Ty::Str),
         opt("url", Ty::Str),
@@ -179,11 +182,15 @@ pub(super) const LOG: TypeSpec = TypeSpec {
         opt("structured", Ty::Bool),
         req("pattern", Ty::Str)
             .when(&["pattern_detected"])
-            .doc("md5 of the message"),
-        opt("occurrences", Ty::Int),
-        opt("window_seconds", Ty::Int),
-        opt("sample_message", Ty::Str),
-        opt("severity", Ty::Str),
+            .doc("pattern_detected: md5 of the level and normalised message"),
+        req("occurrences", Ty::Int).when(&["pattern_detected"]),
+        req("window_seconds", Ty::Int)
+            .when(&["pattern_detected"])
+            .doc("seconds"),
+        req("sample_message", Ty::Str).when(&["pattern_detected"]),
+        req("severity", Ty::Str)
+            .when(&["pattern_detected"])
+            .doc("pattern_detected: high"),
     ],
     columns: ColumnRules {
         user_id: &[Src::Path("/user_id")],
@@ -206,42 +213,39 @@ pub(super) const ISSUE: TypeSpec = TypeSpec {
     names: &[sub("n_plus_one")],
     subtype: SubtypeRule::Name,
     fields: &[
-        opt("sql", Ty::Str).alias(&["query"]),
-        opt("count", Ty::Int),
+        req("sql", Ty::Str).alias(&["query"]),
+        req("count", Ty::Int).doc("how many times the SQL ran so far (5, 10, 20 or 50)"),
         opt("threshold", Ty::Int).doc("brief"),
-        opt("location", Ty::Str),
-        opt(
-            "snippet",
-            Ty::AnyOf(&[Ty::Map(&Ty::Any), Ty::List(&Ty::Any)]),
-        ),
-        opt("suggestion", Ty::Str),
-        opt("severity", Ty::Str),
+        req("location", Ty::Str)
+            .nullable()
+            .doc("\"file:line\" of the caller; usually null (the agent looks 10 frames deep)"),
+        opt("snippet", SNIPPET).doc("agent: lines around the caller keyed by line number, or null"),
+        opt("suggestion", Ty::Str).doc("agent"),
+        opt("severity", Ty::Str).doc("brief: low | medium | high"),
     ],
     columns: ColumnRules {
         severity: &[Src::Path("/severity")],
-        request_id: &[Src::TraceId],
         ..ColumnRules::NONE
     },
 };
 
-/// `potential_handled_error`: a PHP error found by the agent's shutdown handler once the app
-/// enabled auto-detection.
+/// `potential_handled_error`: the last PHP error (E_ERROR, E_WARNING or E_NOTICE), seen by the
+/// shutdown handler the app installs with `enableAutoDetection()`.
 pub(super) const POTENTIAL_HANDLED_ERROR: TypeSpec = TypeSpec {
     name: "potential_handled_error",
-    summary: "A PHP error seen at shutdown (auto-detection enabled by the app)",
+    summary: "The last PHP error seen at shutdown (auto-detection enabled by the app)",
     origin: Origin::Agent,
     name_kind: NameKind::Fixed,
     names: &[agent_sub("PHP Error")],
     subtype: SubtypeRule::Name,
     fields: &[
-        opt("message", Ty::Str),
-        opt("file", Ty::Str),
-        opt("line", Ty::Int),
-        opt("type", Ty::Scalar).doc("the PHP error type"),
-        opt("severity", Ty::Str),
+        req("message", Ty::Str),
+        req("file", Ty::Str),
+        req("line", Ty::Int),
+        req("type", Ty::Int).doc("the PHP error constant: 1 E_ERROR, 2 E_WARNING, 8 E_NOTICE"),
+        req("possibly_handled", Ty::Bool).doc("always true"),
     ],
     columns: ColumnRules {
-        severity: &[Src::Path("/severity")],
         is_error: &[ErrorRule::Always],
         ..ColumnRules::NONE
     },

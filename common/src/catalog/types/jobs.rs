@@ -5,9 +5,13 @@ use crate::catalog::columns::{ColumnRules, ErrorRule, Src};
 use crate::catalog::ty::{opt, req, Ty};
 use crate::catalog::{agent_sub, sub, NameKind, Origin, SubtypeRule, TypeSpec};
 
+/// The statuses of a job, in `payload.status`.
+const JOB_STATUSES: &[&str] = &["processing", "processed", "failed"];
+
 /// `job`: a queue job processing, processed or failed (JobCollector). The key set differs per
-/// status (AGENT-WIRE §6): `job_id` is absent while processing.
-pub(super) const JOB_SPEC: TypeSpec = TypeSpec {
+/// status (AGENT-WIRE §6): `processing` has queue, connection, attempts, wait_time_ms and the
+/// job's payload but no `job_id`; `processed` and `failed` have `job_id` and `duration_ms`.
+pub(super) const JOB: TypeSpec = TypeSpec {
     name: "job",
     summary: "A queue job starting, finishing or failing",
     origin: Origin::Both,
@@ -15,25 +19,26 @@ pub(super) const JOB_SPEC: TypeSpec = TypeSpec {
     names: &[sub("processing"), sub("processed"), sub("failed")],
     subtype: SubtypeRule::Payload {
         keys: &["status"],
-        values: &["processing", "processed", "failed"],
+        values: JOB_STATUSES,
     },
     fields: &[
-        req("status", Ty::Enum(&["processing", "processed", "failed"])),
+        req("status", Ty::Enum(JOB_STATUSES)),
         req("job_class", Ty::Str),
         opt("job_id", Ty::Scalar)
             .when(&["processed", "failed"])
+            .nullable()
             .doc("a string (redis/sqs/uuid), an integer (database driver) or \"\" (sync)"),
-        opt("queue", Ty::Str),
-        opt("connection", Ty::Str),
-        opt("attempts", Ty::Int),
+        opt("queue", Ty::Str).when(&["processing"]),
+        opt("connection", Ty::Str).when(&["processing"]),
+        opt("attempts", Ty::Int).when(&["processing"]),
         opt("max_tries", Ty::Int).doc("brief"),
-        opt("wait_time_ms", Ty::Num).doc("only under Horizon"),
-        opt("duration_ms", Ty::Num),
-        opt("payload", Ty::Any).doc("Laravel's job payload (commandName, serialized command)"),
+        opt("wait_time_ms", Ty::Num).doc("ms in the queue; null unless the payload has pushedAt"),
+        opt("duration_ms", Ty::Num).doc("processed/failed; 0 when the start was not seen"),
+        opt("payload", Ty::Any).doc("processing: Laravel's job data {commandName, command}"),
         opt("exception", Ty::Str).doc("failed: the message (agent) / the class (brief)"),
         opt("exception_class", Ty::Str),
         opt("exception_message", Ty::Str),
-        opt("trace", Ty::Any).doc("failed: the trace as a string"),
+        opt("trace", Ty::Str).doc("failed: getTraceAsString()"),
     ],
     columns: ColumnRules {
         duration_ms: &[Src::Path("/duration_ms")],
@@ -43,28 +48,27 @@ pub(super) const JOB_SPEC: TypeSpec = TypeSpec {
     },
 };
 
-pub(super) const JOB: TypeSpec = JOB_SPEC;
-
 /// `command`: an artisan command starting or finishing (CommandCollector). The agent's
-/// sub-type is `payload.status` = starting or `payload.event` = finished (the key changes).
+/// sub-type is `payload.status` = starting or `payload.event` = finished (the key changes);
+/// the brief puts it in the name.
 pub(super) const COMMAND: TypeSpec = TypeSpec {
     name: "command",
     summary: "An artisan command starting or finishing",
     origin: Origin::Both,
-    name_kind: NameKind::Dynamic("the artisan command (the brief: starting or finished)"),
+    name_kind: NameKind::Dynamic("the artisan command line (the brief: starting or finished)"),
     names: &[sub("starting"), sub("finished")],
     subtype: SubtypeRule::Payload {
         keys: &["status", "event"],
         values: &["starting", "finished"],
     },
     fields: &[
-        opt("status", Ty::Str).doc("agent: \"starting\""),
-        opt("event", Ty::Str).doc("agent: \"finished\""),
-        opt("exit_code", Ty::Int),
+        opt("status", Ty::Str).doc("agent, starting: \"starting\""),
+        opt("event", Ty::Str).doc("agent, finished: \"finished\""),
+        opt("exit_code", Ty::Int).doc("finished"),
         opt("command", Ty::Str).doc("brief"),
         opt("arguments", Ty::Any).doc("brief"),
         opt("options", Ty::Any).doc("brief"),
-        opt("duration_ms", Ty::Num),
+        opt("duration_ms", Ty::Num).doc("brief"),
     ],
     columns: ColumnRules {
         duration_ms: &[Src::Path("/duration_ms")],
@@ -74,12 +78,12 @@ pub(super) const COMMAND: TypeSpec = TypeSpec {
 };
 
 /// `scheduled_task`: a scheduler task starting, finishing, failing or skipped
-/// (ScheduledTaskCollector; the sub-type is `payload.event`).
+/// (ScheduledTaskCollector; the sub-type is `payload.event`, the brief's is the name).
 pub(super) const SCHEDULED_TASK: TypeSpec = TypeSpec {
     name: "scheduled_task",
     summary: "A scheduled task starting, finishing, failing or being skipped",
     origin: Origin::Both,
-    name_kind: NameKind::Dynamic("the task's command string, or `unknown`"),
+    name_kind: NameKind::Dynamic("the task's shell command string, or `unknown`"),
     names: &[
         sub("starting"),
         sub("finished"),
@@ -91,16 +95,16 @@ pub(super) const SCHEDULED_TASK: TypeSpec = TypeSpec {
         values: &["starting", "finished", "failed", "skipped"],
     },
     fields: &[
-        opt("event", Ty::Str),
-        opt("expression", Ty::Str).doc("cron expression"),
-        opt("timezone", Ty::Any).doc("a string, or an object for a DateTimeZone"),
-        opt("user", Ty::Any),
+        opt("event", Ty::Str).doc("agent: starting, finished, failed or skipped"),
+        opt("expression", Ty::Str).doc("cron expression (starting, skipped)"),
+        opt("timezone", Ty::Any).doc("a string, or an object ([] on the wire) for a DateTimeZone"),
+        opt("user", Ty::Str),
         opt("description", Ty::Str),
-        opt("frequency_seconds", Ty::Int),
-        opt("runtime", Ty::Num).doc("SECONDS (agent); null when failed"),
+        opt("frequency_seconds", Ty::Int).doc("parsed from the expression; null when unknown"),
+        opt("runtime", Ty::Num).doc("SECONDS (agent, finished); null when failed"),
         opt("exit_code", Ty::Int),
         opt("exception", Ty::Str).doc("failed: the message"),
-        opt("trace", Ty::Any),
+        opt("trace", Ty::Str).doc("failed: getTraceAsString()"),
         opt("task", Ty::Str).doc("brief"),
         opt("without_overlapping", Ty::Bool).doc("brief"),
         opt("run_in_background", Ty::Bool).doc("brief"),
@@ -109,7 +113,7 @@ pub(super) const SCHEDULED_TASK: TypeSpec = TypeSpec {
         opt("skip_reason", Ty::Str).doc("brief"),
     ],
     columns: ColumnRules {
-        duration_ms: &[Src::Path("/duration_ms"), Src::Scaled("/runtime", 1000.0)],
+        duration_ms: &[Src::Scaled("/runtime", 1000.0), Src::Path("/duration_ms")],
         is_error: &[
             ErrorRule::SubtypeIn(&["failed"]),
             ErrorRule::AtLeast("/exit_code", 1.0),
@@ -127,13 +131,13 @@ pub(super) const MAIL: TypeSpec = TypeSpec {
     names: &[],
     subtype: SubtypeRule::None,
     fields: &[
-        opt("subject", Ty::Str),
-        opt("to", Ty::List(&Ty::Any)).doc("plain address lists (not scrubbed)"),
-        opt("cc", Ty::List(&Ty::Any)),
-        opt("bcc", Ty::List(&Ty::Any)),
-        opt("from", Ty::List(&Ty::Any)),
-        opt("has_attachments", Ty::Bool),
-        opt("notification", Ty::Str),
+        req("subject", Ty::Str).nullable(),
+        req("to", Ty::List(&Ty::Str)).doc("plain addresses (not scrubbed)"),
+        opt("cc", Ty::List(&Ty::Str)),
+        opt("bcc", Ty::List(&Ty::Str)),
+        opt("from", Ty::List(&Ty::Str)).doc("agent"),
+        opt("has_attachments", Ty::Bool).doc("agent"),
+        opt("notification", Ty::Str).doc("agent: the notification class, when sent by one"),
         opt("mailable", Ty::Str).doc("brief"),
         opt("queued", Ty::Bool).doc("brief"),
     ],
@@ -153,19 +157,21 @@ pub(super) const NOTIFICATION: TypeSpec = TypeSpec {
         values: &["sent", "failed"],
     },
     fields: &[
-        opt("status", Ty::Str),
-        opt("notification", Ty::Str).doc("brief; the agent sends it as the name"),
-        opt("channel", Ty::Str),
+        opt("status", Ty::Str).doc("agent: sent or failed"),
+        opt("notification", Ty::Str).doc("brief; the agent sends the class as the name"),
+        req("channel", Ty::Str),
         opt(
             "notifiable",
-            Ty::Obj(&[opt("type", Ty::Str), opt("id", Ty::Scalar)]),
+            Ty::Obj(&[req("type", Ty::Str), opt("id", Ty::Scalar)]),
         )
         .doc("agent; id absent for anonymous notifiables"),
         opt("notifiable_type", Ty::Str).doc("brief"),
         opt("notifiable_id", Ty::Scalar).doc("brief"),
-        opt("response", Ty::Any),
-        opt("error", Ty::Str).alias(&["exception"]),
-        opt("duration_ms", Ty::Num),
+        opt("response", Ty::Any).doc("brief"),
+        opt("error", Ty::Any)
+            .alias(&["exception"])
+            .doc("failed: the event's exception, an object that arrives as []; brief: a string"),
+        opt("duration_ms", Ty::Num).doc("agent"),
     ],
     columns: ColumnRules {
         duration_ms: &[Src::Path("/duration_ms")],
@@ -185,9 +191,9 @@ pub(super) const EVENT: TypeSpec = TypeSpec {
     subtype: SubtypeRule::None,
     fields: &[
         opt("event_class", Ty::Str).doc("brief"),
-        opt("listeners", Ty::List(&Ty::Any)).doc("brief"),
+        opt("listeners", Ty::List(&Ty::Str)).doc("brief"),
         opt("broadcast", Ty::Bool).doc("brief"),
-        opt("payload_keys", Ty::List(&Ty::Any)).doc("brief"),
+        opt("payload_keys", Ty::List(&Ty::Str)).doc("brief"),
     ],
     columns: ColumnRules::NONE,
 };
@@ -210,31 +216,41 @@ pub(super) const HEALTH: TypeSpec = TypeSpec {
     ],
     subtype: SubtypeRule::Name,
     fields: &[
-        opt("task_name", Ty::Str),
-        opt("command", Ty::Str),
+        opt("task_name", Ty::Str).doc("scheduled_task_*"),
+        opt("command", Ty::Str).doc("scheduled_task_*: the shell command, null for closures"),
         opt("expression", Ty::Str),
-        opt("duration_ms", Ty::Num),
+        opt("duration_ms", Ty::Num).doc("scheduled_task_finished, stuck_job_detected"),
         opt("exit_code", Ty::Int),
         opt("success", Ty::Bool),
-        opt("exception", Ty::Str),
-        opt("severity", Ty::Str),
+        opt("exception", Ty::Str).doc("scheduled_task_failed: the message"),
+        opt("severity", Ty::Str).doc("agent: high (task failed), critical (stuck job)"),
         opt("job_id", Ty::Scalar),
         opt("job_name", Ty::Str),
         opt("queue", Ty::Str),
         opt("duration_seconds", Ty::Num),
         opt("threshold_seconds", Ty::Num),
-        opt("total_jobs", Ty::Int),
+        opt("total_jobs", Ty::Int).doc("queue_metrics: one queue per event (agent)"),
         opt("succeeded", Ty::Int),
         opt("failed", Ty::Int),
-        opt("success_rate", Ty::Num),
-        opt("failure_rate", Ty::Num),
-        opt("queues", Ty::Map(&Ty::Any)).doc("brief: {queue: {pending, processing, failed}}"),
-        opt("component", Ty::Str),
-        opt("timestamp", Ty::Scalar),
-        opt("uptime", Ty::Num),
-        opt("memory_usage", Ty::Num),
+        opt("success_rate", Ty::Num).doc("percent"),
+        opt("failure_rate", Ty::Num).doc("percent"),
+        opt(
+            "queues",
+            Ty::Map(&Ty::Obj(&[
+                opt("pending", Ty::Int),
+                opt("processing", Ty::Int),
+                opt("failed", Ty::Int),
+            ])),
+        )
+        .doc("brief: {queue: {pending, processing, failed}}"),
+        req("component", Ty::Str)
+            .when(&["component_health"])
+            .doc("heartbeat (manual, may be null) and component_health"),
+        opt("timestamp", Ty::Scalar).doc("agent: ISO-8601"),
+        opt("uptime", Ty::Num).doc("seconds since LARAVEL_START"),
+        opt("memory_usage", Ty::Num).doc("bytes"),
         opt("memory_usage_mb", Ty::Num),
-        opt("peak_memory", Ty::Num),
+        opt("peak_memory", Ty::Num).doc("bytes"),
         opt("peak_memory_mb", Ty::Num),
     ],
     columns: ColumnRules {
@@ -258,18 +274,26 @@ pub(super) const TEST: TypeSpec = TypeSpec {
     names: &[sub("started"), sub("finished")],
     subtype: SubtypeRule::Name,
     fields: &[
-        opt("test_name", Ty::Str).doc("agent: \"Class::method\""),
+        req("test_name", Ty::Str).doc("agent: \"Class::method\""),
         opt("test_class", Ty::Str).doc("brief"),
-        opt("status", Ty::Str).doc("whatever string the caller passed (brief: passed|failed|…)"),
-        opt("duration_ms", Ty::Num),
-        opt("exception", Ty::Any).doc("agent: null or {message, trace}; brief: a string"),
-        opt("assertions", Ty::Int),
-        opt("group", Ty::Any),
-        opt("git_sha", Ty::Str),
+        opt("status", Ty::Str)
+            .doc("finished: whatever string the caller passed (passed, failed, skipped…)"),
+        opt("duration_ms", Ty::Num).doc("finished"),
+        opt(
+            "exception",
+            Ty::AnyOf(&[
+                Ty::Str,
+                Ty::Obj(&[opt("message", Ty::Str), opt("trace", Ty::Str)]),
+            ]),
+        )
+        .doc("agent: null or {message, trace}; brief: a string"),
+        opt("assertions", Ty::Int).doc("brief"),
+        opt("group", Ty::Str).doc("agent, started (\"default\")"),
+        opt("git_sha", Ty::Str).doc("agent, started: from the config, may be null"),
     ],
     columns: ColumnRules {
         duration_ms: &[Src::Path("/duration_ms")],
-        is_error: &[ErrorRule::ValueIn("/status", &["failed", "error"])],
+        is_error: &[ErrorRule::ValueIn("/status", &["failed"])],
         ..ColumnRules::NONE
     },
 };
@@ -283,12 +307,24 @@ pub(super) const QUEUE_METRICS: TypeSpec = TypeSpec {
     names: &[sub("snapshot")],
     subtype: SubtypeRule::None,
     fields: &[
-        opt("queues", Ty::Map(&Ty::Any))
-            .doc("agent: {name, pending_count, processing_count, oldest_job_age_seconds}"),
-        opt("total_pending", Ty::Int),
-        opt("total_failed", Ty::Int),
-        opt("timestamp", Ty::Scalar),
-        opt("redis_memory_usage", Ty::Any),
+        req(
+            "queues",
+            Ty::Map(&Ty::Obj(&[
+                opt("name", Ty::Str),
+                opt("pending_count", Ty::Int).doc("agent"),
+                opt("processing_count", Ty::Int).doc("agent; always 0"),
+                opt("oldest_job_age_seconds", Ty::Num).doc("agent; null when unknown"),
+                opt("pending", Ty::Int).doc("brief"),
+                opt("processing", Ty::Int).doc("brief"),
+                opt("failed", Ty::Int).doc("brief"),
+                opt("delayed", Ty::Int).doc("brief"),
+            ])),
+        )
+        .doc("keyed by queue name; [] when no queue is monitored"),
+        opt("total_pending", Ty::Int).doc("agent"),
+        opt("total_failed", Ty::Int).doc("agent"),
+        opt("timestamp", Ty::Str).doc("agent: ISO-8601"),
+        opt("redis_memory_usage", Ty::Int).doc("agent, redis queues: bytes or null"),
         opt("total_workers", Ty::Int).doc("brief"),
         opt("jobs_per_minute", Ty::Num).doc("brief"),
         opt("avg_wait_time_ms", Ty::Num).doc("brief"),

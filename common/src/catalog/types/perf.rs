@@ -5,13 +5,29 @@ use crate::catalog::columns::{ColumnRules, ErrorRule, Src};
 use crate::catalog::ty::{opt, req, Ty};
 use crate::catalog::{agent_sub, brief_sub, sub, NameKind, Origin, SubtypeRule, TypeSpec};
 
-/// Span types of a lifecycle. Not an enum: apps and agent versions add their own (a
-/// `CACHE_FORGET` span is seen in the wild), and a false rejection is worse than a new label.
-const SPAN_TYPES_DOC: &str =
-    "QUERY, CACHE_HIT, CACHE_MISS, CACHE_WRITE, OUTGOING_REQUEST, JOB_DISPATCHED, … (any label)";
+/// The phases of a lifecycle (LifecycleCollector::buildPhases).
+const PHASE_NAMES: &[&str] = &["BOOTSTRAP", "MIDDLEWARE", "CONTROLLER"];
 
-/// `lifecycle`: one HTTP request as a waterfall (LifecycleCollector, at termination).
-pub(super) const LIFECYCLE_SPEC: TypeSpec = TypeSpec {
+/// The span types of a lifecycle: the six LifecycleCollector produces, plus `CACHE_FORGET`,
+/// which the load generator's traffic model sends for `Cache::forget` (agent b8af826 has no
+/// listener for it; accepted so a later agent that adds one is not rejected).
+const SPAN_TYPES: &[&str] = &[
+    "QUERY",
+    "CACHE_HIT",
+    "CACHE_MISS",
+    "CACHE_WRITE",
+    "CACHE_FORGET",
+    "OUTGOING_REQUEST",
+    "JOB_DISPATCHED",
+];
+
+/// `{duration_ms, percentage}` of one phase in a lifecycle's `breakdown`.
+const SHARE: Ty = Ty::Obj(&[req("duration_ms", Ty::Num), req("percentage", Ty::Num)]);
+
+/// `lifecycle`: one HTTP request as a waterfall (LifecycleCollector, at termination). On a 404
+/// without a matched route, `route.name`/`uri` and `controller.class`/`action` are null,
+/// `controller.full` is `"@"`, and `phases`/`breakdown` hold only the bootstrap entry.
+pub(super) const LIFECYCLE: TypeSpec = TypeSpec {
     name: "lifecycle",
     summary: "One HTTP request as a waterfall: phases, spans (queries, cache, HTTP, jobs), counts",
     origin: Origin::Both,
@@ -19,85 +35,113 @@ pub(super) const LIFECYCLE_SPEC: TypeSpec = TypeSpec {
     names: &[sub("http_request")],
     subtype: SubtypeRule::None,
     fields: &[
-        opt("trace_id", Ty::Str),
+        req("trace_id", Ty::Str),
         req("total_duration_ms", Ty::Num),
         req(
             "request",
             Ty::Obj(&[
-                opt("method", Ty::Str),
-                opt("url", Ty::Str).doc("agent: the path"),
-                opt("full_url", Ty::Str),
-                opt("status_code", Ty::Int),
+                req("method", Ty::Str),
+                req("url", Ty::Str).doc("agent: the path, without a leading slash"),
+                req("full_url", Ty::Str),
+                req("status_code", Ty::Int),
             ]),
         ),
-        opt(
+        req(
             "phases",
             Ty::List(&Ty::Obj(&[
-                req("name", Ty::Str).doc("BOOTSTRAP, MIDDLEWARE, CONTROLLER"),
-                opt("label", Ty::Str).doc("agent: CONTROLLER only"),
-                opt("duration_ms", Ty::Num),
-                opt("start_offset_ms", Ty::Num),
-                opt("percentage", Ty::Num),
+                req("name", Ty::Enum(PHASE_NAMES)),
+                opt("label", Ty::Str).doc("CONTROLLER only: \"Class@action\""),
+                req("duration_ms", Ty::Num),
+                req("start_offset_ms", Ty::Num),
+                req("percentage", Ty::Num),
             ])),
         )
-        .doc("404s without a route hold only BOOTSTRAP"),
-        opt(
+        .doc("only BOOTSTRAP when no route matched; MIDDLEWARE is about 0 ms"),
+        req(
             "spans",
             Ty::List(&Ty::Obj(&[
-                opt("span_id", Ty::Int),
-                opt("trace_id", Ty::Str),
-                req("type", Ty::Str).doc(SPAN_TYPES_DOC),
-                opt("label", Ty::Str),
-                opt("duration_ms", Ty::Num),
-                opt("start_offset_ms", Ty::Num),
-                opt("depth", Ty::Int),
-                opt("sql", Ty::Str),
-                opt("bindings", Ty::Any),
-                opt("connection", Ty::Str),
-                opt("key", Ty::Str),
-                opt("method", Ty::Str),
-                opt("url", Ty::Str),
-                opt("status_code", Ty::Int),
-                opt("job_class", Ty::Str),
+                req("span_id", Ty::Int),
+                req("trace_id", Ty::Str),
+                req("type", Ty::EnumCi(SPAN_TYPES)),
+                req("label", Ty::Str).doc("SQL (80 chars), cache key, \"METHOD host/path\", job"),
+                req("duration_ms", Ty::Num).doc("cache spans are estimates; jobs 0"),
+                req("start_offset_ms", Ty::Num),
+                req("depth", Ty::Int),
+                opt("sql", Ty::Str).doc("QUERY"),
+                opt("bindings", Ty::Any).doc("QUERY"),
+                opt("connection", Ty::Str).doc("QUERY, JOB_DISPATCHED"),
+                opt("key", Ty::Str).doc("CACHE_*"),
+                opt("method", Ty::Str).doc("OUTGOING_REQUEST"),
+                opt("url", Ty::Str).doc("OUTGOING_REQUEST"),
+                opt("status_code", Ty::Int).doc("OUTGOING_REQUEST"),
+                opt("job_class", Ty::Str).doc("JOB_DISPATCHED"),
             ])),
+        )
+        .doc("in start order; every SQL statement of the request"),
+        req(
+            "counts",
+            Ty::Obj(&[
+                req("queries", Ty::Int),
+                req("cache_hits", Ty::Int),
+                req("cache_misses", Ty::Int),
+                req("cache_writes", Ty::Int),
+                req("outgoing_requests", Ty::Int),
+                req("jobs_dispatched", Ty::Int),
+            ]),
         ),
-        opt("counts", Ty::Map(&Ty::Int)),
-        opt(
+        req(
             "route",
             Ty::Obj(&[
-                opt("name", Ty::Str),
-                opt("uri", Ty::Str),
-                opt("methods", Ty::List(&Ty::Str)),
-                opt("parameters", Ty::Any),
+                req("name", Ty::Str).nullable(),
+                req("uri", Ty::Str).nullable(),
+                req("methods", Ty::List(&Ty::Str)),
+                req("parameters", Ty::List(&Ty::Str)).doc("parameter names"),
             ]),
         )
-        .doc("name and uri null for unmatched routes"),
-        opt(
+        .doc("name and uri null when no route matched"),
+        req(
             "controller",
             Ty::Obj(&[
-                opt("class", Ty::Str),
-                opt("action", Ty::Str),
-                opt("full", Ty::Str),
+                req("class", Ty::Str).nullable(),
+                req("action", Ty::Str).nullable(),
+                req("full", Ty::Str).doc("\"Class@action\"; \"@\" when no route matched"),
             ]),
         ),
-        opt(
+        req(
             "middleware",
             Ty::Obj(&[
-                opt("global", Ty::List(&Ty::Any)),
-                opt("route", Ty::List(&Ty::Any)),
-                opt("total_count", Ty::Int),
+                req("global", Ty::List(&Ty::Str)),
+                req("route", Ty::List(&Ty::Str)),
+                req("total_count", Ty::Int),
             ]),
         ),
-        opt(
+        req(
             "breakdown",
-            Ty::Map(&Ty::Obj(&[
-                opt("duration_ms", Ty::Num),
-                opt("percentage", Ty::Num),
-            ])),
+            Ty::Obj(&[
+                opt("bootstrap", SHARE),
+                opt("middleware", SHARE),
+                opt("controller", SHARE),
+            ]),
+        )
+        .doc("only bootstrap when no route matched"),
+        req(
+            "memory",
+            Ty::Obj(&[
+                req("peak_bytes", Ty::Int),
+                req("peak_mb", Ty::Num),
+                req("current_bytes", Ty::Int),
+                req("current_mb", Ty::Num),
+            ]),
         ),
-        opt("memory", Ty::Map(&Ty::Num)).doc("peak_bytes, peak_mb, current_bytes, current_mb"),
-        opt("environment", Ty::Map(&Ty::Any)).doc("php_version, laravel_version, sapi"),
-        opt("timestamp", Ty::Str).doc("agent: ISO-8601"),
+        req(
+            "environment",
+            Ty::Obj(&[
+                req("php_version", Ty::Str),
+                req("laravel_version", Ty::Str),
+                req("sapi", Ty::Str),
+            ]),
+        ),
+        opt("timestamp", Ty::Str).doc("agent: ISO-8601 with offset"),
     ],
     columns: ColumnRules {
         duration_ms: &[Src::Path("/total_duration_ms")],
@@ -108,8 +152,10 @@ pub(super) const LIFECYCLE_SPEC: TypeSpec = TypeSpec {
     },
 };
 
-/// `trace_span`: one phase of a request for the waterfall (TimelineCollector).
-pub(super) const TRACE_SPAN_SPEC: TypeSpec = TypeSpec {
+/// `trace_span`: one phase of a request for the waterfall (TimelineCollector). The agent sends
+/// `{type, name, start_time, end_time, duration_ms}`, the brief
+/// `{trace_id, span_name, duration_ms, start_offset_ms, percentage, additional_data?}`.
+pub(super) const TRACE_SPAN: TypeSpec = TypeSpec {
     name: "trace_span",
     summary: "One phase of a request (bootstrap, middleware, controller, sending) for waterfalls",
     origin: Origin::Both,
@@ -122,13 +168,13 @@ pub(super) const TRACE_SPAN_SPEC: TypeSpec = TypeSpec {
     ],
     subtype: SubtypeRule::Name,
     fields: &[
-        opt("type", Ty::Str).doc("agent"),
+        opt("type", Ty::Str).doc("agent: the name again (bootstrap, middleware…)"),
         opt("name", Ty::Str)
             .alias(&["span_name"])
-            .doc("agent: \"Application Bootstrap\" …"),
+            .doc("agent: \"Application Bootstrap\", \"Controller: Class@action\"…"),
         opt("start_time", Ty::Num).doc("agent: unix seconds with fraction"),
         opt("end_time", Ty::Num).doc("agent: unix seconds with fraction"),
-        req("duration_ms", Ty::Num).doc("bootstrap is always 0 from the agent"),
+        req("duration_ms", Ty::Num).doc("agent: bootstrap about 0, sending a synthetic ~1 ms"),
         opt("trace_id", Ty::Str).doc("brief"),
         opt("start_offset_ms", Ty::Num).doc("brief"),
         opt("percentage", Ty::Num).doc("brief"),
@@ -141,9 +187,6 @@ pub(super) const TRACE_SPAN_SPEC: TypeSpec = TypeSpec {
     },
 };
 
-pub(super) const TRACE_SPAN: TypeSpec = TRACE_SPAN_SPEC;
-pub(super) const LIFECYCLE: TypeSpec = LIFECYCLE_SPEC;
-
 /// `timeline`: every event of one request on a time line (TimelineCollector).
 pub(super) const TIMELINE: TypeSpec = TypeSpec {
     name: "timeline",
@@ -153,20 +196,20 @@ pub(super) const TIMELINE: TypeSpec = TypeSpec {
     names: &[sub("trace_timeline")],
     subtype: SubtypeRule::None,
     fields: &[
-        opt("trace_id", Ty::Str).doc("captured at boot: may differ from the envelope's"),
-        opt("event_count", Ty::Int),
-        opt("total_duration_ms", Ty::Num),
-        opt(
+        req("trace_id", Ty::Str).doc("agent: captured at boot, may differ from the envelope's"),
+        req("event_count", Ty::Int),
+        req("total_duration_ms", Ty::Num),
+        req(
             "events",
             Ty::List(&Ty::Obj(&[
-                opt("type", Ty::Str),
-                opt("name", Ty::Str),
-                opt("timestamp", Ty::Num),
-                opt("relative_time_ms", Ty::Num),
-                opt("data", Ty::Any),
+                req("type", Ty::Str).doc("agent: request, routing, database, queue, cache…"),
+                req("name", Ty::Str),
+                req("timestamp", Ty::Num).doc("unix seconds with fraction"),
+                req("relative_time_ms", Ty::Num),
+                req("data", Ty::AnyOf(&[Ty::Map(&Ty::Any), Ty::List(&Ty::Any)])),
             ])),
         ),
-        opt("detail_level", Ty::Str),
+        req("detail_level", Ty::Str).doc("the config value: basic, detailed or full"),
     ],
     columns: ColumnRules {
         duration_ms: &[Src::Path("/total_duration_ms")],
@@ -184,12 +227,14 @@ pub(super) const PROFILING_SEGMENT: TypeSpec = TypeSpec {
     names: &[],
     subtype: SubtypeRule::None,
     fields: &[
-        opt("segment_name", Ty::Str),
-        opt("duration_ms", Ty::Num),
-        opt("memory_start", Ty::Num),
-        opt("memory_end", Ty::Num),
-        opt("memory_peak", Ty::Num),
-        opt("additional_data", Ty::Any),
+        opt("segment_name", Ty::Str).doc("brief"),
+        req("duration_ms", Ty::Num),
+        opt("memory_start", Ty::Num).doc("brief: bytes"),
+        opt("memory_end", Ty::Num).doc("brief: bytes"),
+        opt("memory_peak", Ty::Num).doc("brief: bytes"),
+        opt("additional_data", Ty::Any).doc("brief"),
+        opt("memory_delta", Ty::Num).doc("agent's (unreachable) code: bytes"),
+        opt("is_slow", Ty::Bool).doc("agent's (unreachable) code"),
     ],
     columns: ColumnRules {
         duration_ms: &[Src::Path("/duration_ms")],
@@ -206,26 +251,26 @@ pub(super) const LLM_REQUEST: TypeSpec = TypeSpec {
     names: &[],
     subtype: SubtypeRule::None,
     fields: &[
-        opt("provider", Ty::Str),
-        opt("model", Ty::Str),
-        opt("prompt", Ty::Str),
-        opt("response", Ty::Str),
-        opt(
+        req("provider", Ty::Str),
+        req("model", Ty::Str),
+        opt("prompt", Ty::Str).doc("when track_prompts"),
+        opt("response", Ty::Str).doc("when track_responses"),
+        req(
             "usage",
             Ty::Obj(&[
-                opt("prompt_tokens", Ty::Int),
-                opt("completion_tokens", Ty::Int),
-                opt("total_tokens", Ty::Int),
+                req("prompt_tokens", Ty::Int),
+                req("completion_tokens", Ty::Int),
+                req("total_tokens", Ty::Int),
             ]),
         ),
-        opt("cost", Ty::Num).doc("USD"),
-        opt("duration_ms", Ty::Num),
-        opt("status", Ty::Str).doc("success | error"),
+        opt("cost", Ty::Num).doc("estimated, USD"),
+        req("duration_ms", Ty::Num),
+        req("status", Ty::Str).doc("brief: success | error; the agent's code: success | failed"),
         opt("error", Ty::Str),
     ],
     columns: ColumnRules {
         duration_ms: &[Src::Path("/duration_ms")],
-        is_error: &[ErrorRule::ValueIn("/status", &["error"])],
+        is_error: &[ErrorRule::ValueIn("/status", &["error", "failed"])],
         ..ColumnRules::NONE
     },
 };
@@ -239,10 +284,10 @@ pub(super) const REGRESSION: TypeSpec = TypeSpec {
     names: &[sub("baseline_snapshot")],
     subtype: SubtypeRule::None,
     fields: &[
-        opt("duration_ms", Ty::Num),
-        opt("query_count", Ty::Int),
-        opt("memory_peak", Ty::Num),
-        opt("error_flag", Ty::Int).doc("0 or 1"),
+        req("duration_ms", Ty::Num),
+        req("query_count", Ty::Int),
+        req("memory_peak", Ty::Num).doc("bytes"),
+        req("error_flag", Ty::Int).doc("1 when the response status was 500 or more"),
     ],
     columns: ColumnRules {
         duration_ms: &[Src::Path("/duration_ms")],
@@ -260,52 +305,76 @@ pub(super) const MEMORY: TypeSpec = TypeSpec {
     names: &[brief_sub("snapshot")],
     subtype: SubtypeRule::None,
     fields: &[
-        opt("current_bytes", Ty::Num),
-        opt("peak_bytes", Ty::Num),
-        opt("limit_bytes", Ty::Num),
-        opt("percentage_used", Ty::Num),
+        req("current_bytes", Ty::Num),
+        req("peak_bytes", Ty::Num),
+        req("limit_bytes", Ty::Num),
+        req("percentage_used", Ty::Num).doc("percent"),
     ],
     columns: ColumnRules::NONE,
 };
 
-/// `context`: the shared context was set (`BaddyBugs::context()`, the scheduler, tests).
+/// `context`: the shared context was updated (`BaddyBugs::context()`: by the app, by the
+/// scheduler at a task's start, by the test collector). The payload is the array merged in.
 pub(super) const CONTEXT: TypeSpec = TypeSpec {
     name: "context",
-    summary: "The agent's shared context was updated",
+    summary: "The agent's shared context was updated (the payload is what was merged in)",
     origin: Origin::Agent,
     name_kind: NameKind::Fixed,
     names: &[agent_sub("update")],
     subtype: SubtypeRule::None,
-    fields: &[],
+    fields: &[
+        opt("scheduled_task", Ty::Any).doc("set by the scheduler: the task's command"),
+        opt("test_name", Ty::Any).doc("set by the test collector"),
+    ],
     columns: ColumnRules::NONE,
 };
 
-/// `session_replay`: frontend session replay switched on or off for a session.
+/// `session_replay`: frontend session replay switched on or off for the current session
+/// (`BaddyBugs::startSessionReplay()` / `stopSessionReplay()`).
 pub(super) const SESSION_REPLAY: TypeSpec = TypeSpec {
     name: "session_replay",
-    summary: "Frontend session replay enabled or disabled",
+    summary: "Frontend session replay enabled or disabled for the current session",
     origin: Origin::Agent,
     name_kind: NameKind::Fixed,
     names: &[agent_sub("enabled"), agent_sub("disabled")],
     subtype: SubtypeRule::Name,
-    fields: &[],
-    columns: ColumnRules::NONE,
+    fields: &[
+        opt("user_id", Ty::Scalar).doc("null when no user is logged in"),
+        opt("forced", Ty::Bool).doc("enabled: always true"),
+    ],
+    columns: ColumnRules {
+        user_id: &[Src::Path("/user_id")],
+        ..ColumnRules::NONE
+    },
 };
 
-/// `deployment`: the first web request after a new deployment hash.
+/// `deployment`: a new deployment detected (DetectDeployment middleware, on the first web
+/// request after APP_DEPLOYMENT_HASH changed) or declared with `BaddyBugs::deployment()`. The
+/// payload is DeploymentTracker's context, its regression settings, then the caller's keys.
 pub(super) const DEPLOYMENT: TypeSpec = TypeSpec {
     name: "deployment",
-    summary: "A new deployment detected (first request after APP_DEPLOYMENT_HASH changed)",
+    summary: "A new deployment detected or declared",
     origin: Origin::Agent,
     name_kind: NameKind::Fixed,
     names: &[agent_sub("deployment_started")],
     subtype: SubtypeRule::None,
     fields: &[
-        opt("hash", Ty::Str),
-        opt("previous_hash", Ty::Str),
-        opt("source", Ty::Str),
-        opt("tag", Ty::Str),
-        opt("timestamp", Ty::Scalar),
+        opt("deployment_hash", Ty::Str),
+        opt("deployment_hash_short", Ty::Str),
+        opt("deployment_source", Ty::Str).doc("env, header or git"),
+        opt("deployment_tag", Ty::Str),
+        opt("deployment_timestamp", Ty::Num).doc("unix seconds"),
+        opt("deployment_at", Ty::Str).doc("\"Y-m-d H:i:s\", no timezone"),
+        opt("deployment_phase", Ty::Str).doc("warmup, post_deploy or unknown"),
+        opt("deployment_released_by", Ty::Str),
+        opt("deployment_notes", Ty::Str),
+        opt("baseline_days", Ty::Int).doc("config: regression baseline, days"),
+        opt("baseline_metrics", Ty::Any).doc("config"),
+        opt("warmup_period_minutes", Ty::Int).doc("config"),
+        opt("auto_detected", Ty::Bool),
+        opt("detection_method", Ty::Str).doc("auto-detected: env, header or git"),
+        opt("first_request_url", Ty::Str).doc("auto-detected"),
+        opt("first_request_method", Ty::Str).doc("auto-detected"),
     ],
     columns: ColumnRules::NONE,
 };
