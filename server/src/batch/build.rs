@@ -101,6 +101,7 @@ fn add_record(
                         organization: meta.organization.clone(),
                         application: meta.application.clone(),
                         timestamp_ms: env.timestamp_ms,
+                        received_ms: meta.received_ms,
                         span,
                     });
                 }
@@ -112,6 +113,7 @@ fn add_record(
                         application: meta.application.clone(),
                         environment: env.environment.as_deref().unwrap_or_default().to_owned(),
                         timestamp_ms: env.timestamp_ms,
+                        received_ms: meta.received_ms,
                         exception,
                     });
                 }

@@ -69,6 +69,8 @@ pub struct SpanRowOut {
     pub application: String,
     /// The event's time, epoch ms.
     pub timestamp_ms: i64,
+    /// When the server received the event, epoch ms.
+    pub received_ms: i64,
     /// The span itself.
     pub span: SpanRow,
 }
@@ -88,6 +90,8 @@ pub struct ExceptionOccurrence {
     pub environment: String,
     /// The event's time, epoch ms.
     pub timestamp_ms: i64,
+    /// When the server received the event, epoch ms.
+    pub received_ms: i64,
     /// The occurrence.
     pub exception: ExceptionRow,
 }
@@ -182,11 +186,47 @@ pub struct SinkBatch {
 }
 
 impl SinkBatch {
-    /// A deterministic insert deduplication token for this batch and table.
+    /// A deterministic insert deduplication token for this batch and one table.
+    ///
+    /// Made of the LSN range, the bisection part and a digest of the identities of the rows
+    /// the table receives (event ids, quarantine ids, batch ids; batch ids are random per
+    /// request). A replay of the same spool range builds the same rows, hence the same token,
+    /// and the store drops it; LSNs alone would not do, since they restart at 1 when a spool
+    /// directory is deleted, and new rows under an old token would be silently dropped.
     pub fn dedup_token(&self, table: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut digest = Sha256::new();
+        let mut feed = |key: &str| {
+            digest.update(key.as_bytes());
+            digest.update([0u8]);
+        };
+        match table {
+            "events" => self.events.iter().for_each(|r| feed(&r.event_id)),
+            "lifecycle_spans" => self.spans.iter().for_each(|r| {
+                feed(&r.event_id);
+                feed(r.span.kind.as_str());
+                feed(&r.span.span_id.to_string());
+            }),
+            "exceptions" => self.exceptions.iter().for_each(|r| feed(&r.event_id)),
+            "malformed_events" => self.malformed.iter().for_each(|r| feed(&r.id)),
+            "ingest_traces" => self.traces.iter().for_each(|r| feed(&r.batch_id)),
+            _ => {}
+        }
+        // Event ids may be the agent's (reused by a buggy agent): the batch ids make the
+        // digest unique to these requests.
+        if table != "ingest_traces" && table != "malformed_events" {
+            self.events.iter().for_each(|r| feed(&r.batch_id));
+        }
+        let digest = hex::encode(&digest.finalize()[..8]);
         format!(
-            "bb-{table}-{}-{}-{}",
-            self.first_lsn, self.last_lsn, self.part
+            "bb-{table}-{}-{}-{}-{digest}",
+            self.first_lsn,
+            self.last_lsn,
+            if self.part.is_empty() {
+                "all"
+            } else {
+                &self.part
+            }
         )
     }
 

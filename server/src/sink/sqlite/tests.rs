@@ -81,6 +81,7 @@ fn occurrence(
         application: "shop".to_owned(),
         environment: "production".to_owned(),
         timestamp_ms,
+        received_ms: timestamp_ms + 5,
         exception: ExceptionRow {
             exception_class: "App\\Exceptions\\PaymentFailed".to_owned(),
             message: message.to_owned(),
@@ -108,6 +109,7 @@ fn span(event_id: &str, kind: SpanKind, span_id: u32, start: f64, timestamp_ms: 
         organization: "acme".to_owned(),
         application: "shop".to_owned(),
         timestamp_ms,
+        received_ms: timestamp_ms + 5,
         span: SpanRow {
             kind,
             span_id,
