@@ -247,6 +247,9 @@ pub struct ClickHouseConfig {
     pub quarantine_ttl_days: u32,
     /// Put `ON CLUSTER <name>` on the DDL and use Replicated engines.
     pub cluster: Option<String>,
+    /// Longest an insert, a query or the migration may take before it counts as failed
+    /// (retryable), seconds.
+    pub timeout_secs: u64,
 }
 
 impl Default for ClickHouseConfig {
@@ -261,6 +264,7 @@ impl Default for ClickHouseConfig {
             ttl_days: 90,
             quarantine_ttl_days: 30,
             cluster: None,
+            timeout_secs: 60,
         }
     }
 }
@@ -510,6 +514,12 @@ impl Config {
             if token.trim().is_empty() {
                 return Err(invalid("feed_token", "must not be empty"));
             }
+        }
+        if self.clickhouse.timeout_secs == 0 {
+            return Err(invalid("clickhouse.timeout_secs", "must be greater than 0"));
+        }
+        if self.clickhouse.database.trim().is_empty() {
+            return Err(invalid("clickhouse.database", "must not be empty"));
         }
         if let Some(url) = &self.clickhouse.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
