@@ -277,12 +277,16 @@ ORDER BY (organization, application, fingerprint, timestamp)
     exception_class  AggregateFunction(argMax, String, DateTime64(3, 'UTC')),
     last_message     AggregateFunction(argMax, String, DateTime64(3, 'UTC'))
 ) ENGINE = {agg}
-ORDER BY (organization, application, fingerprint)",
+ORDER BY (organization, application, fingerprint)
+{dedup}",
                 groups = self.table("exception_groups"),
                 agg = self.engine("Aggregating"),
             ),
-            // Fed by each insert into `exceptions`; an insert dropped as a duplicate (same
-            // deduplication token) does not reach the view, so replays never double-count.
+            // Fed by each insert into `exceptions`. A replayed insert still reaches the view
+            // (ClickHouse pushes deduplicated blocks to dependent views); the insert sets
+            // `deduplicate_blocks_in_dependent_materialized_views = 1` and the target keeps a
+            // deduplication window too, so the replay is dropped there as well and occurrence
+            // counts never double.
             format!(
                 "CREATE MATERIALIZED VIEW IF NOT EXISTS {mv}{c} TO {groups} AS
 SELECT
@@ -425,7 +429,8 @@ mod tests {
             script
                 .matches("non_replicated_deduplication_window = 10000")
                 .count(),
-            TABLES.len()
+            TABLES.len() + 1,
+            "every inserted table and the exception groups"
         );
         assert!(script.contains("toIntervalDay(90)") && script.contains("toIntervalDay(30)"));
     }

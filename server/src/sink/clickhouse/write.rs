@@ -292,6 +292,8 @@ fn insert_client(client: &Client, batch: &SinkBatch, table: &str) -> Client {
         .with_setting("insert_deduplication_token", batch.dedup_token(table))
         .with_setting("insert_deduplicate", "1")
         .with_setting("async_insert", "0")
+        // The exception groups view must drop a replay too (see schema.rs).
+        .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1")
 }
 
 /// Writes every table's rows of `batch` (tables without rows are skipped). `client` has the
