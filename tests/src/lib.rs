@@ -2,4 +2,5 @@
 
 pub mod clickhouse;
 pub mod faults;
+pub mod load;
 pub mod server;

@@ -97,7 +97,7 @@ impl ClickHouseStore {
         match store.ensure_schema().await {
             Ok(()) => {}
             Err(SinkError::Retryable(reason)) => {
-                tracing::warn!(location = %store.location, %reason, "ClickHouse is not reachable yet; ingest continues into the spool and the schema will be checked before the first write");
+                tracing::warn!(location = %store.location, %reason, "ClickHouse store not ready yet; ingest continues into the spool and writes wait until it is");
             }
             Err(err) => return Err(err),
         }

@@ -1,0 +1,346 @@
+//! The real binary with ClickHouse as its store (the real ClickHouse engine: chDB behind
+//! `tests/clickhouse/chfront.py`, or `CLICKHOUSE_URL`): an outage under load, `kill -9` under
+//! load, a row ClickHouse refuses, and the schema applied twice or by a DBA.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use baddybugs_ingest::config::ClickHouseConfig;
+use baddybugs_ingest::sink::clickhouse::ClickHouseStore;
+use baddybugs_tests::clickhouse::ClickHouseFront;
+use baddybugs_tests::load::{assert_stored_exactly_once, load};
+use baddybugs_tests::server::{
+    batch_body, get_json, post_as_agent, wait_for, ServerOptions, TestServer,
+};
+use tokio::sync::Mutex;
+
+/// A server storing into `database` on `front`, with short flush and retry intervals.
+fn server_on(
+    front: &ClickHouseFront,
+    database: &str,
+    extra: &[&str],
+) -> anyhow::Result<TestServer> {
+    let mut args = vec!["--clickhouse-url".to_owned(), front.url()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    TestServer::start_with(ServerOptions {
+        args,
+        env: vec![
+            ("BADDYBUGS_CLICKHOUSE__DATABASE".into(), database.into()),
+            ("BADDYBUGS_BATCH__FLUSH_INTERVAL_MS".into(), "100".into()),
+            ("BADDYBUGS_BATCH__RETRY_MAX_MS".into(), "500".into()),
+        ],
+        ..Default::default()
+    })
+}
+
+struct Load {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<String>>>,
+    statuses: Arc<Mutex<HashMap<u16, u64>>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn start_load(server: &TestServer, trace: &'static str, workers: usize) -> Load {
+    let client = reqwest::Client::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let statuses = Arc::new(Mutex::new(HashMap::new()));
+    let handles = (0..workers)
+        .map(|w| {
+            tokio::spawn(load(
+                client.clone(),
+                server.url("/v1/ingest"),
+                trace,
+                w,
+                stop.clone(),
+                acked.clone(),
+                statuses.clone(),
+            ))
+        })
+        .collect();
+    Load {
+        stop,
+        acked,
+        statuses,
+        workers: handles,
+    }
+}
+
+impl Load {
+    async fn acked(&self) -> usize {
+        self.acked.lock().await.len()
+    }
+
+    async fn wait_acked(&self, at_least: usize) -> anyhow::Result<()> {
+        wait_for(
+            Duration::from_secs(60),
+            &format!("{at_least} events acknowledged"),
+            || async { (self.acked().await >= at_least).then_some(()) },
+        )
+        .await
+    }
+
+    async fn finish(self) -> anyhow::Result<Vec<String>> {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            w.await?;
+        }
+        let acked = self.acked.lock().await.clone();
+        Ok(acked)
+    }
+}
+
+#[tokio::test]
+async fn clickhouse_outage_spool_absorbs_and_every_acknowledged_event_arrives_once(
+) -> anyhow::Result<()> {
+    let mut front = ClickHouseFront::start().await?;
+    if front.is_external() {
+        eprintln!(
+            "CLICKHOUSE_URL is set: an external server cannot be stopped; outage drill skipped"
+        );
+        return Ok(());
+    }
+    let db = front.fresh_database("outage").await?;
+    let server = server_on(&front, &db, &[])?;
+    let client = reqwest::Client::new();
+    let load = start_load(&server, "t-ch-outage", 3);
+    load.wait_acked(1_000).await?;
+
+    // ClickHouse goes away: ingest keeps answering 202, the spool grows, /readyz says why.
+    front.stop();
+    let before = load.acked().await;
+    load.wait_acked(before + 1_000).await?;
+    let (status, ready) = wait_for(
+        Duration::from_secs(30),
+        "/readyz reports the outage",
+        || async {
+            let (status, ready) = get_json(&client, &server, "/readyz").await.ok()?;
+            (status == 503).then_some((status, ready))
+        },
+    )
+    .await?;
+    assert_eq!(status, 503);
+    let reasons = ready["reasons"].to_string();
+    assert!(reasons.contains("store"), "{ready}");
+    assert_eq!(ready["store"]["kind"], "clickhouse", "{ready}");
+    assert!(
+        ready["spool"]["bytes_on_disk"].as_u64().unwrap_or(0) > 0,
+        "{ready}"
+    );
+    assert_eq!(
+        load.statuses
+            .lock()
+            .await
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![202],
+        "only 202s during the outage"
+    );
+
+    // Back: everything acknowledged arrives, nothing twice.
+    front.restart()?;
+    let before = load.acked().await;
+    load.wait_acked(before + 500).await?;
+    let acked = load.finish().await?;
+    assert_stored_exactly_once(&client, &server, "t-ch-outage", &acked).await?;
+    let counts = front
+        .query_text(&format!(
+            "SELECT count(), uniqExact(event_id) FROM `{db}`.events WHERE trace_id = 't-ch-outage'"
+        ))
+        .await?;
+    assert_eq!(
+        counts.trim(),
+        format!("{}\t{}", acked.len(), acked.len()),
+        "ClickHouse holds each acknowledged event once"
+    );
+    wait_for(Duration::from_secs(30), "ready again", || async {
+        let (status, _) = get_json(&client, &server, "/readyz").await.ok()?;
+        (status == 200).then_some(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn kill_9_under_load_with_clickhouse_stores_each_acknowledged_event_once(
+) -> anyhow::Result<()> {
+    let front = ClickHouseFront::start().await?;
+    let db = front.fresh_database("crash").await?;
+    let mut server = server_on(&front, &db, &[])?;
+    let client = reqwest::Client::new();
+    let load = start_load(&server, "t-ch-crash", 4);
+    load.wait_acked(2_000).await?;
+    // Crash while requests and inserts are in flight: the restart replays the spool range
+    // past the checkpoint, and the deduplication tokens drop what had already landed.
+    server.kill9();
+    let acked = load.finish().await?;
+    server.restart()?;
+    assert_stored_exactly_once(&client, &server, "t-ch-crash", &acked).await?;
+    let counts = front
+        .query_text(&format!(
+            "SELECT count() - uniqExact(event_id) FROM `{db}`.events"
+        ))
+        .await?;
+    assert_eq!(counts.trim(), "0", "no event stored twice");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_row_clickhouse_refuses_is_quarantined_and_its_batch_mates_stored() -> anyhow::Result<()>
+{
+    let front = ClickHouseFront::start().await?;
+    let db = front.fresh_database("refused").await?;
+    let server = server_on(&front, &db, &[])?;
+    let client = reqwest::Client::new();
+    wait_for(Duration::from_secs(30), "schema applied", || async {
+        let (status, _) = get_json(&client, &server, "/readyz").await.ok()?;
+        (status == 200).then_some(())
+    })
+    .await?;
+    // A constraint the catalog does not know (as a DBA might add): ClickHouse refuses the row.
+    front
+        .query_text(&format!(
+            "ALTER TABLE `{db}`.events ADD CONSTRAINT no_poison CHECK name != 'poison-pill'"
+        ))
+        .await?;
+    let events: Vec<String> = (0..10)
+        .map(|i| {
+            let name = if i == 6 { "poison-pill".to_owned() } else { format!("key-{i}") };
+            format!(r#"{{"id":"refused-{i}","trace_id":"t-refused","env":"production","type":"cache","name":"{name}","payload":{{"action":"hit","store":"redis","tags":[]}}}}"#)
+        })
+        .collect();
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    let (status, body) = post_as_agent(&client, &server, &batch_body(&refs)).await?;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"], 10, "the server accepted all ten: {body}");
+
+    let quarantined = wait_for(
+        Duration::from_secs(60),
+        "the refused row quarantined",
+        || async {
+            let (_, page) = get_json(&client, &server, "/v1/malformed?reason=sink_rejected")
+                .await
+                .ok()?;
+            let rows = page["malformed"].as_array()?.clone();
+            (!rows.is_empty()).then_some(rows)
+        },
+    )
+    .await?;
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    let row = &quarantined[0];
+    assert_eq!(row["event_id"], "refused-6");
+    let message = row["reasons"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("VIOLATED_CONSTRAINT") && message.contains("no_poison"),
+        "the quarantine keeps ClickHouse's error: {message}"
+    );
+    assert!(row["raw"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("poison-pill"));
+    let stored = wait_for(Duration::from_secs(30), "the nine batch-mates", || async {
+        let (_, page) = get_json(&client, &server, "/v1/events?trace_id=t-refused")
+            .await
+            .ok()?;
+        let ids: Vec<String> = page["events"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["id"].as_str().map(str::to_owned))
+            .collect();
+        (ids.len() == 9).then_some(ids)
+    })
+    .await?;
+    assert!(!stored.contains(&"refused-6".to_owned()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn schema_applies_twice_and_a_dba_can_apply_it_by_hand() -> anyhow::Result<()> {
+    let front = ClickHouseFront::start().await?;
+
+    // The server's own migrations, twice on the same database: the second applies nothing.
+    let db = front.fresh_database("migrate").await?;
+    let config = ClickHouseConfig {
+        url: Some(front.url()),
+        database: db.clone(),
+        ..ClickHouseConfig::default()
+    };
+    for _ in 0..2 {
+        let store = ClickHouseStore::connect(&config).await?;
+        assert!(store.health().await.reachable);
+    }
+    let versions = front
+        .query_text(&format!("SELECT version FROM `{db}`.schema_migrations"))
+        .await?;
+    assert_eq!(versions.trim(), "1", "version 1 recorded once");
+    let tables = front
+        .query_text(&format!(
+            "SELECT name FROM system.tables WHERE database = '{db}' ORDER BY name"
+        ))
+        .await?;
+    assert_eq!(
+        tables.split_whitespace().collect::<Vec<_>>(),
+        [
+            "events",
+            "exception_groups",
+            "exception_groups_mv",
+            "exceptions",
+            "ingest_traces",
+            "lifecycle_spans",
+            "malformed_events",
+            "schema_migrations"
+        ]
+    );
+
+    // With --clickhouse-migrate=false on an empty database, the server says what to do.
+    let empty = front.fresh_database("dba").await?;
+    let server = server_on(&front, &empty, &["--clickhouse-migrate", "false"])?;
+    let client = reqwest::Client::new();
+    let (status, ready) = get_json(&client, &server, "/readyz").await?;
+    assert_eq!(status, 503, "{ready}");
+    assert!(
+        ready.to_string().contains("baddybugs-ingest schema"),
+        "/readyz names the fix: {ready}"
+    );
+
+    // The DBA applies `baddybugs-ingest schema`, statement by statement; ingest then works.
+    let output = std::process::Command::new(baddybugs_tests::server::binary("baddybugs-ingest"))
+        .arg("schema")
+        .env("BADDYBUGS_CLICKHOUSE__DATABASE", &empty)
+        .output()?;
+    assert!(output.status.success());
+    let script = String::from_utf8(output.stdout)?;
+    assert!(script.contains(&format!("`{empty}`.`events`")));
+    for statement in script.split(";\n\n") {
+        let sql: String = statement
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !sql.trim().is_empty() {
+            front.query_text(&sql).await?;
+        }
+    }
+    let (status, body) = post_as_agent(
+        &client,
+        &server,
+        &batch_body(&[r#"{"id":"dba-1","trace_id":"t-dba","env":"production","type":"cache","name":"k","payload":{"action":"hit","store":"redis","tags":[]}}"#]),
+    )
+    .await?;
+    assert_eq!(status, 202, "{body}");
+    wait_for(
+        Duration::from_secs(60),
+        "stored after the DBA applied the schema",
+        || async {
+            let (status, _) = get_json(&client, &server, "/v1/events/dba-1").await.ok()?;
+            (status == 200).then_some(())
+        },
+    )
+    .await?;
+    let (status, ready) = get_json(&client, &server, "/readyz").await?;
+    assert_eq!(status, 200, "{ready}");
+    Ok(())
+}
