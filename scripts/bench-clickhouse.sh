@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# ClickHouse sink benchmark: drain rate from the spool into ClickHouse, end-to-end latency
+# (202 -> stored, i.e. queryable: inserts are synchronous) at a steady offered load, and the
+# acknowledged rate and ack latency at fractions of the peak with ClickHouse as the store.
+# ClickHouse is the real engine (chDB) behind tests/clickhouse/chfront.py on the same machine,
+# or the server named by CLICKHOUSE_URL. Prints a markdown report on stdout.
+#
+#   scripts/bench-clickhouse.sh [--quick] [--append] [--events N] [--steady-rate R]
+#
+# --quick: shorter runs. Needs: cargo, jq, curl, free TCP ports 18182 and 18124.
+set -euo pipefail
+
+QUICK=0 APPEND=0 BACKLOG=300000 STEADY=20000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --append) APPEND=1 ;;
+    --events) BACKLOG="$2"; shift ;;
+    --steady-rate) STEADY="$2"; shift ;;
+    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+SERVER="$TARGET/release/baddybugs-ingest"
+LOADGEN="$TARGET/release/baddybugs-loadgen"
+PY="$TARGET/chdb-venv/bin/python"
+PORT=18182 CH_PORT=18124
+URL="http://127.0.0.1:$PORT/v1/ingest"
+KEY="bench-key:bench-secret" TOKEN="bench-token"
+STEADY_SECS=30 FRAC_SECS=20
+[ "$QUICK" = 1 ] && STEADY_SECS=10 FRAC_SECS=8 && BACKLOG=100000
+WORK="$(mktemp -d)"
+SERVER_PID="" CH_PID=""
+OUT="$WORK/report.md"
+log() { echo "bench-clickhouse: $*" >&2; }
+md() { echo "$*" >> "$OUT"; }
+cleanup() {
+  for p in $SERVER_PID $CH_PID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log "building release binaries and the ClickHouse front"
+cargo build --release -q -p baddybugs-ingest -p baddybugs-fixtures >&2
+if [ -n "${CLICKHOUSE_URL:-}" ]; then CH_URL="$CLICKHOUSE_URL"; else
+  bash tests/clickhouse/setup.sh >&2
+  CH_URL="http://127.0.0.1:$CH_PORT"
+fi
+
+start_front() { # a fresh chDB data dir on CH_PORT (no-op with CLICKHOUSE_URL)
+  [ -n "${CLICKHOUSE_URL:-}" ] && return 0
+  rm -rf "$WORK/ch"
+  "$PY" tests/clickhouse/chfront.py --port "$CH_PORT" --data-dir "$WORK/ch" > "$WORK/ch.out" 2> "$WORK/ch.err" &
+  CH_PID=$!
+  for _ in $(seq 1 600); do grep -q LISTENING "$WORK/ch.out" 2>/dev/null && return 0; sleep 0.1; done
+  echo "the ClickHouse front did not start" >&2; cat "$WORK/ch.err" >&2; exit 1
+}
+stop_front() { [ -n "$CH_PID" ] && { kill "$CH_PID"; wait "$CH_PID" 2>/dev/null || true; CH_PID=""; }; return 0; }
+start_server() { # fresh data dir and database, fsync always, ClickHouse store
+  local name="$1" db="bench_$1_$$"
+  [ -n "${CLICKHOUSE_URL:-}" ] || true
+  cat > "$WORK/bench.toml" <<EOF
+[spool]
+fsync = "always"
+[clickhouse]
+database = "$db"
+EOF
+  # The database is created by the server's migrations (CREATE DATABASE IF NOT EXISTS).
+  BADDYBUGS_LOG=warn "$SERVER" serve --config "$WORK/bench.toml" --listen "127.0.0.1:$PORT" \
+    --data-dir "$WORK/data-$name" --api-key "$KEY" --feed-token "$TOKEN" --clickhouse-url "$CH_URL" \
+    > "$WORK/server.out" 2> "$WORK/server.err" &
+  SERVER_PID=$!
+  for _ in $(seq 1 200); do grep -q "listening on" "$WORK/server.out" 2>/dev/null && return 0; sleep 0.05; done
+  echo "the server did not start:" >&2; cat "$WORK/server.err" >&2; exit 1
+}
+stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""; }
+stats() { curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/v1/stats"; }
+loadgen() { "$LOADGEN" --url "$URL" --api-key "$KEY" --feed-token "$TOKEN" --seed 7 --json -q "$@"; }
+histo() { stats | jq -r --arg n "$1" '.latencies[] | select(.name==$n) | "\(.p50)|\(.p90)|\(.p99)|\(.max)|\(.count)"'; }
+
+CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+md "## ClickHouse sink benchmark $(date -u +%Y-%m-%dT%H:%MZ)$([ "$QUICK" = 1 ] && echo ' (quick)')"
+md ""
+md "Machine: $(nproc) cores, $CPU; \`git rev-parse --short HEAD\` = $(git rev-parse --short HEAD 2>/dev/null || echo '?')."
+md "ClickHouse: $([ -n "${CLICKHOUSE_URL:-}" ] && echo "$CLICKHOUSE_URL" || echo "chDB $("$PY" -c 'import chdb; print(chdb.__version__)' 2>/dev/null) behind tests/clickhouse/chfront.py on the same cores (every query serialized by the front)")."
+md "Server: release build, \`fsync = \"always\"\`, default batching (10k events or 1 s per insert). Reproduce: \`scripts/bench-clickhouse.sh$([ "$QUICK" = 1 ] && echo ' --quick')\`."
+md ""
+
+# 1. Drain rate: fill the spool while ClickHouse is down, then start it and time the drain.
+log "drain: $BACKLOG events spooled while ClickHouse is down"
+stop_front
+if [ -n "${CLICKHOUSE_URL:-}" ]; then log "CLICKHOUSE_URL set: the drain is measured with the server up"; fi
+start_server drain
+loadgen --rate 0 --events "$BACKLOG" --concurrency 16 > "$WORK/fill.json"
+ACKED=$(jq -r '.acked' "$WORK/fill.json")
+T0=$(date +%s.%N)
+start_front
+until [ "$(stats | jq '.sink.lag_events')" = "0" ]; do sleep 0.1; done
+T1=$(date +%s.%N)
+WRITTEN=$(stats | jq '.sink.written_events')
+INS=$(histo insert)
+stop_server
+DRAIN=$(awk -v n="$WRITTEN" -v s="$T0" -v e="$T1" 'BEGIN{printf "%d", n/(e-s)}')
+md "### Drain rate"
+md ""
+md "\`baddybugs-loadgen --rate 0 --events $BACKLOG\` acknowledged $ACKED events into the spool while ClickHouse was down; then the front was started and the clock ran until \`sink.lag_events\` = 0"
+md "(front start-up and the schema migration included): **$DRAIN events/s** ($WRITTEN events in $(awk -v s="$T0" -v e="$T1" 'BEGIN{printf "%.1f", e-s}') s)."
+md "Insert latency per batch (all tables of one batch): p50 $(cut -d'|' -f1 <<<"$INS") ms, p99 $(cut -d'|' -f3 <<<"$INS") ms, max $(cut -d'|' -f4 <<<"$INS") ms over $(cut -d'|' -f5 <<<"$INS") batches."
+md ""
+
+# 2. Steady load: 202 -> stored latency.
+log "steady ${STEADY}/s for ${STEADY_SECS}s"
+stop_front; start_front
+start_server steady
+R="$(loadgen --rate "$STEADY" --duration "${STEADY_SECS}s" --concurrency 16 --verify)"
+until [ "$(stats | jq '.sink.lag_events')" = "0" ]; do sleep 0.1; done
+E2E=$(histo end_to_end); INS=$(histo insert)
+stop_server
+md "### End-to-end latency at a steady $STEADY events/s"
+md ""
+md "\`baddybugs-loadgen --rate $STEADY --duration ${STEADY_SECS}s --concurrency 16 --verify\`: acknowledged $(jq -r '.acked_rate|floor' <<<"$R")/s, ack p99 $(jq -r '.latency.p99_ms' <<<"$R") ms;"
+md "verify: $(jq -r '"\(.verify.stored) stored, \(.verify.missing|length) missing, \(.verify.doubled|length) doubled"' <<<"$R" 2>/dev/null || echo 'see --verify output')."
+md "202 -> stored (queryable; the \`end_to_end\` histogram of /v1/stats): **p50 $(cut -d'|' -f1 <<<"$E2E") ms, p90 $(cut -d'|' -f2 <<<"$E2E") ms, p99 $(cut -d'|' -f3 <<<"$E2E") ms**, max $(cut -d'|' -f4 <<<"$E2E") ms;"
+md "insert p50 $(cut -d'|' -f1 <<<"$INS") ms, p99 $(cut -d'|' -f3 <<<"$INS") ms."
+md ""
+
+# 3. Peak and fractions of it, with ClickHouse as the store.
+log "peak with ClickHouse"
+stop_front; start_front
+start_server peak
+P="$(loadgen --rate 0 --duration "${FRAC_SECS}s" --concurrency 16)"
+stop_server
+PEAK=$(jq -r '.acked_rate|floor' <<<"$P")
+md "### Acknowledged rate and ack latency with ClickHouse as the store"
+md ""
+md "Peak: \`--rate 0 --duration ${FRAC_SECS}s --concurrency 16\`: **$PEAK events/s**, p99 $(jq -r '.latency.p99_ms' <<<"$P") ms."
+md ""
+md "| load | acked/s | p50 ms | p90 ms | p99 ms | max ms |"
+md "|---|---|---|---|---|---|"
+for pct in 25 50 90; do
+  RATE=$((PEAK * pct / 100))
+  log "latency at ${pct}% ($RATE/s)"
+  start_server "f$pct"
+  R="$(loadgen --rate "$RATE" --duration "${FRAC_SECS}s" --concurrency 16)"
+  stop_server
+  md "| ${pct} % (\`--rate $RATE\`) | $(jq -r '.acked_rate|floor' <<<"$R") | $(jq -r '.latency.p50_ms' <<<"$R") | $(jq -r '.latency.p90_ms' <<<"$R") | $(jq -r '.latency.p99_ms' <<<"$R") | $(jq -r '.latency.max_ms' <<<"$R") |"
+done
+md ""
+stop_front
+
+cat "$OUT"
+if [ "$APPEND" = 1 ]; then { echo; cat "$OUT"; } >> docs/BENCHMARKS.md; log "appended to docs/BENCHMARKS.md"; fi
