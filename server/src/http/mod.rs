@@ -52,7 +52,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics.prometheus(),
     )

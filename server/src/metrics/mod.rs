@@ -2,15 +2,14 @@
 //!
 //! In: increments from the request path (atomics and one short lock per request), latencies in
 //! µs, gauges from the spool and the batcher. Out: a [`MetricsSnapshot`] (the feed's `metrics`
-//! topic and `/v1/stats`) built once a second by [`Metrics::tick`], and the Prometheus text
-//! exposition of `/metrics` ([`Metrics::prometheus`]).
+//! topic and `/v1/stats`) built once a second by [`Metrics::tick`], and the Prometheus
+//! exposition of `/metrics` ([`Metrics::prometheus`], written by `prometheus-client`).
 //!
 //! Metric names follow one rule: `baddybugs_ingest_<what>_<unit>[_total]`; labels are bounded
 //! (`type` is a catalog type or `unknown_type`/`invalid`, `reason` a reason code, `stage` a
 //! pipeline stage). docs/OPERATIONS.md lists each metric and what to do when it looks wrong.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +22,8 @@ use baddybugs_common::timestamp::format_millis;
 use baddybugs_common::{catalog, Problem, ReasonCode};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
+
+mod prometheus;
 
 /// Label used for types the catalog does not know.
 pub const UNKNOWN_TYPE: &str = "unknown_type";
@@ -448,231 +449,39 @@ impl Metrics {
         snap
     }
 
-    /// The Prometheus text exposition.
-    pub fn prometheus(&self) -> String {
-        let snap = self.current();
-        let mut out = String::with_capacity(16 << 10);
-        write_counter_family(
-            &mut out,
-            "baddybugs_ingest_events_received_total",
-            "Events received, by type.",
-            snap.types
-                .iter()
-                .map(|t| (t.event_type.as_str(), t.received)),
-        );
-        write_counter_family(
-            &mut out,
-            "baddybugs_ingest_events_accepted_total",
-            "Events accepted (durable in the spool), by type.",
-            snap.types
-                .iter()
-                .map(|t| (t.event_type.as_str(), t.accepted)),
-        );
-        write_counter_family(
-            &mut out,
-            "baddybugs_ingest_events_rejected_total",
-            "Events rejected and quarantined, by type.",
-            snap.types
-                .iter()
-                .map(|t| (t.event_type.as_str(), t.rejected)),
-        );
-        write_counter_family(
-            &mut out,
-            "baddybugs_ingest_events_duplicate_total",
-            "Agent retries recognised by event id, by type.",
-            snap.types
-                .iter()
-                .map(|t| (t.event_type.as_str(), t.duplicates)),
-        );
-        let _ = writeln!(out, "# HELP baddybugs_ingest_rejections_total Rejection reasons (an event can have several).\n# TYPE baddybugs_ingest_rejections_total counter");
-        for code in ReasonCode::ALL {
-            let count = snap
-                .reasons
-                .iter()
-                .find(|r| r.code == code.as_str())
-                .map_or(0, |r| r.count);
-            let _ = writeln!(
-                out,
-                "baddybugs_ingest_rejections_total{{reason=\"{}\"}} {count}",
-                code.as_str()
-            );
-        }
-        let _ = writeln!(out, "# HELP baddybugs_ingest_http_responses_total HTTP responses of the ingest endpoint, by status.\n# TYPE baddybugs_ingest_http_responses_total counter");
-        for (status, count) in &snap.responses {
-            let _ = writeln!(
-                out,
-                "baddybugs_ingest_http_responses_total{{status=\"{status}\"}} {count}"
-            );
-        }
-        let _ = writeln!(out, "# HELP baddybugs_ingest_body_bytes_total Request body bytes, as sent and inflated.\n# TYPE baddybugs_ingest_body_bytes_total counter");
-        let _ = writeln!(
-            out,
-            "baddybugs_ingest_body_bytes_total{{form=\"compressed\"}} {}",
-            self.bytes_received.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "baddybugs_ingest_body_bytes_total{{form=\"inflated\"}} {}",
-            self.bytes_inflated.load(Ordering::Relaxed)
-        );
-        for (latency, name, help) in [
-            (
-                Latency::Request,
-                "baddybugs_ingest_request_duration_seconds",
-                "Receipt of a request to its 202.",
-            ),
-            (
-                Latency::Fsync,
-                "baddybugs_ingest_spool_fsync_duration_seconds",
-                "One spool fdatasync (shared by a group of requests).",
-            ),
-            (
-                Latency::Insert,
-                "baddybugs_ingest_sink_insert_duration_seconds",
-                "One store write.",
-            ),
-            (
-                Latency::EndToEnd,
-                "baddybugs_ingest_end_to_end_duration_seconds",
-                "From the 202 to the event being stored.",
-            ),
-            (
-                Latency::EventAge,
-                "baddybugs_ingest_event_age_seconds",
-                "From the agent's timestamp to the event being stored.",
-            ),
-        ] {
-            write_histogram(
-                &mut out,
-                name,
-                help,
-                &self.histograms[latency.index()].lock(),
-                1e-6,
-            );
-        }
-        write_histogram(
-            &mut out,
-            "baddybugs_ingest_batch_events",
-            "Events per request.",
-            &self.batch_sizes.lock(),
-            1.0,
-        );
-        let b = &snap.buffers;
-        for (name, help, value) in [
-            (
-                "baddybugs_ingest_spool_bytes",
-                "Spool bytes on disk.",
-                b.spool_bytes as f64,
-            ),
-            (
-                "baddybugs_ingest_spool_quota_bytes",
-                "Spool quota; past it ingest answers 503.",
-                b.spool_quota_bytes as f64,
-            ),
-            (
-                "baddybugs_ingest_spool_segments",
-                "Spool segment files.",
-                b.spool_segments as f64,
-            ),
-            (
-                "baddybugs_ingest_spool_pending_records",
-                "Spool records not yet stored.",
-                b.pending_records as f64,
-            ),
-            (
-                "baddybugs_ingest_spool_oldest_pending_seconds",
-                "Age of the oldest record not yet stored.",
-                b.oldest_pending_secs.unwrap_or(0.0),
-            ),
-            (
-                "baddybugs_ingest_memory_queued_bytes",
-                "Bytes held in memory queues.",
-                b.memory_bytes as f64,
-            ),
-            (
-                "baddybugs_ingest_sink_up",
-                "1 when the last store write succeeded.",
-                if snap.sink.healthy { 1.0 } else { 0.0 },
-            ),
-            (
-                "baddybugs_ingest_sink_lag_events",
-                "Events acknowledged but not yet stored.",
-                snap.sink.lag_events as f64,
-            ),
-            (
-                "baddybugs_ingest_feed_clients",
-                "Connected feed clients.",
-                snap.feed_clients.len() as f64,
-            ),
-            (
-                "baddybugs_ingest_uptime_seconds",
-                "Seconds since start.",
-                snap.uptime_secs,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
-        for (name, help, value) in [
-            (
-                "baddybugs_ingest_sink_errors_total",
-                "Failed store writes.",
-                snap.sink.errors,
-            ),
-            (
-                "baddybugs_ingest_sink_written_events_total",
-                "Events written to the store.",
-                snap.sink.written_events,
-            ),
-            (
-                "baddybugs_ingest_feed_dropped_messages_total",
-                "Feed messages dropped for slow clients.",
-                snap.feed_clients.iter().map(|c| c.dropped).sum(),
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        }
-        out
+    /// The Prometheus exposition of `/metrics` (OpenMetrics text, see `prometheus.rs`).
+    pub fn prometheus(self: &Arc<Self>) -> String {
+        prometheus::render(self)
     }
-}
 
-fn write_counter_family<'a>(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    values: impl Iterator<Item = (&'a str, u64)>,
-) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-    for (label, value) in values {
-        let _ = writeln!(out, "{name}{{type=\"{label}\"}} {value}");
+    /// The sum and the per-bucket counts of a latency histogram (µs) for fixed bounds in µs;
+    /// the last bucket is everything above the last bound.
+    fn bucketed(&self, which: Option<Latency>, bounds: &[u64]) -> (f64, u64, Vec<u64>) {
+        let h = match which {
+            Some(latency) => self.histograms[latency.index()].lock(),
+            None => self.batch_sizes.lock(),
+        };
+        let mut counts = Vec::with_capacity(bounds.len() + 1);
+        let mut low = 0u64;
+        for &bound in bounds {
+            counts.push(h.count_between(low, bound));
+            low = bound.saturating_add(1);
+        }
+        counts.push(h.len().saturating_sub(counts.iter().sum::<u64>()));
+        let sum: f64 = h
+            .iter_recorded()
+            .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+            .sum();
+        (sum, h.len(), counts)
     }
-}
 
-fn write_histogram(out: &mut String, name: &str, help: &str, h: &Histogram<u64>, scale: f64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    let mut bound = 1u64;
-    let max = h.max().max(1);
-    while bound < max.saturating_mul(2) && bound < (1 << 40) {
-        let cumulative = h.count_between(0, bound);
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"{}\"}} {cumulative}",
-            bound as f64 * scale
-        );
-        bound *= 4;
+    /// The bytes counters (compressed, inflated).
+    fn body_bytes(&self) -> (u64, u64) {
+        (
+            self.bytes_received.load(Ordering::Relaxed),
+            self.bytes_inflated.load(Ordering::Relaxed),
+        )
     }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.len());
-    let sum: f64 = h
-        .iter_recorded()
-        .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
-        .sum();
-    let _ = writeln!(out, "{name}_sum {}", sum * scale);
-    let _ = writeln!(out, "{name}_count {}", h.len());
 }
 
 /// Summarises a histogram; `divisor` turns stored units into the reported unit (µs → ms).
@@ -727,7 +536,7 @@ mod tests {
 
     #[test]
     fn counts_rates_and_reasons() {
-        let m = Metrics::new("i".into());
+        let m = Arc::new(Metrics::new("i".into()));
         m.accepted("cache", Some(2.0));
         m.accepted("my_custom", None);
         m.duplicate("cache");
@@ -767,5 +576,25 @@ mod tests {
         let text = m.prometheus();
         assert!(text.contains("baddybugs_ingest_events_accepted_total{type=\"cache\"} 1"));
         assert!(text.contains("baddybugs_ingest_rejections_total{reason=\"missing_field\"} 1"));
+        // Fixed bucket bounds, cumulative counts: 1.5 ms falls under le=0.0025 and above.
+        assert!(
+            text.contains("baddybugs_ingest_request_duration_seconds_bucket{le=\"0.001\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("baddybugs_ingest_request_duration_seconds_bucket{le=\"0.0025\"} 1"));
+        assert!(text.contains("baddybugs_ingest_request_duration_seconds_bucket{le=\"+Inf\"} 1"));
+        assert!(text.contains("baddybugs_ingest_request_duration_seconds_count 1"));
+        assert!(text.contains("# TYPE baddybugs_ingest_spool_bytes gauge"));
+        assert!(text.trim_end().ends_with("# EOF"));
+        // The same bounds at every scrape, whatever was recorded since.
+        let bounds = |text: &str| {
+            text.lines()
+                .filter(|l| l.starts_with("baddybugs_ingest_request_duration_seconds_bucket"))
+                .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let before = bounds(&text);
+        m.record_latency(Latency::Request, 45_000_000);
+        assert_eq!(bounds(&m.prometheus()), before);
     }
 }
