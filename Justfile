@@ -52,3 +52,7 @@ drills *ARGS:
 # The load generator.
 loadgen *ARGS:
     cargo run --release -q -p baddybugs-fixtures --bin baddybugs-loadgen -- {{ARGS}}
+
+# ClickHouse sink benchmark (drain rate, 202 -> stored latency, rates with ClickHouse); chDB front unless CLICKHOUSE_URL.
+bench-clickhouse *ARGS:
+    bash scripts/bench-clickhouse.sh {{ARGS}}
