@@ -66,12 +66,41 @@ impl<'a> CheckedEvent<'a> {
     }
 }
 
+/// The top-level `type` and `id` of an event whose envelope was refused, when they are
+/// readable strings (or an integer id), so a rejection still names what it was: the agent's
+/// developer reads `type` in the 202's `errors`, the malformed tail and the quarantine. Only
+/// runs for rejected events.
+fn peek_type_and_id(raw: &str) -> (Option<String>, Option<String>) {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        #[serde(rename = "type")]
+        event_type: Option<serde_json::Value>,
+        id: Option<serde_json::Value>,
+    }
+    let Ok(peek) = serde_json::from_str::<Peek>(raw) else {
+        return (None, None);
+    };
+    let text = |v: Option<serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let event_type = match peek.event_type {
+        Some(serde_json::Value::String(s)) => Some(s),
+        _ => None,
+    };
+    (event_type, text(peek.id))
+}
+
 /// Parses, validates and denormalises one event.
 pub fn check_event(raw: &str, received_ms: i64) -> Result<CheckedEvent<'_>, Rejected> {
-    let envelope = Envelope::parse(raw, received_ms).map_err(|problem| Rejected {
-        event_type: None,
-        id: None,
-        problems: vec![problem],
+    let envelope = Envelope::parse(raw, received_ms).map_err(|problem| {
+        let (event_type, id) = peek_type_and_id(raw);
+        Rejected {
+            event_type,
+            id,
+            problems: vec![problem],
+        }
     })?;
     let rejected = |envelope: &Envelope<'_>, problems| Rejected {
         event_type: Some(envelope.event_type.to_string()),
@@ -112,4 +141,23 @@ pub fn check_event(raw: &str, received_ms: i64) -> Result<CheckedEvent<'_>, Reje
         payload,
         columns,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_rejections_still_name_the_type_and_id() {
+        // No payload: the envelope is refused, yet the type and id are reported.
+        let rejected = check_event(r#"{"id":"ev-42","type":"query","name":"q"}"#, 0)
+            .err()
+            .expect("rejected");
+        assert_eq!(rejected.event_type.as_deref(), Some("query"), "{rejected:?}");
+        assert_eq!(rejected.id.as_deref(), Some("ev-42"), "{rejected:?}");
+        assert_eq!(rejected.problems[0].code, crate::ReasonCode::MissingField);
+        // Not JSON at all: nothing to report.
+        let rejected = check_event("{\"type\":\"query\"", 0).err().expect("rejected");
+        assert_eq!((rejected.event_type, rejected.id), (None, None));
+    }
 }

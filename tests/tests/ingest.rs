@@ -142,7 +142,7 @@ async fn mixed_batch_stores_the_valid_and_quarantines_the_invalid() -> anyhow::R
             {"index": 1, "id": "11111111-0000-4000-8000-000000000002", "type": "cache", "reasons": [
                 {"code": "not_allowed", "path": "/payload/action", "message": body["errors"][0]["reasons"][0]["message"]}
             ]},
-            {"index": 2, "id": null, "type": null, "reasons": [
+            {"index": 2, "id": "11111111-0000-4000-8000-000000000003", "type": null, "reasons": [
                 {"code": "missing_field", "path": "/type", "message": body["errors"][1]["reasons"][0]["message"]}
             ]}
         ]
