@@ -150,14 +150,17 @@ mod tests {
     #[test]
     fn envelope_rejections_still_name_the_type_and_id() {
         // No payload: the envelope is refused, yet the type and id are reported.
-        let rejected = check_event(r#"{"id":"ev-42","type":"query","name":"q"}"#, 0)
-            .err()
-            .expect("rejected");
-        assert_eq!(rejected.event_type.as_deref(), Some("query"), "{rejected:?}");
+        let rejected =
+            check_event(r#"{"id":"ev-42","type":"query","name":"q"}"#, 0).expect_err("rejected");
+        assert_eq!(
+            rejected.event_type.as_deref(),
+            Some("query"),
+            "{rejected:?}"
+        );
         assert_eq!(rejected.id.as_deref(), Some("ev-42"), "{rejected:?}");
         assert_eq!(rejected.problems[0].code, crate::ReasonCode::MissingField);
         // Not JSON at all: nothing to report.
-        let rejected = check_event("{\"type\":\"query\"", 0).err().expect("rejected");
+        let rejected = check_event("{\"type\":\"query\"", 0).expect_err("rejected");
         assert_eq!((rejected.event_type, rejected.id), (None, None));
     }
 }

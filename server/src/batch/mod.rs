@@ -104,6 +104,20 @@ impl Batcher {
                 return;
             }
         };
+        // A batch written but not checkpointed before the last stop: replay exactly its range,
+        // so a store that deduplicates by range (ClickHouse) drops the replay.
+        let mut replay_until = self
+            .spool
+            .write_intent(CHECKPOINT)
+            .filter(|(first, _)| *first == reader.next_lsn())
+            .map(|(_, last)| last);
+        if let Some(last) = replay_until {
+            tracing::info!(
+                first_lsn = reader.next_lsn(),
+                last_lsn = last,
+                "replaying the batch that was being written at the last stop"
+            );
+        }
         // Records hold one request each (often 10–100 events): batches are sized in events.
         let max_records = self.config.max_events.max(1);
         let mut pending: Vec<SpoolEntry> = Vec::new();
@@ -119,8 +133,11 @@ impl Batcher {
                 self.config.flush_interval_ms
             };
             let age = oldest.map_or(Duration::ZERO, |t| t.elapsed());
+            let replay_cut =
+                replay_until.is_some_and(|last| pending.last().is_some_and(|e| e.lsn >= last));
             let due = !pending.is_empty()
-                && (pending_events >= self.config.max_events
+                && (replay_cut
+                    || pending_events >= self.config.max_events
                     || pending_bytes >= self.config.max_bytes
                     || age >= Duration::from_millis(flush_after)
                     || shutting_down);
@@ -130,6 +147,9 @@ impl Batcher {
                 pending_events = 0;
                 oldest = None;
                 priority = false;
+                if replay_cut {
+                    replay_until = None;
+                }
                 let built = self.build(batch).await;
                 if to_writer.send(built).await.is_err() {
                     // The writer stopped: shutdown while the store was failing.
@@ -142,9 +162,17 @@ impl Batcher {
             } else {
                 Duration::from_millis(flush_after).saturating_sub(age)
             };
+            // While replaying, never read past the recorded range (LSNs are contiguous).
+            let room = match replay_until {
+                Some(last) => (last + 1).saturating_sub(reader.next_lsn()).max(1) as usize,
+                None => usize::MAX,
+            };
             let read = tokio::select! {
                 r = reader.next_batch(
-                    max_records.saturating_sub(pending_events).max(1),
+                    max_records
+                        .saturating_sub(pending_events)
+                        .max(1)
+                        .min(room),
                     self.config.max_bytes.saturating_sub(pending_bytes).max(1),
                     wait.max(Duration::from_millis(1)),
                 ) => r,
@@ -226,6 +254,22 @@ impl Batcher {
         } = built;
         let events = batch.events.len();
         let traces = batch.traces.clone();
+        let spool = self.spool.clone();
+        let first_lsn = batch.first_lsn;
+        let intent = tokio::task::spawn_blocking(move || {
+            spool.set_write_intent(CHECKPOINT, first_lsn, last_lsn)
+        })
+        .await;
+        if !matches!(intent, Ok(Ok(()))) {
+            // Without it a crash before the checkpoint may replay a wider range, which
+            // ClickHouse would not recognise as a duplicate: say so, but keep storing.
+            tracing::error!(
+                ?intent,
+                first_lsn,
+                last_lsn,
+                "cannot record the write intent"
+            );
+        }
         self.write_with_retry(Arc::new(batch)).await?;
         if let Err(err) = self.spool.commit_checkpoint(CHECKPOINT, last_lsn) {
             tracing::error!(%err, last_lsn, "checkpoint failed; the range will be replayed (idempotently)");
