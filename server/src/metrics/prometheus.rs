@@ -133,21 +133,27 @@ impl Collector for IngestCollector {
             "events_received",
             "Events received, by type.",
             "type",
-            snap.types.iter().map(|t| (t.event_type.as_str(), t.received)),
+            snap.types
+                .iter()
+                .map(|t| (t.event_type.as_str(), t.received)),
         )?;
         counter_family(
             e,
             "events_accepted",
             "Events accepted (durable in the spool), by type.",
             "type",
-            snap.types.iter().map(|t| (t.event_type.as_str(), t.accepted)),
+            snap.types
+                .iter()
+                .map(|t| (t.event_type.as_str(), t.accepted)),
         )?;
         counter_family(
             e,
             "events_rejected",
             "Events rejected and quarantined, by type.",
             "type",
-            snap.types.iter().map(|t| (t.event_type.as_str(), t.rejected)),
+            snap.types
+                .iter()
+                .map(|t| (t.event_type.as_str(), t.rejected)),
         )?;
         counter_family(
             e,
@@ -250,7 +256,13 @@ impl Collector for IngestCollector {
         let b = &snap.buffers;
         let bytes = Some(&Unit::Bytes);
         let seconds = Some(&Unit::Seconds);
-        gauge(e, "spool", "Spool bytes on disk.", bytes, b.spool_bytes as f64)?;
+        gauge(
+            e,
+            "spool",
+            "Spool bytes on disk.",
+            bytes,
+            b.spool_bytes as f64,
+        )?;
         gauge(
             e,
             "spool_quota",
@@ -308,12 +320,7 @@ impl Collector for IngestCollector {
             snap.feed_clients.len() as f64,
         )?;
         gauge(e, "uptime", "Time since start.", seconds, snap.uptime_secs)?;
-        counter(
-            e,
-            "sink_errors",
-            "Failed store writes.",
-            snap.sink.errors,
-        )?;
+        counter(e, "sink_errors", "Failed store writes.", snap.sink.errors)?;
         counter(
             e,
             "sink_written_events",
