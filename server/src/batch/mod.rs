@@ -271,8 +271,17 @@ impl Batcher {
             );
         }
         self.write_with_retry(Arc::new(batch)).await?;
-        if let Err(err) = self.spool.commit_checkpoint(CHECKPOINT, last_lsn) {
-            tracing::error!(%err, last_lsn, "checkpoint failed; the range will be replayed (idempotently)");
+        // fsyncs and may delete segments: off the async workers.
+        let spool = self.spool.clone();
+        let checkpoint =
+            tokio::task::spawn_blocking(move || spool.commit_checkpoint(CHECKPOINT, last_lsn))
+                .await;
+        if !matches!(checkpoint, Ok(Ok(()))) {
+            tracing::error!(
+                ?checkpoint,
+                last_lsn,
+                "checkpoint failed; the range will be replayed (idempotently)"
+            );
         }
         let now = chrono::Utc::now().timestamp_millis();
         for (received, _events) in &stats.receipts {
