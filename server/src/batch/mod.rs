@@ -20,6 +20,7 @@ mod build;
 
 pub use build::{build_batch, BuildStats, RecordRef};
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,8 @@ struct Built {
     batch: SinkBatch,
     stats: BuildStats,
     last_lsn: u64,
+    /// Record bytes and events this batch holds (the memory gauges).
+    held: (u64, u64),
 }
 
 /// Why the batcher stopped writing a batch.
@@ -143,6 +146,7 @@ impl Batcher {
                     || shutting_down);
             if due {
                 let batch = std::mem::take(&mut pending);
+                let held = (pending_bytes as u64, pending_events as u64);
                 pending_bytes = 0;
                 pending_events = 0;
                 oldest = None;
@@ -150,7 +154,7 @@ impl Batcher {
                 if replay_cut {
                     replay_until = None;
                 }
-                let built = self.build(batch).await;
+                let built = self.build(batch, held).await;
                 if to_writer.send(built).await.is_err() {
                     // The writer stopped: shutdown while the store was failing.
                     return;
@@ -189,9 +193,17 @@ impl Batcher {
                         }
                         priority |= is_priority(&entry.payload);
                         pending_bytes += entry.payload.len();
-                        pending_events += crate::record::event_count(&entry.payload)
+                        let events = crate::record::event_count(&entry.payload)
                             .unwrap_or(1)
                             .max(1);
+                        pending_events += events;
+                        let gauges = &self.metrics.gauges;
+                        gauges
+                            .batcher_bytes
+                            .fetch_add(entry.payload.len() as u64, Ordering::Relaxed);
+                        gauges
+                            .batcher_events
+                            .fetch_add(events as u64, Ordering::Relaxed);
                         pending.push(entry);
                     }
                 }
@@ -204,7 +216,7 @@ impl Batcher {
     }
 
     /// Turns records into rows (CPU work, off the async workers).
-    async fn build(&self, entries: Vec<SpoolEntry>) -> Built {
+    async fn build(&self, entries: Vec<SpoolEntry>, held: (u64, u64)) -> Built {
         let last_lsn = entries.last().map_or(0, |e| e.lsn);
         let feed = self.feed.clone();
         let (batch, stats) = tokio::task::spawn_blocking(move || {
@@ -233,6 +245,7 @@ impl Batcher {
             batch,
             stats,
             last_lsn,
+            held,
         }
     }
 
@@ -251,6 +264,7 @@ impl Batcher {
             batch,
             stats,
             last_lsn,
+            held,
         } = built;
         let events = batch.events.len();
         let traces = batch.traces.clone();
@@ -271,6 +285,9 @@ impl Batcher {
             );
         }
         self.write_with_retry(Arc::new(batch)).await?;
+        let gauges = &self.metrics.gauges;
+        gauges.batcher_bytes.fetch_sub(held.0, Ordering::Relaxed);
+        gauges.batcher_events.fetch_sub(held.1, Ordering::Relaxed);
         // fsyncs and may delete segments: off the async workers.
         let spool = self.spool.clone();
         let checkpoint =

@@ -94,6 +94,10 @@ pub struct Gauges {
     pub sink: Mutex<SinkStats>,
     /// Feed clients.
     pub feed_clients: Mutex<Vec<FeedClientStats>>,
+    /// Spool record bytes the batcher holds in memory (read, built or being written).
+    pub batcher_bytes: AtomicU64,
+    /// Events in those records.
+    pub batcher_events: AtomicU64,
 }
 
 struct History {
