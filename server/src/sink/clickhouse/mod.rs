@@ -464,6 +464,18 @@ pub fn schema_sql(config: &ClickHouseConfig) -> String {
     Ddl::new(config).script()
 }
 
+/// Writes the rows of `batch` with `client` exactly as the store does (one RowBinary insert per
+/// table), without the schema check, the timeout or the error classification. For the insert
+/// benchmark (`server/benches/clickhouse_insert.rs`), which points `client` at a local HTTP
+/// endpoint that discards the body, to measure the client side alone.
+#[doc(hidden)]
+pub async fn write_rows(
+    client: &Client,
+    batch: &SinkBatch,
+) -> Result<(), clickhouse::error::Error> {
+    write::write_batch(client, batch).await
+}
+
 /// The tables the store writes (for tools and tests).
 pub fn tables() -> &'static [&'static str] {
     &TABLES
