@@ -19,6 +19,7 @@
 //! batcher bisect the batch down to the refused rows and quarantine them with this error; the
 //! rest → `Other` (retried as well, and logged).
 
+pub mod http;
 mod read;
 pub mod schema;
 mod write;
@@ -110,7 +111,7 @@ impl ClickHouseStore {
             .url
             .as_deref()
             .ok_or_else(|| SinkError::Other("clickhouse.url is not set".to_owned()))?;
-        let mut root = Client::default()
+        let mut root = http::client()
             .with_url(url)
             .with_compression(clickhouse::Compression::Lz4)
             .with_product_info("baddybugs-ingest", env!("CARGO_PKG_VERSION"));
