@@ -121,8 +121,12 @@ impl Batcher {
                 "replaying the batch that was being written at the last stop"
             );
         }
-        // Records hold one request each (often 10–100 events): batches are sized in events.
-        let max_records = self.config.max_events.max(1);
+        // Records hold one request each (often 10–100 events) and batches are sized in events,
+        // but the reader counts records: ask for as many records as the events still wanted,
+        // divided by the events per record seen so far (so a batch stops near
+        // `batch.max_events` instead of reading `max_events` records of 100 events each).
+        let max_events = self.config.max_events.max(1);
+        let (mut seen_records, mut seen_events) = (0u64, 0u64);
         let mut pending: Vec<SpoolEntry> = Vec::new();
         let mut pending_bytes = 0usize;
         let mut pending_events = 0usize;
@@ -173,10 +177,18 @@ impl Batcher {
             };
             let read = tokio::select! {
                 r = reader.next_batch(
-                    max_records
-                        .saturating_sub(pending_events)
-                        .max(1)
-                        .min(room),
+                    {
+                        let per_record = if seen_records == 0 {
+                            1
+                        } else {
+                            (seen_events / seen_records).max(1) as usize
+                        };
+                        max_events
+                            .saturating_sub(pending_events)
+                            .div_ceil(per_record)
+                            .max(1)
+                            .min(room)
+                    },
                     self.config.max_bytes.saturating_sub(pending_bytes).max(1),
                     wait.max(Duration::from_millis(1)),
                 ) => r,
@@ -197,6 +209,8 @@ impl Batcher {
                             .unwrap_or(1)
                             .max(1);
                         pending_events += events;
+                        seen_records += 1;
+                        seen_events += events as u64;
                         let gauges = &self.metrics.gauges;
                         gauges
                             .batcher_bytes
