@@ -3,19 +3,22 @@
 # it to docs/BENCHMARKS.md. Every figure comes with the command that reproduces it.
 #
 #   scripts/bench.sh [--quick] [--append] [--soak-minutes N] [--no-criterion]
+#   scripts/bench.sh feed|console [--quick] [--rounds N]   (one section only; docs/BENCHMARKS.md)
 #
 # --quick: 10 s runs, a 1-minute soak, short criterion runs (for trying the suite).
 # Needs: cargo, jq, a free TCP port 18181. Progress goes to stderr.
 set -euo pipefail
 
-QUICK=0 APPEND=0 SOAK_MIN=10 CRITERION=1
+QUICK=0 APPEND=0 SOAK_MIN=10 CRITERION=1 SECTION="" ROUNDS=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    feed|console) SECTION="$1" ;;
+    --rounds) ROUNDS="$2"; shift ;;
     --quick) QUICK=1 ;;
     --append) APPEND=1 ;;
     --soak-minutes) SOAK_MIN="$2"; shift ;;
     --no-criterion) CRITERION=0 ;;
-    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -66,6 +69,189 @@ stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERV
 stats() { curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/v1/stats"; }
 loadgen() { "$LOADGEN" --url "$URL" --api-key "$KEY" --feed-token "$TOKEN" --seed 7 --json -q "$@"; }
 md() { echo "$*" >> "$OUT"; }
+
+# ---------------------------------------------------------------------------------------------
+# One section only: `scripts/bench.sh feed` (live feed cost) and `scripts/bench.sh console`
+# (console cost). Each prints its markdown report, for docs/BENCHMARKS.md "## Live feed cost"
+# and "## Console cost", and exits; the suite below does not run. Runs are interleaved
+# (0, 1, 5, 0, 1, 5 … clients) so that other load on the machine spreads over every
+# configuration, and each figure is the median over the rounds.
+FEEDBENCH="$TARGET/release/baddybugs-feedbench"
+CONSOLE="$TARGET/release/baddybugs-console"
+CLK_TCK=$(getconf CLK_TCK)
+
+# utime + stime of a process in clock ticks: fields 14 and 15 of /proc/PID/stat, counted from
+# the state field (3) after the parenthesised command name. This is the server's own CPU time,
+# whoever else uses the cores.
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+median() { sort -g | awk '{a[NR]=$1} END{if (NR==0) print "n/a"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+load_avg() { cut -d' ' -f1-3 /proc/loadavg; }
+wait_file() { for _ in $(seq 1 "$(( ${2:-10} * 20 ))"); do [ -s "$1" ] && return 0; sleep 0.05; done; return 1; }
+wait_drained() {
+  for _ in $(seq 1 3000); do [ "$(stats | jq '.sink.lag_events')" = "0" ] && return 0; sleep 0.1; done
+  log "the sink lag did not reach 0 within 300 s"
+}
+rss_settled() { # median of 5 samples, 0.2 s apart
+  for _ in 1 2 3 4 5; do rss_kib "$1"; sleep 0.2; done | median
+}
+feedbench_start() { # N [extra flags…]: starts feedbench in the background, waits until subscribed
+  local n=$1; shift
+  rm -f "$WORK/fb.ready"
+  "$FEEDBENCH" --addr "127.0.0.1:$PORT" --token "$TOKEN" --clients "$n" --ready-file "$WORK/fb.ready" \
+    "$@" > "$WORK/fb.json" 2> "$WORK/fb.err" &
+  FB_PID=$!
+  wait_file "$WORK/fb.ready" 20 || { log "feedbench not ready:"; cat "$WORK/fb.err" >&2; exit 1; }
+}
+feedbench_stop() { kill -INT "$FB_PID" 2>/dev/null || true; wait "$FB_PID" || true; FB_PID=""; }
+FB_PID=""
+
+# One throughput run: a fresh server, N feedbench clients subscribed to every topic, the load
+# generator at full speed for FEED_SECS, then the sink drained. One TSV line per run.
+feed_run() {
+  local round=$1 n=$2 tag="feed-r$1-c$2" c0 c1 c2 rss fbm=0 fbb=0 fbd=0 fbc=0
+  start_server "$tag"
+  [ "$n" -gt 0 ] && feedbench_start "$n" --duration 30m
+  c0=$(cpu_ticks "$SERVER_PID")
+  TIMEFORMAT='%U %S %R'
+  { time loadgen --rate 0 --duration "${FEED_SECS}s" --concurrency 16 > "$WORK/lg.json"; } 2> "$WORK/lg.time"
+  c1=$(cpu_ticks "$SERVER_PID")
+  rss=$(rss_kib "$SERVER_PID")
+  wait_drained
+  c2=$(cpu_ticks "$SERVER_PID")
+  if [ "$n" -gt 0 ]; then
+    feedbench_stop
+    fbm=$(jq -r --argjson n "$n" '.messages / $n | floor' "$WORK/fb.json")
+    fbb=$(jq -r --argjson n "$n" '.bytes / $n / 1048576 | . * 10 | floor / 10' "$WORK/fb.json")
+    fbd=$(jq -r '.dropped_reported' "$WORK/fb.json")
+    fbc=$(jq -r '.cpu_secs' "$WORK/fb.json")
+  fi
+  stop_server
+  rm -rf "$WORK/data-$tag"
+  local acked rate lg_cpu
+  acked=$(jq -r '.acked' "$WORK/lg.json"); rate=$(jq -r '.acked_rate|floor' "$WORK/lg.json")
+  lg_cpu=$(awk '{printf "%.2f", ($1+$2)/$3}' "$WORK/lg.time")
+  awk -v r="$round" -v n="$n" -v rate="$rate" -v a="$acked" -v c0="$c0" -v c1="$c1" -v c2="$c2" \
+      -v hz="$CLK_TCK" -v rss="$rss" -v lg="$lg_cpu" -v m="$fbm" -v b="$fbb" -v d="$fbd" -v fc="$fbc" \
+    'BEGIN{printf "%d\t%d\t%d\t%d\t%.2f\t%.2f\t%d\t%s\t%d\t%s\t%d\t%s\n", r, n, rate, a,
+       (c1-c0)/hz/(a/1e6), (c2-c0)/hz/(a/1e6), rss/1024, lg, m, b, d, fc}' >> "$WORK/feed-runs.tsv"
+  log "feed: round $round, $n clients: $(tail -1 "$WORK/feed-runs.tsv")"
+}
+
+bench_feed() {
+  local rounds=${ROUNDS:-5} noread_secs=50 l0 l1
+  FEED_SECS=20
+  [ "$QUICK" = 1 ] && rounds=${ROUNDS:-2} && FEED_SECS=8
+  : > "$WORK/feed-runs.tsv"
+  l0=$(load_avg)
+  for r in $(seq 1 "$rounds"); do
+    for n in 0 1 5; do feed_run "$r" "$n"; done
+  done
+  l1=$(load_avg)
+
+  # Memory per connected client: an idle server, then 5, then 50 subscribed (reading) clients.
+  log "feed: memory per client"
+  start_server feed-mem
+  sleep 2
+  local m0 m5 m50 m0b
+  m0=$(rss_settled "$SERVER_PID")
+  feedbench_start 5 --duration 60m; sleep 3; m5=$(rss_settled "$SERVER_PID"); feedbench_stop; sleep 2
+  feedbench_start 50 --duration 60m; sleep 3; m50=$(rss_settled "$SERVER_PID")
+  local fb50_cpu; feedbench_stop; fb50_cpu=$(jq -r '.cpu_secs' "$WORK/fb.json"); sleep 2
+  m0b=$(rss_settled "$SERVER_PID")
+  stop_server
+
+  # Clients that never read: the server must drop, stay bounded, and disconnect them after
+  # feed.slow_client_timeout_ms (30 s). Same load with 0 clients first, for comparison.
+  local mode
+  for mode in none noread; do
+    log "feed: $noread_secs s of load with $([ $mode = none ] && echo 'no client' || echo '5 clients that never read')"
+    start_server "feed-$mode"
+    [ "$mode" = noread ] && feedbench_start 5 --no-read --duration 60m
+    echo "seconds,rss_kib,feed_clients,dropped" > "$WORK/noread-$mode.csv"
+    loadgen --rate 0 --duration "${noread_secs}s" --concurrency 16 > "$WORK/lg-$mode.json" &
+    local lg=$! s0; s0=$(date +%s)
+    while kill -0 "$lg" 2>/dev/null; do
+      echo "$(( $(date +%s) - s0 )),$(rss_kib "$SERVER_PID"),$(stats | jq -r '[.feed_clients | length, (map(.dropped) | add // 0)] | join(",")')" \
+        >> "$WORK/noread-$mode.csv"
+      sleep 1
+    done
+    wait "$lg" || true
+    [ "$mode" = noread ] && { feedbench_stop; cp "$WORK/fb.json" "$WORK/fb-noread.json"; }
+    stop_server
+    rm -rf "$WORK/data-feed-$mode"
+  done
+
+  # Report.
+  col() { awk -F'\t' -v n="$1" -v c="$2" '$2==n {print $c}' "$WORK/feed-runs.tsv" | median; }
+  local r0 r1 r5
+  r0=$(col 0 3); r1=$(col 1 3); r5=$(col 5 3)
+  ratio() { # median over the rounds of (rate with N clients / rate with 0 in the same round)
+    awk -F'\t' -v n="$1" '$2==0 {z[$1]=$3} $2==n {x[$1]=$3} END{for (r in x) if (z[r]>0) print x[r]/z[r]}' \
+      "$WORK/feed-runs.tsv" | median
+  }
+  md "### $(date -u +%Y-%m-%d) — \`scripts/bench.sh feed$([ "$QUICK" = 1 ] && echo ' --quick')$([ -n "$ROUNDS" ] && echo " --rounds $ROUNDS")\`"
+  md ""
+  md "Machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(uname -sr); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- server common 2>/dev/null || echo ' + uncommitted changes in server/ or common/')."
+  md "Load average (1/5/15 min) before: $l0; after the throughput runs: $l1."
+  md "Server: release build, embedded SQLite, \`[spool] fsync = \"always\"\`, default \`[feed]\`; a fresh data directory per run."
+  md "Each run: \`baddybugs-feedbench --clients N\` subscribed to every topic (one thread, counts frames), then"
+  md "\`baddybugs-loadgen --rate 0 --duration ${FEED_SECS}s --concurrency 16 --seed 7\`, then the sink drained to lag 0."
+  md "Configurations interleaved 0, 1, 5 clients × $rounds rounds; medians."
+  md ""
+  md "| clients | acked events/s (median) | vs 0 clients (median of per-round ratios) | server CPU s per M events, load window | … until stored | server RSS at the end of the load, MiB | messages per client | MiB per client | dropped by the server | feedbench CPU s |"
+  md "|---|---|---|---|---|---|---|---|---|---|"
+  for n in 0 1 5; do
+    local rel="—"
+    [ "$n" -gt 0 ] && rel=$(ratio "$n" | awk '{printf "%+.1f %%", ($1-1)*100}')
+    md "| $n | $(col "$n" 3) | $rel | $(col "$n" 5) | $(col "$n" 6) | $(col "$n" 7) | $(col "$n" 9) | $(col "$n" 10) | $(col "$n" 11) | $(col "$n" 12) |"
+  done
+  md ""
+  md "Drop of the median acknowledged rate: 1 client $(awk -v a="$r1" -v z="$r0" 'BEGIN{printf "%.1f", (1-a/z)*100}') %, 5 clients **$(awk -v a="$r5" -v z="$r0" 'BEGIN{printf "%.1f", (1-a/z)*100}') %** (target < 5 %)."
+  md "Server CPU per million acknowledged events (load window, medians): $(col 0 5) s with 0 clients, $(col 1 5) s with 1, $(col 5 5) s with 5 ($(awk -v a="$(col 5 5)" -v z="$(col 0 5)" 'BEGIN{printf "%+.1f", (a/z-1)*100}') %)."
+  md ""
+  md "<details><summary>every run (round, clients, acked/s, acked, CPU s/M load, CPU s/M until stored, RSS MiB, loadgen cores, messages/client, MiB/client, dropped, feedbench CPU s)</summary>"
+  md ""
+  md '```'
+  cat "$WORK/feed-runs.tsv" >> "$OUT"
+  md '```'
+  md "</details>"
+  md ""
+  md "**Memory per connected client** (idle server, clients subscribed to every topic and reading; RSS median of 5 samples):"
+  md "0 clients $((m0/1024)) MiB, 5 clients $((m5/1024)) MiB, 50 clients $((m50/1024)) MiB, 0 again $((m0b/1024)) MiB →"
+  md "**$(awk -v a="$m50" -v z="$m0" 'BEGIN{printf "%.0f", (a-z)/50}') KiB per client** (50), $(awk -v a="$m5" -v z="$m0" 'BEGIN{printf "%.0f", (a-z)/5}') KiB (5) (target < 2 MB). 50 clients cost feedbench $fb50_cpu s of CPU."
+  md ""
+  local peak0 peakn fbj="$WORK/fb-noread.json"
+  peak0=$(tail -n +2 "$WORK/noread-none.csv" | cut -d, -f2 | sort -n | tail -1)
+  peakn=$(tail -n +2 "$WORK/noread-noread.csv" | cut -d, -f2 | sort -n | tail -1)
+  md "**Clients that never read** (\`baddybugs-feedbench --clients 5 --no-read\`, ${noread_secs} s of full-speed load; the same load with no client for comparison):"
+  md "acked $(jq -r '.acked_rate|floor' "$WORK/lg-noread.json") events/s (no client: $(jq -r '.acked_rate|floor' "$WORK/lg-none.json")); peak RSS $((peakn/1024)) MiB (no client: $((peak0/1024)) MiB);"
+  md "messages the server counted as dropped for them: $(tail -n +2 "$WORK/noread-noread.csv" | cut -d, -f4 | sort -n | tail -1);"
+  md "the server disconnected $(jq -r '.closed_by_server' "$fbj") of 5 (first second with fewer than 5 clients: $(awk -F, 'NR>1 && $3<5 {print $1 " s"; exit}' "$WORK/noread-noread.csv"))."
+  md ""
+  md "RSS (MiB) over time, no client → 5 never-reading clients:"
+  md ""
+  pick() { awk -F, -v t="$2" 'NR>1 && $1>=t {print int($2/1024); exit}' "$1"; }
+  local t head="| s |" sep="|---|" row0="| no client |" row5="| 5 never read |"
+  for t in $(seq 0 5 "$noread_secs"); do
+    head="$head $t |"; sep="$sep---|"
+    row0="$row0 $(pick "$WORK/noread-none.csv" "$t") |"; row5="$row5 $(pick "$WORK/noread-noread.csv" "$t") |"
+  done
+  md "$head"; md "$sep"; md "$row0"; md "$row5"
+  md ""
+}
+
+section_cleanup() {
+  if [ -n "$FB_PID" ]; then kill "$FB_PID" 2>/dev/null || true; fi
+  if [ -n "${LG_PID:-}" ]; then kill "$LG_PID" 2>/dev/null || true; fi
+  if [ -n "${TMUX_SOCKET:-}" ]; then tmux -L "$TMUX_SOCKET" kill-server 2>/dev/null || true; fi
+}
+if [ -n "$SECTION" ]; then
+  trap 'section_cleanup; cleanup' EXIT
+  "bench_$SECTION"
+  cat "$OUT"
+  exit 0
+fi
 
 CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 MODE=$([ "$QUICK" = 1 ] && echo "quick" || echo "full")

@@ -206,7 +206,8 @@ pub(super) struct TraceAssembler {
 }
 
 impl TraceAssembler {
-    pub(super) fn add(&mut self, event: &CheckedEvent<'_>) -> Option<(ServerMessage, Facets)> {
+    /// Adds the spans of one `trace_span` event; returns its trace id (None without one).
+    pub(super) fn add(&mut self, event: &CheckedEvent<'_>) -> Option<String> {
         let trace_id = event.envelope.trace_id.as_deref()?.to_owned();
         let rows = span_rows("trace_span", &event.payload);
         if !self.traces.contains_key(&trace_id) {
@@ -227,6 +228,12 @@ impl TraceAssembler {
             let excess = entry.1.len() - MAX_TRACE_SPANS;
             entry.1.drain(..excess);
         }
+        Some(trace_id)
+    }
+
+    /// The waterfall of a trace as assembled so far.
+    pub(super) fn waterfall(&self, trace_id: &str) -> Option<ServerMessage> {
+        let entry = self.traces.get(trace_id)?;
         let origin = entry
             .1
             .iter()
@@ -255,8 +262,8 @@ impl TraceAssembler {
             .fold(0.0, f64::max);
         debug_assert!(entry.1.iter().all(|s| s.kind == SpanKind::TraceSpan));
         let waterfall = Waterfall {
-            id: trace_id.clone(),
-            trace_id: Some(trace_id),
+            id: trace_id.to_owned(),
+            trace_id: Some(trace_id.to_owned()),
             source: "trace_span".into(),
             method: None,
             url: None,
@@ -268,11 +275,16 @@ impl TraceAssembler {
             spans,
             timestamp: format_millis(entry.0),
         };
-        Some((
-            ServerMessage::Lifecycle(Box::new(waterfall)),
-            facets_of(event),
-        ))
+        Some(ServerMessage::Lifecycle(Box::new(waterfall)))
     }
+}
+
+/// The filter facts of an assembled trace: those of its latest span in the request, with
+/// `is_error` set when any of them was an error.
+pub(super) fn trace_facets(event: &CheckedEvent<'_>, any_error: bool) -> Facets {
+    let mut facets = facets_of(event);
+    facets.is_error = Some(any_error);
+    facets
 }
 
 pub(super) fn pipeline(trace: &TraceRow) -> (ServerMessage, Facets) {

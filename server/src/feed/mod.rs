@@ -172,6 +172,11 @@ impl Client {
         }
     }
 
+    /// Whether an answer (result, error, pong) is waiting: it is sent without lingering.
+    fn has_control(&self) -> bool {
+        !self.queue.lock().control.is_empty()
+    }
+
     /// Bytes queued.
     pub fn queued_bytes(&self) -> usize {
         self.queue.lock().bytes
@@ -394,7 +399,12 @@ impl FeedHub {
             }
         }
         if self.listening(Topic::Lifecycle) {
-            for (index, event) in accepted {
+            // Trace spans are assembled per trace, and each trace touched by this request is
+            // sent once, with all its spans so far (not once per span: a request often carries
+            // several spans of one trace, and each message would repeat the previous one).
+            let mut touched: Vec<(String, usize, bool)> = Vec::new();
+            let mut slot: HashMap<String, usize> = HashMap::new();
+            for (position, (index, event)) in accepted.iter().enumerate() {
                 match event.envelope.event_type.as_ref() {
                     "lifecycle" => {
                         let (message, facets) = build::lifecycle(meta, *index, event);
@@ -404,16 +414,33 @@ impl FeedHub {
                         );
                     }
                     "trace_span" => {
-                        let assembled = self.traces.lock().add(event);
-                        if let Some((message, facets)) = assembled {
-                            self.broadcast(
-                                build::outgoing(Some(Topic::Lifecycle), &message, facets),
-                                true,
-                            );
+                        let Some(trace_id) = self.traces.lock().add(event) else {
+                            continue;
+                        };
+                        let error = event.columns.is_error;
+                        match slot.get(&trace_id) {
+                            Some(&i) => {
+                                touched[i].1 = position;
+                                touched[i].2 |= error;
+                            }
+                            None => {
+                                slot.insert(trace_id.clone(), touched.len());
+                                touched.push((trace_id, position, error));
+                            }
                         }
                     }
                     _ => {}
                 }
+            }
+            for (trace_id, position, any_error) in touched {
+                let Some(message) = self.traces.lock().waterfall(&trace_id) else {
+                    continue;
+                };
+                let facets = build::trace_facets(&accepted[position].1, any_error);
+                self.broadcast(
+                    build::outgoing(Some(Topic::Lifecycle), &message, facets),
+                    true,
+                );
             }
         }
     }
@@ -503,5 +530,76 @@ impl FeedHub {
     /// Whether [`Self::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.is_closed.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::sqlite::SqliteStore;
+
+    fn hub(dir: &std::path::Path) -> FeedHub {
+        let store = SqliteStore::open(&dir.join("events.db")).unwrap();
+        FeedHub::new(
+            FeedConfig::default(),
+            Arc::new(Metrics::new("test".into())),
+            "test".into(),
+            Arc::new(store),
+        )
+    }
+
+    fn meta() -> BatchMeta {
+        BatchMeta {
+            batch_id: "b".into(),
+            received_ms: 1_749_567_234_300,
+            organization: "o".into(),
+            application: "a".into(),
+            remote_addr: None,
+            agent_version: None,
+            bytes_compressed: 0,
+            bytes_inflated: 0,
+            total_events: 4,
+            duplicates: 0,
+            quarantined: Vec::new(),
+            stages: Vec::new(),
+        }
+    }
+
+    /// Issue 5 (feed cost): the spans of one trace that arrive in one request make one
+    /// `lifecycle` message with all of them, not one message per span.
+    #[test]
+    fn trace_spans_of_one_request_make_one_waterfall() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hub(dir.path());
+        let client = hub.connect("test".into());
+        hub.subscribe(&client, &[Topic::Lifecycle], FeedFilter::default());
+        let raws: Vec<String> = baddybugs_fixtures::valid_of("trace_span")
+            .into_iter()
+            .filter(|f| f.shape == baddybugs_fixtures::Shape::Agent)
+            .map(|f| f.text)
+            .collect();
+        assert_eq!(
+            raws.len(),
+            4,
+            "the four trace_span fixtures share one trace"
+        );
+        let events: Vec<(u32, CheckedEvent<'_>)> = raws
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| (i as u32, baddybugs_common::check_event(raw, 0).unwrap()))
+            .collect();
+        hub.publish_batch(&meta(), &events, &[], Duration::ZERO);
+        let (messages, dropped) = client.take();
+        assert!(dropped.is_none());
+        assert_eq!(messages.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&messages[0].json).unwrap();
+        assert_eq!(v["kind"], "lifecycle");
+        assert_eq!(v["source"], "trace_span");
+        assert_eq!(v["spans"].as_array().unwrap().len(), 4);
+        // A later request adds to the same trace and sends it again, with every span.
+        hub.publish_batch(&meta(), &events[..1], &[], Duration::ZERO);
+        let (messages, _) = client.take();
+        let v: serde_json::Value = serde_json::from_str(&messages[0].json).unwrap();
+        assert_eq!(v["spans"].as_array().unwrap().len(), 5);
     }
 }

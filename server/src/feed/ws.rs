@@ -14,6 +14,7 @@ use axum::response::Response;
 use baddybugs_common::catalog;
 use baddybugs_common::protocol::{ClientMessage, Hello, ServerMessage, PROTOCOL_VERSION};
 use baddybugs_common::timestamp::format_millis;
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 
 use super::{Client, FeedHub};
@@ -38,6 +39,11 @@ pub async fn upgrade(
         .max_message_size(1 << 20)
         .on_upgrade(move |socket| connection(hub, socket, remote, store_kind)))
 }
+
+/// How long a woken connection waits for more tail messages before it writes. A busy tail
+/// publishes thousands of messages a second; waking and writing once per message cost more
+/// server CPU than building them. Answers to the client's own requests do not wait.
+const LINGER: Duration = Duration::from_millis(10);
 
 fn frame(seq: u64, json: &str) -> String {
     // Every message is a JSON object: splice the sequence number in front of its fields.
@@ -76,6 +82,10 @@ async fn connection(hub: Arc<FeedHub>, socket: WebSocket, remote: String, store_
         }
         tokio::select! {
             _ = client.notify.notified() => {
+                if !client.has_control() {
+                    // Let a burst gather: one wake-up and one socket write per burst.
+                    tokio::time::sleep(LINGER).await;
+                }
                 let (messages, dropped) = client.take();
                 let mut frames = Vec::with_capacity(messages.len() + 1);
                 if let Some((count, total)) = dropped {
@@ -87,15 +97,10 @@ async fn connection(hub: Arc<FeedHub>, socket: WebSocket, remote: String, store_
                     seq += 1;
                     frames.push(frame(seq, &message.json));
                 }
-                let mut failed = None;
-                for text in frames {
-                    match tokio::time::timeout(timeout, sink.send(Message::Text(text.into()))).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => { failed = Some("connection lost"); break; }
-                        Err(_) => { failed = Some("client too slow: its socket stayed blocked"); break; }
-                    }
+                if frames.is_empty() {
+                    continue;
                 }
-                if let Some(reason) = failed {
+                if let Err(reason) = send_all(&mut sink, frames, timeout).await {
                     break reason;
                 }
             }
@@ -115,6 +120,29 @@ async fn connection(hub: Arc<FeedHub>, socket: WebSocket, remote: String, store_
     tracing::info!(client = client.id, %remote, reason, "feed client disconnected");
     let _ = sink.send(Message::Close(None)).await;
     hub.disconnect(&client);
+}
+
+/// Writes frames into the WebSocket's buffer (it goes to the socket each time it passes
+/// 128 KiB) and flushes once at the end: one write per burst, not one per message. Each step
+/// may block at most `timeout` (the slow-client limit).
+async fn send_all(
+    sink: &mut SplitSink<WebSocket, Message>,
+    frames: Vec<String>,
+    timeout: Duration,
+) -> Result<(), &'static str> {
+    let too_slow = "client too slow: its socket stayed blocked";
+    for text in frames {
+        match tokio::time::timeout(timeout, sink.feed(Message::Text(text.into()))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err("connection lost"),
+            Err(_) => return Err(too_slow),
+        }
+    }
+    match tokio::time::timeout(timeout, sink.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err("connection lost"),
+        Err(_) => Err(too_slow),
+    }
 }
 
 fn params_map(params: &serde_json::Value) -> HashMap<String, String> {
