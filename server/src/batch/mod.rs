@@ -178,11 +178,9 @@ impl Batcher {
             let read = tokio::select! {
                 r = reader.next_batch(
                     {
-                        let per_record = if seen_records == 0 {
-                            1
-                        } else {
-                            (seen_events / seen_records).max(1) as usize
-                        };
+                        let per_record = seen_events
+                            .checked_div(seen_records)
+                            .map_or(1, |n| n.max(1) as usize);
                         max_events
                             .saturating_sub(pending_events)
                             .div_ceil(per_record)

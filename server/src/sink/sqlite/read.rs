@@ -117,6 +117,23 @@ pub(super) fn query_events(
     conn: &Connection,
     filter: &EventFilter,
 ) -> Result<EventPage, ReadError> {
+    let (sql, args, limit) = events_sql(filter)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), event_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let next_cursor = match rows.last() {
+        Some((ts, event)) if rows.len() == limit as usize => Some(encode_cursor(*ts, &event.id)),
+        _ => None,
+    };
+    Ok(EventPage {
+        events: rows.into_iter().map(|(_, event)| event).collect(),
+        next_cursor,
+    })
+}
+
+/// The SQL of [`query_events`], its parameters and its page size.
+pub(super) fn events_sql(filter: &EventFilter) -> Result<(String, Vec<Value>, u32), ReadError> {
     let mut w = Where::default();
     w.text("type = ?", &filter.event_type);
     w.text("name = ?", &filter.name);
@@ -139,18 +156,7 @@ pub(super) fn query_events(
         "SELECT {EVENT_COLUMNS} FROM events{} ORDER BY timestamp_ms DESC, event_id DESC LIMIT {limit}",
         w.sql()
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(w.args), event_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let next_cursor = match rows.last() {
-        Some((ts, event)) if rows.len() == limit as usize => Some(encode_cursor(*ts, &event.id)),
-        _ => None,
-    };
-    Ok(EventPage {
-        events: rows.into_iter().map(|(_, event)| event).collect(),
-        next_cursor,
-    })
+    Ok((sql, w.args, limit))
 }
 
 /// One event by id.

@@ -14,6 +14,8 @@ use crate::sink::{
     SinkError, SpanRowOut, Store, TraceFilter, TraceRow,
 };
 
+mod write_path;
+
 /// 2025-06-10T15:33:54.202Z
 const T0: i64 = 1_749_569_634_202;
 
@@ -992,7 +994,10 @@ async fn opening_twice_applies_migrations_once_and_keeps_data() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, [super::schema::SCHEMA_VERSION]);
+    assert_eq!(
+        versions,
+        (1..=super::schema::SCHEMA_VERSION).collect::<Vec<_>>()
+    );
     assert!(store.get_event("evt-1".to_owned()).await.unwrap().is_some());
     // Idempotency state survives the reopen.
     store.write_arc(full_batch(1, 1)).await.unwrap();

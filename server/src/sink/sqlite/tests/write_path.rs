@@ -1,0 +1,329 @@
+//! Issue 3 (drain speed): what the faster write path must keep. Spans still follow their
+//! events whatever their layout, a bad JSON value still refuses its batch, the WAL stays bounded
+//! with checkpoints off the writer, the V2 index still serves its filter, old files upgrade.
+
+use rusqlite::Connection;
+
+use super::{batch, count, event, open, peek, span, varied_events, WriteArc, T0};
+use crate::sink::sqlite::SqliteStore;
+use crate::sink::{EventFilter, EventRow, SinkBatch, SinkError, SpanRowOut, Store};
+use baddybugs_common::denorm::SpanKind;
+
+/// Issue 3: spans laid out as the batcher builds them take a fast path; any other layout (an
+/// event's spans apart, spans of an event not in the batch, an event twice) the general one.
+/// Both store the spans of each stored event once, and none of a duplicate.
+#[tokio::test]
+async fn spans_follow_their_events_whatever_their_order() {
+    let (_dir, store) = open();
+    let spans_of = |id: &str, n: u32| -> Vec<SpanRowOut> {
+        (0..n)
+            .map(|i| span(id, SpanKind::Span, i, f64::from(i), T0))
+            .collect()
+    };
+    let stored = |id: &str| -> i64 {
+        peek(&store)
+            .query_row(
+                "SELECT count(*) FROM lifecycle_spans WHERE event_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    // Built order: a (2 spans), b (none), c (3 spans).
+    let aligned = SinkBatch {
+        events: vec![
+            event("a", "lifecycle", T0),
+            event("b", "query", T0),
+            event("c", "lifecycle", T0),
+        ],
+        spans: [spans_of("a", 2), spans_of("c", 3)].concat(),
+        ..batch(1, 1)
+    };
+    store.write_arc(aligned.clone()).await.unwrap();
+    assert_eq!((stored("a"), stored("b"), stored("c")), (2, 0, 3));
+    // Replayed: nothing new.
+    store.write_arc(aligned).await.unwrap();
+    assert_eq!(count(&store, "lifecycle_spans"), 5);
+
+    // Spans out of event order, and one of an event that is not in the batch.
+    let scattered = SinkBatch {
+        events: vec![event("d", "lifecycle", T0), event("e", "lifecycle", T0)],
+        spans: [
+            spans_of("e", 1),
+            spans_of("d", 2),
+            spans_of("orphan", 1),
+            spans_of("e", 1),
+        ]
+        .concat(),
+        ..batch(2, 2)
+    };
+    store.write_arc(scattered).await.unwrap();
+    assert_eq!(
+        (stored("d"), stored("e"), stored("orphan")),
+        (2, 2, 1),
+        "every span of a stored event, and the orphan"
+    );
+
+    // An event twice, its spans right after each other: the first copy's spans only.
+    let twice = SinkBatch {
+        events: vec![event("f", "lifecycle", T0), event("f", "lifecycle", T0)],
+        spans: [spans_of("f", 2), spans_of("f", 2)].concat(),
+        ..batch(3, 3)
+    };
+    store.write_arc(twice).await.unwrap();
+    assert_eq!(stored("f"), 2);
+}
+
+/// The query plan of `sql` on the store's file, one detail line per step.
+fn plan(store: &SqliteStore, sql: &str, args: Vec<rusqlite::types::Value>) -> Vec<String> {
+    peek(store)
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .unwrap()
+        .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Issue 3: V2 replaced `events_user` by a partial index (only rows with a user). Every event
+/// filter must still be answered through an index, and the indexed filters through theirs.
+#[tokio::test]
+async fn every_event_query_is_served_by_an_index() {
+    let (_dir, store) = open();
+    store
+        .write_arc(SinkBatch {
+            events: varied_events(),
+            ..batch(1, 40)
+        })
+        .await
+        .unwrap();
+    let f = EventFilter::default;
+    let text = |v: &str| Some(v.to_owned());
+    let cases = [
+        ("none", f(), "SCAN events USING INDEX events_time"),
+        (
+            "type",
+            EventFilter {
+                event_type: text("query"),
+                ..f()
+            },
+            "SEARCH events USING INDEX events_type_time (type=?)",
+        ),
+        (
+            "trace_id",
+            EventFilter {
+                trace_id: text("trace-1"),
+                ..f()
+            },
+            "SEARCH events USING INDEX events_trace (trace_id=?)",
+        ),
+        (
+            "user_id",
+            EventFilter {
+                user_id: text("user-1"),
+                ..f()
+            },
+            "SEARCH events USING INDEX events_user (user_id=?)",
+        ),
+        (
+            "user_id and type",
+            EventFilter {
+                user_id: text("user-1"),
+                event_type: text("query"),
+                ..f()
+            },
+            "USING INDEX events_",
+        ),
+        (
+            "time range",
+            EventFilter {
+                since_ms: Some(T0),
+                until_ms: Some(T0 + 10),
+                ..f()
+            },
+            "SEARCH events USING INDEX events_time (timestamp_ms>? AND timestamp_ms<?)",
+        ),
+        (
+            "cursor",
+            EventFilter {
+                cursor: Some(crate::sink::query::encode_cursor(T0 + 5, "evt-10")),
+                ..f()
+            },
+            "USING INDEX events_time",
+        ),
+        (
+            "name, environment, is_error",
+            EventFilter {
+                name: text("name-1"),
+                environment: text("staging"),
+                is_error: Some(true),
+                ..f()
+            },
+            "SCAN events USING INDEX events_time",
+        ),
+    ];
+    for (label, filter, expected) in cases {
+        let (sql, args, _) = crate::sink::sqlite::read::events_sql(&filter).unwrap();
+        let steps = plan(&store, &sql, args);
+        assert!(
+            steps.iter().any(|s| s.contains(expected)),
+            "{label}: expected {expected:?} in {steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s == "SCAN events"),
+            "{label}: full table scan: {steps:?}"
+        );
+    }
+    // The filter still answers right (rows without a user are not in the index).
+    let page = store
+        .query_events(EventFilter {
+            user_id: text("user-1"),
+            ..f()
+        })
+        .await
+        .unwrap();
+    let expected = varied_events()
+        .iter()
+        .filter(|e| e.columns.user_id.as_deref() == Some("user-1"))
+        .count();
+    assert_eq!(page.events.len(), expected);
+    assert!(expected > 0);
+    let steps = plan(
+        &store,
+        "SELECT event_id FROM events WHERE event_id = ?1",
+        vec![rusqlite::types::Value::Text("evt-01".into())],
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("sqlite_autoindex_events_1")),
+        "{steps:?}"
+    );
+}
+
+/// Issue 3: the JSON check runs beside the inserts on big batches; a bad row among thousands
+/// still refuses the whole batch, and the refusal names the row.
+#[tokio::test]
+async fn a_row_that_is_not_json_refuses_a_large_batch_whole() {
+    let (_dir, store) = open();
+    let mut events: Vec<EventRow> = (0..2000)
+        .map(|i| event(&format!("evt-{i:04}"), "request", T0 + i))
+        .collect();
+    events[1500].envelope = "{\"memory\":".to_owned();
+    let result = store
+        .write_arc(SinkBatch {
+            events: events.clone(),
+            ..batch(1, 1)
+        })
+        .await;
+    match result {
+        Err(SinkError::Rejected(message)) => {
+            assert!(
+                message.contains("evt-1500") && message.contains("envelope"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(count(&store, "events"), 0, "all or nothing");
+    events.remove(1500);
+    store
+        .write_arc(SinkBatch {
+            events,
+            ..batch(1, 1)
+        })
+        .await
+        .unwrap();
+    assert_eq!(count(&store, "events"), 1999);
+}
+
+/// Issue 3: checkpoints run off the writer, and the WAL does not grow without bound while the
+/// writer never pauses; a new store gets 16 KiB pages.
+#[tokio::test]
+async fn wal_is_checkpointed_and_bounded_during_a_long_drain() {
+    let (_dir, store) = open();
+    let page_size: i64 = peek(&store)
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(page_size, 16 * 1024);
+    // ~3 MiB of rows per batch: 60 batches put ~180 MiB through the WAL, past its bound.
+    let payload = format!("{{\"blob\":\"{}\"}}", "x".repeat(3000));
+    for b in 0..60u64 {
+        let events = (0..1000)
+            .map(|i| {
+                let mut e = event(&format!("evt-{b}-{i}"), "request", T0 + i);
+                e.data = payload.clone();
+                e
+            })
+            .collect();
+        store
+            .write_arc(SinkBatch {
+                events,
+                ..batch(b + 1, b + 1)
+            })
+            .await
+            .unwrap();
+        let wal =
+            std::fs::metadata(format!("{}-wal", store.path().display())).map_or(0, |m| m.len());
+        assert!(
+            wal < crate::sink::sqlite::checkpoint::WAL_RESTART_BYTES + (16 << 20),
+            "batch {b}: WAL at {wal} bytes"
+        );
+    }
+    assert_eq!(count(&store, "events"), 60_000);
+    // The database file holds the rows, not only the WAL.
+    let db = std::fs::metadata(store.path()).unwrap().len();
+    assert!(db > 100 << 20, "database file {db} bytes");
+}
+
+/// Issue 3: a store written by a V1 server keeps its rows and gets the partial `events_user`.
+#[tokio::test]
+async fn a_v1_store_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+        conn.execute_batch(crate::sink::sqlite::schema::V1).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                                             applied_ms INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 'initial schema', 0);
+             INSERT INTO events (event_id, lsn, idx, batch_id, organization, application,
+                 environment, type, name, timestamp_ms, timestamp_source, received_ms, trace_id,
+                 known_type, user_id, is_error, data, envelope)
+             VALUES ('old-1', 1, 0, 'b', 'o', 'a', 'production', 'request', 'n', 1, 'timestamp',
+                 1, 't', 1, 'u-1', 0, '{}', '{}'),
+                    ('old-2', 1, 1, 'b', 'o', 'a', 'production', 'request', 'n', 2, 'timestamp',
+                 2, 't', 1, NULL, 0, '{}', '{}');",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let index_sql: String = peek(&store)
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'events_user'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        index_sql.contains("WHERE user_id IS NOT NULL"),
+        "{index_sql}"
+    );
+    let page = store
+        .query_events(EventFilter {
+            user_id: Some("u-1".into()),
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0].id, "old-1");
+    assert_eq!(count(&store, "events"), 2);
+    // The old file keeps its 4 KiB pages: only new files get 16 KiB.
+    let page_size: i64 = peek(&store)
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(page_size, 4096);
+}
