@@ -56,3 +56,11 @@ loadgen *ARGS:
 # ClickHouse sink benchmark (drain rate, 202 -> stored latency, rates with ClickHouse); chDB front unless CLICKHOUSE_URL.
 bench-clickhouse *ARGS:
     bash scripts/bench-clickhouse.sh {{ARGS}}
+
+# Live feed cost: ingest rate and server CPU with 0, 1 and 5 feed clients, memory per client.
+bench-feed *ARGS:
+    bash scripts/bench.sh feed {{ARGS}}
+
+# Console cost: redraw rate, CPU, memory and key latency of the real console at 50,000 events/s.
+bench-console *ARGS:
+    bash scripts/bench.sh console {{ARGS}}

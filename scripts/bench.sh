@@ -241,6 +241,122 @@ bench_feed() {
   md ""
 }
 
+# Console cost: the real console in tmux (120×40) against the server at CONSOLE_RATE events/s.
+# The console writes its own frames/messages/key latency once a second (--stats-file); CPU
+# and RSS come from /proc; key latency is also timed from outside (send-keys → capture-pane).
+tmux_() { tmux -L "$TMUX_SOCKET" "$@"; }
+# Sends KEY to tmux TARGET and polls its screen until it contains TEXT; prints the milliseconds.
+key_until() {
+  local target=$1 key=$2 text=$3 t0 t1
+  t0=$EPOCHREALTIME
+  tmux_ send-keys -t "$target" "$key"
+  for _ in $(seq 1 2000); do
+    if tmux_ capture-pane -p -t "$target" | grep -qF "$text"; then
+      t1=$EPOCHREALTIME
+      awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f\n", (b-a)*1000}'
+      return 0
+    fi
+  done
+  echo "nan"
+}
+
+console_round() { # ROUND: one console session under load; appends to console-rounds.tsv
+  local round=$1 tag="console-r$1" cpid c0 c1 t0 t1 s0 s1 lg
+  start_server "$tag"
+  TMUX_SOCKET="bbbench-$$"
+  rm -f "$WORK/stats.jsonl"
+  tmux -L "$TMUX_SOCKET" -f /dev/null new-session -d -x 120 -y 40 -s console \
+    "exec $CONSOLE --url ws://127.0.0.1:$PORT/v1/feed --token $TOKEN --log-file $WORK/console.log --stats-file $WORK/stats.jsonl"
+  cpid=$(tmux_ display -p -t console '#{pane_pid}')
+  for _ in $(seq 1 100); do tmux_ capture-pane -p -t console | grep -q CONNECTED && break; sleep 0.1; done
+  "$LOADGEN" --url "$URL" --api-key "$KEY" --seed 7 --json -q --rate "$CONSOLE_RATE" \
+    --duration "$((CONSOLE_SECS + 15))s" --concurrency 16 > "$WORK/lg-$tag.json" &
+  LG_PID=$!
+  sleep 5 # warm-up: tails fill, rates settle
+  : > "$WORK/rss.txt"
+  c0=$(cpu_ticks "$cpid"); t0=$EPOCHREALTIME; s0=$(( $(date +%s%3N) ))
+  for _ in $(seq 1 "$CONSOLE_SECS"); do rss_kib "$cpid" >> "$WORK/rss.txt"; sleep 1; done
+  c1=$(cpu_ticks "$cpid"); t1=$EPOCHREALTIME; s1=$(( $(date +%s%3N) ))
+  # Key latency from outside, still under load: 2 (Types) then 1 (Overview), KEY_ROUNDS times.
+  # The same through a shell loop that redraws on each key: what tmux and the polling cost.
+  tmux_ new-window -d -t console -n echo \
+    "exec bash -c 'while IFS= read -rsn1 k; do printf \"\\033[2J\\033[HKEY %s\\n\" \"\$k\"; done'"
+  : > "$WORK/keys.txt"; : > "$WORK/keys-echo.txt"
+  for _ in $(seq 1 "$KEY_ROUNDS"); do
+    key_until console:0 2 "Types ·" >> "$WORK/keys.txt"; sleep 0.3
+    key_until console:0 1 "Ingest · last 60 s" >> "$WORK/keys.txt"; sleep 0.3
+    key_until console:echo 2 "KEY 2" >> "$WORK/keys-echo.txt"; sleep 0.3
+    key_until console:echo 1 "KEY 1" >> "$WORK/keys-echo.txt"; sleep 0.3
+  done
+  sleep 1.5 # the stats line of the last key
+  local lag_dropped; lag_dropped=$(tail -1 "$WORK/stats.jsonl" | jq -r '.lag_dropped + .server_dropped')
+  tmux_ send-keys -t console:0 q; sleep 0.5; tmux_ kill-server 2>/dev/null || true; TMUX_SOCKET=""
+  wait "$LG_PID" || true; LG_PID=""
+  stop_server
+  rm -rf "$WORK/data-$tag"
+  # Stats-file lines inside the sampling window.
+  jq -c --argjson a "$s0" --argjson b "$s1" 'select(.at_ms > $a + 500 and .at_ms <= $b + 500)' \
+    "$WORK/stats.jsonl" > "$WORK/window.jsonl"
+  local fps_med fps_min msgs draw inside outside out_max in_max cpu rss_max acked
+  fps_med=$(jq '.frames / .secs' "$WORK/window.jsonl" | median)
+  fps_min=$(jq '.frames / .secs' "$WORK/window.jsonl" | sort -g | head -1)
+  msgs=$(jq '.messages / .secs' "$WORK/window.jsonl" | median)
+  draw=$(jq 'if .frames > 0 then .draw_ms / .frames else empty end' "$WORK/window.jsonl" | median)
+  # Keys pressed after the window: the last lines of the file.
+  jq -r '.key_to_frame_ms[]' "$WORK/stats.jsonl" > "$WORK/keys-inside.txt"
+  inside=$(median < "$WORK/keys-inside.txt"); in_max=$(sort -g "$WORK/keys-inside.txt" | tail -1)
+  outside=$(grep -v nan "$WORK/keys.txt" | median); out_max=$(sort -g "$WORK/keys.txt" | tail -1)
+  local echo_med; echo_med=$(grep -v nan "$WORK/keys-echo.txt" | median)
+  cpu=$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" -v hz="$CLK_TCK" 'BEGIN{printf "%.1f", (b-a)/hz/(e-s)*100}')
+  rss_max=$(sort -n "$WORK/rss.txt" | tail -1)
+  acked=$(jq -r '.acked_rate|floor' "$WORK/lg-$tag.json")
+  printf "%d\t%d\t%.1f\t%.1f\t%.0f\t%.2f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n" "$round" "$acked" "$fps_med" "$fps_min" "$msgs" "$draw" \
+    "$cpu" "$((rss_max / 1024))" "$inside" "$in_max" "$outside" "$out_max" "$lag_dropped" "$echo_med" >> "$WORK/console-rounds.tsv"
+  log "console: round $round: $(tail -1 "$WORK/console-rounds.tsv")"
+}
+
+bench_console() {
+  local rounds=${ROUNDS:-3} l0 l1
+  CONSOLE_RATE=${CONSOLE_RATE:-50000} CONSOLE_SECS=30 KEY_ROUNDS=10
+  [ "$QUICK" = 1 ] && rounds=${ROUNDS:-1} && CONSOLE_SECS=10 && KEY_ROUNDS=5
+  log "building the console"
+  cargo build --release -q -p baddybugs-console >&2
+  : > "$WORK/console-rounds.tsv"
+  l0=$(load_avg)
+  for r in $(seq 1 "$rounds"); do console_round "$r"; done
+  l1=$(load_avg)
+  ccol() { cut -f"$1" "$WORK/console-rounds.tsv" | median; }
+  md "### $(date -u +%Y-%m-%d) — \`scripts/bench.sh console$([ "$QUICK" = 1 ] && echo ' --quick')$([ -n "$ROUNDS" ] && echo " --rounds $ROUNDS")\`"
+  md ""
+  md "Machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(uname -sr); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- server common console 2>/dev/null || echo ' + uncommitted changes'). tmux $(tmux -V | cut -d' ' -f2)."
+  md "Load average (1/5/15 min) before: $l0; after: $l1."
+  md "Each round: a fresh server (release, embedded SQLite, \`fsync = \"always\"\`); \`baddybugs-console --stats-file …\` in \`tmux new-session -d -x 120 -y 40\`"
+  md "(every topic subscribed, Overview view); \`baddybugs-loadgen --rate $CONSOLE_RATE --concurrency 16 --seed 7\`; after 5 s of warm-up,"
+  md "${CONSOLE_SECS} s of samples (console CPU from /proc/PID/stat, RSS every second, its stats file), then $((KEY_ROUNDS * 2)) view switches"
+  md "(\`2\` until the screen shows \`Types ·\`, \`1\` until \`Ingest · last 60 s\`), still under load. $rounds round(s); medians."
+  md ""
+  md "| figure | median over rounds | target |"
+  md "|---|---|---|"
+  md "| events/s acknowledged during the run (asked: $CONSOLE_RATE) | $(ccol 2) | 50,000 |"
+  md "| redraws per second (console's stats file; median second / worst second) | $(ccol 3) / $(ccol 4) | ≥ 10 |"
+  md "| feed messages applied per second | $(ccol 5) | — |"
+  md "| time per redraw, ms | $(ccol 6) | — |"
+  md "| console CPU, % of one core | $(ccol 7) | < 10 % |"
+  md "| console RSS, MiB (max) | $(ccol 8) | < 100 MB |"
+  md "| key → frame that shows it, inside the console, ms (median / max) | $(ccol 9) / $(ccol 10) | < 50 ms |"
+  md "| key → screen, from outside (tmux send-keys → capture-pane shows it), ms (median / max) | $(ccol 11) / $(ccol 12) | < 50 ms |"
+  md "| the same, through a shell loop that redraws on each key instead of the console (tmux + polling alone), ms (median) | $(ccol 14) | — |"
+  md "| tail messages dropped (console lag + server) | $(ccol 13) | — |"
+  md ""
+  md "<details><summary>every round (round, acked/s, fps median, fps min, messages/s, draw ms, CPU %, RSS MiB, key inside median, max, key outside median, max, dropped, shell-loop key median)</summary>"
+  md ""
+  md '```'
+  cat "$WORK/console-rounds.tsv" >> "$OUT"
+  md '```'
+  md "</details>"
+  md ""
+}
+
 section_cleanup() {
   if [ -n "$FB_PID" ]; then kill "$FB_PID" 2>/dev/null || true; fi
   if [ -n "${LG_PID:-}" ]; then kill "$LG_PID" 2>/dev/null || true; fi

@@ -8,7 +8,10 @@
 
 use std::time::Duration;
 
-use baddybugs_common::protocol::{ClientMessage, FeedFilter, ServerEnvelope, ServerMessage, Topic};
+use baddybugs_common::protocol::{
+    ClientMessage, FeedFilter, MetricsSnapshot, PipelineTrace, ServerEnvelope, ServerMessage,
+    TailEvent, TailMalformed, Topic, Waterfall,
+};
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use tokio::net::TcpStream;
@@ -309,7 +312,7 @@ impl<'a> Session<'a> {
     }
 
     async fn on_text(&mut self, text: &str) -> bool {
-        let envelope: ServerEnvelope = match serde_json::from_str(text) {
+        let envelope: ServerEnvelope = match decode(text) {
             Ok(e) => e,
             Err(error) => {
                 tracing::warn!(%error, frame = %text.chars().take(200).collect::<String>(), "unreadable feed frame");
@@ -356,9 +359,75 @@ impl<'a> Session<'a> {
     }
 }
 
+/// `(seq, kind)` from the first bytes of a frame: the server writes `{"seq":N,"kind":"…",` first.
+fn prefix(text: &str) -> Option<(u64, &str)> {
+    let rest = text.strip_prefix("{\"seq\":")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let seq = rest[..digits].parse().ok()?;
+    let rest = rest[digits..].strip_prefix(",\"kind\":\"")?;
+    let end = rest.bytes().take(32).position(|b| b == b'"')?;
+    Some((seq, &rest[..end]))
+}
+
+/// Decodes one server frame. The tail messages and metrics (nearly every frame under load) are
+/// read straight into their struct, which ignores the `seq` and `kind` fields: the generic
+/// path (`ServerEnvelope`, a flattened, internally tagged enum) first buffers the whole frame
+/// into serde's `Content` tree, and costs the console several times more CPU and allocations.
+/// Anything else, or a frame laid out differently, takes the generic path.
+pub(crate) fn decode(text: &str) -> Result<ServerEnvelope, serde_json::Error> {
+    let fast = prefix(text).and_then(|(seq, kind)| {
+        let message = match kind {
+            "lifecycle" => serde_json::from_str::<Waterfall>(text)
+                .map(|m| ServerMessage::Lifecycle(Box::new(m))),
+            "event" => {
+                serde_json::from_str::<TailEvent>(text).map(|m| ServerMessage::Event(Box::new(m)))
+            }
+            "malformed" => serde_json::from_str::<TailMalformed>(text)
+                .map(|m| ServerMessage::Malformed(Box::new(m))),
+            "pipeline" => serde_json::from_str::<PipelineTrace>(text)
+                .map(|m| ServerMessage::Pipeline(Box::new(m))),
+            "metrics" => serde_json::from_str::<MetricsSnapshot>(text)
+                .map(|m| ServerMessage::Metrics(Box::new(m))),
+            _ => return None,
+        };
+        Some(message.map(|message| ServerEnvelope { seq, message }))
+    });
+    match fast {
+        Some(Ok(envelope)) => Ok(envelope),
+        _ => serde_json::from_str(text),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_decoding_reads_what_the_generic_path_reads() {
+        use crate::state::fixtures;
+        let messages = vec![
+            ServerMessage::Event(Box::new(fixtures::event(3, "log", "x"))),
+            ServerMessage::Lifecycle(Box::new(fixtures::waterfall(1))),
+            ServerMessage::Malformed(Box::new(fixtures::malformed(2))),
+            ServerMessage::Pipeline(Box::new(fixtures::pipeline(3))),
+            ServerMessage::Metrics(Box::default()),
+            ServerMessage::Dropped { count: 2, total: 9 },
+            ServerMessage::Pong { nonce: None },
+        ];
+        for (seq, message) in messages.into_iter().enumerate() {
+            let envelope = ServerEnvelope {
+                seq: seq as u64 + 1,
+                message,
+            };
+            let text = serde_json::to_string(&envelope).unwrap();
+            assert!(prefix(&text).is_some(), "{text}");
+            assert_eq!(decode(&text).unwrap(), envelope);
+        }
+        // Another field order still decodes (the generic path).
+        let other = r#"{"kind":"dropped","seq":4,"count":1,"total":1}"#;
+        assert_eq!(decode(other).unwrap().seq, 4);
+        assert!(decode(r#"{"seq":1,"kind":"event","id":3}"#).is_err());
+    }
 
     #[test]
     fn errors_say_how_to_fix_them() {
