@@ -45,6 +45,9 @@ pub async fn upgrade(
 /// server CPU than building them. Answers to the client's own requests do not wait.
 const LINGER: Duration = Duration::from_millis(10);
 
+/// How long the close frame may take to go out before the connection is just dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 fn frame(seq: u64, json: &str) -> String {
     // Every message is a JSON object: splice the sequence number in front of its fields.
     let rest = json.strip_prefix('{').unwrap_or(json);
@@ -118,8 +121,10 @@ async fn connection(hub: Arc<FeedHub>, socket: WebSocket, remote: String, store_
         }
     };
     tracing::info!(client = client.id, %remote, reason, "feed client disconnected");
-    let _ = sink.send(Message::Close(None)).await;
     hub.disconnect(&client);
+    // A client dropped for being too slow does not read its close frame either: without a
+    // bound, this task (its queue, its buffered frames) would live as long as the socket.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(None))).await;
 }
 
 /// Writes frames into the WebSocket's buffer (it goes to the socket each time it passes
