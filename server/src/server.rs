@@ -291,8 +291,8 @@ async fn metrics_ticker(
             b.oldest_pending_secs = consumer
                 .and_then(|c| c.oldest_pending_unix_ms)
                 .map(|ms| (now - ms as i64).max(0) as f64 / 1000.0);
-            b.memory_bytes = feed.queued_bytes()
-                + metrics.gauges.batcher_bytes.load(Ordering::Relaxed);
+            b.memory_bytes =
+                feed.queued_bytes() + metrics.gauges.batcher_bytes.load(Ordering::Relaxed);
             b.memory_events = metrics.gauges.batcher_events.load(Ordering::Relaxed);
         }
         {
