@@ -25,7 +25,6 @@
 //! another connection (`BEGIN IMMEDIATE` in `sqlite3` or Python), which makes every write fail
 //! with `SQLITE_BUSY` after the busy timeout until that transaction ends.
 
-mod checkpoint;
 mod read;
 mod schema;
 #[cfg(test)]
@@ -92,8 +91,6 @@ struct Inner {
     /// Test switch: the writer runs with `PRAGMA query_only`, so writes fail as on a read-only
     /// file.
     read_only: AtomicBool,
-    /// Copies committed WAL pages into the database file on its own thread.
-    checkpointer: checkpoint::Checkpointer,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -120,10 +117,6 @@ impl SqliteStore {
             })?;
         }
         let readers = options.read_connections.max(1);
-        let checkpointer =
-            checkpoint::Checkpointer::start(path, options.busy_timeout).map_err(|err| {
-                SinkError::Other(format!("cannot start the checkpoint thread: {err}"))
-            })?;
         let inner = Inner {
             path: path.to_owned(),
             read_permits: Arc::new(Semaphore::new(readers)),
@@ -131,7 +124,6 @@ impl SqliteStore {
             writer: Mutex::new(None),
             readers: Mutex::new(Vec::with_capacity(readers)),
             read_only: AtomicBool::new(false),
-            checkpointer,
         };
         let mut writer = inner.connect_writer().map_err(write_error)?;
         schema::migrate(&mut writer).map_err(|err| match err {
@@ -224,8 +216,6 @@ impl Inner {
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         // 64 MiB of page cache (negative = KiB) keeps index pages hot across batches.
         conn.pragma_update(None, "cache_size", -65536)?;
-        // Checkpoints run on the `sqlite-checkpoint` thread (checkpoint.rs), not in the commit.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // The schema's `CHECK (json_valid(…))` constraints are enforced by write.rs instead,
         // where serde_json checks each value off the insert loop (the same check the read side
         // relies on, at a fraction of SQLite's JSON parse). Only this connection writes.
@@ -248,9 +238,6 @@ impl Inner {
         let result = conn
             .pragma_update(None, "query_only", self.read_only.load(Ordering::SeqCst))
             .and_then(|()| write::write_batch(conn, batch));
-        if result.is_ok() {
-            self.checkpointer.committed(conn);
-        }
         result.map_err(|err| {
             if needs_new_connection(&err) {
                 *guard = None;
