@@ -10,6 +10,9 @@
 //!
 //! Run: `cargo bench -p baddybugs-ingest --bench clickhouse_insert [-- <type filter>]`.
 
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
