@@ -335,7 +335,7 @@ bench_console() {
   md "${CONSOLE_SECS} s of samples (console CPU from /proc/PID/stat, RSS every second, its stats file), then $((KEY_ROUNDS * 2)) view switches"
   md "(\`2\` until the screen shows \`Types ·\`, \`1\` until \`Ingest · last 60 s\`), still under load. $rounds round(s); medians."
   md ""
-  md "| figure | median over rounds | target |"
+  md "| figure | median over rounds (a \"max\" or \"worst\" is each round's, then the median) | target |"
   md "|---|---|---|"
   md "| events/s acknowledged during the run (asked: $CONSOLE_RATE) | $(ccol 2) | 50,000 |"
   md "| redraws per second (console's stats file; median second / worst second) | $(ccol 3) / $(ccol 4) | ≥ 10 |"
