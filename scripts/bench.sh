@@ -4,6 +4,7 @@
 #
 #   scripts/bench.sh [--quick] [--append] [--soak-minutes N] [--no-criterion]
 #   scripts/bench.sh feed|console [--quick] [--rounds N]   (one section only; docs/BENCHMARKS.md)
+#   scripts/bench.sh ceiling [--quick]   (acknowledged-rate ceiling with wrk as the client)
 #
 # --quick: 10 s runs, a 1-minute soak, short criterion runs (for trying the suite).
 # Needs: cargo, jq, a free TCP port 18181. Progress goes to stderr.
@@ -12,7 +13,7 @@ set -euo pipefail
 QUICK=0 APPEND=0 SOAK_MIN=10 CRITERION=1 SECTION="" ROUNDS=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    feed|console) SECTION="$1" ;;
+    feed|console|ceiling) SECTION="$1" ;;
     --rounds) ROUNDS="$2"; shift ;;
     --quick) QUICK=1 ;;
     --append) APPEND=1 ;;
@@ -50,11 +51,13 @@ trap cleanup EXIT
 log "building release binaries"
 cargo build --release -q -p baddybugs-ingest -p baddybugs-fixtures >&2
 
+SPOOL_QUOTA=$((4 << 30))
 start_server() { # fresh data dir, fsync always, embedded store
   local dir="$WORK/data-$1"
   cat > "$WORK/bench.toml" <<EOF
 [spool]
 fsync = "always"
+quota_bytes = $SPOOL_QUOTA
 EOF
   BADDYBUGS_LOG=warn "$SERVER" serve --config "$WORK/bench.toml" --listen "127.0.0.1:$PORT" \
     --data-dir "$dir" --api-key "$KEY" --feed-token "$TOKEN" > "$WORK/server.out" 2> "$WORK/server.err" &
@@ -355,6 +358,63 @@ bench_console() {
   md '```'
   md "</details>"
   md ""
+}
+
+# ---------------------------------------------------------------------------------------------
+# `scripts/bench.sh ceiling`: the acknowledged-rate ceiling over RUN_SECS with a light client.
+# On two cores the load generator takes one core for itself (instantiate, gzip, sign), so here
+# it writes its traffic once, as gzip bodies with fresh ids, and `wrk` (one C thread) replays
+# them, each body once (scripts/wrk-bodies.lua). Counts come from the server's /v1/stats.
+bench_ceiling() {
+  command -v wrk >/dev/null || { echo "bench ceiling needs wrk (apt-get install wrk)" >&2; exit 2; }
+  local secs=$RUN_SECS events s0 s1 c0 c1 t0 t1 rss
+  # Enough bodies that none is sent twice at up to 250k events/s.
+  events=$((secs * 250000))
+  log "ceiling: writing $events events as gzip bodies"
+  "$LOADGEN" --write-bodies "$WORK/bodies" --events "$events" --seed 7 --gen-threads 2 --json > "$WORK/bodies.json"
+  log "ceiling: decode-only ceiling"
+  DEC="$("$LOADGEN" --decode-only --seed 7 --pool 1000 --json)"
+  # The spool holds the whole run (the embedded store drains slower than this): room for it.
+  SPOOL_QUOTA=$((16 << 30))
+  start_server ceiling
+  s0="$(stats)"; c0=$(cpu_ticks "$SERVER_PID"); t0=$(date +%s.%N)
+  log "ceiling: wrk for ${secs}s"
+  BODIES="$WORK/bodies" API_KEY="${KEY%%:*}" wrk -t1 -c16 -d"${secs}s" -s scripts/wrk-bodies.lua "$URL" > "$WORK/wrk.out" 2>&1
+  t1=$(date +%s.%N); s1="$(stats)"; c1=$(cpu_ticks "$SERVER_PID"); rss=$(rss_kib "$SERVER_PID")
+  stop_server
+  rm -rf "$WORK/data-ceiling" "$WORK/bodies"
+  local acked dups rejected written non202 wall rate check ratio
+  acked=$(( $(jq '.totals.accepted' <<<"$s1") - $(jq '.totals.accepted' <<<"$s0") ))
+  dups=$(( $(jq '.totals.duplicates' <<<"$s1") - $(jq '.totals.duplicates' <<<"$s0") ))
+  rejected=$(( $(jq '.totals.rejected' <<<"$s1") - $(jq '.totals.rejected' <<<"$s0") ))
+  written=$(( $(jq '.sink.written_events' <<<"$s1") - $(jq '.sink.written_events' <<<"$s0") ))
+  non202=$(jq '[.responses[] | select(.[0] != 202) | .[1]] | add // 0' <<<"$s1")
+  wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')
+  rate=$(awk -v n="$acked" -v w="$wall" 'BEGIN{printf "%d", n/w}')
+  check=$(jq -r '.check_eps|floor' <<<"$DEC")
+  ratio=$(awk -v a="$rate" -v b="$check" 'BEGIN{printf "%.2f", a/b}')
+  CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+  md "### Acknowledged-rate ceiling, ${secs} s, wrk replaying the load generator's bodies ($(date -u +%Y-%m-%dT%H:%MZ))"
+  md ""
+  md "Machine: $(nproc) cores, $CPU; load average before the run $(load_avg | cut -d' ' -f1). Server: release, embedded SQLite, \`fsync = \"always\"\`, spool quota 16 GiB."
+  md "Command: \`scripts/bench.sh ceiling$([ "$QUICK" = 1 ] && echo ' --quick')\` = \`baddybugs-loadgen --write-bodies F --events $events --seed 7\` ($(jq -r '.bodies' "$WORK/bodies.json") bodies of 100 events, $(jq -r '.raw_bytes / .events | floor' "$WORK/bodies.json") bytes per event before gzip, every id fresh), then \`BODIES=F API_KEY=bench-key wrk -t1 -c16 -d${secs}s -s scripts/wrk-bodies.lua\`."
+  md ""
+  md "| figure | value |"
+  md "|---|---|"
+  md "| events acknowledged (202 after fsync) | **$acked in $wall s = $rate events/s** |"
+  md "| duplicates / rejected / non-202 answers | $dups / $rejected / $non202 |"
+  md "| ack latency under this flood (wrk, 16 in flight) | $(grep -E '^latency p50' "$WORK/wrk.out" | awk '{print $3" "$4}') p50, $(grep -E '^latency p99 ' "$WORK/wrk.out" | awk '{print $3" "$4}') p99, $(grep -E '^latency max' "$WORK/wrk.out" | awk '{print $3" "$4}') max |"
+  md "| decode-only ceiling, one core (gunzip + split + \`check_event\`) | $check events/s |"
+  md "| **ratio acknowledged / decode-only** | **$ratio** |"
+  md "| embedded store writes during the run | $(awk -v n="$written" -v w="$wall" 'BEGIN{printf "%d", n/w}') events/s (the rest waits in the spool) |"
+  md "| server CPU | $(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v w="$wall" 'BEGIN{printf "%.2f", c/hz/w}') cores |"
+  md "| server RSS at the end | $((rss / 1024)) MiB |"
+  md ""
+  md "wrk's own summary:"
+  md ""
+  md '```'
+  grep -vE '^latency (p|max)' "$WORK/wrk.out" >> "$OUT"
+  md '```'
 }
 
 section_cleanup() {

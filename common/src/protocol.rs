@@ -469,6 +469,10 @@ pub struct Waterfall {
     pub spans: Vec<WaterfallSpan>,
     /// Event time, RFC 3339.
     pub timestamp: String,
+    /// `Some(n)` when the lifecycle tail is sampled 1 in n (waterfalls of errors are always
+    /// sent); absent from older servers.
+    #[serde(default)]
+    pub sampled_one_in: Option<u32>,
 }
 
 /// The server's own trace of one batch.

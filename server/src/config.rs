@@ -277,6 +277,8 @@ pub struct FeedConfig {
     pub client_queue_messages: usize,
     /// Most `events` tail messages per second per client before sampling.
     pub events_tail_per_sec: u32,
+    /// Most `lifecycle` waterfalls per second before sampling (errors are always sent).
+    pub lifecycle_tail_per_sec: u32,
     /// A client whose queue stays full this long is disconnected, ms.
     pub slow_client_timeout_ms: u64,
     /// Tail messages kept for a newly subscribed client (per tail).
@@ -292,6 +294,7 @@ impl Default for FeedConfig {
         FeedConfig {
             client_queue_messages: 1024,
             events_tail_per_sec: 200,
+            lifecycle_tail_per_sec: 50,
             slow_client_timeout_ms: 30_000,
             tail_retention: 100,
             slow_batch_ms: 50,

@@ -12,6 +12,13 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
 
+/// jemalloc instead of the system allocator. With glibc's malloc the server's RSS under a steady
+/// load crept up to ~250–320 MB (per-thread arenas keep freed request buffers and batches);
+/// jemalloc returns freed pages to the system, so RSS follows what is really held
+/// (docs/BENCHMARKS.md, memory over a soak).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// BaddyBugs Ingest: receives the BaddyBugs PHP agent's events, keeps every one durably and
 /// stores them in ClickHouse or the embedded SQLite store.
 #[derive(Debug, Parser)]

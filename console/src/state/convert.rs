@@ -159,6 +159,7 @@ pub(crate) fn trace_waterfall(t: &PipelineTrace) -> Waterfall {
             })
             .collect(),
         timestamp: t.received_at.clone(),
+        sampled_one_in: None,
     }
 }
 
@@ -206,6 +207,7 @@ pub(crate) fn trace_spans_waterfall(trace_id: &str, data: &Value) -> Option<Wate
         memory: Value::Null,
         spans,
         timestamp: String::new(),
+        sampled_one_in: None,
     })
 }
 

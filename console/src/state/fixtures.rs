@@ -244,6 +244,7 @@ pub(crate) fn waterfall(i: u64) -> Waterfall {
             span("phase", "RESPONSE", "response", 107.5, 12.5 + i as f64, 0),
         ],
         timestamp: at(i as i64 * 1000),
+        sampled_one_in: None,
     }
 }
 

@@ -62,9 +62,16 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         ),
         t.dim(),
     );
+    // The server samples this tail under load (errors always kept): say so, as it says.
+    let sampled = s
+        .lifecycles
+        .items()
+        .next_back()
+        .and_then(|w| w.sampled_one_in)
+        .map_or_else(String::new, |n| format!(" (sampled 1 in {n}, errors all)"));
     let spec = ListSpec {
         title: format!(
-            "Waterfalls · {} lifecycles · Enter: draw · t: trace",
+            "Waterfalls · {} lifecycles{sampled} · Enter: draw · t: trace",
             s.lifecycles.pushed
         ),
         header,

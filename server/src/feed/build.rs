@@ -178,6 +178,7 @@ pub(super) fn lifecycle(
     meta: &BatchMeta,
     index: u32,
     event: &CheckedEvent<'_>,
+    sampled_one_in: Option<u32>,
 ) -> (ServerMessage, Facets) {
     let payload = &event.payload;
     let mut spans: Vec<WaterfallSpan> = span_rows("lifecycle", payload)
@@ -220,6 +221,7 @@ pub(super) fn lifecycle(
             .unwrap_or_default(),
         spans,
         timestamp: format_millis(event.envelope.timestamp_ms),
+        sampled_one_in,
     };
     (
         ServerMessage::Lifecycle(Box::new(waterfall)),
@@ -262,7 +264,11 @@ impl TraceAssembler {
     }
 
     /// The waterfall of a trace as assembled so far.
-    pub(super) fn waterfall(&self, trace_id: &str) -> Option<ServerMessage> {
+    pub(super) fn waterfall(
+        &self,
+        trace_id: &str,
+        sampled_one_in: Option<u32>,
+    ) -> Option<ServerMessage> {
         let entry = self.traces.get(trace_id)?;
         let origin = entry
             .1
@@ -304,6 +310,7 @@ impl TraceAssembler {
             memory: serde_json::Value::Null,
             spans,
             timestamp: format_millis(entry.0),
+            sampled_one_in,
         };
         Some(ServerMessage::Lifecycle(Box::new(waterfall)))
     }

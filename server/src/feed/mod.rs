@@ -183,12 +183,48 @@ impl Client {
     }
 }
 
-/// Per-second sampler of the events tail.
+/// Per-second sampler of a tail: above `limit` messages per second it keeps 1 in n, with
+/// `n = ceil(rate / limit)` from the busier of the last and the current second.
 struct Sampler {
     second: Instant,
     seen: u64,
     last_rate: u64,
     counter: u64,
+}
+
+impl Sampler {
+    fn new() -> Sampler {
+        Sampler {
+            second: Instant::now(),
+            seen: 0,
+            last_rate: 0,
+            counter: 0,
+        }
+    }
+
+    /// Counts `incoming` candidates; `None` while under `limit` per second, else `Some(n)`.
+    fn rate(&mut self, incoming: u64, limit: u32) -> Option<u32> {
+        if self.second.elapsed() >= Duration::from_secs(1) {
+            self.last_rate = self.seen;
+            self.seen = 0;
+            self.second = Instant::now();
+        }
+        self.seen += incoming;
+        let limit = u64::from(limit.max(1));
+        let rate = self.last_rate.max(self.seen);
+        (rate > limit).then(|| rate.div_ceil(limit).min(u64::from(u32::MAX)) as u32)
+    }
+
+    /// Whether the next candidate is kept at 1 in `one_in`.
+    fn take(&mut self, one_in: Option<u32>) -> bool {
+        match one_in {
+            None => true,
+            Some(n) => {
+                self.counter += 1;
+                self.counter.is_multiple_of(u64::from(n))
+            }
+        }
+    }
 }
 
 /// The hub every feed client subscribes to.
@@ -202,6 +238,7 @@ pub struct FeedHub {
     topic_subscribers: [AtomicUsize; 5],
     retained: Mutex<HashMap<Topic, VecDeque<Arc<Outgoing>>>>,
     sampler: Mutex<Sampler>,
+    lifecycle_sampler: Mutex<Sampler>,
     traces: Mutex<build::TraceAssembler>,
     closed: Notify,
     is_closed: std::sync::atomic::AtomicBool,
@@ -234,12 +271,8 @@ impl FeedHub {
             next_id: AtomicU64::new(1),
             topic_subscribers: Default::default(),
             retained: Mutex::new(HashMap::new()),
-            sampler: Mutex::new(Sampler {
-                second: Instant::now(),
-                seen: 0,
-                last_rate: 0,
-                counter: 0,
-            }),
+            sampler: Mutex::new(Sampler::new()),
+            lifecycle_sampler: Mutex::new(Sampler::new()),
             traces: Mutex::new(build::TraceAssembler::default()),
             closed: Notify::new(),
             is_closed: Default::default(),
@@ -386,9 +419,12 @@ impl FeedHub {
             );
         }
         if self.listening(Topic::Events) && !accepted.is_empty() {
-            let one_in = self.sample_rate(accepted.len() as u64);
+            let one_in = self
+                .sampler
+                .lock()
+                .rate(accepted.len() as u64, self.config.events_tail_per_sec);
             for (index, event) in accepted {
-                if !self.sample_take(one_in) {
+                if !self.sampler.lock().take(one_in) {
                     continue;
                 }
                 let (message, facets) = build::tail_event(meta, *index, event, one_in);
@@ -399,74 +435,77 @@ impl FeedHub {
             }
         }
         if self.listening(Topic::Lifecycle) {
-            // Trace spans are assembled per trace, and each trace touched by this request is
-            // sent once, with all its spans so far (not once per span: a request often carries
-            // several spans of one trace, and each message would repeat the previous one).
-            let mut touched: Vec<(String, usize, bool)> = Vec::new();
-            let mut slot: HashMap<String, usize> = HashMap::new();
-            for (position, (index, event)) in accepted.iter().enumerate() {
-                match event.envelope.event_type.as_ref() {
-                    "lifecycle" => {
-                        let (message, facets) = build::lifecycle(meta, *index, event);
-                        self.broadcast(
-                            build::outgoing(Some(Topic::Lifecycle), &message, facets),
-                            true,
-                        );
-                    }
-                    "trace_span" => {
-                        let Some(trace_id) = self.traces.lock().add(event) else {
-                            continue;
-                        };
-                        let error = event.columns.is_error;
-                        match slot.get(&trace_id) {
-                            Some(&i) => {
-                                touched[i].1 = position;
-                                touched[i].2 |= error;
-                            }
-                            None => {
-                                slot.insert(trace_id.clone(), touched.len());
-                                touched.push((trace_id, position, error));
-                            }
+            self.publish_waterfalls(meta, accepted);
+        }
+    }
+
+    /// The `lifecycle` tail of one request: a waterfall per `lifecycle` event, and one per
+    /// trace its `trace_span` events touched (with all of that trace's spans so far, not one
+    /// message per span: a request often carries several spans of one trace, and each message
+    /// would repeat the previous one). Above `feed.lifecycle_tail_per_sec` the waterfalls are
+    /// sampled 1 in n and say so, except those of errors, which are always sent: building and
+    /// sending thousands of waterfalls a second would cost ingest CPU for no reader (issue 5).
+    fn publish_waterfalls(&self, meta: &BatchMeta, accepted: &[(u32, CheckedEvent<'_>)]) {
+        let mut lifecycles: Vec<usize> = Vec::new();
+        let mut touched: Vec<(String, usize, bool)> = Vec::new();
+        let mut slot: HashMap<String, usize> = HashMap::new();
+        for (position, (_, event)) in accepted.iter().enumerate() {
+            match event.envelope.event_type.as_ref() {
+                "lifecycle" => lifecycles.push(position),
+                "trace_span" => {
+                    // Every span is assembled, sampled or not, so a trace sent later is whole.
+                    let Some(trace_id) = self.traces.lock().add(event) else {
+                        continue;
+                    };
+                    let error = event.columns.is_error;
+                    match slot.get(&trace_id) {
+                        Some(&i) => {
+                            touched[i].1 = position;
+                            touched[i].2 |= error;
+                        }
+                        None => {
+                            slot.insert(trace_id.clone(), touched.len());
+                            touched.push((trace_id, position, error));
                         }
                     }
-                    _ => {}
                 }
-            }
-            for (trace_id, position, any_error) in touched {
-                let Some(message) = self.traces.lock().waterfall(&trace_id) else {
-                    continue;
-                };
-                let facets = build::trace_facets(&accepted[position].1, any_error);
-                self.broadcast(
-                    build::outgoing(Some(Topic::Lifecycle), &message, facets),
-                    true,
-                );
+                _ => {}
             }
         }
-    }
-
-    /// Events-tail sampling: `None` while under `events_tail_per_sec`, else `Some(n)`.
-    fn sample_rate(&self, incoming: u64) -> Option<u32> {
-        let mut s = self.sampler.lock();
-        if s.second.elapsed() >= Duration::from_secs(1) {
-            s.last_rate = s.seen;
-            s.seen = 0;
-            s.second = Instant::now();
+        let candidates = (lifecycles.len() + touched.len()) as u64;
+        if candidates == 0 {
+            return;
         }
-        s.seen += incoming;
-        let limit = u64::from(self.config.events_tail_per_sec.max(1));
-        let rate = s.last_rate.max(s.seen);
-        (rate > limit).then(|| rate.div_ceil(limit).min(u64::from(u32::MAX)) as u32)
-    }
-
-    fn sample_take(&self, one_in: Option<u32>) -> bool {
-        match one_in {
-            None => true,
-            Some(n) => {
-                let mut s = self.sampler.lock();
-                s.counter += 1;
-                s.counter.is_multiple_of(u64::from(n))
+        let one_in = self
+            .lifecycle_sampler
+            .lock()
+            .rate(candidates, self.config.lifecycle_tail_per_sec);
+        let keep = |error: bool| error || self.lifecycle_sampler.lock().take(one_in);
+        for position in lifecycles {
+            let (index, event) = &accepted[position];
+            let error =
+                event.columns.is_error || event.columns.status_code.is_some_and(|s| s >= 500);
+            if !keep(error) {
+                continue;
             }
+            let (message, facets) = build::lifecycle(meta, *index, event, one_in);
+            self.broadcast(
+                build::outgoing(Some(Topic::Lifecycle), &message, facets),
+                true,
+            );
+        }
+        for (trace_id, position, any_error) in touched {
+            if !keep(any_error) {
+                continue;
+            }
+            let Some(message) = self.traces.lock().waterfall(&trace_id, one_in) else {
+                continue;
+            };
+            let facets = build::trace_facets(&accepted[position].1, any_error);
+            self.broadcast(
+                build::outgoing(Some(Topic::Lifecycle), &message, facets),
+                true,
+            );
         }
     }
 
@@ -601,5 +640,83 @@ mod tests {
         let (messages, _) = client.take();
         let v: serde_json::Value = serde_json::from_str(&messages[0].json).unwrap();
         assert_eq!(v["spans"].as_array().unwrap().len(), 5);
+    }
+    fn lifecycle_fixture(name: &str) -> String {
+        let id = format!("lifecycle/valid/{name}.agent.json");
+        baddybugs_fixtures::fixture(&id)
+            .unwrap_or_else(|| panic!("no fixture {id}"))
+            .text
+    }
+
+    /// Issue 5 (feed cost): above `lifecycle_tail_per_sec` the lifecycle tail keeps 1 in n
+    /// waterfalls and marks them; the waterfalls of server errors are all sent.
+    #[test]
+    fn lifecycle_tail_is_sampled_above_its_rate_and_keeps_every_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hub_with(dir.path(), 10);
+        let client = hub.connect("test".into());
+        hub.subscribe(&client, &[Topic::Lifecycle], FeedFilter::default());
+        let ok = lifecycle_fixture("http_request");
+        let failed = lifecycle_fixture("server_error_500");
+        // 100 requests, every tenth a 500: 110 candidates in one second for a limit of 10.
+        let raws: Vec<&str> = (0..100)
+            .map(|i| {
+                if i % 10 == 9 {
+                    failed.as_str()
+                } else {
+                    ok.as_str()
+                }
+            })
+            .collect();
+        let events: Vec<(u32, CheckedEvent<'_>)> = raws
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| (i as u32, baddybugs_common::check_event(raw, 0).unwrap()))
+            .collect();
+        hub.publish_batch(&meta(), &events, &[], Duration::ZERO);
+        let (messages, dropped) = client.take();
+        assert!(dropped.is_none());
+        let waterfalls: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|m| serde_json::from_str(&m.json).unwrap())
+            .collect();
+        let errors = waterfalls
+            .iter()
+            .filter(|w| w["status_code"] == 500)
+            .count();
+        assert_eq!(errors, 10, "every 500 is sent");
+        let others = waterfalls.len() - errors;
+        // 1 in 10 of the 90 others (the counter also advances on nothing else).
+        assert_eq!(others, 9, "{} waterfalls", waterfalls.len());
+        assert!(
+            waterfalls.iter().all(|w| w["sampled_one_in"] == 10),
+            "every message says it is sampled 1 in 10"
+        );
+
+        // Under the limit nothing is sampled: a new hub, 5 requests.
+        let dir = tempfile::tempdir().unwrap();
+        let quiet = hub_with(dir.path(), 10);
+        let client = quiet.connect("test".into());
+        quiet.subscribe(&client, &[Topic::Lifecycle], FeedFilter::default());
+        quiet.publish_batch(&meta(), &events[..5], &[], Duration::ZERO);
+        let (messages, _) = client.take();
+        assert_eq!(messages.len(), 5);
+        for m in &messages {
+            let v: serde_json::Value = serde_json::from_str(&m.json).unwrap();
+            assert!(v["sampled_one_in"].is_null(), "{v}");
+        }
+    }
+
+    fn hub_with(dir: &std::path::Path, lifecycle_tail_per_sec: u32) -> FeedHub {
+        let store = SqliteStore::open(&dir.join("events.db")).unwrap();
+        FeedHub::new(
+            FeedConfig {
+                lifecycle_tail_per_sec,
+                ..FeedConfig::default()
+            },
+            Arc::new(Metrics::new("test".into())),
+            "test".into(),
+            Arc::new(store),
+        )
     }
 }
