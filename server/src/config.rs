@@ -209,6 +209,9 @@ pub struct BatchConfig {
     pub retry_initial_ms: u64,
     /// Longest retry delay, ms.
     pub retry_max_ms: u64,
+    /// Nice value (0–19) of the threads that build rows and write the embedded store: when the
+    /// cores are busy, acknowledging agents wins and the store catches up from the spool.
+    pub background_nice: i32,
 }
 
 impl Default for BatchConfig {
@@ -220,6 +223,7 @@ impl Default for BatchConfig {
             priority_flush_ms: 200,
             retry_initial_ms: 100,
             retry_max_ms: 10_000,
+            background_nice: 10,
         }
     }
 }
@@ -495,6 +499,12 @@ impl Config {
             return Err(invalid(
                 "spool.fsync_interval_ms",
                 "must be > 0 with fsync = \"interval\"",
+            ));
+        }
+        if !(0..=19).contains(&self.batch.background_nice) {
+            return Err(invalid(
+                "batch.background_nice",
+                "must be a nice value from 0 (same priority as ingest) to 19 (lowest)",
             ));
         }
         if self.batch.retry_initial_ms == 0 || self.batch.retry_max_ms < self.batch.retry_initial_ms

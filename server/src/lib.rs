@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod accept;
+pub mod background;
 pub mod batch;
 pub mod config;
 pub mod decode;

@@ -202,6 +202,7 @@ pub async fn run_until(
         sink.healthy = true;
     }
 
+    crate::background::set_nice(config.batch.background_nice);
     let (stop_tx, stop_rx) = watch::channel(false);
     let observer_feed = feed.clone();
     let on_traces: TraceObserver =

@@ -227,37 +227,56 @@ impl Batcher {
         }
     }
 
-    /// Turns records into rows (CPU work, off the async workers).
+    /// Turns records into rows (CPU work, off the async workers, at the background priority:
+    /// see [`crate::background`]). A build that fails (a panic is a bug) is retried with
+    /// backoff and never skipped: skipping would checkpoint past events that were acknowledged.
     async fn build(&self, entries: Vec<SpoolEntry>, held: (u64, u64)) -> Built {
+        let first_lsn = entries.first().map_or(0, |e| e.lsn);
         let last_lsn = entries.last().map_or(0, |e| e.lsn);
-        let feed = self.feed.clone();
-        let (batch, stats) = tokio::task::spawn_blocking(move || {
-            let refs: Vec<RecordRef<'_>> = entries
-                .iter()
-                .map(|e| RecordRef {
-                    lsn: e.lsn,
-                    payload: &e.payload,
-                    appended_ms: e.appended_unix_ms,
-                })
-                .collect();
-            let keep_trace = |t: &TraceRow, acked_us: u64| {
-                t.outcome != "accepted"
-                    || acked_us >= feed.slow_batch_ms * 1000
-                    || feed.trace_sample_one_in <= 1
-                    || t.lsn.is_multiple_of(u64::from(feed.trace_sample_one_in))
-            };
-            build_batch(&refs, keep_trace)
-        })
-        .await
-        .unwrap_or_else(|err| {
-            tracing::error!(%err, "batch build panicked");
-            (SinkBatch::default(), BuildStats::default())
-        });
-        Built {
-            batch,
-            stats,
-            last_lsn,
-            held,
+        let entries = Arc::new(entries);
+        let mut delay = Duration::from_millis(self.config.retry_initial_ms.max(1));
+        loop {
+            let feed = self.feed.clone();
+            let entries = Arc::clone(&entries);
+            let built = crate::background::run("batch-build", move || {
+                let refs: Vec<RecordRef<'_>> = entries
+                    .iter()
+                    .map(|e| RecordRef {
+                        lsn: e.lsn,
+                        payload: &e.payload,
+                        appended_ms: e.appended_unix_ms,
+                    })
+                    .collect();
+                let keep_trace = |t: &TraceRow, acked_us: u64| {
+                    t.outcome != "accepted"
+                        || acked_us >= feed.slow_batch_ms * 1000
+                        || feed.trace_sample_one_in <= 1
+                        || t.lsn.is_multiple_of(u64::from(feed.trace_sample_one_in))
+                };
+                build_batch(&refs, keep_trace)
+            })
+            .await;
+            match built {
+                Ok((batch, stats)) => {
+                    return Built {
+                        batch,
+                        stats,
+                        last_lsn,
+                        held,
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(
+                        %err,
+                        first_lsn,
+                        last_lsn,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "could not build rows from these spool records; the store waits and nothing is skipped (this is a bug: please report it with `baddybugs-ingest spool dump`)"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(self.config.retry_max_ms));
+                }
+            }
         }
     }
 

@@ -326,9 +326,13 @@ impl Store for SqliteStore {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             let (first_lsn, last_lsn) = (batch.first_lsn, batch.last_lsn);
-            let written = tokio::task::spawn_blocking(move || inner.write_blocking(&batch))
-                .await
-                .map_err(|err| SinkError::Other(format!("sqlite write task failed: {err}")))??;
+            // At the background priority: see crate::background.
+            let written =
+                crate::background::run("sqlite-write", move || inner.write_blocking(&batch))
+                    .await
+                    .map_err(|err| {
+                        SinkError::Other(format!("sqlite write task failed: {err}"))
+                    })??;
             match written {
                 write::Written::Rows { events, duplicates } => {
                     tracing::debug!(
