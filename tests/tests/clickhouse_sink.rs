@@ -273,9 +273,15 @@ async fn schema_applies_twice_and_a_dba_can_apply_it_by_hand() -> anyhow::Result
         assert!(store.health().await.reachable);
     }
     let versions = front
-        .query_text(&format!("SELECT version FROM `{db}`.schema_migrations"))
+        .query_text(&format!(
+            "SELECT version FROM `{db}`.schema_migrations ORDER BY version"
+        ))
         .await?;
-    assert_eq!(versions.trim(), "1", "version 1 recorded once");
+    assert_eq!(
+        versions.split_whitespace().collect::<Vec<_>>(),
+        ["1", "2"],
+        "each version recorded once"
+    );
     let tables = front
         .query_text(&format!(
             "SELECT name FROM system.tables WHERE database = '{db}' ORDER BY name"
@@ -342,6 +348,102 @@ async fn schema_applies_twice_and_a_dba_can_apply_it_by_hand() -> anyhow::Result
     .await?;
     let (status, ready) = get_json(&client, &server, "/readyz").await?;
     assert_eq!(status, 200, "{ready}");
+    Ok(())
+}
+
+/// A database left at schema version 1 by an older build, with rows in it, is migrated to
+/// version 2 at start (LowCardinality → String in the inserted tables): the rows are still
+/// there and readable through the query API, and new rows are stored.
+#[tokio::test]
+async fn a_version_1_database_with_rows_is_migrated_in_place() -> anyhow::Result<()> {
+    let front = ClickHouseFront::start().await?;
+    let db = front.fresh_database("upgrade").await?;
+    let config = ClickHouseConfig {
+        url: Some(front.url()),
+        database: db.clone(),
+        ..ClickHouseConfig::default()
+    };
+    // What an older build applied: the migrations table and version 1 only.
+    let ddl = baddybugs_ingest::sink::clickhouse::schema::Ddl::new(&config);
+    if let Some(sql) = ddl.create_database() {
+        front.query_text(&sql).await?;
+    }
+    front.query_text(&ddl.create_migrations_table()).await?;
+    let v1 = &ddl.migrations()[0];
+    assert_eq!(v1.version, 1);
+    for sql in &v1.statements {
+        front.query_text(sql).await?;
+    }
+    front
+        .query_text(&format!(
+            "INSERT INTO `{db}`.schema_migrations (version, name) VALUES (1, 'initial schema')"
+        ))
+        .await?;
+    front
+        .query_text(&format!(
+            "INSERT INTO `{db}`.events (event_id, organization, application, environment, type, name, \
+             timestamp, timestamp_source, received_at, trace_id, batch_id, lsn, idx, known_type, \
+             is_error, severity, data, envelope) VALUES ('old-1', 'acme', 'shop', 'production', \
+             'cache', 'k', now64(3), 'agent', now64(3), 't-old', 'b-old', 1, 0, true, false, \
+             'info', '{{\"action\":\"hit\"}}', '{{}}')"
+        ))
+        .await?;
+    let column_type = |table: &'static str, column: &'static str| {
+        let front = &front;
+        let db = db.clone();
+        async move {
+            front
+                .query_text(&format!(
+                    "SELECT type FROM system.columns WHERE database = '{db}' AND table = '{table}' AND name = '{column}'"
+                ))
+                .await
+                .map(|t| t.trim().to_owned())
+        }
+    };
+    assert_eq!(
+        column_type("events", "organization").await?,
+        "LowCardinality(String)"
+    );
+
+    // The new build starts on it.
+    let server = server_on(&front, &db, &[])?;
+    let client = reqwest::Client::new();
+    let old = wait_for(
+        Duration::from_secs(60),
+        "the old row through the API",
+        || async {
+            let (status, event) = get_json(&client, &server, "/v1/events/old-1").await.ok()?;
+            (status == 200).then_some(event)
+        },
+    )
+    .await?;
+    assert_eq!(old["type"], "cache");
+    let versions = front
+        .query_text(&format!(
+            "SELECT version FROM `{db}`.schema_migrations ORDER BY version"
+        ))
+        .await?;
+    assert_eq!(versions.split_whitespace().collect::<Vec<_>>(), ["1", "2"]);
+    for (table, column, want) in [
+        ("events", "organization", "String"),
+        ("events", "release", "Nullable(String)"),
+        ("lifecycle_spans", "span_type", "String"),
+        ("exceptions", "method", "Nullable(String)"),
+    ] {
+        assert_eq!(column_type(table, column).await?, want, "{table}.{column}");
+    }
+    let (status, body) = post_as_agent(
+        &client,
+        &server,
+        &batch_body(&[r#"{"id":"new-1","trace_id":"t-new","env":"production","type":"cache","name":"k","payload":{"action":"hit","store":"redis","tags":[]}}"#]),
+    )
+    .await?;
+    assert_eq!(status, 202, "{body}");
+    wait_for(Duration::from_secs(60), "the new row stored", || async {
+        let (status, _) = get_json(&client, &server, "/v1/events/new-1").await.ok()?;
+        (status == 200).then_some(())
+    })
+    .await?;
     Ok(())
 }
 
