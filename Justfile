@@ -57,6 +57,10 @@ loadgen *ARGS:
 bench-clickhouse *ARGS:
     bash scripts/bench-clickhouse.sh {{ARGS}}
 
+# Acknowledged-rate ceiling: wrk replays the load generator's bodies for 60 s (needs wrk).
+bench-ceiling *ARGS:
+    bash scripts/bench.sh ceiling {{ARGS}}
+
 # Live feed cost: ingest rate and server CPU with 0, 1 and 5 feed clients, memory per client.
 bench-feed *ARGS:
     bash scripts/bench.sh feed {{ARGS}}

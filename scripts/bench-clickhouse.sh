@@ -98,17 +98,22 @@ start_server drain
 loadgen --rate 0 --events "$BACKLOG" --concurrency 16 > "$WORK/fill.json"
 ACKED=$(jq -r '.acked' "$WORK/fill.json")
 start_front
-T0=$(date +%s.%N)
+TF=$(date +%s.%N)
+# The clock starts at the first batch stored: before it, the batcher may still be waiting out
+# the retry backoff it reached while ClickHouse was down (up to batch.retry_max_ms), and the
+# migrations run. That wait is reported on its own.
+until [ "$(stats | jq '.sink.written_events')" != "0" ]; do sleep 0.05; done
+T0=$(date +%s.%N); W0=$(stats | jq '.sink.written_events')
 until [ "$(stats | jq '.sink.lag_events')" = "0" ]; do sleep 0.1; done
 T1=$(date +%s.%N)
 WRITTEN=$(stats | jq '.sink.written_events')
 INS=$(histo insert)
 stop_server
-DRAIN=$(awk -v n="$WRITTEN" -v s="$T0" -v e="$T1" 'BEGIN{printf "%d", n/(e-s)}')
+DRAIN=$(awk -v n="$((WRITTEN - W0))" -v s="$T0" -v e="$T1" 'BEGIN{printf "%d", n/(e-s)}')
 md "### Drain rate"
 md ""
 md "\`baddybugs-loadgen --rate 0 --events $BACKLOG\` acknowledged $ACKED events into the spool while ClickHouse was down; then the front was started and the clock ran until \`sink.lag_events\` = 0"
-md "(from the front answering; the schema migration included): **$DRAIN events/s** ($WRITTEN events in $(awk -v s="$T0" -v e="$T1" 'BEGIN{printf "%.1f", e-s}') s)."
+md "(from the first batch stored, $(awk -v s="$TF" -v e="$T0" 'BEGIN{printf "%.1f", e-s}') s after the front answered: migrations and the end of the retry backoff): **$DRAIN events/s** ($((WRITTEN - W0)) events in $(awk -v s="$T0" -v e="$T1" 'BEGIN{printf "%.1f", e-s}') s)."
 md "Insert latency per batch (all tables of one batch): p50 $(cut -d'|' -f1 <<<"$INS") ms, p99 $(cut -d'|' -f3 <<<"$INS") ms, max $(cut -d'|' -f4 <<<"$INS") ms over $(cut -d'|' -f5 <<<"$INS") batches."
 md ""
 
