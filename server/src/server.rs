@@ -298,7 +298,7 @@ async fn metrics_ticker(
         }
         {
             let mut sink = metrics.gauges.sink.lock();
-            sink.lag_events = consumer.map_or(0, |c| c.pending_records);
+            sink.lag_events = consumer.map_or(0, |c| c.pending_events);
             sink.lag_secs = consumer
                 .and_then(|c| c.oldest_pending_unix_ms)
                 .map(|ms| (now - ms as i64).max(0) as f64 / 1000.0);

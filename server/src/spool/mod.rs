@@ -171,6 +171,8 @@ pub struct ConsumerStatus {
     pub checkpoint_lsn: u64,
     /// Records after it.
     pub pending_records: u64,
+    /// Events in those records (each record is one request's accepted events).
+    pub pending_events: u64,
     /// Append time of the oldest of those.
     pub oldest_pending_unix_ms: Option<u64>,
 }
@@ -205,11 +207,43 @@ pub(crate) struct Shared {
     pub bytes_on_disk: u64,
     pub last_lsn: u64,
     pub checkpoints: HashMap<String, u64>,
-    /// (lsn, appended_ms) of every record after the smallest checkpoint.
-    pub index: VecDeque<(u64, u64)>,
+    /// Every record after the smallest checkpoint, in LSN order with no gap.
+    pub index: VecDeque<IndexEntry>,
+    /// Events in every record indexed so far (the running total the entries count from).
+    pub indexed_events: u64,
+}
+
+/// What the spool remembers of one record it still holds for a consumer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndexEntry {
+    pub lsn: u64,
+    pub appended_ms: u64,
+    /// `Shared::indexed_events` before this record: pending events are a subtraction away.
+    pub events_before: u64,
+}
+
+/// Events in a spool record (its header's count; 0 for a record without one).
+pub(crate) fn record_events(payload: &[u8]) -> u64 {
+    crate::record::event_count(payload).unwrap_or(0) as u64
 }
 
 impl Shared {
+    /// The first indexed record at or after `lsn` (binary search: the index is in LSN order).
+    fn entry(&self, lsn: u64) -> Option<&IndexEntry> {
+        let at = self.index.partition_point(|e| e.lsn < lsn);
+        self.index.get(at)
+    }
+
+    /// Adds a record to the index.
+    pub(crate) fn push_index(&mut self, lsn: u64, appended_ms: u64, events: u64) {
+        self.index.push_back(IndexEntry {
+            lsn,
+            appended_ms,
+            events_before: self.indexed_events,
+        });
+        self.indexed_events += events;
+    }
+
     fn min_checkpoint(&self) -> u64 {
         self.checkpoints.values().copied().min().unwrap_or(0)
     }
@@ -274,7 +308,7 @@ impl Spool {
         let min_checkpoint = checkpoints.values().copied().min().unwrap_or(0);
         let files = list_segments(&dir).map_err(io_err(&dir))?;
         let mut segments = Vec::new();
-        let mut index = VecDeque::new();
+        let mut index: Vec<(u64, u64, u64)> = Vec::new();
         let mut records = 0u64;
         let mut truncated_bytes = 0u64;
         let mut last_lsn = 0u64;
@@ -292,7 +326,7 @@ impl Spool {
                 seg_last = f.lsn;
                 records += 1;
                 if f.lsn > min_checkpoint {
-                    index.push_back((f.lsn, f.appended_ms));
+                    index.push((f.lsn, f.appended_ms, record_events(&f.payload)));
                 }
                 true
             })
@@ -368,8 +402,15 @@ impl Spool {
             bytes_on_disk,
             last_lsn,
             checkpoints,
-            index,
+            index: VecDeque::with_capacity(index.len()),
+            indexed_events: 0,
         }));
+        {
+            let mut shared = shared.lock();
+            for (lsn, appended_ms, events) in index {
+                shared.push_index(lsn, appended_ms, events);
+            }
+        }
         let (tx, rx) = mpsc::channel(1024);
         let (visible_tx, visible_rx) = watch::channel(last_lsn);
         let writer = Writer::new(config.clone(), shared.clone(), visible_tx)?;
@@ -442,7 +483,7 @@ impl Spool {
             let entry = shared.checkpoints.entry(name.to_owned()).or_insert(0);
             *entry = (*entry).max(lsn);
             let min = shared.min_checkpoint();
-            while shared.index.front().is_some_and(|(l, _)| *l <= min) {
+            while shared.index.front().is_some_and(|e| e.lsn <= min) {
                 shared.index.pop_front();
             }
         }
@@ -527,11 +568,10 @@ impl Spool {
                 name: name.clone(),
                 checkpoint_lsn: *lsn,
                 pending_records: shared.last_lsn.saturating_sub(*lsn),
-                oldest_pending_unix_ms: shared
-                    .index
-                    .iter()
-                    .find(|(l, _)| *l > *lsn)
-                    .map(|(_, ms)| *ms),
+                pending_events: shared
+                    .entry(lsn + 1)
+                    .map_or(0, |e| shared.indexed_events - e.events_before),
+                oldest_pending_unix_ms: shared.entry(lsn + 1).map(|e| e.appended_ms),
             })
             .collect();
         consumers.sort_by(|a, b| a.name.cmp(&b.name));

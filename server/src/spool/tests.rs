@@ -276,3 +276,60 @@ async fn dump_and_status_offline() {
     assert_eq!(status.last_lsn, 3);
     assert_eq!(status.consumers[0].pending_records, 2);
 }
+
+/// A record as the ingest handler writes it: `events` accepted events.
+fn request_record(events: usize) -> Vec<u8> {
+    let meta = crate::record::BatchMeta {
+        batch_id: "b".into(),
+        received_ms: 0,
+        organization: "o".into(),
+        application: "a".into(),
+        remote_addr: None,
+        agent_version: None,
+        bytes_compressed: 0,
+        bytes_inflated: 0,
+        total_events: events as u32,
+        duplicates: 0,
+        quarantined: Vec::new(),
+        stages: Vec::new(),
+    };
+    let bodies: Vec<(u32, &[u8])> = (0..events)
+        .map(|i| (i as u32, br#"{"type":"cache"}"#.as_slice()))
+        .collect();
+    crate::record::encode(&meta, &bodies, &[])
+}
+
+/// The sink's lag is reported in events, not records: each record counts the events it holds,
+/// after appends, checkpoints and a reopen (the index is rebuilt from the files).
+#[tokio::test]
+async fn pending_events_count_the_events_in_pending_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.segment_bytes = 1 << 16;
+    let (spool, _) = Spool::open(c.clone()).unwrap();
+    // 10 requests of 1..=10 events: 55 events in 10 records.
+    for n in 1..=10 {
+        spool.append(vec![request_record(n)]).await.unwrap();
+    }
+    let pending = |s: &Spool| {
+        let status = s.status();
+        let sink = status.consumers.iter().find(|c| c.name == "sink").unwrap();
+        (sink.pending_records, sink.pending_events)
+    };
+    assert_eq!(pending(&spool), (10, 55));
+    // Stored up to the 4th record (1+2+3+4 = 10 events).
+    spool.commit_checkpoint("sink", 4).unwrap();
+    assert_eq!(pending(&spool), (6, 45));
+    spool.close().unwrap();
+
+    let (spool, _) = Spool::open(c.clone()).unwrap();
+    assert_eq!(pending(&spool), (6, 45), "rebuilt from the segment files");
+    spool.append(vec![request_record(100)]).await.unwrap();
+    assert_eq!(pending(&spool), (7, 145));
+    spool.commit_checkpoint("sink", 11).unwrap();
+    assert_eq!(pending(&spool), (0, 0));
+    let offline = tools::status_offline(&c.data_dir).unwrap();
+    let sink = offline.consumers.iter().find(|c| c.name == "sink").unwrap();
+    assert_eq!((sink.pending_records, sink.pending_events), (0, 0));
+    spool.close().unwrap();
+}

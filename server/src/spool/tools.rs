@@ -117,11 +117,12 @@ pub fn status_offline(data_dir: &Path) -> Result<SpoolStatus, SpoolError> {
     let dir = data_dir.join(SPOOL_DIR);
     let files = list_segments(&dir).map_err(io_err(&dir))?;
     let mut bytes = 0;
-    let mut records: Vec<(u64, u64)> = Vec::new();
+    // (lsn, appended_ms, events)
+    let mut records: Vec<(u64, u64, u64)> = Vec::new();
     for (_, path) in &files {
         bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         scan(path, 0, |f| {
-            records.push((f.lsn, f.appended_ms));
+            records.push((f.lsn, f.appended_ms, super::record_events(&f.payload)));
             true
         })
         .map_err(io_err(path))?;
@@ -133,7 +134,8 @@ pub fn status_offline(data_dir: &Path) -> Result<SpoolStatus, SpoolError> {
             name,
             checkpoint_lsn: lsn,
             pending_records: last_lsn.saturating_sub(lsn),
-            oldest_pending_unix_ms: records.iter().find(|(l, _)| *l > lsn).map(|r| r.1),
+            pending_events: records.iter().filter(|r| r.0 > lsn).map(|r| r.2).sum(),
+            oldest_pending_unix_ms: records.iter().find(|r| r.0 > lsn).map(|r| r.1),
         })
         .collect();
     consumers.sort_by(|a, b| a.name.cmp(&b.name));

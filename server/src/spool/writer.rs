@@ -166,8 +166,8 @@ impl Writer {
         }
         s.bytes_on_disk += buf.len() as u64;
         s.last_lsn = last;
-        for i in 0..records.len() as u64 {
-            s.index.push_back((first + i, now));
+        for (i, record) in records.iter().enumerate() {
+            s.push_index(first + i as u64, now, super::record_events(record));
         }
         Ok((first, last))
     }
