@@ -110,6 +110,21 @@ async fn store_outage_spool_absorbs_then_503_then_recovers() -> anyhow::Result<(
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     worker.await?;
     let _ = started;
+    // The lag is counted in events: every acknowledged event waits in the spool (the store was
+    // broken before the first request), however many requests carried them. The gauge is
+    // refreshed every second.
+    let acked_count = acked.lock().await.len() as u64;
+    wait_for(
+        Duration::from_secs(10),
+        "sink.lag_events = the acknowledged events",
+        || async {
+            let (_, stats) = get_json(&client, &server, "/v1/stats").await.ok()?;
+            (stats["sink"]["lag_events"].as_u64() == Some(acked_count)
+                && stats["sink"]["written_events"].as_u64() == Some(0))
+            .then_some(())
+        },
+    )
+    .await?;
 
     // Restore the store: everything acknowledged arrives, nothing twice; ingest resumes.
     baddybugs_tests::faults::repair_store(&server.data_dir)?;
