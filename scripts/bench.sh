@@ -503,7 +503,15 @@ md ""
 
 # 4. Memory over a soak.
 SOAK_RATE=$((PEAK_EPS / 2))
-log "soak: ${SOAK_MIN} min at $SOAK_RATE/s, RSS every 10 s"
+# The embedded store keeps every event (about 1 KiB each with its indexes) and the spool up to
+# its quota: a 10-minute soak at 40k events/s needs ~25 GB. Say so before, not after 10 minutes.
+NEED_GB=$(awk -v r="$SOAK_RATE" -v m="$SOAK_MIN" -v q="$SPOOL_QUOTA" 'BEGIN{printf "%d", (r * m * 60 * 1100 + q) / 1e9 + 1}')
+FREE_GB=$(df -P -B1G "$WORK" | awk 'NR==2{print $4}')
+if [ "$FREE_GB" -lt "$NEED_GB" ]; then
+  echo "bench: the soak needs about $NEED_GB GB free under $WORK (store + spool at $SOAK_RATE events/s for $SOAK_MIN min); $FREE_GB GB are free. Free space or use --soak-minutes." >&2
+  exit 1
+fi
+log "soak: ${SOAK_MIN} min at $SOAK_RATE/s, RSS every 10 s ($NEED_GB GB of disk at most)"
 start_server soak
 echo "seconds,rss_kib" > "$WORK/rss.csv"
 "$LOADGEN" --url "$URL" --api-key "$KEY" --seed 7 -q --json --rate "$SOAK_RATE" --duration "${SOAK_MIN}m" \
