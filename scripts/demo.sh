@@ -44,6 +44,11 @@ LOADGEN_PID=$!
 
 echo
 echo "Load running at $RATE events/s (2 % malformed)."
-echo "Run \`just console\` in another terminal. Ctrl-C here stops the server and the load."
+if [ "$LISTEN" = "127.0.0.1:8080" ] && [ "$DATA_DIR" = "./data" ]; then
+  echo "Run \`just console\` in another terminal. Ctrl-C here stops the server and the load."
+else
+  echo "Run \`just console --url ws://$LISTEN/v1/feed --data-dir $DATA_DIR\` in another terminal."
+  echo "Ctrl-C here stops the server and the load."
+fi
 echo
 wait "$LOADGEN_PID"

@@ -167,16 +167,20 @@ impl Theme {
     }
 }
 
-/// Pads or cuts `s` to exactly `w` columns (counting chars).
+/// Pads or cuts `s` to exactly `w` columns (counting chars), as a table cell: a value that does
+/// not leave one column free is cut with an ellipsis before a space.
 pub(crate) fn fit(s: &str, w: usize, theme: &Theme) -> String {
     let n = s.chars().count();
-    if n <= w {
+    if n < w || (n == w && w < 2) {
         format!("{s}{}", " ".repeat(w - n))
-    } else if w == 0 {
-        String::new()
+    } else if w < 2 {
+        s.chars().take(w).collect()
     } else {
-        let mut out: String = s.chars().take(w - 1).collect();
+        // A cell never touches the next one: a value that fills the column is cut with an
+        // ellipsis and keeps one space (`notification` in 12 columns read "notificationmissing_field").
+        let mut out: String = s.chars().take(w - 2).collect();
         out.push_str(theme.ellipsis());
+        out.push(' ');
         out
     }
 }
@@ -188,5 +192,24 @@ pub(crate) fn rfit(s: &str, w: usize) -> String {
         format!("{}{s}", " ".repeat(w - n))
     } else {
         s.chars().skip(n - w).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_never_touch_the_next_column() {
+        let t = Theme {
+            color: false,
+            ascii: false,
+        };
+        assert_eq!(fit("cache", 8, &t), "cache   ");
+        assert_eq!(fit("notification", 12, &t), "notificati… ");
+        assert_eq!(fit("livewire_performance", 12, &t), "livewire_p… ");
+        assert_eq!(fit("notification", 12, &t).chars().count(), 12);
+        assert_eq!(fit("ab", 1, &t), "a");
+        assert_eq!(fit("", 0, &t), "");
     }
 }
