@@ -90,6 +90,15 @@ cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 median() { sort -g | awk '{a[NR]=$1} END{if (NR==0) print "n/a"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 load_avg() { cut -d' ' -f1-3 /proc/loadavg; }
+# need_disk GB WHAT: stop with a clear message, before a long run, if WORK's file system lacks GB.
+need_disk() {
+  local free
+  free=$(df -P -B1G "$WORK" | awk 'NR==2{print $4}')
+  if [ "$free" -lt "$1" ]; then
+    echo "bench: $2 needs about $1 GB free under $WORK; $free GB are free. Free some space first." >&2
+    exit 1
+  fi
+}
 wait_file() { for _ in $(seq 1 "$(( ${2:-10} * 20 ))"); do [ -s "$1" ] && return 0; sleep 0.05; done; return 1; }
 wait_drained() {
   for _ in $(seq 1 3000); do [ "$(stats | jq '.sink.lag_events')" = "0" ] && return 0; sleep 0.1; done
@@ -372,6 +381,8 @@ bench_ceiling() {
   local secs=$RUN_SECS events s0 s1 c0 c1 t0 t1 rss
   # Enough bodies that none is sent twice at up to 250k events/s.
   events=$((secs * 250000))
+  # The bodies file (~60 bytes per event), the spool up to its 16 GiB quota, the store.
+  need_disk $((events * 60 / 1000000000 + 20)) "the ceiling run"
   log "ceiling: writing $events events as gzip bodies"
   "$LOADGEN" --write-bodies "$WORK/bodies" --events "$events" --seed 7 --gen-threads 2 --json > "$WORK/bodies.json"
   log "ceiling: decode-only ceiling"
@@ -508,11 +519,7 @@ SOAK_RATE=$((PEAK_EPS / 2))
 # The embedded store keeps every event (about 1 KiB each with its indexes) and the spool up to
 # its quota: a 10-minute soak at 40k events/s needs ~25 GB. Say so before, not after 10 minutes.
 NEED_GB=$(awk -v r="$SOAK_RATE" -v m="$SOAK_MIN" -v q="$SPOOL_QUOTA" 'BEGIN{printf "%d", (r * m * 60 * 1100 + q) / 1e9 + 1}')
-FREE_GB=$(df -P -B1G "$WORK" | awk 'NR==2{print $4}')
-if [ "$FREE_GB" -lt "$NEED_GB" ]; then
-  echo "bench: the soak needs about $NEED_GB GB free under $WORK (store + spool at $SOAK_RATE events/s for $SOAK_MIN min); $FREE_GB GB are free. Free space or use --soak-minutes." >&2
-  exit 1
-fi
+need_disk "$NEED_GB" "the soak (store + spool at $SOAK_RATE events/s for $SOAK_MIN min; or use --soak-minutes)"
 log "soak: ${SOAK_MIN} min at $SOAK_RATE/s, RSS every 10 s ($NEED_GB GB of disk at most)"
 start_server soak
 echo "seconds,rss_kib" > "$WORK/rss.csv"

@@ -184,6 +184,27 @@ pub fn decode(data: &[u8]) -> Result<DecodedRecord<'_>, RecordError> {
 }
 
 #[cfg(test)]
+impl BatchMeta {
+    /// The metadata of a request of `total_events` events with nothing quarantined (tests).
+    pub(crate) fn for_test(total_events: u32) -> BatchMeta {
+        BatchMeta {
+            batch_id: "b".into(),
+            received_ms: 1_749_567_234_300,
+            organization: "o".into(),
+            application: "a".into(),
+            remote_addr: None,
+            agent_version: None,
+            bytes_compressed: 0,
+            bytes_inflated: 0,
+            total_events,
+            duplicates: 0,
+            quarantined: Vec::new(),
+            stages: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

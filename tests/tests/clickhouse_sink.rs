@@ -330,22 +330,7 @@ async fn schema_applies_twice_and_a_dba_can_apply_it_by_hand() -> anyhow::Result
             front.query_text(&sql).await?;
         }
     }
-    let (status, body) = post_as_agent(
-        &client,
-        &server,
-        &batch_body(&[r#"{"id":"dba-1","trace_id":"t-dba","env":"production","type":"cache","name":"k","payload":{"action":"hit","store":"redis","tags":[]}}"#]),
-    )
-    .await?;
-    assert_eq!(status, 202, "{body}");
-    wait_for(
-        Duration::from_secs(60),
-        "stored after the DBA applied the schema",
-        || async {
-            let (status, _) = get_json(&client, &server, "/v1/events/dba-1").await.ok()?;
-            (status == 200).then_some(())
-        },
-    )
-    .await?;
+    post_cache_event_until_stored(&client, &server, "dba-1").await?;
     let (status, ready) = get_json(&client, &server, "/readyz").await?;
     assert_eq!(status, 200, "{ready}");
     Ok(())
@@ -432,19 +417,28 @@ async fn a_version_1_database_with_rows_is_migrated_in_place() -> anyhow::Result
     ] {
         assert_eq!(column_type(table, column).await?, want, "{table}.{column}");
     }
-    let (status, body) = post_as_agent(
-        &client,
-        &server,
-        &batch_body(&[r#"{"id":"new-1","trace_id":"t-new","env":"production","type":"cache","name":"k","payload":{"action":"hit","store":"redis","tags":[]}}"#]),
-    )
-    .await?;
+    post_cache_event_until_stored(&client, &server, "new-1").await?;
+    Ok(())
+}
+
+/// Posts one `cache` event with this id as the agent does, and waits until
+/// `GET /v1/events/{id}` finds it.
+async fn post_cache_event_until_stored(
+    client: &reqwest::Client,
+    server: &TestServer,
+    id: &str,
+) -> anyhow::Result<()> {
+    let event = format!(
+        r#"{{"id":"{id}","trace_id":"t-{id}","env":"production","type":"cache","name":"k","payload":{{"action":"hit","store":"redis","tags":[]}}}}"#
+    );
+    let (status, body) = post_as_agent(client, server, &batch_body(&[event.as_str()])).await?;
     assert_eq!(status, 202, "{body}");
-    wait_for(Duration::from_secs(60), "the new row stored", || async {
-        let (status, _) = get_json(&client, &server, "/v1/events/new-1").await.ok()?;
+    let path = format!("/v1/events/{id}");
+    wait_for(Duration::from_secs(60), &format!("{id} stored"), || async {
+        let (status, _) = get_json(client, server, &path).await.ok()?;
         (status == 200).then_some(())
     })
-    .await?;
-    Ok(())
+    .await
 }
 
 /// (rows, distinct event ids) in `db`.events, when ClickHouse answers.

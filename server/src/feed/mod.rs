@@ -419,12 +419,15 @@ impl FeedHub {
             );
         }
         if self.listening(Topic::Events) && !accepted.is_empty() {
-            let one_in = self
-                .sampler
-                .lock()
-                .rate(accepted.len() as u64, self.config.events_tail_per_sec);
-            for (index, event) in accepted {
-                if !self.sampler.lock().take(one_in) {
+            // One lock per request: the sampling decisions first, the messages after.
+            let (one_in, keep) = {
+                let mut sampler = self.sampler.lock();
+                let one_in = sampler.rate(accepted.len() as u64, self.config.events_tail_per_sec);
+                let keep: Vec<bool> = accepted.iter().map(|_| sampler.take(one_in)).collect();
+                (one_in, keep)
+            };
+            for ((index, event), keep) in accepted.iter().zip(keep) {
+                if !keep {
                     continue;
                 }
                 let (message, facets) = build::tail_event(meta, *index, event, one_in);
@@ -476,26 +479,34 @@ impl FeedHub {
         if candidates == 0 {
             return;
         }
-        let one_in = self
-            .lifecycle_sampler
-            .lock()
-            .rate(candidates, self.config.lifecycle_tail_per_sec);
-        let keep = |error: bool| error || self.lifecycle_sampler.lock().take(one_in);
-        for position in lifecycles {
-            let (index, event) = &accepted[position];
-            let error =
-                event.columns.is_error || event.columns.status_code.is_some_and(|s| s >= 500);
-            if !keep(error) {
+        // One lock per request: errors are always kept and do not advance the sampler.
+        let (one_in, keep_lifecycle, keep_trace) = {
+            let mut sampler = self.lifecycle_sampler.lock();
+            let one_in = sampler.rate(candidates, self.config.lifecycle_tail_per_sec);
+            let mut keep = |error: bool| error || sampler.take(one_in);
+            let lifecycle: Vec<bool> = lifecycles
+                .iter()
+                .map(|&p| {
+                    let columns = &accepted[p].1.columns;
+                    keep(columns.is_error || columns.status_code.is_some_and(|s| s >= 500))
+                })
+                .collect();
+            let trace: Vec<bool> = touched.iter().map(|t| keep(t.2)).collect();
+            (one_in, lifecycle, trace)
+        };
+        for (position, keep) in lifecycles.into_iter().zip(keep_lifecycle) {
+            if !keep {
                 continue;
             }
+            let (index, event) = &accepted[position];
             let (message, facets) = build::lifecycle(meta, *index, event, one_in);
             self.broadcast(
                 build::outgoing(Some(Topic::Lifecycle), &message, facets),
                 true,
             );
         }
-        for (trace_id, position, any_error) in touched {
-            if !keep(any_error) {
+        for ((trace_id, position, any_error), keep) in touched.into_iter().zip(keep_trace) {
+            if !keep {
                 continue;
             }
             let Some(message) = self.traces.lock().waterfall(&trace_id, one_in) else {
@@ -578,30 +589,11 @@ mod tests {
     use crate::sink::sqlite::SqliteStore;
 
     fn hub(dir: &std::path::Path) -> FeedHub {
-        let store = SqliteStore::open(&dir.join("events.db")).unwrap();
-        FeedHub::new(
-            FeedConfig::default(),
-            Arc::new(Metrics::new("test".into())),
-            "test".into(),
-            Arc::new(store),
-        )
+        hub_with(dir, FeedConfig::default().lifecycle_tail_per_sec)
     }
 
     fn meta() -> BatchMeta {
-        BatchMeta {
-            batch_id: "b".into(),
-            received_ms: 1_749_567_234_300,
-            organization: "o".into(),
-            application: "a".into(),
-            remote_addr: None,
-            agent_version: None,
-            bytes_compressed: 0,
-            bytes_inflated: 0,
-            total_events: 4,
-            duplicates: 0,
-            quarantined: Vec::new(),
-            stages: Vec::new(),
-        }
+        BatchMeta::for_test(4)
     }
 
     /// Issue 5 (feed cost): the spans of one trace that arrive in one request make one

@@ -279,20 +279,7 @@ async fn dump_and_status_offline() {
 
 /// A record as the ingest handler writes it: `events` accepted events.
 fn request_record(events: usize) -> Vec<u8> {
-    let meta = crate::record::BatchMeta {
-        batch_id: "b".into(),
-        received_ms: 0,
-        organization: "o".into(),
-        application: "a".into(),
-        remote_addr: None,
-        agent_version: None,
-        bytes_compressed: 0,
-        bytes_inflated: 0,
-        total_events: events as u32,
-        duplicates: 0,
-        quarantined: Vec::new(),
-        stages: Vec::new(),
-    };
+    let meta = crate::record::BatchMeta::for_test(events as u32);
     let bodies: Vec<(u32, &[u8])> = (0..events)
         .map(|i| (i as u32, br#"{"type":"cache"}"#.as_slice()))
         .collect();
