@@ -30,7 +30,7 @@ use baddybugs_fixtures::traffic::batch::gzip;
 use baddybugs_fixtures::traffic::run::{build_pool, prepare_batch};
 use baddybugs_fixtures::traffic::{IdSpace, Pool, TrafficConfig};
 use baddybugs_ingest::batch::{build_batch, BuildStats, RecordRef};
-use baddybugs_ingest::decode::{self, RawEvent};
+use baddybugs_ingest::ingest::decode::{self, RawEvent};
 use baddybugs_ingest::record::{self, BatchMeta, Stage};
 use baddybugs_ingest::sink::sqlite::SqliteStore;
 use baddybugs_ingest::sink::{SinkBatch, Store};

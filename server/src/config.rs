@@ -132,9 +132,13 @@ pub struct IngestConfig {
     pub rate_limit_events_per_sec: u32,
     /// Burst size of the rate limit, events.
     pub rate_limit_burst_events: u32,
-    /// Ingest requests processed at once; more wait their turn. Bounds the memory held by
-    /// bodies: at most this many × (max_body_bytes + max_inflated_bytes).
+    /// Ingest requests decoded, validated and spooled at once; more wait their turn, holding
+    /// only the body they already read. Bounds the memory of inflated bodies: at most this many
+    /// × (max_body_bytes + max_inflated_bytes).
     pub max_concurrent_requests: usize,
+    /// Threads of the `ingest-cpu` pool (inflate, signature, split, validation); 0 = one per
+    /// core.
+    pub cpu_threads: usize,
 }
 
 impl Default for IngestConfig {
@@ -152,6 +156,7 @@ impl Default for IngestConfig {
             rate_limit_events_per_sec: 0,
             rate_limit_burst_events: 20_000,
             max_concurrent_requests: 32,
+            cpu_threads: 0,
         }
     }
 }

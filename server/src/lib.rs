@@ -3,20 +3,18 @@
 //! in ClickHouse.
 //!
 //! The modules follow the data flow (docs/ARCHITECTURE.md walks one batch through them):
-//! [`accept`] (auth, signature, limits) → [`decode`] (inflate, split) → validation (in
-//! `baddybugs_common`) → [`enrich`] (batch metadata, dedup) → [`spool`] (durable, group commit)
-//! → [`batch`] (spool → rows → [`sink`]) → checkpoint. [`metrics`] and [`feed`] observe every
-//! stage; [`http`] holds the endpoints; [`server`] starts and stops it all.
+//! [`ingest`] (admit → decode → validate → submit, one module per stage) → [`spool`] (durable,
+//! group commit) → [`batch`] (spool → rows → [`sink`]) → checkpoint. [`background`] holds the
+//! CPU pools the stages run on; [`metrics`] and [`feed`] observe every stage; [`http`] holds the
+//! other endpoints; [`server`] starts and stops it all.
 #![warn(missing_docs)]
 
-pub mod accept;
 pub mod background;
 pub mod batch;
 pub mod config;
-pub mod decode;
-pub mod enrich;
 pub mod feed;
 pub mod http;
+pub mod ingest;
 pub mod metrics;
 pub mod record;
 pub mod server;

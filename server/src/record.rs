@@ -242,3 +242,27 @@ mod tests {
         assert_eq!(event_count(&raw), Some(2));
     }
 }
+
+/// A deterministic id for an event that arrived without one: a UUID-shaped digest of its batch
+/// and index, so a spool replay assigns the same id again.
+pub fn assigned_id(batch_id: &str, index: u32) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{batch_id}:{index}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x80; // version 8: custom
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+    uuid::Uuid::from_bytes(bytes).to_string()
+}
+
+#[cfg(test)]
+mod assigned_id_tests {
+    use super::assigned_id;
+
+    #[test]
+    fn assigned_ids_are_deterministic() {
+        assert_eq!(assigned_id("b", 1), assigned_id("b", 1));
+        assert_ne!(assigned_id("b", 1), assigned_id("b", 2));
+        assert_eq!(assigned_id("b", 1).len(), 36);
+    }
+}

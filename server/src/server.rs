@@ -17,12 +17,13 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::accept::KeyRing;
+use crate::background::CpuPool;
 use crate::batch::{Batcher, TraceObserver};
 use crate::config::{ApiKeyConfig, Config, FsyncMode};
-use crate::enrich::DedupWindow;
-use crate::feed::FeedHub;
+use crate::feed::{FeedHub, FeedTap};
 use crate::http::app;
+use crate::ingest::dedup::DedupWindow;
+use crate::ingest::keys::KeyRing;
 use crate::metrics::{Latency, Metrics};
 use crate::sink::sqlite::SqliteStore;
 use crate::sink::Store;
@@ -186,6 +187,9 @@ pub async fn run_until(
         metrics: metrics.clone(),
         dedup: DedupWindow::new(config.ingest.dedup_window_secs, config.ingest.dedup_max_ids),
         feed: feed.clone(),
+        feed_tap: FeedTap::start(feed.clone()).context("cannot start the feed-build thread")?,
+        ingest_pool: CpuPool::new("ingest-cpu", config.ingest.cpu_threads, 0)
+            .context("cannot start the ingest-cpu pool")?,
         shutting_down: Default::default(),
         last_quota_refusal_ms: Default::default(),
         ingest_permits: tokio::sync::Semaphore::new(config.ingest.max_concurrent_requests),

@@ -3,10 +3,11 @@
 use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::Arc;
 
-use crate::accept::KeyRing;
+use crate::background::CpuPool;
 use crate::config::Config;
-use crate::enrich::DedupWindow;
-use crate::feed::FeedHub;
+use crate::feed::{FeedHub, FeedTap};
+use crate::ingest::dedup::DedupWindow;
+use crate::ingest::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::sink::Store;
 use crate::spool::Spool;
@@ -29,6 +30,10 @@ pub struct AppState {
     pub dedup: DedupWindow,
     /// Live feed.
     pub feed: Arc<FeedHub>,
+    /// The ingest path's hand-over to the feed (see `feed::tap`).
+    pub feed_tap: FeedTap,
+    /// The `ingest-cpu` pool: inflate, signature, split, validation.
+    pub ingest_pool: CpuPool,
     /// Set when shutdown starts: ingest answers 503.
     pub shutting_down: AtomicBool,
     /// Permits for ingest requests in progress (`ingest.max_concurrent_requests`).

@@ -2,7 +2,7 @@
 
 use baddybugs_common::{check_event, Problem, ReasonCode};
 
-use crate::enrich::assigned_id;
+use crate::record::assigned_id;
 use crate::record::{self, DecodedRecord};
 use crate::sink::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, TraceRow};
 

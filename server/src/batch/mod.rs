@@ -238,7 +238,7 @@ impl Batcher {
         loop {
             let feed = self.feed.clone();
             let entries = Arc::clone(&entries);
-            let built = crate::background::run("batch-build", move || {
+            let built = crate::background::run(move || {
                 let refs: Vec<RecordRef<'_>> = entries
                     .iter()
                     .map(|e| RecordRef {

@@ -12,7 +12,7 @@ use baddybugs_common::timestamp::format_millis;
 use baddybugs_common::CheckedEvent;
 
 use super::{Facets, Outgoing};
-use crate::enrich::assigned_id;
+use crate::record::assigned_id;
 use crate::record::{BatchMeta, Quarantined};
 use crate::sink::TraceRow;
 

@@ -1,7 +1,8 @@
 //! The live feed: fan-out of metrics snapshots, event and rejection tails, waterfalls and
 //! pipeline traces to WebSocket clients ([`ws`] is the endpoint).
 //!
-//! In: taps from the ingest path ([`FeedHub::publish_batch`]), the batcher
+//! In: the ingest path's [`tap`] (a compact value per acknowledged request, turned into
+//! messages by [`FeedHub::publish_batch`] on the `feed-build` thread), the batcher
 //! ([`FeedHub::publish_stored_traces`]) and the metrics ticker ([`FeedHub::publish_metrics`]).
 //! Out: one bounded queue per client. Each message is serialised once and shared by every
 //! client (the per-connection sequence number is spliced in when it is sent).
@@ -10,13 +11,15 @@
 //! when full, the oldest are dropped and the client is told how many it lost (a `dropped`
 //! message) when it reads again. Metrics snapshots are never queued twice: the newest replaces
 //! an unsent one. A client whose socket stays blocked for `feed.slow_client_timeout_ms` is
-//! disconnected. The ingest path never waits on a client: publishing only takes short locks.
+//! disconnected. The ingest path never waits on a client and never builds a message: it hands
+//! the tap a value without blocking (dropped from the feed, and counted, if the tap is full).
 //!
 //! Cost when nobody listens: the events and lifecycle tails are built only while a client is
 //! subscribed to them (one atomic load per batch otherwise); the malformed and pipeline tails
 //! keep their last `feed.tail_retention` messages for clients that connect later.
 
 mod build;
+pub mod tap;
 pub mod ws;
 
 use std::collections::{HashMap, VecDeque};
@@ -31,8 +34,24 @@ use tokio::sync::Notify;
 
 use crate::config::FeedConfig;
 use crate::metrics::Metrics;
-use crate::record::BatchMeta;
 use crate::sink::{Store, TraceRow};
+pub use tap::{AcceptedBatch, FeedEvent, FeedKind, FeedTap};
+
+/// Parses an accepted event again for a message (it passed validation, so this only fails
+/// on a bug, which leaves the event out of the tail and says so in the log).
+fn recheck<'b>(batch: &'b AcceptedBatch, event: &FeedEvent) -> Option<CheckedEvent<'b>> {
+    let checked = batch
+        .text(event)
+        .and_then(|text| baddybugs_common::check_event(text, batch.meta.received_ms).ok());
+    if checked.is_none() {
+        tracing::warn!(
+            batch_id = %batch.meta.batch_id,
+            index = event.index,
+            "an accepted event no longer passes validation; left out of the live tail (a bug)"
+        );
+    }
+    checked
+}
 
 /// A message serialised once: its JSON without the `seq` field, and its routing facts.
 #[derive(Debug)]
@@ -403,34 +422,39 @@ impl FeedHub {
         }
     }
 
-    /// Publishes what one ingest request produced.
-    pub fn publish_batch(
-        &self,
-        meta: &BatchMeta,
-        accepted: &[(u32, CheckedEvent<'_>)],
-        quarantined_raw: &[&[u8]],
-        _elapsed: Duration,
-    ) {
-        for (q, raw) in meta.quarantined.iter().zip(quarantined_raw) {
-            let (message, facets) = build::malformed(meta, q, raw);
+    /// Whether a client listens to a tail built from accepted events (events, lifecycle).
+    pub fn wants_accepted_events(&self) -> bool {
+        self.listening(Topic::Events) || self.listening(Topic::Lifecycle)
+    }
+
+    /// Publishes what one acknowledged request produced (on the `feed-build` thread: see
+    /// [`tap`]). Events are parsed again only when a message is built from them.
+    pub fn publish_batch(&self, batch: &AcceptedBatch) {
+        let meta = &batch.meta;
+        for (i, q) in meta.quarantined.iter().enumerate() {
+            let (message, facets) = build::malformed(meta, q, batch.quarantined_bytes(i));
             self.broadcast(
                 build::outgoing(Some(Topic::Malformed), &message, facets),
                 true,
             );
         }
-        if self.listening(Topic::Events) && !accepted.is_empty() {
+        if self.listening(Topic::Events) && !batch.events.is_empty() {
             // One lock per request: the sampling decisions first, the messages after.
             let (one_in, keep) = {
                 let mut sampler = self.sampler.lock();
-                let one_in = sampler.rate(accepted.len() as u64, self.config.events_tail_per_sec);
-                let keep: Vec<bool> = accepted.iter().map(|_| sampler.take(one_in)).collect();
+                let one_in =
+                    sampler.rate(batch.events.len() as u64, self.config.events_tail_per_sec);
+                let keep: Vec<bool> = batch.events.iter().map(|_| sampler.take(one_in)).collect();
                 (one_in, keep)
             };
-            for ((index, event), keep) in accepted.iter().zip(keep) {
+            for (event, keep) in batch.events.iter().zip(keep) {
                 if !keep {
                     continue;
                 }
-                let (message, facets) = build::tail_event(meta, *index, event, one_in);
+                let Some(checked) = recheck(batch, event) else {
+                    continue;
+                };
+                let (message, facets) = build::tail_event(meta, event.index, &checked, one_in);
                 self.broadcast(
                     build::outgoing(Some(Topic::Events), &message, facets),
                     false,
@@ -438,7 +462,7 @@ impl FeedHub {
             }
         }
         if self.listening(Topic::Lifecycle) {
-            self.publish_waterfalls(meta, accepted);
+            self.publish_waterfalls(batch);
         }
     }
 
@@ -447,32 +471,36 @@ impl FeedHub {
     /// message per span: a request often carries several spans of one trace, and each message
     /// would repeat the previous one). Above `feed.lifecycle_tail_per_sec` the waterfalls are
     /// sampled 1 in n and say so, except those of errors, which are always sent: building and
-    /// sending thousands of waterfalls a second would cost ingest CPU for no reader (issue 5).
-    fn publish_waterfalls(&self, meta: &BatchMeta, accepted: &[(u32, CheckedEvent<'_>)]) {
-        let mut lifecycles: Vec<usize> = Vec::new();
-        let mut touched: Vec<(String, usize, bool)> = Vec::new();
+    /// sending thousands of waterfalls a second would cost CPU for no reader (issue 5).
+    fn publish_waterfalls(&self, batch: &AcceptedBatch) {
+        let meta = &batch.meta;
+        let mut lifecycles: Vec<&FeedEvent> = Vec::new();
+        // (trace id, the last span event of it in this request, any error)
+        let mut touched: Vec<(String, &FeedEvent, bool)> = Vec::new();
         let mut slot: HashMap<String, usize> = HashMap::new();
-        for (position, (_, event)) in accepted.iter().enumerate() {
-            match event.envelope.event_type.as_ref() {
-                "lifecycle" => lifecycles.push(position),
-                "trace_span" => {
+        for event in &batch.events {
+            match event.kind {
+                FeedKind::Lifecycle => lifecycles.push(event),
+                FeedKind::TraceSpan => {
                     // Every span is assembled, sampled or not, so a trace sent later is whole.
-                    let Some(trace_id) = self.traces.lock().add(event) else {
+                    let Some(checked) = recheck(batch, event) else {
                         continue;
                     };
-                    let error = event.columns.is_error;
+                    let Some(trace_id) = self.traces.lock().add(&checked) else {
+                        continue;
+                    };
                     match slot.get(&trace_id) {
                         Some(&i) => {
-                            touched[i].1 = position;
-                            touched[i].2 |= error;
+                            touched[i].1 = event;
+                            touched[i].2 |= event.error;
                         }
                         None => {
                             slot.insert(trace_id.clone(), touched.len());
-                            touched.push((trace_id, position, error));
+                            touched.push((trace_id, event, event.error));
                         }
                     }
                 }
-                _ => {}
+                FeedKind::Other => {}
             }
         }
         let candidates = (lifecycles.len() + touched.len()) as u64;
@@ -484,35 +512,34 @@ impl FeedHub {
             let mut sampler = self.lifecycle_sampler.lock();
             let one_in = sampler.rate(candidates, self.config.lifecycle_tail_per_sec);
             let mut keep = |error: bool| error || sampler.take(one_in);
-            let lifecycle: Vec<bool> = lifecycles
-                .iter()
-                .map(|&p| {
-                    let columns = &accepted[p].1.columns;
-                    keep(columns.is_error || columns.status_code.is_some_and(|s| s >= 500))
-                })
-                .collect();
+            let lifecycle: Vec<bool> = lifecycles.iter().map(|e| keep(e.error)).collect();
             let trace: Vec<bool> = touched.iter().map(|t| keep(t.2)).collect();
             (one_in, lifecycle, trace)
         };
-        for (position, keep) in lifecycles.into_iter().zip(keep_lifecycle) {
+        for (event, keep) in lifecycles.into_iter().zip(keep_lifecycle) {
             if !keep {
                 continue;
             }
-            let (index, event) = &accepted[position];
-            let (message, facets) = build::lifecycle(meta, *index, event, one_in);
+            let Some(checked) = recheck(batch, event) else {
+                continue;
+            };
+            let (message, facets) = build::lifecycle(meta, event.index, &checked, one_in);
             self.broadcast(
                 build::outgoing(Some(Topic::Lifecycle), &message, facets),
                 true,
             );
         }
-        for ((trace_id, position, any_error), keep) in touched.into_iter().zip(keep_trace) {
+        for ((trace_id, last, any_error), keep) in touched.into_iter().zip(keep_trace) {
             if !keep {
                 continue;
             }
             let Some(message) = self.traces.lock().waterfall(&trace_id, one_in) else {
                 continue;
             };
-            let facets = build::trace_facets(&accepted[position].1, any_error);
+            let Some(checked) = recheck(batch, last) else {
+                continue;
+            };
+            let facets = build::trace_facets(&checked, any_error);
             self.broadcast(
                 build::outgoing(Some(Topic::Lifecycle), &message, facets),
                 true,
@@ -586,6 +613,7 @@ impl FeedHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::BatchMeta;
     use crate::sink::sqlite::SqliteStore;
 
     fn hub(dir: &std::path::Path) -> FeedHub {
@@ -594,6 +622,24 @@ mod tests {
 
     fn meta() -> BatchMeta {
         BatchMeta::for_test(4)
+    }
+
+    /// An acknowledged request of these events (what the ingest path hands the tap).
+    fn batch_of(raws: &[&str]) -> AcceptedBatch {
+        let mut body = Vec::new();
+        let mut events = Vec::new();
+        for (i, raw) in raws.iter().enumerate() {
+            let start = body.len();
+            body.extend_from_slice(raw.as_bytes());
+            let checked = baddybugs_common::check_event(raw, 0).unwrap();
+            events.push(FeedEvent::of(i as u32, start..body.len(), &checked));
+        }
+        AcceptedBatch {
+            meta: meta(),
+            body: body.into(),
+            events,
+            quarantined: Vec::new(),
+        }
     }
 
     /// Issue 5 (feed cost): the spans of one trace that arrive in one request make one
@@ -614,12 +660,8 @@ mod tests {
             4,
             "the four trace_span fixtures share one trace"
         );
-        let events: Vec<(u32, CheckedEvent<'_>)> = raws
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| (i as u32, baddybugs_common::check_event(raw, 0).unwrap()))
-            .collect();
-        hub.publish_batch(&meta(), &events, &[], Duration::ZERO);
+        let raws: Vec<&str> = raws.iter().map(String::as_str).collect();
+        hub.publish_batch(&batch_of(&raws));
         let (messages, dropped) = client.take();
         assert!(dropped.is_none());
         assert_eq!(messages.len(), 1);
@@ -628,7 +670,7 @@ mod tests {
         assert_eq!(v["source"], "trace_span");
         assert_eq!(v["spans"].as_array().unwrap().len(), 4);
         // A later request adds to the same trace and sends it again, with every span.
-        hub.publish_batch(&meta(), &events[..1], &[], Duration::ZERO);
+        hub.publish_batch(&batch_of(&raws[..1]));
         let (messages, _) = client.take();
         let v: serde_json::Value = serde_json::from_str(&messages[0].json).unwrap();
         assert_eq!(v["spans"].as_array().unwrap().len(), 5);
@@ -660,12 +702,7 @@ mod tests {
                 }
             })
             .collect();
-        let events: Vec<(u32, CheckedEvent<'_>)> = raws
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| (i as u32, baddybugs_common::check_event(raw, 0).unwrap()))
-            .collect();
-        hub.publish_batch(&meta(), &events, &[], Duration::ZERO);
+        hub.publish_batch(&batch_of(&raws));
         let (messages, dropped) = client.take();
         assert!(dropped.is_none());
         let waterfalls: Vec<serde_json::Value> = messages
@@ -690,7 +727,7 @@ mod tests {
         let quiet = hub_with(dir.path(), 10);
         let client = quiet.connect("test".into());
         quiet.subscribe(&client, &[Topic::Lifecycle], FeedFilter::default());
-        quiet.publish_batch(&meta(), &events[..5], &[], Duration::ZERO);
+        quiet.publish_batch(&batch_of(&raws[..5]));
         let (messages, _) = client.take();
         assert_eq!(messages.len(), 5);
         for m in &messages {

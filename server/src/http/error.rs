@@ -7,7 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::accept::AuthError;
+use crate::ingest::keys::AuthError;
 
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]

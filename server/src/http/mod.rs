@@ -14,7 +14,6 @@
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness |
 
 pub mod error;
-pub mod ingest;
 pub mod query;
 
 use std::sync::Arc;
@@ -31,8 +30,8 @@ use crate::state::AppState;
 /// The router of the whole server.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/v1/ingest", post(ingest::ingest))
-        .route("/api/v1/ingest", post(ingest::ingest))
+        .route("/v1/ingest", post(crate::ingest::ingest))
+        .route("/api/v1/ingest", post(crate::ingest::ingest))
         .route("/v1/events", get(query::list_events))
         .route("/v1/events/{id}", get(query::get_event))
         .route("/v1/malformed", get(query::list_malformed))

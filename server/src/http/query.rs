@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,9 +14,10 @@ use baddybugs_common::timestamp::parse_timestamp_str;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::accept::bearer;
 use crate::http::error::ApiError;
-use crate::record::{self, BatchMeta, Quarantined};
+use crate::ingest::keys::bearer;
+use crate::ingest::submit::{submit, EventToStore, Submission};
+use crate::ingest::trace::StageTimer;
 use crate::sink::{EventFilter, MalformedFilter, SinkError, TraceFilter};
 use crate::state::AppState;
 
@@ -200,9 +202,8 @@ pub async fn replay_malformed(
     let now = chrono::Utc::now().timestamp_millis();
     let mut replayed = Vec::new();
     let mut still_rejected = Vec::new();
-    // (organization, application) → (index, event bytes) of the events to re-ingest.
-    type Replays = HashMap<(String, String), Vec<(u32, Vec<u8>)>>;
-    let mut by_app: Replays = HashMap::new();
+    // (organization, application) → the event texts to re-ingest, in order.
+    let mut by_app: HashMap<(String, String), Vec<&str>> = HashMap::new();
     for row in &rows {
         if row.truncated {
             still_rejected.push(
@@ -212,10 +213,10 @@ pub async fn replay_malformed(
         }
         match check_event(&row.raw, now) {
             Ok(_) => {
-                let list = by_app
+                by_app
                     .entry((row.organization.clone(), row.application.clone()))
-                    .or_default();
-                list.push((list.len() as u32, row.raw.clone().into_bytes()));
+                    .or_default()
+                    .push(&row.raw);
                 replayed.push(row.id.clone());
             }
             Err(rejected) => {
@@ -223,31 +224,36 @@ pub async fn replay_malformed(
             }
         }
     }
-    for ((organization, application), events) in by_app {
-        let meta = BatchMeta {
-            batch_id: uuid::Uuid::now_v7().to_string(),
+    for ((organization, application), texts) in by_app {
+        let mut body = Vec::new();
+        let mut events = Vec::with_capacity(texts.len());
+        for (index, text) in texts.iter().enumerate() {
+            let start = body.len();
+            body.extend_from_slice(text.as_bytes());
+            events.push((index as u32, start..body.len()));
+        }
+        let submission = Submission {
+            organization: &organization,
+            application: &application,
             received_ms: now,
-            organization,
-            application,
             remote_addr: None,
             agent_version: Some("replay".into()),
             bytes_compressed: 0,
-            bytes_inflated: events.iter().map(|(_, e)| e.len() as u64).sum(),
+            bytes_inflated: body.len() as u64,
             total_events: events.len() as u32,
-            duplicates: 0,
-            quarantined: Vec::<Quarantined>::new(),
-            stages: Vec::new(),
+            body: &body,
+            // A replay is stored whatever the dedup window says: its events were never stored.
+            events: events
+                .into_iter()
+                .map(|(index, range)| EventToStore {
+                    index,
+                    range,
+                    id: None,
+                })
+                .collect(),
+            quarantined: Vec::new(),
         };
-        let refs: Vec<(u32, &[u8])> = events.iter().map(|(i, e)| (*i, e.as_slice())).collect();
-        let record = record::encode(&meta, &refs, &[]);
-        state
-            .spool
-            .append(vec![record])
-            .await
-            .map_err(|e| ApiError::Unavailable {
-                message: format!("the spool could not take the replay: {e}"),
-                retry_after: std::time::Duration::from_secs(5),
-            })?;
+        submit(&state, submission, &mut StageTimer::new(Instant::now())).await?;
     }
     let missing: Vec<&String> = request
         .ids

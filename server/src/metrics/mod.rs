@@ -98,6 +98,9 @@ pub struct Gauges {
     pub batcher_bytes: AtomicU64,
     /// Events in those records.
     pub batcher_events: AtomicU64,
+    /// Acknowledged requests left out of the live feed because its thread was behind
+    /// (a counter; the store is not affected).
+    pub feed_dropped_batches: AtomicU64,
 }
 
 struct History {

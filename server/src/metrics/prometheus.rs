@@ -333,6 +333,14 @@ impl Collector for IngestCollector {
             "Feed messages dropped for slow clients (connected clients).",
             snap.feed_clients.iter().map(|c| c.dropped).sum(),
         )?;
+        counter(
+            e,
+            "feed_dropped_batches",
+            "Acknowledged requests left out of the live feed because its thread was behind (the store is not affected).",
+            m.gauges
+                .feed_dropped_batches
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )?;
         Ok(())
     }
 }

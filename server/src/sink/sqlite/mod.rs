@@ -327,12 +327,9 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let (first_lsn, last_lsn) = (batch.first_lsn, batch.last_lsn);
             // At the background priority: see crate::background.
-            let written =
-                crate::background::run("sqlite-write", move || inner.write_blocking(&batch))
-                    .await
-                    .map_err(|err| {
-                        SinkError::Other(format!("sqlite write task failed: {err}"))
-                    })??;
+            let written = crate::background::run(move || inner.write_blocking(&batch))
+                .await
+                .map_err(|err| SinkError::Other(format!("sqlite write task failed: {err}")))??;
             match written {
                 write::Written::Rows { events, duplicates } => {
                     tracing::debug!(

@@ -1,4 +1,4 @@
-//! Accept: who is posting, and may they.
+//! API keys: who is posting, and may they.
 //!
 //! In: the request headers (and, for the signature, the inflated body). Out: the [`KeyInfo`]
 //! of the API key (its organization, application, signing secret and rate limiter) or an
@@ -159,13 +159,13 @@ impl KeyInfo {
     /// Verifies `X-Signature` / `X-Timestamp` over the inflated body.
     pub fn verify_signature(
         &self,
-        headers: &HeaderMap,
+        headers: &SignatureHeaders,
         inflated_body: &[u8],
         now_unix_secs: i64,
         allowed_skew_secs: u64,
     ) -> Result<Signed, AuthError> {
-        let signature = header_str(headers, "x-signature");
-        let timestamp = header_str(headers, "x-timestamp");
+        let signature = headers.signature.as_deref();
+        let timestamp = headers.timestamp.as_deref();
         let (signature, timestamp) = match (signature, timestamp) {
             (None, None) if self.require_signature => return Err(AuthError::SignatureRequired),
             (None, None) => return Ok(Signed::No),
@@ -224,8 +224,29 @@ impl KeyInfo {
     }
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// The signature headers of a request, owned so the check can run off the async workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignatureHeaders {
+    /// `X-Signature`.
+    pub signature: Option<String>,
+    /// `X-Timestamp`.
+    pub timestamp: Option<String>,
+}
+
+impl SignatureHeaders {
+    /// Reads them from the request headers.
+    pub fn from_headers(headers: &HeaderMap) -> SignatureHeaders {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        SignatureHeaders {
+            signature: get("x-signature"),
+            timestamp: get("x-timestamp"),
+        }
+    }
 }
 
 /// Computes the agent's signature (used by the load generator's tests and docs examples).
@@ -260,6 +281,10 @@ mod tests {
         h
     }
 
+    fn sig_headers(h: &HeaderMap) -> SignatureHeaders {
+        SignatureHeaders::from_headers(h)
+    }
+
     #[test]
     fn bearer_and_unknown() {
         let ring = ring(false);
@@ -282,22 +307,25 @@ mod tests {
         let body = br#"{"events":[]}"#;
         let sig = sign(b"k", "1000", body);
         let ok = headers(&[("x-signature", &sig), ("x-timestamp", "1000")]);
-        assert_eq!(key.verify_signature(&ok, body, 1100, 300), Ok(Signed::Yes));
+        assert_eq!(
+            key.verify_signature(&sig_headers(&ok), body, 1100, 300),
+            Ok(Signed::Yes)
+        );
         assert!(matches!(
-            key.verify_signature(&ok, body, 2000, 300),
+            key.verify_signature(&sig_headers(&ok), body, 2000, 300),
             Err(AuthError::StaleTimestamp { .. })
         ));
         assert_eq!(
-            key.verify_signature(&ok, b"{}", 1000, 300),
+            key.verify_signature(&sig_headers(&ok), b"{}", 1000, 300),
             Err(AuthError::SignatureMismatch)
         );
         let half = headers(&[("x-signature", &sig)]);
         assert_eq!(
-            key.verify_signature(&half, body, 1000, 300),
+            key.verify_signature(&sig_headers(&half), body, 1000, 300),
             Err(AuthError::IncompleteSignature)
         );
         assert_eq!(
-            key.verify_signature(&HeaderMap::new(), body, 0, 300),
+            key.verify_signature(&SignatureHeaders::default(), body, 0, 300),
             Ok(Signed::No)
         );
         let strict = super::tests::ring(true);
@@ -305,7 +333,7 @@ mod tests {
             .authenticate(&headers(&[("authorization", "Bearer k")]))
             .unwrap();
         assert_eq!(
-            key.verify_signature(&HeaderMap::new(), body, 0, 300),
+            key.verify_signature(&SignatureHeaders::default(), body, 0, 300),
             Err(AuthError::SignatureRequired)
         );
     }

@@ -1,6 +1,7 @@
-//! Decode: from the request body to the raw bytes of each event.
+//! Decode: from the request body to the raw bytes of each event (runs on the `ingest-cpu` pool).
 //!
-//! In: the body as sent, its `Content-Encoding` and `Content-Type`. Out: the inflated body
+//! In: the body as sent, its `Content-Encoding` and `Content-Type`, and the key whose
+//! signature covers the inflated body. Out ([`decode_body`]): the inflated body
 //! (inflated once; what is stored is never re-encoded) and the slices of it that are the
 //! events. Accepted bodies: `{"events":[…]}` (the agent's), a bare array, a single event object,
 //! or NDJSON (`Content-Type: application/x-ndjson`, one event per line — there a broken line is
@@ -9,15 +10,153 @@
 //! Fails with a [`DecodeError`]: an unsupported encoding (→ 415), a body that inflates past the
 //! limit (→ 413; the inflater stops at the limit, so a gzip bomb costs at most that much memory
 //! and time), or a body that cannot be decoded at all (broken compression, invalid UTF-8,
-//! invalid JSON, wrong top-level shape — quarantined whole by the caller).
+//! invalid JSON, wrong top-level shape — quarantined whole by the caller). The signature is
+//! checked over the inflated body, before it is split (→ 401 when it does not match).
 
 use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
+use std::ops::Range;
 
 use baddybugs_common::ReasonCode;
+use bytes::Bytes;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+
+use super::admit::RequestFacts;
+use super::keys::{AuthError, KeyInfo};
+use super::trace::StageTimer;
+use crate::config::IngestConfig;
+use crate::http::error::ApiError;
+
+/// Where one event is in the inflated body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSpan {
+    /// Its bytes.
+    pub range: Range<usize>,
+    /// Whether they are UTF-8 (always, but for an NDJSON line).
+    pub utf8: bool,
+}
+
+/// A body split into events, owned.
+#[derive(Debug, Clone)]
+pub struct DecodedBody {
+    /// The inflated body.
+    pub inflated: Bytes,
+    /// Its events, in order.
+    pub events: Vec<EventSpan>,
+}
+
+impl DecodedBody {
+    /// The bytes of an event.
+    pub fn bytes(&self, span: &EventSpan) -> &[u8] {
+        &self.inflated[span.range.clone()]
+    }
+}
+
+/// A body that cannot be decoded: what to quarantine.
+#[derive(Debug, Clone)]
+pub struct Undecodable {
+    /// The bytes to keep: the inflated body, or the body as sent when it could not be inflated.
+    pub bytes: Bytes,
+    /// Inflated size (0 when it could not be inflated).
+    pub bytes_inflated: usize,
+    /// Why.
+    pub code: ReasonCode,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+/// What the decode stage made of a body.
+#[derive(Debug)]
+pub enum Decoded {
+    /// Its events.
+    Events(DecodedBody),
+    /// Nothing readable: quarantined whole.
+    Undecodable(Undecodable),
+}
+
+/// The decode stage: inflate once, check the signature over the inflated body, split.
+pub fn decode_body(
+    key: &KeyInfo,
+    facts: &RequestFacts,
+    body: Bytes,
+    limits: &IngestConfig,
+    timer: &mut StageTimer,
+) -> Result<Decoded, ApiError> {
+    let inflated = match inflate(facts.encoding, &body, limits.max_inflated_bytes) {
+        Ok(Cow::Borrowed(_)) => body.clone(),
+        Ok(Cow::Owned(inflated)) => Bytes::from(inflated),
+        Err(DecodeError::InflatedTooLarge { limit }) => {
+            return Err(ApiError::TooLarge(format!(
+                "the body inflates past the limit of {limit} bytes (ingest.max_inflated_bytes)"
+            )))
+        }
+        Err(DecodeError::Undecodable { code, message }) => {
+            timer.mark("inflated");
+            if key.requires_signature() {
+                // Nothing verifiable: the signature covers the inflated body.
+                return Err(AuthError::SignatureMismatch.into());
+            }
+            return Ok(Decoded::Undecodable(Undecodable {
+                bytes: body,
+                bytes_inflated: 0,
+                code,
+                message,
+            }));
+        }
+        Err(other @ (DecodeError::UnsupportedEncoding(_) | DecodeError::TooManyEvents { .. })) => {
+            return Err(ApiError::Internal(other.to_string()))
+        }
+    };
+    timer.mark("inflated");
+    key.verify_signature(
+        &facts.signature,
+        &inflated,
+        facts.received_ms / 1000,
+        limits.signature_skew_secs,
+    )?;
+    timer.mark("authenticated");
+    let events = match split(&inflated, facts.ndjson, limits.max_events_per_batch) {
+        Ok(split) => split
+            .events
+            .iter()
+            .map(|raw| EventSpan {
+                range: subslice_range(&inflated, raw.bytes()),
+                utf8: matches!(raw, RawEvent::Text(_)),
+            })
+            .collect(),
+        Err(DecodeError::TooManyEvents { count, limit }) => {
+            return Err(ApiError::TooLarge(format!(
+                "{count} events in one request; the limit is {limit} (ingest.max_events_per_batch)"
+            )))
+        }
+        Err(DecodeError::Undecodable { code, message }) => {
+            timer.mark("parsed");
+            return Ok(Decoded::Undecodable(Undecodable {
+                bytes_inflated: inflated.len(),
+                bytes: inflated,
+                code,
+                message,
+            }));
+        }
+        Err(other) => return Err(ApiError::Internal(other.to_string())),
+    };
+    timer.mark("parsed");
+    Ok(Decoded::Events(DecodedBody { inflated, events }))
+}
+
+/// Where `part`, a slice of `whole`, is in it. The splitter only ever returns slices of the
+/// body it was given (borrowed `RawValue`s, trimmed lines), so this is pointer arithmetic on
+/// two slices of one allocation; the bounds are checked all the same.
+fn subslice_range(whole: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    assert!(
+        start <= whole.len() && part.len() <= whole.len() - start,
+        "an event is not a slice of its body"
+    );
+    start..start + part.len()
+}
 
 /// A supported `Content-Encoding`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
