@@ -65,9 +65,15 @@ fn default_app() -> String {
 }
 
 impl ApiKeyConfig {
-    /// Parses the `KEY[:SECRET]` form of flags and `BADDYBUGS_API_KEYS`.
+    /// Parses the `KEY[:SECRET[:optional]]` form of flags and `BADDYBUGS_API_KEYS`. A key given
+    /// with a secret requires signed requests (a secret is only given to sign with), unless
+    /// `:optional` follows it.
     pub fn parse_short(text: &str) -> Result<ApiKeyConfig, ConfigError> {
         let text = text.trim();
+        let (text, optional) = match text.strip_suffix(":optional") {
+            Some(rest) => (rest, true),
+            None => (text, false),
+        };
         let (key, secret) = match text.split_once(':') {
             Some((k, s)) => (k, Some(s.to_owned()).filter(|s| !s.is_empty())),
             None => (text, None),
@@ -77,10 +83,10 @@ impl ApiKeyConfig {
         }
         Ok(ApiKeyConfig {
             key: key.to_owned(),
+            require_signature: secret.is_some() && !optional,
             secret,
             organization: default_org(),
             application: default_app(),
-            require_signature: false,
         })
     }
 }
@@ -139,6 +145,17 @@ pub struct IngestConfig {
     /// Threads of the `ingest-cpu` pool (inflate, signature, split, validation); 0 = one per
     /// core.
     pub cpu_threads: usize,
+    /// Longest wait for the next piece of a request body, ms → 408.
+    pub body_idle_timeout_ms: u64,
+    /// Slowest average upload accepted once `body_grace_ms` has passed, bytes/s → 408.
+    pub body_min_bytes_per_sec: u64,
+    /// Time a body may take before the minimum rate applies, ms.
+    pub body_grace_ms: u64,
+    /// Bytes of request bodies held at once (being read or processed); beyond it → 503.
+    pub max_body_bytes_in_flight: usize,
+    /// Signatures remembered to refuse a replayed signed request (within
+    /// `signature_skew_secs`); the oldest are forgotten first.
+    pub signature_cache_entries: usize,
 }
 
 impl Default for IngestConfig {
@@ -157,6 +174,11 @@ impl Default for IngestConfig {
             rate_limit_burst_events: 20_000,
             max_concurrent_requests: 32,
             cpu_threads: 0,
+            body_idle_timeout_ms: 10_000,
+            body_min_bytes_per_sec: 1024,
+            body_grace_ms: 5_000,
+            max_body_bytes_in_flight: 512 << 20,
+            signature_cache_entries: 500_000,
         }
     }
 }
@@ -472,6 +494,14 @@ impl Config {
                 "ingest.max_concurrent_requests",
                 ing.max_concurrent_requests,
             ),
+            (
+                "ingest.signature_cache_entries",
+                ing.signature_cache_entries,
+            ),
+            (
+                "ingest.body_idle_timeout_ms",
+                ing.body_idle_timeout_ms as usize,
+            ),
             ("batch.max_events", self.batch.max_events),
             ("batch.max_bytes", self.batch.max_bytes),
             (
@@ -504,6 +534,12 @@ impl Config {
             return Err(invalid(
                 "spool.fsync_interval_ms",
                 "must be > 0 with fsync = \"interval\"",
+            ));
+        }
+        if ing.max_body_bytes_in_flight < ing.max_body_bytes {
+            return Err(invalid(
+                "ingest.max_body_bytes_in_flight",
+                "must be at least ingest.max_body_bytes (one largest body must fit)",
             ));
         }
         if !(0..=19).contains(&self.batch.background_nice) {

@@ -22,6 +22,7 @@ use crate::batch::{Batcher, TraceObserver};
 use crate::config::{ApiKeyConfig, Config, FsyncMode};
 use crate::feed::{FeedHub, FeedTap};
 use crate::http::app;
+use crate::ingest::admit::Admission;
 use crate::ingest::dedup::DedupWindow;
 use crate::ingest::keys::KeyRing;
 use crate::metrics::{Latency, Metrics};
@@ -192,7 +193,12 @@ pub async fn run_until(
             .context("cannot start the ingest-cpu pool")?,
         shutting_down: Default::default(),
         last_quota_refusal_ms: Default::default(),
-        ingest_permits: tokio::sync::Semaphore::new(config.ingest.max_concurrent_requests),
+        admission: Admission::new(&config.ingest),
+        // Twice the skew: a signature is acceptable from skew before its timestamp to skew after.
+        signatures: DedupWindow::new(
+            config.ingest.signature_skew_secs.saturating_mul(2),
+            config.ingest.signature_cache_entries,
+        ),
         config: config.clone(),
     });
     {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::background::CpuPool;
 use crate::config::Config;
 use crate::feed::{FeedHub, FeedTap};
+use crate::ingest::admit::Admission;
 use crate::ingest::dedup::DedupWindow;
 use crate::ingest::keys::KeyRing;
 use crate::metrics::Metrics;
@@ -36,8 +37,10 @@ pub struct AppState {
     pub ingest_pool: CpuPool,
     /// Set when shutdown starts: ingest answers 503.
     pub shutting_down: AtomicBool,
-    /// Permits for ingest requests in progress (`ingest.max_concurrent_requests`).
-    pub ingest_permits: tokio::sync::Semaphore,
+    /// Admission control of ingest requests (work permits, fair share, body bytes).
+    pub admission: Admission,
+    /// Signatures of signed requests stored recently (replay protection).
+    pub signatures: DedupWindow,
     /// When an append was last refused for the spool quota (epoch ms, 0 = never).
     pub last_quota_refusal_ms: AtomicI64,
 }

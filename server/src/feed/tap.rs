@@ -168,3 +168,72 @@ fn feed_thread(hub: Arc<FeedHub>, receiver: Receiver<AcceptedBatch>, queued: Arc
         queued.fetch_sub(size, Ordering::AcqRel);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FeedConfig;
+    use crate::metrics::Metrics;
+    use crate::sink::sqlite::SqliteStore;
+    use baddybugs_common::protocol::{FeedFilter, Topic};
+
+    fn hub(dir: &std::path::Path) -> Arc<FeedHub> {
+        let store = SqliteStore::open(&dir.join("events.db")).unwrap();
+        Arc::new(FeedHub::new(
+            FeedConfig::default(),
+            Arc::new(Metrics::new("test".into())),
+            "test".into(),
+            Arc::new(store),
+        ))
+    }
+
+    fn batch(text: &str) -> AcceptedBatch {
+        let checked = baddybugs_common::check_event(text, 0).unwrap();
+        AcceptedBatch {
+            meta: BatchMeta::for_test(1),
+            body: Bytes::copy_from_slice(text.as_bytes()),
+            events: vec![FeedEvent::of(0, 0..text.len(), &checked)],
+            quarantined: Vec::new(),
+        }
+    }
+
+    /// Issue 13: with no client listening, the ingest path hands the feed nothing; with one,
+    /// the message is built on the feed thread and reaches the client.
+    #[test]
+    fn nothing_is_handed_over_without_a_listener_and_a_listener_gets_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hub(dir.path());
+        let tap = FeedTap::start(hub.clone()).unwrap();
+        assert!(
+            !tap.wants(false),
+            "no client: no feed work for accepted events"
+        );
+        assert!(
+            tap.wants(true),
+            "the malformed tail is retained for later clients"
+        );
+
+        let client = hub.connect("test".into());
+        hub.subscribe(&client, &[Topic::Events], FeedFilter::default());
+        assert!(tap.wants(false));
+        let text = r#"{"type":"log","id":"e1","payload":{"level":"info","message":"m"}}"#;
+        assert!(tap.offer(batch(text)));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let messages = loop {
+            let (messages, _) = client.take();
+            if !messages.is_empty() || std::time::Instant::now() > deadline {
+                break messages;
+            }
+            std::thread::yield_now();
+        };
+        assert_eq!(messages.len(), 1, "the event reached the client");
+        assert!(messages[0].json.contains("\"e1\""), "{}", messages[0].json);
+        assert_eq!(
+            hub.metrics()
+                .gauges
+                .feed_dropped_batches
+                .load(Ordering::Relaxed),
+            0
+        );
+    }
+}

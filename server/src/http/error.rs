@@ -35,9 +35,20 @@ pub enum ApiError {
     /// 415: unsupported `Content-Encoding`.
     #[error("{0}")]
     UnsupportedEncoding(String),
+    /// 408: the request body did not arrive in time (stalled, or slower than the minimum rate).
+    #[error("{0}")]
+    Timeout(String),
     /// 429: rate limited.
     #[error("rate limit exceeded for this key; retry after {} s", .0.as_secs().max(1))]
     RateLimited(Duration),
+    /// 429: the server is saturated and this key already holds its fair share of it.
+    #[error("the server is busy and this key holds its fair share of the ingest capacity ({held} requests in progress); retry after {} s", .retry_after.as_secs().max(1))]
+    FairShare {
+        /// Requests of this key in progress.
+        held: usize,
+        /// When to retry.
+        retry_after: Duration,
+    },
     /// 503: cannot take more now (spool full, shutting down, store down for a query).
     #[error("{message}")]
     Unavailable {
@@ -60,7 +71,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited(_) | ApiError::FairShare { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -75,7 +87,9 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::TooLarge(_) => "too_large",
             ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
+            ApiError::Timeout(_) => "body_timeout",
             ApiError::RateLimited(_) => "rate_limited",
+            ApiError::FairShare { .. } => "fair_share",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -84,6 +98,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::RateLimited(d) => Some(*d),
+            ApiError::FairShare { retry_after, .. } => Some(*retry_after),
             ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         }

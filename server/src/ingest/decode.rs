@@ -24,7 +24,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::admit::RequestFacts;
-use super::keys::{AuthError, KeyInfo};
+use super::keys::{AuthError, KeyInfo, Signed};
 use super::trace::StageTimer;
 use crate::config::IngestConfig;
 use crate::http::error::ApiError;
@@ -45,6 +45,9 @@ pub struct DecodedBody {
     pub inflated: Bytes,
     /// Its events, in order.
     pub events: Vec<EventSpan>,
+    /// `X-Signature`, when the request was signed and the signature verified (replay
+    /// protection remembers it).
+    pub signature: Option<String>,
 }
 
 impl DecodedBody {
@@ -110,12 +113,20 @@ pub fn decode_body(
         }
     };
     timer.mark("inflated");
-    key.verify_signature(
+    let signed = key.verify_signature(
         &facts.signature,
         &inflated,
         facts.received_ms / 1000,
         limits.signature_skew_secs,
     )?;
+    let signature = match signed {
+        Signed::Yes => facts
+            .signature
+            .signature
+            .as_deref()
+            .map(|s| s.trim().to_ascii_lowercase()),
+        Signed::No => None,
+    };
     timer.mark("authenticated");
     let events = match split(&inflated, facts.ndjson, limits.max_events_per_batch) {
         Ok(split) => split
@@ -143,7 +154,11 @@ pub fn decode_body(
         Err(other) => return Err(ApiError::Internal(other.to_string())),
     };
     timer.mark("parsed");
-    Ok(Decoded::Events(DecodedBody { inflated, events }))
+    Ok(Decoded::Events(DecodedBody {
+        inflated,
+        events,
+        signature,
+    }))
 }
 
 /// Where `part`, a slice of `whole`, is in it. The splitter only ever returns slices of the

@@ -67,8 +67,9 @@ async fn handle(
     request: Request,
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let admitted = admit::admit(state, request, started).await?;
-    let _permit = admit::work_permit(state).await?;
+    let mut admitted = admit::admit(state, request, started).await?;
+    let _body_budget = admitted.body_budget.take();
+    let _permit = state.admission.work_permit(&admitted.key.key).await?;
     let bytes_compressed = admitted.body.len();
     let (prepared, facts, mut timer) = prepare(state, admitted).await?;
     match prepared {
@@ -83,6 +84,29 @@ async fn handle(
             .into_response()),
         Prepared::Events { key, body, checked } => {
             state.metrics.bytes(bytes_compressed, body.inflated.len());
+            // Replay protection: a signature already stored is this very request again.
+            let tenant_key = key.key.as_str();
+            let signature = [body.signature.as_deref()];
+            let replay_guard = match body.signature {
+                Some(_) => Some(
+                    state
+                        .signatures
+                        .reserve(tenant_key, &signature, facts.received_ms)
+                        .await
+                        .map_err(|pending| ApiError::Unavailable {
+                            message: format!("{pending}; retry later"),
+                            retry_after: Duration::from_secs(2),
+                        })?,
+                ),
+                None => None,
+            };
+            if replay_guard
+                .as_ref()
+                .is_some_and(|guard| guard.duplicates()[0])
+            {
+                state.metrics.replayed_signature();
+                return Ok(replayed(body.events.len()));
+            }
             for r in &checked.rejected {
                 state
                     .metrics
@@ -118,6 +142,9 @@ async fn handle(
                 &mut timer,
             )
             .await?;
+            if let Some(guard) = replay_guard {
+                guard.confirm(facts.received_ms);
+            }
             record_accepted(state, &checked, &submitted, body.events.len());
             tap_feed(state, &submitted, &body, &checked);
             Ok(respond(&submitted, &checked))
@@ -151,6 +178,7 @@ async fn prepare(
             facts,
             body,
             mut timer,
+            ..
         } = admitted;
         let limits = &job_state.config.ingest;
         let prepared = match decode::decode_body(&key, &facts, body, limits, &mut timer)? {
@@ -202,6 +230,22 @@ fn tap_feed(state: &AppState, submitted: &Submitted, body: &DecodedBody, checked
             .collect(),
         quarantined: checked.rejected.iter().map(|r| r.kept.clone()).collect(),
     });
+}
+
+/// The answer to a signed request whose signature was already stored: nothing is stored again.
+fn replayed(events: usize) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "accepted": 0,
+            "rejected": 0,
+            "duplicates": events,
+            "batch_id": null,
+            "errors": [],
+            "note": "this signed request was already stored (same X-Signature within the skew window); nothing was stored again",
+        })),
+    )
+        .into_response()
 }
 
 fn reasons_json(problems: &[Problem]) -> Vec<Value> {

@@ -149,6 +149,7 @@ mod tests {
         DecodedBody {
             inflated: inflated.into(),
             events: spans,
+            signature: None,
         }
     }
 

@@ -101,6 +101,8 @@ pub struct Gauges {
     /// Acknowledged requests left out of the live feed because its thread was behind
     /// (a counter; the store is not affected).
     pub feed_dropped_batches: AtomicU64,
+    /// Signed requests answered as replays (same signature within the skew window; a counter).
+    pub replayed_signatures: AtomicU64,
 }
 
 struct History {
@@ -235,7 +237,14 @@ impl Metrics {
         let _ = h.record(value);
     }
 
-    /// Records a request's event count.
+    /// Counts a signed request answered as a replay.
+    pub fn replayed_signature(&self) {
+        self.gauges
+            .replayed_signatures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the number of events of one request.
     pub fn record_batch_size(&self, events: usize) {
         let _ = self.batch_sizes.lock().record((events as u64).max(1));
     }

@@ -341,6 +341,14 @@ impl Collector for IngestCollector {
                 .feed_dropped_batches
                 .load(std::sync::atomic::Ordering::Relaxed),
         )?;
+        counter(
+            e,
+            "replayed_signatures",
+            "Signed requests answered as replays (same X-Signature within the skew window), not stored again.",
+            m.gauges
+                .replayed_signatures
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )?;
         Ok(())
     }
 }
