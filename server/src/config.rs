@@ -236,8 +236,9 @@ pub struct BatchConfig {
     pub retry_initial_ms: u64,
     /// Longest retry delay, ms.
     pub retry_max_ms: u64,
-    /// Nice value (0–19) of the threads that build rows and write the embedded store: when the
-    /// cores are busy, acknowledging agents wins and the store catches up from the spool.
+    /// Nice value (0–19) added to the process's own for the `store-cpu` pool, which builds rows
+    /// and writes the embedded store: when the cores are busy, acknowledging agents wins and the
+    /// store catches up from the spool.
     pub background_nice: i32,
 }
 
