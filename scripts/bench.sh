@@ -52,7 +52,7 @@ log "building release binaries"
 cargo build --release -q -p baddybugs-ingest -p baddybugs-fixtures >&2
 
 SPOOL_QUOTA=$((4 << 30))
-start_server() { # fresh data dir, fsync always, embedded store
+start_server() { # fresh data dir, fsync always, embedded store; `:optional`: wrk replays unsigned bodies
   local dir="$WORK/data-$1"
   cat > "$WORK/bench.toml" <<EOF
 [spool]
@@ -60,7 +60,7 @@ fsync = "always"
 quota_bytes = $SPOOL_QUOTA
 EOF
   BADDYBUGS_LOG=warn "$SERVER" serve --config "$WORK/bench.toml" --listen "127.0.0.1:$PORT" \
-    --data-dir "$dir" --api-key "$KEY" --feed-token "$TOKEN" > "$WORK/server.out" 2> "$WORK/server.err" &
+    --data-dir "$dir" --api-key "$KEY:optional" --feed-token "$TOKEN" > "$WORK/server.out" 2> "$WORK/server.err" &
   SERVER_PID=$!
   for _ in $(seq 1 200); do
     grep -q "listening on" "$WORK/server.out" 2>/dev/null && return 0
