@@ -352,9 +352,9 @@ async fn bad_input_gets_its_documented_status_and_body() -> anyhow::Result<()> {
             "bad_encoding",
         ),
         (
-            "invalid UTF-8",
+            "invalid UTF-8 in a body whose events cannot be delimited",
             vec![auth.clone()],
-            b"{\"events\":[{\"type\":\"log\",\"payload\":{\"m\":\"\xff\"}}]}".to_vec(),
+            b"{\"events\":[{\"type\":\"log\",\"payload\":{\"m\":\"\xff\"}}".to_vec(),
             "invalid_utf8",
         ),
         (
@@ -377,6 +377,34 @@ async fn bad_input_gets_its_documented_status_and_body() -> anyhow::Result<()> {
         assert_eq!(b["quarantined_body"], true, "{what}");
         assert_eq!(b["errors"][0]["reasons"][0]["code"], code, "{what}: {b}");
     }
+    // Issue 15: one invalid byte in event 50 of 100 costs that event only; the other 99 are
+    // accepted, and the bad one is quarantined with its reason.
+    let events: Vec<Vec<u8>> = (0..100)
+        .map(|i| {
+            let mut e = format!(
+                r#"{{"type":"log","name":"error","payload":{{"level":"error","message":"m{i}"}}}}"#
+            )
+            .into_bytes();
+            if i == 50 {
+                // The 'm' of the message becomes a byte that is not UTF-8.
+                let at = e.len() - 4 - i.to_string().len();
+                e[at] = 0xff;
+            }
+            e
+        })
+        .collect();
+    let mut one_bad_byte = b"{\"events\":[".to_vec();
+    one_bad_byte.extend_from_slice(&events.join(&b',')[..]);
+    one_bad_byte.extend_from_slice(b"]}");
+    let (s, b, _) = raw_post(&client, &server, std::slice::from_ref(&auth), one_bad_byte).await?;
+    assert_eq!(
+        (s, b["accepted"].as_u64(), b["rejected"].as_u64()),
+        (202, Some(99), Some(1)),
+        "{b}"
+    );
+    assert!(b["quarantined_body"].is_null(), "{b}");
+    assert_eq!(b["errors"][0]["index"], 50, "{b}");
+    assert_eq!(b["errors"][0]["reasons"][0]["code"], "invalid_utf8", "{b}");
     // JSON nesting 10,000 deep: that event is rejected (too_deep), the body is not.
     let (s, b, _) = raw_post(
         &client,

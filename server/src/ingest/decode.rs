@@ -326,16 +326,35 @@ pub fn split(body: &[u8], ndjson: bool, max_events: usize) -> Result<SplitBody<'
     let events = if ndjson {
         split_ndjson(body)
     } else {
-        let text = std::str::from_utf8(body).map_err(|e| {
-            DecodeError::undecodable(
-                ReasonCode::InvalidUtf8,
-                format!(
-                    "the body is not valid UTF-8 (first bad byte at offset {})",
-                    e.valid_up_to()
-                ),
-            )
-        })?;
-        split_json(text)?
+        let strict = std::str::from_utf8(body)
+            .map_err(|e| {
+                DecodeError::undecodable(
+                    ReasonCode::InvalidUtf8,
+                    format!(
+                        "the body is not valid UTF-8 (first bad byte at offset {})",
+                        e.valid_up_to()
+                    ),
+                )
+            })
+            .and_then(split_json);
+        match strict {
+            Ok(events) => events,
+            // One bad byte or token must not cost its batch-mates: find the events by
+            // structure and let validation reject only the broken one.
+            Err(err) => match super::salvage::salvage_elements(body) {
+                Some(ranges) if !ranges.is_empty() => ranges
+                    .into_iter()
+                    .map(|r| {
+                        let bytes = &body[r];
+                        match std::str::from_utf8(bytes) {
+                            Ok(text) => RawEvent::Text(text),
+                            Err(_) => RawEvent::Invalid(bytes),
+                        }
+                    })
+                    .collect(),
+                _ => return Err(err),
+            },
+        }
     };
     if events.len() > max_events {
         return Err(DecodeError::TooManyEvents {
@@ -494,7 +513,13 @@ mod tests {
         };
         assert_eq!(code(b"12"), ReasonCode::BadShape);
         assert_eq!(code(b"{\"events\":[{}"), ReasonCode::InvalidJson);
-        assert_eq!(code(b"[\"\xff\"]"), ReasonCode::InvalidUtf8);
+        assert_eq!(code(b"[\"\xff\"] x"), ReasonCode::InvalidUtf8);
+        // Issue 15: a bad byte inside one event of a delimitable body costs only that event.
+        let salvaged = split(b"[{\"a\":1},{\"b\":\"\xff\"},{\"c\":NaN}]", false, 10).unwrap();
+        assert_eq!(salvaged.events.len(), 3);
+        assert!(matches!(salvaged.events[0], RawEvent::Text(r#"{"a":1}"#)));
+        assert!(matches!(salvaged.events[1], RawEvent::Invalid(_)));
+        assert!(matches!(salvaged.events[2], RawEvent::Text(r#"{"c":NaN}"#)));
         // Deep nesting is one event's problem (too_deep at that event), not the body's.
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
         assert_eq!(split(deep.as_bytes(), false, 10).unwrap().events.len(), 1);

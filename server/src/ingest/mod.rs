@@ -22,6 +22,7 @@ pub mod admit;
 pub mod decode;
 pub mod dedup;
 pub mod keys;
+pub mod salvage;
 pub mod submit;
 pub mod trace;
 pub mod validate;
@@ -84,71 +85,96 @@ async fn handle(
             .into_response()),
         Prepared::Events { key, body, checked } => {
             state.metrics.bytes(bytes_compressed, body.inflated.len());
-            // Replay protection: a signature already stored is this very request again.
-            let tenant_key = key.key.as_str();
-            let signature = [body.signature.as_deref()];
-            let replay_guard = match body.signature {
-                Some(_) => Some(
-                    state
-                        .signatures
-                        .reserve(tenant_key, &signature, facts.received_ms)
-                        .await
-                        .map_err(|pending| ApiError::Unavailable {
-                            message: format!("{pending}; retry later"),
-                            retry_after: Duration::from_secs(2),
-                        })?,
-                ),
-                None => None,
+            let signature = match reserve_signature(state, &key, &body, &checked, &facts).await? {
+                SignatureCheck::Replayed(response) => return Ok(response),
+                SignatureCheck::New(reservation) => reservation,
             };
-            if replay_guard
-                .as_ref()
-                .is_some_and(|guard| guard.duplicates()[0])
-            {
-                state.metrics.replayed_signature();
-                return Ok(replayed(body.events.len()));
-            }
             for r in &checked.rejected {
                 state
                     .metrics
                     .rejected(r.entry.event_type.as_deref(), &r.entry.reasons);
             }
-            let submitted = submit::submit(
-                state,
-                Submission {
-                    organization: &key.organization,
-                    application: &key.application,
-                    received_ms: facts.received_ms,
-                    remote_addr: facts.remote_addr.clone(),
-                    agent_version: facts.agent_version.clone(),
-                    bytes_compressed: bytes_compressed as u64,
-                    bytes_inflated: body.inflated.len() as u64,
-                    total_events: body.events.len() as u32,
-                    body: &body.inflated,
-                    events: checked
-                        .accepted
-                        .iter()
-                        .map(|e| EventToStore {
-                            index: e.index,
-                            range: e.range.clone(),
-                            id: e.id.as_deref(),
-                        })
-                        .collect(),
-                    quarantined: checked
-                        .rejected
-                        .iter()
-                        .map(|r| (r.entry.clone(), r.kept.clone()))
-                        .collect(),
-                },
-                &mut timer,
-            )
-            .await?;
-            if let Some(guard) = replay_guard {
-                guard.confirm(facts.received_ms);
+            let submission = submission(&key, &facts, bytes_compressed, &body, &checked);
+            let submitted = submit::submit(state, submission, &mut timer).await?;
+            if let Some(reservation) = signature {
+                reservation.confirm(facts.received_ms);
             }
             record_accepted(state, &checked, &submitted, body.events.len());
             tap_feed(state, &submitted, &body, &checked);
             Ok(respond(&submitted, &checked))
         }
+    }
+}
+
+/// What [`reserve_signature`] decided.
+enum SignatureCheck<'s> {
+    /// Not seen (or unsigned): go on; confirm the reservation once stored.
+    New(Option<dedup::Reservation<'s>>),
+    /// The same signed request was already stored: this is the answer.
+    Replayed(Response),
+}
+
+/// Replay protection: a signature already stored within the window is this very request again.
+async fn reserve_signature<'s>(
+    state: &'s AppState,
+    key: &keys::KeyInfo,
+    body: &DecodedBody,
+    checked: &Validated,
+    facts: &RequestFacts,
+) -> Result<SignatureCheck<'s>, ApiError> {
+    let Some(signature) = body.signature.as_deref() else {
+        return Ok(SignatureCheck::New(None));
+    };
+    let reservation = state
+        .signatures
+        .reserve(&key.key, &[Some(signature)], facts.received_ms)
+        .await
+        .map_err(|pending| ApiError::Unavailable {
+            message: format!("{pending}; retry later"),
+            retry_after: Duration::from_secs(2),
+        })?;
+    if !reservation.duplicates()[0] {
+        return Ok(SignatureCheck::New(Some(reservation)));
+    }
+    state.metrics.replayed_signature();
+    for e in &checked.accepted {
+        state.metrics.duplicate(&e.event_type);
+    }
+    Ok(SignatureCheck::Replayed(replayed(checked.accepted.len())))
+}
+
+/// The submission of a validated request.
+fn submission<'a>(
+    key: &'a keys::KeyInfo,
+    facts: &RequestFacts,
+    bytes_compressed: usize,
+    body: &'a DecodedBody,
+    checked: &'a Validated,
+) -> Submission<'a> {
+    Submission {
+        organization: &key.organization,
+        application: &key.application,
+        received_ms: facts.received_ms,
+        remote_addr: facts.remote_addr.clone(),
+        agent_version: facts.agent_version.clone(),
+        bytes_compressed: bytes_compressed as u64,
+        bytes_inflated: body.inflated.len() as u64,
+        total_events: body.events.len() as u32,
+        body: &body.inflated,
+        events: checked
+            .accepted
+            .iter()
+            .map(|e| EventToStore {
+                index: e.index,
+                range: e.range.clone(),
+                id: e.id.as_deref(),
+            })
+            .collect(),
+        quarantined: checked
+            .rejected
+            .iter()
+            .map(|r| (r.entry.clone(), r.kept.clone()))
+            .collect(),
     }
 }
 
@@ -232,7 +258,8 @@ fn tap_feed(state: &AppState, submitted: &Submitted, body: &DecodedBody, checked
     });
 }
 
-/// The answer to a signed request whose signature was already stored: nothing is stored again.
+/// The answer to a signed request whose signature was already stored: nothing is stored again;
+/// its accepted events are duplicates (its rejected ones were quarantined the first time).
 fn replayed(events: usize) -> Response {
     (
         StatusCode::ACCEPTED,
