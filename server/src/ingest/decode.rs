@@ -99,7 +99,13 @@ pub fn decode_body(
             timer.mark("inflated");
             if key.requires_signature() {
                 // Nothing verifiable: the signature covers the inflated body.
-                return Err(AuthError::SignatureMismatch.into());
+                let unsigned = facts.signature == Default::default();
+                return Err(if unsigned {
+                    AuthError::SignatureRequired
+                } else {
+                    AuthError::SignatureMismatch
+                }
+                .into());
             }
             return Ok(Decoded::Undecodable(Undecodable {
                 bytes: body,
@@ -554,5 +560,45 @@ mod tests {
         assert_eq!(&*inflate(Encoding::Zstd, &z, 10).unwrap(), b"zz");
         assert!(parse_encoding(Some("br")).is_err());
         assert_eq!(parse_encoding(Some("GZIP")).unwrap(), Encoding::Gzip);
+    }
+
+    /// Issue 14: an undecodable body for a key that requires signatures cannot be verified;
+    /// unsigned, it is told a signature is required, not that it mismatches.
+    #[test]
+    fn an_undecodable_body_for_a_signing_key_is_refused_with_the_right_code() {
+        use crate::config::ApiKeyConfig;
+        use crate::ingest::keys::{KeyRing, SignatureHeaders};
+        let ring = KeyRing::new(
+            &[ApiKeyConfig::parse_short("k:s").unwrap()],
+            &IngestConfig::default(),
+        );
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", "Bearer k".parse().unwrap());
+        let key = ring.authenticate(&headers).unwrap();
+        let mut facts = RequestFacts {
+            received_ms: 0,
+            remote_addr: None,
+            agent_version: None,
+            encoding: Encoding::Gzip,
+            ndjson: false,
+            signature: SignatureHeaders::default(),
+        };
+        let broken = Bytes::from_static(b"not gzip at all");
+        let mut timer = StageTimer::new(std::time::Instant::now());
+        let limits = IngestConfig::default();
+        let code = |facts: &RequestFacts, timer: &mut StageTimer| match decode_body(
+            &key,
+            facts,
+            broken.clone(),
+            &limits,
+            timer,
+        ) {
+            Err(ApiError::Unauthorized(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(&facts, &mut timer), AuthError::SignatureRequired);
+        facts.signature.signature = Some("00".repeat(32));
+        facts.signature.timestamp = Some("0".into());
+        assert_eq!(code(&facts, &mut timer), AuthError::SignatureMismatch);
     }
 }
