@@ -26,14 +26,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baddybugs_common::check_event;
-use baddybugs_fixtures::traffic::batch::gzip;
-use baddybugs_fixtures::traffic::run::{build_pool, prepare_batch};
-use baddybugs_fixtures::traffic::{IdSpace, Pool, TrafficConfig};
 use baddybugs_ingest::batch::{build_batch, BuildStats, RecordRef};
 use baddybugs_ingest::ingest::decode::{self, RawEvent};
 use baddybugs_ingest::record::{self, BatchMeta, Stage};
 use baddybugs_ingest::sink::sqlite::SqliteStore;
 use baddybugs_ingest::sink::{SinkBatch, Store};
+use baddybugs_loadgen::batch::gzip;
+use baddybugs_loadgen::run::{build_pool, prepare_batch};
+use baddybugs_loadgen::{IdSpace, Pool, TrafficConfig};
 
 const SEED: u64 = 7;
 const EVENTS_PER_REQUEST: usize = 100;
