@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baddybugs_common::check_event;
+use baddybugs_common::protocol::StageName;
 use baddybugs_ingest::batch::{build_batch, BuildStats, RecordRef};
 use baddybugs_ingest::ingest::decode::{self, RawEvent};
 use baddybugs_ingest::record::{self, BatchMeta, Stage};
@@ -146,16 +147,16 @@ impl Records {
             duplicates: 0,
             quarantined: Vec::new(),
             stages: [
-                "received",
-                "inflated",
-                "authenticated",
-                "parsed",
-                "validated",
+                StageName::Received,
+                StageName::Inflated,
+                StageName::Authenticated,
+                StageName::Parsed,
+                StageName::Validated,
             ]
             .iter()
             .enumerate()
             .map(|(i, s)| Stage {
-                stage: (*s).into(),
+                stage: *s,
                 start_us: i as u64 * 150,
                 duration_us: 150,
             })

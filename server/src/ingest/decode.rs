@@ -28,6 +28,7 @@ use super::keys::{AuthError, KeyInfo, Signed};
 use super::trace::StageTimer;
 use crate::config::IngestConfig;
 use crate::http::error::ApiError;
+use baddybugs_common::protocol::StageName;
 
 /// Where one event is in the inflated body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +97,7 @@ pub fn decode_body(
             )))
         }
         Err(DecodeError::Undecodable { code, message }) => {
-            timer.mark("inflated");
+            timer.mark(StageName::Inflated);
             if key.requires_signature() {
                 // Nothing verifiable: the signature covers the inflated body.
                 return Err(AuthError::SignatureMismatch.into());
@@ -112,7 +113,7 @@ pub fn decode_body(
             return Err(ApiError::Internal(other.to_string()))
         }
     };
-    timer.mark("inflated");
+    timer.mark(StageName::Inflated);
     let signed = key.verify_signature(
         &facts.signature,
         &inflated,
@@ -127,7 +128,7 @@ pub fn decode_body(
             .map(|s| s.trim().to_ascii_lowercase()),
         Signed::No => None,
     };
-    timer.mark("authenticated");
+    timer.mark(StageName::Authenticated);
     let events = match split(&inflated, facts.ndjson, limits.max_events_per_batch) {
         Ok(split) => split
             .events
@@ -143,7 +144,7 @@ pub fn decode_body(
             )))
         }
         Err(DecodeError::Undecodable { code, message }) => {
-            timer.mark("parsed");
+            timer.mark(StageName::Parsed);
             return Ok(Decoded::Undecodable(Undecodable {
                 bytes_inflated: inflated.len(),
                 bytes: inflated,
@@ -153,7 +154,7 @@ pub fn decode_body(
         }
         Err(other) => return Err(ApiError::Internal(other.to_string())),
     };
-    timer.mark("parsed");
+    timer.mark(StageName::Parsed);
     Ok(Decoded::Events(DecodedBody {
         inflated,
         events,
