@@ -51,7 +51,7 @@ drills *ARGS:
 
 # The load generator.
 loadgen *ARGS:
-    cargo run --release -q -p baddybugs-fixtures --bin baddybugs-loadgen -- {{ARGS}}
+    cargo run --release -q -p baddybugs-loadgen --bin baddybugs-loadgen -- {{ARGS}}
 
 # ClickHouse sink benchmark (drain rate, 202 -> stored latency, rates with ClickHouse); chDB front unless CLICKHOUSE_URL.
 bench-clickhouse *ARGS:

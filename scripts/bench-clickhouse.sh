@@ -45,7 +45,7 @@ cleanup() {
 trap cleanup EXIT
 
 log "building release binaries and the ClickHouse front"
-cargo build --release -q -p baddybugs-ingest -p baddybugs-fixtures >&2
+cargo build --release -q -p baddybugs-ingest -p baddybugs-loadgen >&2
 if [ -n "${CLICKHOUSE_URL:-}" ]; then CH_URL="$CLICKHOUSE_URL"; else
   bash tests/clickhouse/setup.sh >&2
   CH_URL="http://127.0.0.1:$CH_PORT"

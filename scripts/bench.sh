@@ -49,7 +49,7 @@ cleanup() {
 trap cleanup EXIT
 
 log "building release binaries"
-cargo build --release -q -p baddybugs-ingest -p baddybugs-fixtures >&2
+cargo build --release -q -p baddybugs-ingest -p baddybugs-loadgen >&2
 
 SPOOL_QUOTA=$((4 << 30))
 start_server() { # fresh data dir, fsync always, embedded store; `:optional`: wrk replays unsigned bodies

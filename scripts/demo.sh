@@ -14,7 +14,7 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 DATA_DIR="${DATA_DIR:-./data}"
 LISTEN="${LISTEN:-127.0.0.1:8080}"
 
-cargo build --release -q -p baddybugs-ingest -p baddybugs-fixtures
+cargo build --release -q -p baddybugs-ingest -p baddybugs-loadgen
 
 SERVER_PID="" LOADGEN_PID=""
 stop() {

@@ -32,7 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release -q -p baddybugs-ingest -p baddybugs-fixtures >&2
+cargo build --release -q -p baddybugs-ingest -p baddybugs-loadgen >&2
 
 start_server() { # data dir, [config]
   local args=(serve --listen "127.0.0.1:$PORT" --data-dir "$1" --api-key "$KEY" --feed-token "$TOKEN")

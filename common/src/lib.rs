@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod event;
 pub mod json;
 pub mod protocol;
+pub mod query;
 pub mod reason;
 pub mod timestamp;
 pub mod validate;

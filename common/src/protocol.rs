@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::query::{params_from_json, Query, QueryError};
 use crate::reason::Problem;
 
 /// Version of the feed protocol.
@@ -63,16 +64,16 @@ pub struct FeedFilter {
     pub is_error: Option<bool>,
 }
 
-/// A message from a client.
+/// A message from a client. On the wire, an object with an `op` (docs/PROTOCOL.md); read one
+/// with [`ClientMessage::parse`] to learn the `id` of a query that cannot be read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "WireClientMessage", into = "WireClientMessage")]
 pub enum ClientMessage {
     /// Start receiving topics (the filter applies to these topics).
     Subscribe {
         /// Topics.
         topics: Vec<Topic>,
         /// Filter.
-        #[serde(default)]
         filter: FeedFilter,
     },
     /// Stop receiving topics.
@@ -80,15 +81,13 @@ pub enum ClientMessage {
         /// Topics.
         topics: Vec<Topic>,
     },
-    /// Ask the store: `kind` is `events`, `malformed`, `exception_groups`, `trace` or `traces`.
+    /// Ask the store. On the wire: `kind` (`events`, `malformed`, `exception_groups`, `trace`
+    /// or `traces`) and `params` (an object, the names of the REST query API).
     Query {
         /// Echoed in the answer.
         id: String,
         /// What to query.
-        kind: String,
-        /// Filters (same names as the REST query API).
-        #[serde(default)]
-        params: serde_json::Value,
+        query: Query,
     },
     /// One event by id.
     Get {
@@ -100,9 +99,154 @@ pub enum ClientMessage {
     /// Liveness check.
     Ping {
         /// Echoed.
+        nonce: Option<String>,
+    },
+}
+
+/// A client message that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientMessageError {
+    /// The `id` of a `query` whose kind or parameters are wrong (its answer carries it);
+    /// `None` when the message itself cannot be read.
+    pub id: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ClientMessageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ClientMessageError {}
+
+impl ClientMessage {
+    /// Reads a client message from its JSON text.
+    pub fn parse(text: &str) -> Result<ClientMessage, ClientMessageError> {
+        let wire: WireClientMessage =
+            serde_json::from_str(text).map_err(|err| ClientMessageError {
+                id: None,
+                message: err.to_string(),
+            })?;
+        let id = match &wire {
+            WireClientMessage::Query { id, .. } => Some(id.clone()),
+            _ => None,
+        };
+        ClientMessage::try_from(wire).map_err(|err| ClientMessageError {
+            id,
+            message: err.to_string(),
+        })
+    }
+}
+
+/// The JSON layout of [`ClientMessage`]: a query's `kind` and `params` untyped, read into a
+/// [`Query`] by the one parameter parser of [`crate::query`].
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum WireClientMessage {
+    Subscribe {
+        topics: Vec<Topic>,
+        #[serde(default)]
+        filter: FeedFilter,
+    },
+    Unsubscribe {
+        topics: Vec<Topic>,
+    },
+    Query {
+        id: String,
+        kind: String,
+        #[serde(default)]
+        params: serde_json::Value,
+    },
+    Get {
+        id: String,
+        event_id: String,
+    },
+    Ping {
         #[serde(default)]
         nonce: Option<String>,
     },
+}
+
+impl TryFrom<WireClientMessage> for ClientMessage {
+    type Error = QueryError;
+
+    fn try_from(wire: WireClientMessage) -> Result<Self, Self::Error> {
+        Ok(match wire {
+            WireClientMessage::Subscribe { topics, filter } => {
+                ClientMessage::Subscribe { topics, filter }
+            }
+            WireClientMessage::Unsubscribe { topics } => ClientMessage::Unsubscribe { topics },
+            WireClientMessage::Query { id, kind, params } => ClientMessage::Query {
+                id,
+                query: Query::from_params(&kind, &params_from_json(&params))?,
+            },
+            WireClientMessage::Get { id, event_id } => ClientMessage::Get { id, event_id },
+            WireClientMessage::Ping { nonce } => ClientMessage::Ping { nonce },
+        })
+    }
+}
+
+impl From<ClientMessage> for WireClientMessage {
+    fn from(message: ClientMessage) -> Self {
+        match message {
+            ClientMessage::Subscribe { topics, filter } => {
+                WireClientMessage::Subscribe { topics, filter }
+            }
+            ClientMessage::Unsubscribe { topics } => WireClientMessage::Unsubscribe { topics },
+            ClientMessage::Query { id, query } => WireClientMessage::Query {
+                id,
+                kind: query.kind().to_owned(),
+                params: query.to_params(),
+            },
+            ClientMessage::Get { id, event_id } => WireClientMessage::Get { id, event_id },
+            ClientMessage::Ping { nonce } => WireClientMessage::Ping { nonce },
+        }
+    }
+}
+
+/// The first fields of a server frame, read without parsing the rest (see [`peek_frame`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHead<'a> {
+    /// The connection's sequence number of this message.
+    pub seq: u64,
+    /// The message's `kind` (`event`, `metrics`, `dropped` …).
+    pub kind: &'a str,
+}
+
+/// Frames one server message for the wire: `{"seq":N,` followed by the fields of `message_json`,
+/// the message serialised once without its `seq` (so one serialisation is shared by every
+/// client, each with its own numbering). The result is byte for byte what serialising a
+/// [`ServerEnvelope`] gives, so `seq` then `kind` always open a frame and [`peek_frame`] can
+/// read them.
+pub fn encode_frame(seq: u64, message_json: &str) -> String {
+    let rest = message_json.strip_prefix('{').unwrap_or(message_json);
+    let mut out = String::with_capacity(rest.len() + 28);
+    out.push_str("{\"seq\":");
+    out.push_str(&seq.to_string());
+    if !rest.starts_with('}') {
+        out.push(',');
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Reads `seq` and `kind` from the first bytes of a frame laid out as [`encode_frame`] writes
+/// it, without parsing the rest: a client that only counts or routes frames pays for a few
+/// bytes, not for the whole message. `None` for any other layout (the frame is still valid
+/// JSON, read it as a [`ServerEnvelope`]).
+pub fn peek_frame(text: &str) -> Option<FrameHead<'_>> {
+    let rest = text.strip_prefix("{\"seq\":")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let seq = rest[..digits].parse().ok()?;
+    let rest = rest[digits..].strip_prefix(",\"kind\":\"")?;
+    // Kinds are short snake_case names: a quote within 32 bytes or it is not a kind.
+    let end = rest.bytes().take(32).position(|b| b == b'"')?;
+    Some(FrameHead {
+        seq,
+        kind: &rest[..end],
+    })
 }
 
 /// Every server message, with its sequence number.
@@ -506,14 +650,273 @@ pub struct PipelineTrace {
     pub duplicates: u32,
 }
 
+/// The stages of the pipeline trace of one ingest request, in the order they happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageName {
+    /// The request arrived.
+    Received,
+    /// The key (and signature) checked.
+    Authenticated,
+    /// The body inflated.
+    Inflated,
+    /// The body split into events.
+    Parsed,
+    /// Every event checked.
+    Validated,
+    /// Batch metadata built, agent retries recognised.
+    Enriched,
+    /// Durable in the spool.
+    Spooled,
+    /// The 202 sent.
+    Acknowledged,
+    /// Written to the store.
+    Inserted,
+}
+
+impl StageName {
+    /// Its name on the wire and in the store (`received`, `inflated` …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::Received => "received",
+            StageName::Authenticated => "authenticated",
+            StageName::Inflated => "inflated",
+            StageName::Parsed => "parsed",
+            StageName::Validated => "validated",
+            StageName::Enriched => "enriched",
+            StageName::Spooled => "spooled",
+            StageName::Acknowledged => "acknowledged",
+            StageName::Inserted => "inserted",
+        }
+    }
+}
+
+impl std::fmt::Display for StageName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The time of one stage of a request, in µs: what the spool record carries, the
+/// `ingest_traces.stages` column holds (as JSON text) and `/v1/pipeline` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageTiming {
+    /// The stage.
+    pub stage: StageName,
+    /// Start, µs since the request was received.
+    pub start_us: u64,
+    /// Duration, µs.
+    pub duration_us: u64,
+}
+
 /// One stage of a pipeline trace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineStage {
-    /// `received`, `authenticated`, `inflated`, `parsed`, `validated`, `spooled`,
-    /// `acknowledged`, `inserted`.
-    pub stage: String,
+    /// The stage.
+    pub stage: StageName,
     /// Start, ms from receipt.
     pub start_ms: f64,
     /// Duration, ms.
     pub duration_ms: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages() -> Vec<ServerMessage> {
+        vec![
+            ServerMessage::Metrics(Box::default()),
+            ServerMessage::Dropped { count: 2, total: 9 },
+            ServerMessage::Result {
+                id: "q1".into(),
+                data: serde_json::json!({"events": [], "next_cursor": null}),
+            },
+            ServerMessage::Error {
+                id: None,
+                message: "no \"seq\" here".into(),
+            },
+            ServerMessage::Pong { nonce: None },
+            ServerMessage::Subscribed {
+                topics: vec![Topic::Events, Topic::Pipeline],
+            },
+        ]
+    }
+
+    #[test]
+    fn a_frame_is_the_envelope_byte_for_byte_and_peeks_back() {
+        for (i, message) in messages().into_iter().enumerate() {
+            let seq = (i as u64 + 1) * 1_000_003;
+            let json = serde_json::to_string(&message).unwrap();
+            let frame = encode_frame(seq, &json);
+            let envelope = ServerEnvelope {
+                seq,
+                message: message.clone(),
+            };
+            assert_eq!(frame, serde_json::to_string(&envelope).unwrap());
+            assert_eq!(
+                serde_json::from_str::<ServerEnvelope>(&frame).unwrap(),
+                envelope
+            );
+            let head = peek_frame(&frame).expect("the server's layout peeks");
+            assert_eq!(head.seq, seq);
+            let kind = serde_json::from_str::<serde_json::Value>(&json).unwrap()["kind"].clone();
+            assert_eq!(Some(head.kind), kind.as_str());
+        }
+    }
+
+    #[test]
+    fn client_messages_of_protocol_1_still_read() {
+        use crate::query::{EventFilter, TraceFilter, TraceOrder};
+        let query = |text: &str| match ClientMessage::parse(text) {
+            Ok(ClientMessage::Query { id, query }) => (id, query),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            query(
+                r#"{"op": "query", "id": "q1", "kind": "events", "params": {"trace_id": "trace-abc", "limit": 1}}"#
+            ),
+            (
+                "q1".to_owned(),
+                Query::Events(EventFilter {
+                    trace_id: Some("trace-abc".into()),
+                    limit: Some(1),
+                    ..EventFilter::default()
+                })
+            )
+        );
+        assert_eq!(
+            query(r#"{"op":"query","id":"q2","kind":"traces","params":{"order":"slowest","failed":true,"limit":"7"}}"#).1,
+            Query::Traces(TraceFilter {
+                order: TraceOrder::Slowest,
+                failed_only: true,
+                limit: Some(7),
+            })
+        );
+        assert_eq!(
+            query(r#"{"op":"query","id":"q3","kind":"events"}"#).1,
+            Query::Events(EventFilter::default())
+        );
+        assert_eq!(
+            query(r#"{"op":"query","id":"q4","kind":"exception_groups","params":null}"#).1,
+            Query::ExceptionGroups(EventFilter::default())
+        );
+        let subscribe = r#"{"op": "subscribe", "topics": ["events", "malformed"], "filter": {"type": "cache"}}"#;
+        assert_eq!(
+            ClientMessage::parse(subscribe),
+            Ok(ClientMessage::Subscribe {
+                topics: vec![Topic::Events, Topic::Malformed],
+                filter: FeedFilter {
+                    event_type: Some("cache".into()),
+                    ..FeedFilter::default()
+                },
+            })
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"op":"ping"}"#),
+            Ok(ClientMessage::Ping { nonce: None })
+        );
+    }
+
+    #[test]
+    fn a_bad_query_is_answered_with_its_id() {
+        let err = ClientMessage::parse(r#"{"op":"query","id":"q2","kind":"nope"}"#).unwrap_err();
+        assert_eq!(err.id.as_deref(), Some("q2"));
+        assert_eq!(
+            err.message,
+            "unknown query kind \"nope\": use events, malformed, exception_groups, trace or traces"
+        );
+        let err = ClientMessage::parse(
+            r#"{"op":"query","id":"q5","kind":"events","params":{"limit":"x"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.id.as_deref(), Some("q5"));
+        assert_eq!(
+            err.message,
+            "query parameter `limit` must be a positive integer"
+        );
+        let err = ClientMessage::parse(r#"{"op":"nope"}"#).unwrap_err();
+        assert_eq!(err.id, None);
+        assert!(ClientMessage::parse(r#"{"op":"ping","extra":1}"#).is_err());
+    }
+
+    #[test]
+    fn client_messages_round_trip() {
+        use crate::query::{EventFilter, TraceFilter};
+        let messages = [
+            ClientMessage::Query {
+                id: "a".into(),
+                query: Query::Events(EventFilter {
+                    until_ms: Some(1_749_567_234_300),
+                    is_error: Some(true),
+                    ..EventFilter::default()
+                }),
+            },
+            ClientMessage::Query {
+                id: "b".into(),
+                query: Query::Traces(TraceFilter::default()),
+            },
+            ClientMessage::Get {
+                id: "g".into(),
+                event_id: "e".into(),
+            },
+            ClientMessage::Unsubscribe {
+                topics: vec![Topic::Metrics],
+            },
+        ];
+        for message in messages {
+            let text = serde_json::to_string(&message).unwrap();
+            assert_eq!(ClientMessage::parse(&text), Ok(message.clone()), "{text}");
+            assert_eq!(
+                serde_json::from_str::<ClientMessage>(&text).unwrap(),
+                message
+            );
+        }
+    }
+
+    #[test]
+    fn stage_names_are_the_stored_strings() {
+        let names = [
+            StageName::Received,
+            StageName::Authenticated,
+            StageName::Inflated,
+            StageName::Parsed,
+            StageName::Validated,
+            StageName::Enriched,
+            StageName::Spooled,
+            StageName::Acknowledged,
+            StageName::Inserted,
+        ];
+        for name in names {
+            let json = serde_json::to_string(&name).unwrap();
+            assert_eq!(json, format!("\"{}\"", name.as_str()));
+            assert_eq!(serde_json::from_str::<StageName>(&json).unwrap(), name);
+        }
+        // What a server of before this type wrote in ingest_traces.stages still reads.
+        let stored = r#"[{"stage":"received","start_us":0,"duration_us":40},{"stage":"inserted","start_us":280,"duration_us":202720}]"#;
+        let timings: Vec<StageTiming> = serde_json::from_str(stored).unwrap();
+        assert_eq!(timings[1].stage, StageName::Inserted);
+        assert_eq!(serde_json::to_string(&timings).unwrap(), stored);
+    }
+
+    #[test]
+    fn an_empty_object_gets_only_the_seq() {
+        assert_eq!(encode_frame(9, "{}"), r#"{"seq":9}"#);
+        assert_eq!(peek_frame(r#"{"seq":9}"#), None);
+    }
+
+    #[test]
+    fn another_layout_does_not_peek() {
+        assert_eq!(peek_frame(r#"{"kind":"event","seq":1}"#), None);
+        assert_eq!(peek_frame(r#"{"seq":,"kind":"event"}"#), None);
+        let long = format!(r#"{{"seq":1,"kind":"{}"}}"#, "x".repeat(40));
+        assert_eq!(peek_frame(&long), None);
+        assert_eq!(
+            peek_frame(r#"{"seq":12,"kind":"event","id":"x"}"#),
+            Some(FrameHead {
+                seq: 12,
+                kind: "event"
+            })
+        );
+    }
 }

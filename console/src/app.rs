@@ -16,53 +16,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use baddybugs_common::protocol::{ClientMessage, PipelineTrace};
+use baddybugs_common::query::Query;
 
+use crate::action::Action;
 use crate::keymap::{KeyMap, Mode};
 use crate::state::filter::Filter;
 use crate::state::{FeedEvent, FeedState};
 use view::{ListPos, Screen, TypeSort, View};
-
-/// Everything that can happen to the console.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Action {
-    /// The clock, epoch ms.
-    Tick(i64),
-    /// A network report.
-    Net(FeedEvent),
-    /// The terminal changed size.
-    Resize,
-    /// A message for the status line (e.g. where a file was saved).
-    Notice(String),
-    Quit,
-    ForceQuit,
-    Back,
-    Enter,
-    Up,
-    Down,
-    Top,
-    Bottom,
-    PageUp,
-    PageDown,
-    NextView,
-    PrevView,
-    View(usize),
-    StartFilter,
-    FilterChar(char),
-    FilterBackspace,
-    FilterClear,
-    FilterSubmit,
-    FilterCancel,
-    Freeze,
-    Help,
-    Reconnect,
-    SortNext,
-    SortInvert,
-    OpenTrace,
-    CycleReason,
-    Copy,
-    Save,
-    ToggleOrder,
-}
 
 /// What the app asks the outside world to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,15 +169,11 @@ impl App {
         self.notice = Some((text.into(), self.now_ms));
     }
 
-    fn query(&mut self, kind: &str, params: serde_json::Value, pending: Pending) -> Command {
+    fn query(&mut self, query: Query, pending: Pending) -> Command {
         self.next_id += 1;
         let id = format!("c{}", self.next_id);
         self.pending.insert(id.clone(), pending);
-        Command::Send(ClientMessage::Query {
-            id,
-            kind: kind.into(),
-            params,
-        })
+        Command::Send(ClientMessage::Query { id, query })
     }
 
     /// Applies one action; the only place state changes.

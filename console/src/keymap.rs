@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::app::Action;
+use crate::action::Action;
 
 /// What keys mean depends on what the user is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

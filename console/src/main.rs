@@ -5,6 +5,7 @@
 //! network reports and clock ticks go into `App::update`; drawing happens only when something
 //! changed: at once after a key, else at most 30 times a second.
 
+mod action;
 mod app;
 mod config;
 mod keymap;
@@ -27,7 +28,8 @@ use crossterm::event::{Event, EventStream, KeyEventKind};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use app::{Action, App, Command, Settings};
+use action::Action;
+use app::{App, Command, Settings};
 use config::FileConfig;
 use keymap::KeyMap;
 use net::{NetCommand, Target};
@@ -156,7 +158,7 @@ fn execute(app: &mut App, commands: Vec<Command>, net: &mpsc::UnboundedSender<Ne
     for command in commands {
         match command {
             Command::Send(message) => {
-                let _ = net.send(NetCommand::Send(message));
+                let _ = net.send(NetCommand::Send(Box::new(message)));
             }
             Command::Reconnect => {
                 let _ = net.send(NetCommand::Reconnect);

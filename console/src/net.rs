@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use baddybugs_common::protocol::{
-    ClientMessage, FeedFilter, MetricsSnapshot, PipelineTrace, ServerEnvelope, ServerMessage,
-    TailEvent, TailMalformed, Topic, Waterfall,
+    peek_frame, ClientMessage, FeedFilter, FrameHead, MetricsSnapshot, PipelineTrace,
+    ServerEnvelope, ServerMessage, TailEvent, TailMalformed, Topic, Waterfall,
 };
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
@@ -42,7 +42,8 @@ pub(crate) struct Target {
 /// What the app asks of the network task.
 #[derive(Debug)]
 pub(crate) enum NetCommand {
-    Send(ClientMessage),
+    /// Boxed: a query with its filters is far larger than the other commands.
+    Send(Box<ClientMessage>),
     Reconnect,
 }
 
@@ -199,7 +200,7 @@ async fn wait(
                 None => return false,
                 Some(NetCommand::Reconnect) => return true,
                 Some(NetCommand::Send(message)) => {
-                    if let Some(reply) = not_connected(message) {
+                    if let Some(reply) = not_connected(*message) {
                         if tx.send(reply).await.is_err() {
                             return false;
                         }
@@ -359,23 +360,13 @@ impl<'a> Session<'a> {
     }
 }
 
-/// `(seq, kind)` from the first bytes of a frame: the server writes `{"seq":N,"kind":"…",` first.
-fn prefix(text: &str) -> Option<(u64, &str)> {
-    let rest = text.strip_prefix("{\"seq\":")?;
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let seq = rest[..digits].parse().ok()?;
-    let rest = rest[digits..].strip_prefix(",\"kind\":\"")?;
-    let end = rest.bytes().take(32).position(|b| b == b'"')?;
-    Some((seq, &rest[..end]))
-}
-
 /// Decodes one server frame. The tail messages and metrics (nearly every frame under load) are
 /// read straight into their struct, which ignores the `seq` and `kind` fields: the generic
 /// path (`ServerEnvelope`, a flattened, internally tagged enum) first buffers the whole frame
 /// into serde's `Content` tree, and costs the console several times more CPU and allocations.
 /// Anything else, or a frame laid out differently, takes the generic path.
 pub(crate) fn decode(text: &str) -> Result<ServerEnvelope, serde_json::Error> {
-    let fast = prefix(text).and_then(|(seq, kind)| {
+    let fast = peek_frame(text).and_then(|FrameHead { seq, kind }| {
         let message = match kind {
             "lifecycle" => serde_json::from_str::<Waterfall>(text)
                 .map(|m| ServerMessage::Lifecycle(Box::new(m))),
@@ -420,7 +411,7 @@ mod tests {
                 message,
             };
             let text = serde_json::to_string(&envelope).unwrap();
-            assert!(prefix(&text).is_some(), "{text}");
+            assert!(peek_frame(&text).is_some(), "{text}");
             assert_eq!(decode(&text).unwrap(), envelope);
         }
         // Another field order still decodes (the generic path).

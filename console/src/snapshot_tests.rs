@@ -6,8 +6,9 @@ use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use serde_json::json;
 
+use crate::action::Action;
 use crate::app::tests::{demo_app, press};
-use crate::app::{Action, App};
+use crate::app::App;
 use crate::state::fixtures::{hello, msg, T0};
 use crate::state::FeedEvent;
 use crate::ui;

@@ -26,14 +26,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baddybugs_common::check_event;
-use baddybugs_fixtures::traffic::batch::gzip;
-use baddybugs_fixtures::traffic::run::{build_pool, prepare_batch};
-use baddybugs_fixtures::traffic::{IdSpace, Pool, TrafficConfig};
+use baddybugs_common::protocol::StageName;
 use baddybugs_ingest::batch::{build_batch, BuildStats, RecordRef};
 use baddybugs_ingest::ingest::decode::{self, RawEvent};
 use baddybugs_ingest::record::{self, BatchMeta, Stage};
 use baddybugs_ingest::sink::sqlite::SqliteStore;
 use baddybugs_ingest::sink::{SinkBatch, Store};
+use baddybugs_loadgen::batch::gzip;
+use baddybugs_loadgen::run::{build_pool, prepare_batch};
+use baddybugs_loadgen::{IdSpace, Pool, TrafficConfig};
 
 const SEED: u64 = 7;
 const EVENTS_PER_REQUEST: usize = 100;
@@ -146,16 +147,16 @@ impl Records {
             duplicates: 0,
             quarantined: Vec::new(),
             stages: [
-                "received",
-                "inflated",
-                "authenticated",
-                "parsed",
-                "validated",
+                StageName::Received,
+                StageName::Inflated,
+                StageName::Authenticated,
+                StageName::Parsed,
+                StageName::Validated,
             ]
             .iter()
             .enumerate()
             .map(|(i, s)| Stage {
-                stage: (*s).into(),
+                stage: *s,
                 start_us: i as u64 * 150,
                 duration_us: 150,
             })

@@ -16,6 +16,7 @@ pub mod feed;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod query;
 pub mod record;
 pub mod server;
 pub mod sink;

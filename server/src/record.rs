@@ -20,16 +20,9 @@ use serde::{Deserialize, Serialize};
 /// Format version written by this server.
 pub const VERSION: u8 = 1;
 
-/// One stage of the pipeline trace of a request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Stage {
-    /// `received`, `authenticated`, `inflated`, `parsed`, `validated`, `spooled`, …
-    pub stage: String,
-    /// Start, µs since the request was received.
-    pub start_us: u64,
-    /// Duration, µs.
-    pub duration_us: u64,
-}
+/// One stage of the pipeline trace of a request (`stage`, `start_us`, `duration_us`), typed
+/// in the protocol so that the same value goes from here to the store and the feed.
+pub use baddybugs_common::protocol::StageTiming as Stage;
 
 /// A rejected event (or a whole undecodable body) kept in the quarantine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -178,7 +178,6 @@ pub async fn run_until(
         config.feed.clone(),
         metrics.clone(),
         instance_id.clone(),
-        store.clone(),
     ));
     let state = Arc::new(AppState {
         keys: KeyRing::new(&config.api_keys, &config.ingest),

@@ -34,8 +34,6 @@ pub fn binary(name: &str) -> PathBuf {
                     "baddybugs-ingest",
                     "-p",
                     "baddybugs-console",
-                    "-p",
-                    "baddybugs-fixtures",
                 ])
                 .status()
                 .map_err(|e| format!("cannot run cargo build: {e}"))?;

@@ -3,12 +3,13 @@
 use std::collections::BTreeSet;
 
 use baddybugs_common::protocol::TailEvent;
-use serde_json::json;
+use baddybugs_common::query::{Query, TraceFilter, TraceOrder};
 
 use super::detail::{event_lines, malformed_lines};
 use super::rows::{self, Row};
 use super::view::{visible_spans, ListPos, Screen, View};
-use super::{Action, App, Command, Pending};
+use super::{App, Command, Pending};
+use crate::action::Action;
 use crate::state::convert::{nest_spans, trace_waterfall};
 
 impl App {
@@ -77,11 +78,12 @@ impl App {
                 self.slowest_first = !self.slowest_first;
                 self.pos[self.view.index()] = ListPos::default();
                 if self.slowest_first {
-                    let q = self.query(
-                        "traces",
-                        json!({"order": "slowest", "limit": 100}),
-                        Pending::Traces,
-                    );
+                    let traces = TraceFilter {
+                        order: TraceOrder::Slowest,
+                        failed_only: false,
+                        limit: Some(100),
+                    };
+                    let q = self.query(Query::Traces(traces), Pending::Traces);
                     vec![q]
                 } else {
                     Vec::new()

@@ -1,6 +1,8 @@
 //! Answers from the store: a trace (`t`), and older events when scrolling past the live tail.
 
-use serde_json::{json, Value};
+use baddybugs_common::query::{EventFilter, Query};
+use baddybugs_common::timestamp::parse_timestamp_str;
+use serde_json::Value;
 
 use super::rows::{self, Row};
 use super::view::{ListPos, Screen, View};
@@ -55,8 +57,10 @@ impl App {
                 follow: false,
             },
         });
-        let params = json!({ "trace_id": trace_id });
-        vec![self.query("trace", params, Pending::Trace(trace_id))]
+        let query = Query::Trace {
+            trace_id: trace_id.clone(),
+        };
+        vec![self.query(query, Pending::Trace(trace_id))]
     }
 
     pub(super) fn on_trace(&mut self, id: &str, data: Result<Value, String>) {
@@ -104,26 +108,26 @@ impl App {
             .first()
             .or_else(|| self.live.events.items().next())
             .map(|r| r.ev.timestamp.clone());
-        let mut params = json!({ "limit": 100 });
-        match (&older.cursor, oldest) {
-            (Some(c), _) => params["cursor"] = json!(c),
-            (None, Some(t)) => params["until"] = json!(t),
-            (None, None) => {}
-        }
+        // A cursor continues the store's own pages; without one, older than the oldest shown.
+        let (cursor, until_ms) = match (&older.cursor, oldest) {
+            (Some(c), _) => (Some(c.clone()), None),
+            (None, Some(t)) => (None, parse_timestamp_str(&t)),
+            (None, None) => (None, None),
+        };
         let f = &self.filter;
-        for (k, v) in [
-            ("type", &f.event_type),
-            ("name", &f.name),
-            ("environment", &f.environment),
-            ("trace_id", &f.trace_id),
-        ] {
-            if let Some(v) = v {
-                params[k] = json!(v);
-            }
-        }
+        let filter = EventFilter {
+            event_type: f.event_type.clone(),
+            name: f.name.clone(),
+            environment: f.environment.clone(),
+            trace_id: f.trace_id.clone(),
+            until_ms,
+            limit: Some(100),
+            cursor,
+            ..EventFilter::default()
+        };
         self.live.older.loading = true;
         self.say("loading older events from the store…");
-        vec![self.query("events", params, Pending::Older)]
+        vec![self.query(Query::Events(filter), Pending::Older)]
     }
 
     fn live_is_connected(&self) -> bool {

@@ -1,6 +1,7 @@
 //! Key sequences driven through the app, as a user would type them.
 
 use baddybugs_common::protocol::{ClientMessage, ServerMessage};
+use baddybugs_common::query::{Query, TraceOrder};
 use serde_json::json;
 
 use super::view::{visible_spans, Screen, View};
@@ -41,13 +42,11 @@ fn text(app: &mut App, s: &str) {
     }
 }
 
-fn query_of(commands: &[Command]) -> (String, String, serde_json::Value) {
+fn query_of(commands: &[Command]) -> (String, Query) {
     commands
         .iter()
         .find_map(|c| match c {
-            Command::Send(ClientMessage::Query { id, kind, params }) => {
-                Some((id.clone(), kind.clone(), params.clone()))
-            }
+            Command::Send(ClientMessage::Query { id, query }) => Some((id.clone(), query.clone())),
             _ => None,
         })
         .expect("a query")
@@ -172,9 +171,13 @@ fn trace_is_fetched_from_the_store() {
     let mut app = demo_app();
     press(&mut app, "3 k enter");
     let c = press(&mut app, "t");
-    let (id, kind, params) = query_of(&c);
-    assert_eq!(kind, "trace");
-    assert_eq!(params, json!({"trace_id": "trace-1"}));
+    let (id, query) = query_of(&c);
+    assert_eq!(
+        query,
+        Query::Trace {
+            trace_id: "trace-1".into()
+        }
+    );
     assert!(matches!(
         app.screen(),
         Some(Screen::Trace { loading: true, .. })
@@ -209,9 +212,11 @@ fn trace_is_fetched_from_the_store() {
 fn scrolling_past_the_live_tail_fetches_older_events() {
     let mut app = demo_app();
     let c = press(&mut app, "3 g k");
-    let (id, kind, params) = query_of(&c);
-    assert_eq!(kind, "events");
-    assert_eq!(params["until"], json!(fixtures::at(0)));
+    let (id, query) = query_of(&c);
+    let Query::Events(filter) = query else {
+        panic!("{query:?}")
+    };
+    assert_eq!(filter.until_ms, Some(T0));
     assert!(press(&mut app, "k").is_empty(), "one request at a time");
     let mut old = serde_json::to_value(fixtures::event(900, "log", "old")).unwrap();
     old["id"] = json!("old-1");
@@ -225,7 +230,10 @@ fn scrolling_past_the_live_tail_fetches_older_events() {
         "the selection stays on its event"
     );
     let c = press(&mut app, "k k");
-    assert_eq!(query_of(&c).2["cursor"], json!("cur-2"));
+    assert!(
+        matches!(&query_of(&c).1, Query::Events(f) if f.cursor.as_deref() == Some("cur-2")),
+        "the next page continues from the store's cursor"
+    );
 }
 
 #[test]
@@ -298,10 +306,10 @@ fn malformed_reason_copy_and_save() {
 fn pipeline_order_asks_the_store_for_the_slowest() {
     let mut app = demo_app();
     let c = press(&mut app, "6 o");
-    let (id, kind, params) = query_of(&c);
-    assert_eq!(
-        (kind.as_str(), params["order"].as_str()),
-        ("traces", Some("slowest"))
+    let (id, query) = query_of(&c);
+    assert!(
+        matches!(&query, Query::Traces(f) if f.order == TraceOrder::Slowest),
+        "{query:?}"
     );
     let data =
         json!([{"batch_id": "stored-1", "outcome": "accepted", "total_us": 90_000, "stages": []}]);

@@ -2,7 +2,7 @@
 //! missing field becomes a default rather than losing the whole page.
 
 use baddybugs_common::protocol::{
-    PipelineStage, PipelineTrace, TailEvent, Waterfall, WaterfallSpan,
+    PipelineStage, PipelineTrace, StageTiming, TailEvent, Waterfall, WaterfallSpan,
 };
 use serde_json::Value;
 
@@ -68,19 +68,18 @@ pub(crate) fn stored_trace(v: &Value) -> PipelineTrace {
     if let Ok(t) = serde_json::from_value::<PipelineTrace>(v.clone()) {
         return t;
     }
+    // The store keeps each stage's times in µs, typed as `StageTiming`.
     let stages = v
         .get("stages")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|st| PipelineStage {
-                    stage: s(st, "stage"),
-                    start_ms: f(st, "start_ms").unwrap_or_default(),
-                    duration_ms: f(st, "duration_ms").unwrap_or_default(),
-                })
-                .collect()
+        .and_then(|st| serde_json::from_value::<Vec<StageTiming>>(st.clone()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|st| PipelineStage {
+            stage: st.stage,
+            start_ms: st.start_us as f64 / 1000.0,
+            duration_ms: st.duration_us as f64 / 1000.0,
         })
-        .unwrap_or_default();
+        .collect();
     let total_ms = f(v, "total_ms").unwrap_or_else(|| u(v, "total_us") as f64 / 1000.0);
     PipelineTrace {
         batch_id: s(v, "batch_id"),
@@ -150,8 +149,8 @@ pub(crate) fn trace_waterfall(t: &PipelineTrace) -> Waterfall {
             .iter()
             .map(|st| WaterfallSpan {
                 kind: "phase".into(),
-                span_type: st.stage.to_uppercase(),
-                label: st.stage.clone(),
+                span_type: st.stage.as_str().to_uppercase(),
+                label: st.stage.as_str().to_owned(),
                 start_ms: st.start_ms,
                 duration_ms: st.duration_ms,
                 depth: 0,
@@ -228,8 +227,10 @@ mod tests {
         assert_eq!(events[0].environment.as_deref(), Some("production"));
         assert_eq!(events[0].status_code, Some(200));
         let t = stored_trace(&json!({"batch_id":"b","outcome":"partial","total_us":2500,
-            "stages":[{"stage":"received","start_ms":0.0,"duration_ms":0.1}],"events":3}));
+            "stages":[{"stage":"received","start_us":0,"duration_us":100}],"events":3}));
         assert_eq!((t.total_ms, t.events, t.stages.len()), (2.5, 3, 1));
+        // The store's µs, not zero: `/v1/pipeline` and the `traces` query send `start_us`.
+        assert_eq!(t.stages[0].duration_ms, 0.1);
         assert_eq!(trace_waterfall(&t).spans[0].label, "received");
         let w = trace_spans_waterfall(
             "tr",

@@ -1,5 +1,6 @@
 //! Deterministic sample feed data for unit and snapshot tests (a fixed clock, fixed ids).
 
+use baddybugs_common::protocol::StageName;
 use baddybugs_common::protocol::{
     Bucket, BufferStats, Hello, Histo, MetricsSnapshot, PipelineStage, PipelineTrace, ReasonSample,
     ReasonStats, ServerEnvelope, ServerMessage, SinkStats, TailEvent, TailMalformed, TypeStats,
@@ -251,14 +252,14 @@ pub(crate) fn waterfall(i: u64) -> Waterfall {
 /// A pipeline trace.
 pub(crate) fn pipeline(i: u64) -> PipelineTrace {
     let stages = [
-        ("received", 0.0, 0.05),
-        ("authenticated", 0.05, 0.02),
-        ("inflated", 0.07, 0.4),
-        ("parsed", 0.47, 0.6),
-        ("validated", 1.07, 1.1),
-        ("spooled", 2.17, 2.0 + i as f64),
-        ("acknowledged", 4.17 + i as f64, 0.01),
-        ("inserted", 4.2 + i as f64, 6.0),
+        (StageName::Received, 0.0, 0.05),
+        (StageName::Authenticated, 0.05, 0.02),
+        (StageName::Inflated, 0.07, 0.4),
+        (StageName::Parsed, 0.47, 0.6),
+        (StageName::Validated, 1.07, 1.1),
+        (StageName::Spooled, 2.17, 2.0 + i as f64),
+        (StageName::Acknowledged, 4.17 + i as f64, 0.01),
+        (StageName::Inserted, 4.2 + i as f64, 6.0),
     ];
     PipelineTrace {
         batch_id: format!("batch-{i:03}"),
@@ -270,7 +271,7 @@ pub(crate) fn pipeline(i: u64) -> PipelineTrace {
         stages: stages
             .iter()
             .map(|(s, a, d)| PipelineStage {
-                stage: (*s).into(),
+                stage: *s,
                 start_ms: *a,
                 duration_ms: *d,
             })

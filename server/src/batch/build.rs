@@ -1,9 +1,10 @@
 //! Spool records → store rows.
 
+use baddybugs_common::protocol::StageName;
 use baddybugs_common::{check_event, Problem, ReasonCode};
 
 use crate::record::assigned_id;
-use crate::record::{self, DecodedRecord};
+use crate::record::{self, DecodedRecord, Stage};
 use crate::sink::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, TraceRow};
 
 /// One spool record handed to the builder.
@@ -190,23 +191,31 @@ fn add_record(
         });
     }
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let mut stages: Vec<serde_json::Value> = meta
-        .stages
-        .iter()
-        .map(|s| serde_json::json!({"stage": s.stage, "start_us": s.start_us, "duration_us": s.duration_us}))
-        .collect();
+    let mut stages: Vec<Stage> = meta.stages.clone();
     // The record was encoded before the append: the spool's own clock closes `spooled`
     // (millisecond precision), and the 202 follows it at once.
     let enriched_us = meta.stages.last().map_or(0, |s| s.start_us + s.duration_us);
     let spooled_at_us =
         ((spooled.appended_ms as i64 - meta.received_ms).max(0) as u64 * 1000).max(enriched_us);
-    stages.push(serde_json::json!({"stage": "spooled", "start_us": enriched_us, "duration_us": spooled_at_us - enriched_us}));
-    stages.push(
-        serde_json::json!({"stage": "acknowledged", "start_us": spooled_at_us, "duration_us": 0}),
-    );
     let acked_us = spooled_at_us;
     let inserted_at_us = ((now_ms - meta.received_ms).max(0) as u64) * 1000;
-    stages.push(serde_json::json!({"stage": "inserted", "start_us": acked_us, "duration_us": inserted_at_us.saturating_sub(acked_us)}));
+    stages.extend([
+        Stage {
+            stage: StageName::Spooled,
+            start_us: enriched_us,
+            duration_us: spooled_at_us - enriched_us,
+        },
+        Stage {
+            stage: StageName::Acknowledged,
+            start_us: spooled_at_us,
+            duration_us: 0,
+        },
+        Stage {
+            stage: StageName::Inserted,
+            start_us: acked_us,
+            duration_us: inserted_at_us.saturating_sub(acked_us),
+        },
+    ]);
     let rejected = meta.quarantined.len() as u32;
     let accepted = rec.events.len() as u32;
     let outcome = if meta.quarantined.iter().any(|q| q.index.is_none()) {
@@ -226,7 +235,7 @@ fn add_record(
         application: meta.application.clone(),
         outcome: outcome.to_owned(),
         total_us: inserted_at_us.max(acked_us),
-        stages: serde_json::Value::Array(stages).to_string(),
+        stages,
         bytes_compressed: meta.bytes_compressed,
         bytes_inflated: meta.bytes_inflated,
         events: meta.total_events,

@@ -325,13 +325,13 @@ pub(super) fn trace_facets(event: &CheckedEvent<'_>, any_error: bool) -> Facets 
 }
 
 pub(super) fn pipeline(trace: &TraceRow) -> (ServerMessage, Facets) {
-    let stages: Vec<PipelineStage> = serde_json::from_str::<Vec<serde_json::Value>>(&trace.stages)
-        .unwrap_or_default()
+    let stages: Vec<PipelineStage> = trace
+        .stages
         .iter()
         .map(|s| PipelineStage {
-            stage: s["stage"].as_str().unwrap_or_default().to_owned(),
-            start_ms: s["start_us"].as_u64().unwrap_or(0) as f64 / 1000.0,
-            duration_ms: s["duration_us"].as_u64().unwrap_or(0) as f64 / 1000.0,
+            stage: s.stage,
+            start_ms: s.start_us as f64 / 1000.0,
+            duration_ms: s.duration_us as f64 / 1000.0,
         })
         .collect();
     let message = ServerMessage::Pipeline(Box::new(PipelineTrace {

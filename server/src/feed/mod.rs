@@ -1,5 +1,6 @@
 //! The live feed: fan-out of metrics snapshots, event and rejection tails, waterfalls and
-//! pipeline traces to WebSocket clients ([`ws`] is the endpoint).
+//! pipeline traces to WebSocket clients (the endpoint is `http/feed_ws.rs`; the feed does not
+//! know the transport, nor the store: history queries go to the query service).
 //!
 //! In: the ingest path's [`tap`] (a compact value per acknowledged request, turned into
 //! messages by [`FeedHub::publish_batch`] on the `feed-build` thread), the batcher
@@ -20,7 +21,6 @@
 
 mod build;
 pub mod tap;
-pub mod ws;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,7 +34,7 @@ use tokio::sync::Notify;
 
 use crate::config::FeedConfig;
 use crate::metrics::Metrics;
-use crate::sink::{Store, TraceRow};
+use crate::sink::TraceRow;
 pub use tap::{AcceptedBatch, FeedEvent, FeedKind, FeedTap};
 
 /// Parses an accepted event again for a message (it passed validation, so this only fails
@@ -163,8 +163,15 @@ impl Client {
         self.notify.notify_one();
     }
 
-    /// Takes the next messages to send: a `dropped` notice first when some were lost.
-    fn take(&self) -> (Vec<Arc<Outgoing>>, Option<(u64, u64)>) {
+    /// Waits until a message is queued for this client (at once if one is waiting already).
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+
+    /// Takes the queued messages to send, in order (answers, the latest metrics snapshot, the
+    /// tails), and how many were dropped since the last take with the connection's total:
+    /// `Some((count, total))`, to announce in a `dropped` message before them.
+    pub fn take(&self) -> (Vec<Arc<Outgoing>>, Option<(u64, u64)>) {
         let mut q = self.queue.lock();
         let mut out: Vec<Arc<Outgoing>> = q.control.drain(..).collect();
         if let Some(m) = q.metrics.take() {
@@ -192,7 +199,7 @@ impl Client {
     }
 
     /// Whether an answer (result, error, pong) is waiting: it is sent without lingering.
-    fn has_control(&self) -> bool {
+    pub fn has_control(&self) -> bool {
         !self.queue.lock().control.is_empty()
     }
 
@@ -251,7 +258,6 @@ pub struct FeedHub {
     config: FeedConfig,
     metrics: Arc<Metrics>,
     instance_id: String,
-    store: Arc<dyn Store>,
     clients: Mutex<HashMap<u64, Arc<Client>>>,
     next_id: AtomicU64,
     topic_subscribers: [AtomicUsize; 5],
@@ -275,17 +281,11 @@ fn topic_index(topic: Topic) -> usize {
 
 impl FeedHub {
     /// A hub with no client.
-    pub fn new(
-        config: FeedConfig,
-        metrics: Arc<Metrics>,
-        instance_id: String,
-        store: Arc<dyn Store>,
-    ) -> FeedHub {
+    pub fn new(config: FeedConfig, metrics: Arc<Metrics>, instance_id: String) -> FeedHub {
         FeedHub {
             config,
             metrics,
             instance_id,
-            store,
             clients: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             topic_subscribers: Default::default(),
@@ -296,11 +296,6 @@ impl FeedHub {
             closed: Notify::new(),
             is_closed: Default::default(),
         }
-    }
-
-    /// The store (for `query` and `get`).
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// The metrics registry.
@@ -614,10 +609,9 @@ impl FeedHub {
 mod tests {
     use super::*;
     use crate::record::BatchMeta;
-    use crate::sink::sqlite::SqliteStore;
 
-    fn hub(dir: &std::path::Path) -> FeedHub {
-        hub_with(dir, FeedConfig::default().lifecycle_tail_per_sec)
+    fn hub() -> FeedHub {
+        hub_with(FeedConfig::default().lifecycle_tail_per_sec)
     }
 
     fn meta() -> BatchMeta {
@@ -646,8 +640,7 @@ mod tests {
     /// `lifecycle` message with all of them, not one message per span.
     #[test]
     fn trace_spans_of_one_request_make_one_waterfall() {
-        let dir = tempfile::tempdir().unwrap();
-        let hub = hub(dir.path());
+        let hub = hub();
         let client = hub.connect("test".into());
         hub.subscribe(&client, &[Topic::Lifecycle], FeedFilter::default());
         let raws: Vec<String> = baddybugs_fixtures::valid_of("trace_span")
@@ -686,8 +679,7 @@ mod tests {
     /// waterfalls and marks them; the waterfalls of server errors are all sent.
     #[test]
     fn lifecycle_tail_is_sampled_above_its_rate_and_keeps_every_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let hub = hub_with(dir.path(), 10);
+        let hub = hub_with(10);
         let client = hub.connect("test".into());
         hub.subscribe(&client, &[Topic::Lifecycle], FeedFilter::default());
         let ok = lifecycle_fixture("http_request");
@@ -723,8 +715,7 @@ mod tests {
         );
 
         // Under the limit nothing is sampled: a new hub, 5 requests.
-        let dir = tempfile::tempdir().unwrap();
-        let quiet = hub_with(dir.path(), 10);
+        let quiet = hub_with(10);
         let client = quiet.connect("test".into());
         quiet.subscribe(&client, &[Topic::Lifecycle], FeedFilter::default());
         quiet.publish_batch(&batch_of(&raws[..5]));
@@ -736,8 +727,7 @@ mod tests {
         }
     }
 
-    fn hub_with(dir: &std::path::Path, lifecycle_tail_per_sec: u32) -> FeedHub {
-        let store = SqliteStore::open(&dir.join("events.db")).unwrap();
+    fn hub_with(lifecycle_tail_per_sec: u32) -> FeedHub {
         FeedHub::new(
             FeedConfig {
                 lifecycle_tail_per_sec,
@@ -745,7 +735,6 @@ mod tests {
             },
             Arc::new(Metrics::new("test".into())),
             "test".into(),
-            Arc::new(store),
         )
     }
 }

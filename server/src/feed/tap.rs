@@ -174,16 +174,13 @@ mod tests {
     use super::*;
     use crate::config::FeedConfig;
     use crate::metrics::Metrics;
-    use crate::sink::sqlite::SqliteStore;
     use baddybugs_common::protocol::{FeedFilter, Topic};
 
-    fn hub(dir: &std::path::Path) -> Arc<FeedHub> {
-        let store = SqliteStore::open(&dir.join("events.db")).unwrap();
+    fn hub(_dir: &std::path::Path) -> Arc<FeedHub> {
         Arc::new(FeedHub::new(
             FeedConfig::default(),
             Arc::new(Metrics::new("test".into())),
             "test".into(),
-            Arc::new(store),
         ))
     }
 

@@ -14,6 +14,7 @@
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness |
 
 pub mod error;
+pub mod feed_ws;
 pub mod query;
 
 use std::sync::Arc;
@@ -40,7 +41,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/traces/{trace_id}/spans", get(query::trace_spans))
         .route("/v1/pipeline", get(query::pipeline_traces))
         .route("/v1/stats", get(query::stats))
-        .route("/v1/feed", get(crate::feed::ws::upgrade))
+        .route("/v1/feed", get(feed_ws::upgrade))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

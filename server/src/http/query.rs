@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use baddybugs_common::check_event;
-use baddybugs_common::timestamp::parse_timestamp_str;
+use baddybugs_common::query::ParamError;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -18,6 +18,7 @@ use crate::http::error::ApiError;
 use crate::ingest::keys::bearer;
 use crate::ingest::submit::{submit, EventToStore, Submission};
 use crate::ingest::trace::StageTimer;
+use crate::query::QueryService;
 use crate::sink::{EventFilter, MalformedFilter, SinkError, TraceFilter};
 use crate::state::AppState;
 
@@ -51,76 +52,15 @@ fn sink_error(err: SinkError) -> ApiError {
     }
 }
 
-fn bad(param: &str, problem: &str) -> ApiError {
+fn bad_param(err: ParamError) -> ApiError {
     ApiError::BadRequest {
         code: "bad_parameter",
-        message: format!("query parameter `{param}` {problem}"),
+        message: err.to_string(),
     }
 }
 
-fn time_param(query: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
-    query
-        .get(name)
-        .map(|v| {
-            parse_timestamp_str(v).ok_or_else(|| {
-                bad(
-                    name,
-                    "is not a date-time (RFC 3339, epoch seconds or milliseconds)",
-                )
-            })
-        })
-        .transpose()
-}
-
-fn bool_param(query: &HashMap<String, String>, name: &str) -> Result<Option<bool>, ApiError> {
-    query
-        .get(name)
-        .map(|v| match v.as_str() {
-            "true" | "1" => Ok(true),
-            "false" | "0" => Ok(false),
-            _ => Err(bad(name, "must be true or false")),
-        })
-        .transpose()
-}
-
-fn limit_param(query: &HashMap<String, String>) -> Result<Option<u32>, ApiError> {
-    query
-        .get("limit")
-        .map(|v| {
-            v.parse::<u32>()
-                .map_err(|_| bad("limit", "must be a positive integer"))
-        })
-        .transpose()
-}
-
-/// Builds an [`EventFilter`] from query parameters (shared with the feed's `query`).
-pub fn event_filter(query: &HashMap<String, String>) -> Result<EventFilter, ApiError> {
-    let s = |k: &str| query.get(k).filter(|v| !v.is_empty()).cloned();
-    Ok(EventFilter {
-        event_type: s("type"),
-        name: s("name"),
-        trace_id: s("trace_id"),
-        user_id: s("user_id"),
-        environment: s("environment"),
-        since_ms: time_param(query, "since")?,
-        until_ms: time_param(query, "until")?,
-        is_error: bool_param(query, "is_error")?,
-        limit: limit_param(query)?,
-        cursor: s("cursor"),
-    })
-}
-
-/// Builds a [`MalformedFilter`] from query parameters.
-pub fn malformed_filter(query: &HashMap<String, String>) -> Result<MalformedFilter, ApiError> {
-    let s = |k: &str| query.get(k).filter(|v| !v.is_empty()).cloned();
-    Ok(MalformedFilter {
-        event_type: s("type"),
-        reason: s("reason"),
-        application: s("application"),
-        since_ms: time_param(query, "since")?,
-        until_ms: time_param(query, "until")?,
-        limit: limit_param(query)?,
-    })
+fn queries(state: &AppState) -> QueryService {
+    QueryService::new(state.store.clone())
 }
 
 /// `GET /v1/events`
@@ -130,11 +70,8 @@ pub async fn list_events(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     require_token(&state, &headers, &query)?;
-    let page = state
-        .store
-        .query_events(event_filter(&query)?)
-        .await
-        .map_err(sink_error)?;
+    let filter = EventFilter::from_params(&query).map_err(bad_param)?;
+    let page = queries(&state).events(filter).await.map_err(sink_error)?;
     Ok(Json(page).into_response())
 }
 
@@ -146,7 +83,11 @@ pub async fn get_event(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     require_token(&state, &headers, &query)?;
-    match state.store.get_event(id.clone()).await.map_err(sink_error)? {
+    match queries(&state)
+        .event(id.clone())
+        .await
+        .map_err(sink_error)?
+    {
         Some(event) => Ok(Json(event).into_response()),
         None => Err(ApiError::NotFound(format!("no stored event has id {id:?} (it may not be written yet: events reach the store within batch.flush_interval_ms)"))),
     }
@@ -159,9 +100,9 @@ pub async fn list_malformed(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     require_token(&state, &headers, &query)?;
-    let rows = state
-        .store
-        .query_malformed(malformed_filter(&query)?)
+    let filter = MalformedFilter::from_params(&query).map_err(bad_param)?;
+    let rows = queries(&state)
+        .malformed(filter)
         .await
         .map_err(sink_error)?;
     Ok(Json(json!({ "malformed": rows })).into_response())
@@ -194,9 +135,8 @@ pub async fn replay_malformed(
             message: "`ids` must list 1 to 10000 quarantine ids".into(),
         });
     }
-    let rows = state
-        .store
-        .get_malformed(request.ids.clone())
+    let rows = queries(&state)
+        .malformed_by_id(request.ids.clone())
         .await
         .map_err(sink_error)?;
     let now = chrono::Utc::now().timestamp_millis();
@@ -274,9 +214,9 @@ pub async fn exception_groups(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     require_token(&state, &headers, &query)?;
-    let groups = state
-        .store
-        .exception_groups(event_filter(&query)?)
+    let filter = EventFilter::from_params(&query).map_err(bad_param)?;
+    let groups = queries(&state)
+        .exception_groups(filter)
         .await
         .map_err(sink_error)?;
     Ok(Json(json!({ "groups": groups })).into_response())
@@ -290,8 +230,7 @@ pub async fn trace_spans(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     require_token(&state, &headers, &query)?;
-    let spans = state
-        .store
+    let spans = queries(&state)
         .trace_spans(trace_id)
         .await
         .map_err(sink_error)?;
@@ -305,12 +244,11 @@ pub async fn pipeline_traces(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     require_token(&state, &headers, &query)?;
-    let filter = TraceFilter {
-        order: query.get("order").cloned(),
-        failed_only: bool_param(&query, "failed")?,
-        limit: limit_param(&query)?,
-    };
-    let traces = state.store.query_traces(filter).await.map_err(sink_error)?;
+    let filter = TraceFilter::from_params(&query).map_err(bad_param)?;
+    let traces = queries(&state)
+        .pipeline_traces(filter)
+        .await
+        .map_err(sink_error)?;
     Ok(Json(json!({ "traces": traces })).into_response())
 }
 

@@ -35,6 +35,7 @@ use super::trace::StageTimer;
 use crate::config::IngestConfig;
 use crate::http::error::ApiError;
 use crate::state::AppState;
+use baddybugs_common::protocol::StageName;
 
 /// What later stages need to know of the request, owned.
 #[derive(Debug, Clone)]
@@ -251,7 +252,7 @@ pub async fn admit(
         started,
     )
     .await?;
-    timer.mark("received");
+    timer.mark(StageName::Received);
     Ok(Admitted {
         key,
         facts,

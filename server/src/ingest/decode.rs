@@ -28,6 +28,7 @@ use super::keys::{AuthError, KeyInfo, Signed};
 use super::trace::StageTimer;
 use crate::config::IngestConfig;
 use crate::http::error::ApiError;
+use baddybugs_common::protocol::StageName;
 
 /// Where one event is in the inflated body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +97,7 @@ pub fn decode_body(
             )))
         }
         Err(DecodeError::Undecodable { code, message }) => {
-            timer.mark("inflated");
+            timer.mark(StageName::Inflated);
             if key.requires_signature() {
                 // Nothing verifiable: the signature covers the inflated body.
                 let unsigned = facts.signature == Default::default();
@@ -118,7 +119,7 @@ pub fn decode_body(
             return Err(ApiError::Internal(other.to_string()))
         }
     };
-    timer.mark("inflated");
+    timer.mark(StageName::Inflated);
     let signed = key.verify_signature(
         &facts.signature,
         &inflated,
@@ -133,7 +134,7 @@ pub fn decode_body(
             .map(|s| s.trim().to_ascii_lowercase()),
         Signed::No => None,
     };
-    timer.mark("authenticated");
+    timer.mark(StageName::Authenticated);
     let events = match split(&inflated, facts.ndjson, limits.max_events_per_batch) {
         Ok(split) => split
             .events
@@ -149,7 +150,7 @@ pub fn decode_body(
             )))
         }
         Err(DecodeError::Undecodable { code, message }) => {
-            timer.mark("parsed");
+            timer.mark(StageName::Parsed);
             return Ok(Decoded::Undecodable(Undecodable {
                 bytes_inflated: inflated.len(),
                 bytes: inflated,
@@ -159,7 +160,7 @@ pub fn decode_body(
         }
         Err(other) => return Err(ApiError::Internal(other.to_string())),
     };
-    timer.mark("parsed");
+    timer.mark(StageName::Parsed);
     Ok(Decoded::Events(DecodedBody {
         inflated,
         events,

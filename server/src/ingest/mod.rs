@@ -44,6 +44,7 @@ use crate::metrics::Latency;
 use crate::record::Quarantined;
 use crate::state::AppState;
 use admit::{Admitted, RequestFacts};
+use baddybugs_common::protocol::StageName;
 use decode::{Decoded, DecodedBody, Undecodable};
 use submit::{EventToStore, Submission, Submitted};
 use trace::StageTimer;
@@ -215,7 +216,7 @@ async fn prepare(
                     return Err(ApiError::RateLimited(wait.max(Duration::from_secs(1))));
                 }
                 let checked = validate::validate_body(&body, facts.received_ms, limits);
-                timer.mark("validated");
+                timer.mark(StageName::Validated);
                 Prepared::Events { key, body, checked }
             }
         };

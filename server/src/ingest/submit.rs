@@ -21,6 +21,7 @@ use crate::http::error::ApiError;
 use crate::record::{self, BatchMeta, Quarantined};
 use crate::spool::SpoolError;
 use crate::state::AppState;
+use baddybugs_common::protocol::StageName;
 
 use super::trace::StageTimer;
 
@@ -108,7 +109,7 @@ pub async fn submit(
             retry_after: Duration::from_secs(2),
         })?;
     let duplicates = reservation.duplicates().to_vec();
-    timer.mark("enriched");
+    timer.mark(StageName::Enriched);
 
     let (entries, kept): (Vec<Quarantined>, Vec<Range<usize>>) = quarantined.into_iter().unzip();
     let mut meta = BatchMeta {
@@ -143,7 +144,7 @@ pub async fn submit(
         return Err(spool_error(err));
     }
     reservation.confirm(received_ms);
-    timer.mark("spooled");
+    timer.mark(StageName::Spooled);
     meta.stages = timer.stages().to_vec();
     Ok(Submitted { meta, duplicates })
 }

@@ -5,6 +5,8 @@
 
 use std::time::Instant;
 
+use baddybugs_common::protocol::StageName;
+
 use crate::record::Stage;
 
 /// Times the stages of one request.
@@ -26,10 +28,10 @@ impl StageTimer {
     }
 
     /// Ends `stage` now: it began where the previous one ended.
-    pub fn mark(&mut self, stage: &str) {
+    pub fn mark(&mut self, stage: StageName) {
         let now = self.started.elapsed().as_micros() as u64;
         self.stages.push(Stage {
-            stage: stage.to_owned(),
+            stage,
             start_us: self.last_us,
             duration_us: now.saturating_sub(self.last_us),
         });
@@ -54,10 +56,10 @@ mod tests {
     #[test]
     fn stages_follow_each_other() {
         let mut timer = StageTimer::new(Instant::now());
-        timer.mark("received");
-        timer.mark("inflated");
+        timer.mark(StageName::Received);
+        timer.mark(StageName::Inflated);
         let s = timer.stages();
-        assert_eq!(s[0].stage, "received");
+        assert_eq!(s[0].stage, StageName::Received);
         assert_eq!(s[0].start_us, 0);
         assert_eq!(s[1].start_us, s[0].start_us + s[0].duration_us);
     }

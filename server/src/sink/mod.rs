@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 pub use query::{
     EventFilter, EventPage, ExceptionGroup, MalformedFilter, StoredEvent, StoredMalformed,
-    TraceFilter,
+    StoredTrace, TraceFilter, TraceOrder,
 };
 pub use rows::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, TraceRow};
 
@@ -93,7 +93,7 @@ pub trait Store: Send + Sync + 'static {
     fn query_traces(
         &self,
         filter: TraceFilter,
-    ) -> BoxFuture<'_, Result<Vec<serde_json::Value>, SinkError>>;
+    ) -> BoxFuture<'_, Result<Vec<StoredTrace>, SinkError>>;
     /// A cheap reachability check.
     fn health(&self) -> BoxFuture<'_, StoreHealth>;
 }

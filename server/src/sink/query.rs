@@ -1,42 +1,11 @@
-//! Query API types: filters in, stored events out. Both stores answer with these exact shapes,
+//! Query API types: filters in (typed and parsed once, in `baddybugs_common::query`), stored
+//! events out. Both stores answer with these exact shapes,
 //! so `/v1/events` reads the same whatever the sink.
 
+use baddybugs_common::protocol::StageTiming;
+pub use baddybugs_common::query::{EventFilter, MalformedFilter, TraceFilter, TraceOrder};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-
-/// Filters of `GET /v1/events` (and of the feed's `query`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct EventFilter {
-    /// `type`.
-    #[serde(rename = "type")]
-    pub event_type: Option<String>,
-    /// `name`, exact.
-    pub name: Option<String>,
-    /// `trace_id`, exact.
-    pub trace_id: Option<String>,
-    /// `user_id`, exact.
-    pub user_id: Option<String>,
-    /// `environment`, exact.
-    pub environment: Option<String>,
-    /// Event time ≥ this (epoch ms).
-    pub since_ms: Option<i64>,
-    /// Event time < this (epoch ms).
-    pub until_ms: Option<i64>,
-    /// `is_error`.
-    pub is_error: Option<bool>,
-    /// Page size (default 100, at most 1000).
-    pub limit: Option<u32>,
-    /// Opaque cursor from the previous page.
-    pub cursor: Option<String>,
-}
-
-impl EventFilter {
-    /// The effective page size.
-    pub fn page_size(&self) -> u32 {
-        self.limit.unwrap_or(100).clamp(1, 1000)
-    }
-}
 
 /// Keyset cursor: the (timestamp_ms, event_id) of the last row of a page.
 pub fn encode_cursor(timestamp_ms: i64, event_id: &str) -> String {
@@ -113,25 +82,6 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
-/// Filters of `GET /v1/malformed`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct MalformedFilter {
-    /// The event's `type`.
-    #[serde(rename = "type")]
-    pub event_type: Option<String>,
-    /// A reason code the row must have.
-    pub reason: Option<String>,
-    /// Application.
-    pub application: Option<String>,
-    /// Received ≥ (epoch ms).
-    pub since_ms: Option<i64>,
-    /// Received < (epoch ms).
-    pub until_ms: Option<i64>,
-    /// Page size (default 100, at most 1000).
-    pub limit: Option<u32>,
-}
-
 /// One quarantined event as the query API returns it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredMalformed {
@@ -189,14 +139,48 @@ pub struct ExceptionGroup {
     pub occurrence_count: u64,
 }
 
-/// Filters of `GET /v1/traces` (pipeline traces).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TraceFilter {
-    /// `recent` (default) or `slowest`.
-    pub order: Option<String>,
-    /// Only failed / partially rejected batches.
-    pub failed_only: Option<bool>,
-    /// Page size (default 50, at most 500).
-    pub limit: Option<u32>,
+/// One pipeline trace as `GET /v1/pipeline` (and the feed's `traces` query) returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredTrace {
+    /// The batch.
+    pub batch_id: String,
+    /// Its spool record.
+    pub lsn: u64,
+    /// Receipt time, epoch ms.
+    pub received_ms: i64,
+    /// Receipt time, RFC 3339.
+    pub received_at: String,
+    /// Organization.
+    pub organization: String,
+    /// Application.
+    pub application: String,
+    /// `accepted`, `partial`, `rejected` or `quarantined_body`.
+    pub outcome: String,
+    /// From receipt to the store, µs.
+    pub total_us: u64,
+    /// Every stage, in order.
+    pub stages: Vec<StageTiming>,
+    /// Body size as sent.
+    pub bytes_compressed: u64,
+    /// Body size inflated.
+    pub bytes_inflated: u64,
+    /// Events in the body.
+    pub events: u32,
+    /// Accepted.
+    pub accepted: u32,
+    /// Rejected.
+    pub rejected: u32,
+    /// Agent retries.
+    pub duplicates: u32,
+}
+
+/// The `stages` column's text (a JSON list), as both stores write it.
+pub fn stages_to_text(stages: &[StageTiming]) -> String {
+    serde_json::to_string(stages).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Reads the `stages` column back; `Err` names what is wrong with a value this server did not
+/// write.
+pub fn stages_from_text(text: &str) -> Result<Vec<StageTiming>, serde_json::Error> {
+    serde_json::from_str(text)
 }

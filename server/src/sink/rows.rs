@@ -6,6 +6,7 @@
 //! never disagree.
 
 use baddybugs_common::denorm::{Columns, ExceptionRow, SpanRow};
+use baddybugs_common::protocol::StageTiming as Stage;
 use baddybugs_common::Problem;
 use serde::{Deserialize, Serialize};
 
@@ -146,8 +147,8 @@ pub struct TraceRow {
     pub outcome: String,
     /// Total duration from receipt to the store, µs.
     pub total_us: u64,
-    /// Stages, a JSON list of `{stage, start_us, duration_us}`.
-    pub stages: String,
+    /// Stages (the store keeps them as a JSON list of `{stage, start_us, duration_us}`).
+    pub stages: Vec<Stage>,
     /// Compressed body bytes.
     pub bytes_compressed: u64,
     /// Inflated body bytes.

@@ -33,7 +33,7 @@ use tokio::sync::Mutex;
 use crate::config::ClickHouseConfig;
 use crate::sink::{
     BoxFuture, EventFilter, EventPage, ExceptionGroup, MalformedFilter, SinkBatch, SinkError,
-    Store, StoreHealth, StoredEvent, StoredMalformed, TraceFilter,
+    Store, StoreHealth, StoredEvent, StoredMalformed, StoredTrace, TraceFilter,
 };
 use schema::{Ddl, SCHEMA_VERSION, TABLES};
 
@@ -427,7 +427,7 @@ impl Store for ClickHouseStore {
     fn query_traces(
         &self,
         filter: TraceFilter,
-    ) -> BoxFuture<'_, Result<Vec<serde_json::Value>, SinkError>> {
+    ) -> BoxFuture<'_, Result<Vec<StoredTrace>, SinkError>> {
         Box::pin(self.timed("query", async move {
             read::query_traces(&self.client, &filter).await
         }))

@@ -13,10 +13,10 @@ use serde_json::value::RawValue;
 
 use baddybugs_common::timestamp::format_millis;
 
-use crate::sink::query::{decode_cursor, encode_cursor};
+use crate::sink::query::{decode_cursor, encode_cursor, stages_from_text};
 use crate::sink::{
     EventFilter, EventPage, ExceptionGroup, MalformedFilter, SinkError, StoredEvent,
-    StoredMalformed, TraceFilter,
+    StoredMalformed, StoredTrace, TraceFilter, TraceOrder,
 };
 
 /// At most this many span rows are returned for one trace (as the embedded store).
@@ -447,26 +447,21 @@ struct TraceRead {
     duplicates: u32,
 }
 
-/// Pipeline traces, newest or slowest first; `stages` comes back as JSON.
+/// Pipeline traces, newest or slowest first.
 pub(super) async fn query_traces(
     client: &Client,
     filter: &TraceFilter,
-) -> Result<Vec<serde_json::Value>, SinkError> {
-    let order = match filter.order.as_deref() {
-        None | Some("recent") => "received_at DESC, lsn DESC, batch_id",
-        Some("slowest") => "total_us DESC, received_at DESC, batch_id",
-        Some(other) => {
-            return Err(SinkError::BadQuery(format!(
-                "order must be recent or slowest, not {other:?}"
-            )))
-        }
+) -> Result<Vec<StoredTrace>, SinkError> {
+    let order = match filter.order {
+        TraceOrder::Recent => "received_at DESC, lsn DESC, batch_id",
+        TraceOrder::Slowest => "total_us DESC, received_at DESC, batch_id",
     };
-    let only_failed = if filter.failed_only == Some(true) {
+    let only_failed = if filter.failed_only {
         " WHERE outcome <> 'accepted'"
     } else {
         ""
     };
-    let limit = filter.limit.unwrap_or(50).clamp(1, 500);
+    let limit = filter.page_size();
     let rows = client
         .query(&format!(
             "SELECT ?fields FROM ingest_traces{only_failed} ORDER BY {order} LIMIT 1 BY batch_id LIMIT {limit}"
@@ -474,27 +469,31 @@ pub(super) async fn query_traces(
         .fetch_all::<TraceRead>()
         .await
         .map_err(super::classify)?;
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|t| {
-            json!({
-                "batch_id": t.batch_id,
-                "lsn": t.lsn,
-                "received_ms": t.received_at,
-                "received_at": format_millis(t.received_at),
-                "organization": t.organization,
-                "application": t.application,
-                "outcome": t.outcome,
-                "total_us": t.total_us,
-                "stages": serde_json::from_str::<serde_json::Value>(&t.stages)
-                    .unwrap_or(serde_json::Value::String(t.stages)),
-                "bytes_compressed": t.bytes_compressed,
-                "bytes_inflated": t.bytes_inflated,
-                "events": t.events,
-                "accepted": t.accepted,
-                "rejected": t.rejected,
-                "duplicates": t.duplicates,
+            let stages = stages_from_text(&t.stages).map_err(|err| {
+                SinkError::Other(format!(
+                    "ingest_traces.stages of batch {} is not a list of stages: {err}",
+                    t.batch_id
+                ))
+            })?;
+            Ok(StoredTrace {
+                received_at: format_millis(t.received_at),
+                received_ms: t.received_at,
+                batch_id: t.batch_id,
+                lsn: t.lsn,
+                organization: t.organization,
+                application: t.application,
+                outcome: t.outcome,
+                total_us: t.total_us,
+                stages,
+                bytes_compressed: t.bytes_compressed,
+                bytes_inflated: t.bytes_inflated,
+                events: t.events,
+                accepted: t.accepted,
+                rejected: t.rejected,
+                duplicates: t.duplicates,
             })
         })
-        .collect())
+        .collect()
 }

@@ -16,6 +16,7 @@
 use clickhouse::{Client, Row};
 use serde::Serialize;
 
+use crate::sink::query::stages_to_text;
 use crate::sink::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, TraceRow};
 
 /// A row of `events`, borrowed from an [`EventRow`].
@@ -255,7 +256,7 @@ struct TraceInsert<'a> {
     application: &'a str,
     outcome: &'a str,
     total_us: u64,
-    stages: &'a str,
+    stages: String,
     bytes_compressed: u64,
     bytes_inflated: u64,
     events: u32,
@@ -274,7 +275,7 @@ impl<'a> From<&'a TraceRow> for TraceInsert<'a> {
             application: &t.application,
             outcome: &t.outcome,
             total_us: t.total_us,
-            stages: &t.stages,
+            stages: stages_to_text(&t.stages),
             bytes_compressed: t.bytes_compressed,
             bytes_inflated: t.bytes_inflated,
             events: t.events,

@@ -42,7 +42,7 @@ use tokio::sync::Semaphore;
 
 use crate::sink::{
     BoxFuture, EventFilter, EventPage, ExceptionGroup, MalformedFilter, SinkBatch, SinkError,
-    Store, StoreHealth, StoredEvent, StoredMalformed, TraceFilter,
+    Store, StoreHealth, StoredEvent, StoredMalformed, StoredTrace, TraceFilter,
 };
 use read::ReadError;
 use schema::MigrateError;
@@ -384,7 +384,7 @@ impl Store for SqliteStore {
     fn query_traces(
         &self,
         filter: TraceFilter,
-    ) -> BoxFuture<'_, Result<Vec<serde_json::Value>, SinkError>> {
+    ) -> BoxFuture<'_, Result<Vec<StoredTrace>, SinkError>> {
         Box::pin(self.read(move |conn| read::query_traces(conn, &filter)))
     }
 

@@ -12,10 +12,10 @@ use serde_json::value::RawValue;
 
 use baddybugs_common::timestamp::format_millis;
 
-use crate::sink::query::{decode_cursor, encode_cursor};
+use crate::sink::query::{decode_cursor, encode_cursor, stages_from_text};
 use crate::sink::{
     EventFilter, EventPage, ExceptionGroup, MalformedFilter, StoredEvent, StoredMalformed,
-    TraceFilter,
+    StoredTrace, TraceFilter, TraceOrder,
 };
 
 /// At most this many span rows are returned for one trace.
@@ -324,26 +324,21 @@ pub(super) fn trace_spans(
     Ok(rows)
 }
 
-/// Pipeline traces, newest or slowest first; `stages` comes back as JSON.
+/// Pipeline traces, newest or slowest first.
 pub(super) fn query_traces(
     conn: &Connection,
     filter: &TraceFilter,
-) -> Result<Vec<serde_json::Value>, ReadError> {
-    let order = match filter.order.as_deref() {
-        None | Some("recent") => "received_ms DESC, lsn DESC, batch_id",
-        Some("slowest") => "total_us DESC, received_ms DESC, batch_id",
-        Some(other) => {
-            return Err(ReadError::BadQuery(format!(
-                "order must be recent or slowest, not {other:?}"
-            )))
-        }
+) -> Result<Vec<StoredTrace>, ReadError> {
+    let order = match filter.order {
+        TraceOrder::Recent => "received_ms DESC, lsn DESC, batch_id",
+        TraceOrder::Slowest => "total_us DESC, received_ms DESC, batch_id",
     };
-    let only_failed = if filter.failed_only == Some(true) {
+    let only_failed = if filter.failed_only {
         " WHERE outcome <> 'accepted'"
     } else {
         ""
     };
-    let limit = filter.limit.unwrap_or(50).clamp(1, 500);
+    let limit = filter.page_size();
     let sql = format!(
         "SELECT batch_id, lsn, received_ms, organization, application, outcome, total_us, stages,
                 bytes_compressed, bytes_inflated, events, accepted, rejected, duplicates
@@ -356,25 +351,26 @@ pub(super) fn query_traces(
         .query_map([], |row| {
             let received_ms: i64 = row.get(2)?;
             let stages: String = row.get(7)?;
-            Ok(json!({
-                "batch_id": row.get::<_, String>(0)?,
-                "lsn": row.get::<_, u64>(1)?,
-                "received_ms": received_ms,
-                "received_at": format_millis(received_ms),
-                "organization": row.get::<_, String>(3)?,
-                "application": row.get::<_, String>(4)?,
-                "outcome": row.get::<_, String>(5)?,
-                "total_us": row.get::<_, u64>(6)?,
-                // Written by the batcher as JSON; kept as text if it ever is not.
-                "stages": serde_json::from_str::<serde_json::Value>(&stages)
-                    .unwrap_or(serde_json::Value::String(stages)),
-                "bytes_compressed": row.get::<_, u64>(8)?,
-                "bytes_inflated": row.get::<_, u64>(9)?,
-                "events": row.get::<_, u32>(10)?,
-                "accepted": row.get::<_, u32>(11)?,
-                "rejected": row.get::<_, u32>(12)?,
-                "duplicates": row.get::<_, u32>(13)?,
-            }))
+            let stages = stages_from_text(&stages).map_err(|err| {
+                rusqlite::Error::FromSqlConversionFailure(7, Type::Text, Box::new(err))
+            })?;
+            Ok(StoredTrace {
+                batch_id: row.get(0)?,
+                lsn: row.get(1)?,
+                received_ms,
+                received_at: format_millis(received_ms),
+                organization: row.get(3)?,
+                application: row.get(4)?,
+                outcome: row.get(5)?,
+                total_us: row.get(6)?,
+                stages,
+                bytes_compressed: row.get(8)?,
+                bytes_inflated: row.get(9)?,
+                events: row.get(10)?,
+                accepted: row.get(11)?,
+                rejected: row.get(12)?,
+                duplicates: row.get(13)?,
+            })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)

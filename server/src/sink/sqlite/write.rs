@@ -29,6 +29,7 @@ use std::hash::Hasher as _;
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 use serde_json::value::RawValue;
 
+use crate::sink::query::stages_to_text;
 use crate::sink::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, TraceRow};
 
 /// What a write did.
@@ -445,7 +446,7 @@ fn insert_trace(tx: &Transaction<'_>, t: &TraceRow) -> rusqlite::Result<()> {
         t.application,
         t.outcome,
         t.total_us,
-        t.stages,
+        stages_to_text(&t.stages),
         t.bytes_compressed,
         t.bytes_inflated,
         t.events,

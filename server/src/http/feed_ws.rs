@@ -1,6 +1,8 @@
-//! `GET /v1/feed`: the WebSocket endpoint. The token is checked before the upgrade (401
-//! otherwise); the first message is a `hello`; every message carries the connection's sequence
-//! number; a malformed client message is answered with an `error` and the connection stays.
+//! `GET /v1/feed`: the WebSocket endpoint of the live feed ([`crate::feed`] is the hub it reads
+//! from). The token is checked before the upgrade (401 otherwise); the first message is a
+//! `hello`; every message carries the connection's sequence number (framed by
+//! `protocol::encode_frame`); a malformed client message is answered with an `error` and the
+//! connection stays. `query` and `get` go to the [`QueryService`], as the REST API's do.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,15 +14,17 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use baddybugs_common::catalog;
-use baddybugs_common::protocol::{ClientMessage, Hello, ServerMessage, PROTOCOL_VERSION};
+use baddybugs_common::protocol::{
+    encode_frame, ClientMessage, ClientMessageError, Hello, ServerMessage, PROTOCOL_VERSION,
+};
 use baddybugs_common::timestamp::format_millis;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 
-use super::{Client, FeedHub};
+use crate::feed::{Client, FeedHub};
 use crate::http::error::ApiError;
-use crate::http::query::{event_filter, malformed_filter, require_token};
-use crate::sink::TraceFilter;
+use crate::http::query::require_token;
+use crate::query::QueryService;
 use crate::state::AppState;
 
 /// Upgrades to the feed after checking the token.
@@ -34,10 +38,11 @@ pub async fn upgrade(
     require_token(&state, &headers, &query)?;
     let remote = remote.to_string();
     let hub = state.feed.clone();
+    let queries = QueryService::new(state.store.clone());
     let store_kind = state.metrics.gauges.sink.lock().kind.clone();
     Ok(ws
         .max_message_size(1 << 20)
-        .on_upgrade(move |socket| connection(hub, socket, remote, store_kind)))
+        .on_upgrade(move |socket| connection(hub, queries, socket, remote, store_kind)))
 }
 
 /// How long a woken connection waits for more tail messages before it writes. A busy tail
@@ -48,17 +53,13 @@ const LINGER: Duration = Duration::from_millis(10);
 /// How long the close frame may take to go out before the connection is just dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-fn frame(seq: u64, json: &str) -> String {
-    // Every message is a JSON object: splice the sequence number in front of its fields.
-    let rest = json.strip_prefix('{').unwrap_or(json);
-    if rest.starts_with('}') {
-        format!("{{\"seq\":{seq}}}")
-    } else {
-        format!("{{\"seq\":{seq},{rest}")
-    }
-}
-
-async fn connection(hub: Arc<FeedHub>, socket: WebSocket, remote: String, store_kind: String) {
+async fn connection(
+    hub: Arc<FeedHub>,
+    queries: QueryService,
+    socket: WebSocket,
+    remote: String,
+    store_kind: String,
+) {
     let client = hub.connect(remote.clone());
     tracing::info!(client = client.id, %remote, "feed client connected");
     let (mut sink, mut stream) = socket.split();
@@ -74,7 +75,7 @@ async fn connection(hub: Arc<FeedHub>, socket: WebSocket, remote: String, store_
         store: store_kind,
     });
     seq += 1;
-    let hello = frame(seq, &serde_json::to_string(&hello).unwrap_or_default());
+    let hello = encode_frame(seq, &serde_json::to_string(&hello).unwrap_or_default());
     if sink.send(Message::Text(hello.into())).await.is_err() {
         hub.disconnect(&client);
         return;
@@ -84,7 +85,7 @@ async fn connection(hub: Arc<FeedHub>, socket: WebSocket, remote: String, store_
             break "server shutting down";
         }
         tokio::select! {
-            _ = client.notify.notified() => {
+            _ = client.notified() => {
                 if !client.has_control() {
                     // Let a burst gather: one wake-up and one socket write per burst.
                     tokio::time::sleep(LINGER).await;
@@ -94,11 +95,11 @@ async fn connection(hub: Arc<FeedHub>, socket: WebSocket, remote: String, store_
                 if let Some((count, total)) = dropped {
                     seq += 1;
                     let json = serde_json::to_string(&ServerMessage::Dropped { count, total }).unwrap_or_default();
-                    frames.push(frame(seq, &json));
+                    frames.push(encode_frame(seq, &json));
                 }
                 for message in messages {
                     seq += 1;
-                    frames.push(frame(seq, &message.json));
+                    frames.push(encode_frame(seq, &message.json));
                 }
                 if frames.is_empty() {
                     continue;
@@ -110,7 +111,7 @@ async fn connection(hub: Arc<FeedHub>, socket: WebSocket, remote: String, store_
             incoming = stream.next() => {
                 match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break "client closed",
-                    Some(Ok(Message::Text(text))) => handle_client_message(&hub, &client, text.as_str()),
+                    Some(Ok(Message::Text(text))) => handle_client_message(&hub, &queries, &client, text.as_str()),
                     Some(Ok(Message::Binary(_))) => hub.send_control(&client, &ServerMessage::Error {
                         id: None,
                         message: "binary frames are not supported: send JSON text frames".into(),
@@ -150,34 +151,35 @@ async fn send_all(
     }
 }
 
-fn params_map(params: &serde_json::Value) -> HashMap<String, String> {
-    params
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| {
-                    let text = match v {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    (k.clone(), text)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn handle_client_message(hub: &Arc<FeedHub>, client: &Arc<Client>, text: &str) {
-    let message: ClientMessage = match serde_json::from_str(text) {
+fn handle_client_message(
+    hub: &Arc<FeedHub>,
+    queries: &QueryService,
+    client: &Arc<Client>,
+    text: &str,
+) {
+    let message = match ClientMessage::parse(text) {
         Ok(m) => m,
-        Err(err) => {
+        // A query of an unknown kind or with a bad parameter: answered under its id.
+        Err(ClientMessageError {
+            id: Some(id),
+            message,
+        }) => {
+            hub.send_control(
+                client,
+                &ServerMessage::Error {
+                    id: Some(id),
+                    message,
+                },
+            );
+            return;
+        }
+        Err(ClientMessageError { id: None, message }) => {
             hub.send_control(
                 client,
                 &ServerMessage::Error {
                     id: None,
                     message: format!(
-                        "cannot read this message ({err}); expected {{\"op\":\"subscribe\"|\"unsubscribe\"|\"query\"|\"get\"|\"ping\", …}}"
+                        "cannot read this message ({message}); expected {{\"op\":\"subscribe\"|\"unsubscribe\"|\"query\"|\"get\"|\"ping\", …}}"
                     ),
                 },
             );
@@ -196,9 +198,10 @@ fn handle_client_message(hub: &Arc<FeedHub>, client: &Arc<Client>, text: &str) {
         ClientMessage::Ping { nonce } => hub.send_control(client, &ServerMessage::Pong { nonce }),
         ClientMessage::Get { id, event_id } => {
             let hub = hub.clone();
+            let queries = queries.clone();
             let client = client.clone();
             tokio::spawn(async move {
-                let message = match hub.store().get_event(event_id.clone()).await {
+                let message = match queries.event(event_id.clone()).await {
                     Ok(Some(event)) => ServerMessage::Result {
                         id,
                         data: serde_json::to_value(event).unwrap_or_default(),
@@ -215,102 +218,20 @@ fn handle_client_message(hub: &Arc<FeedHub>, client: &Arc<Client>, text: &str) {
                 hub.send_control(&client, &message);
             });
         }
-        ClientMessage::Query { id, kind, params } => {
+        ClientMessage::Query { id, query } => {
             let hub = hub.clone();
+            let queries = queries.clone();
             let client = client.clone();
             tokio::spawn(async move {
-                let message = match run_query(&hub, &kind, &params_map(&params)).await {
+                let message = match queries.run(query).await {
                     Ok(data) => ServerMessage::Result { id, data },
-                    Err(message) => ServerMessage::Error {
+                    Err(err) => ServerMessage::Error {
                         id: Some(id),
-                        message,
+                        message: err.to_string(),
                     },
                 };
                 hub.send_control(&client, &message);
             });
         }
-    }
-}
-
-async fn run_query(
-    hub: &FeedHub,
-    kind: &str,
-    params: &HashMap<String, String>,
-) -> Result<serde_json::Value, String> {
-    let store = hub.store();
-    let to_value =
-        |v: Result<serde_json::Value, _>| v.map_err(|e: serde_json::Error| e.to_string());
-    match kind {
-        "events" => {
-            let filter = event_filter(params).map_err(|e| e.to_string())?;
-            let page = store
-                .query_events(filter)
-                .await
-                .map_err(|e| e.to_string())?;
-            to_value(serde_json::to_value(page))
-        }
-        "malformed" => {
-            let filter = malformed_filter(params).map_err(|e| e.to_string())?;
-            let rows = store
-                .query_malformed(filter)
-                .await
-                .map_err(|e| e.to_string())?;
-            to_value(serde_json::to_value(rows))
-        }
-        "exception_groups" => {
-            let filter = event_filter(params).map_err(|e| e.to_string())?;
-            let groups = store
-                .exception_groups(filter)
-                .await
-                .map_err(|e| e.to_string())?;
-            to_value(serde_json::to_value(groups))
-        }
-        "trace" => {
-            let trace_id = params
-                .get("trace_id")
-                .cloned()
-                .ok_or("`trace` needs params.trace_id")?;
-            let spans = store
-                .trace_spans(trace_id.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            let filter = crate::sink::EventFilter {
-                trace_id: Some(trace_id),
-                limit: Some(1000),
-                ..Default::default()
-            };
-            let events = store
-                .query_events(filter)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(serde_json::json!({"spans": spans, "events": events.events}))
-        }
-        "traces" => {
-            let filter = TraceFilter {
-                order: params.get("order").cloned(),
-                failed_only: params.get("failed").map(|v| v == "true"),
-                limit: params.get("limit").and_then(|v| v.parse().ok()),
-            };
-            let traces = store
-                .query_traces(filter)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(serde_json::Value::Array(traces))
-        }
-        other => Err(format!(
-            "unknown query kind {other:?}: use events, malformed, exception_groups, trace or traces"
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::frame;
-
-    #[test]
-    fn seq_is_spliced() {
-        assert_eq!(frame(3, r#"{"kind":"pong"}"#), r#"{"seq":3,"kind":"pong"}"#);
-        let v: serde_json::Value = serde_json::from_str(&frame(9, "{}")).unwrap();
-        assert_eq!(v["seq"], 9);
     }
 }

@@ -1,0 +1,116 @@
+//! The query service: what the REST query API (`http/query.rs`) and the feed's `query` and
+//! `get` messages (`http/feed_ws.rs`) ask the store, in one place.
+//!
+//! In: typed filters and [`Query`]s (parsed once, in `baddybugs_common::query`, whichever the
+//! transport). Out: the rows of the query API's shapes (`sink::query`), or for the feed one JSON
+//! value per query kind. What can fail: the store ([`SinkError`]: `BadQuery` for a caller's
+//! mistake such as a bad cursor, the rest for a store that cannot answer now), and for the feed
+//! the encoding of the answer ([`QueryServiceError`]). It only reads;
+//! it measures nothing (the store's own latency shows in the sink metrics).
+
+use std::sync::Arc;
+
+use baddybugs_common::query::Query;
+use serde_json::{json, Value};
+
+use crate::sink::{
+    EventFilter, EventPage, ExceptionGroup, MalformedFilter, SinkError, Store, StoredEvent,
+    StoredMalformed, StoredTrace, TraceFilter,
+};
+
+/// Most events of one trace that the `trace` query returns with its spans.
+pub const TRACE_EVENTS_LIMIT: u32 = 1000;
+
+/// Why a feed query got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryServiceError {
+    /// The store failed or refused the query.
+    #[error(transparent)]
+    Store(#[from] SinkError),
+    /// The answer could not be written as JSON (a bug).
+    #[error("cannot encode the answer: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Reads the store for both transports.
+#[derive(Clone)]
+pub struct QueryService {
+    store: Arc<dyn Store>,
+}
+
+impl QueryService {
+    /// A service over `store`.
+    pub fn new(store: Arc<dyn Store>) -> QueryService {
+        QueryService { store }
+    }
+
+    /// A page of stored events, newest first.
+    pub async fn events(&self, filter: EventFilter) -> Result<EventPage, SinkError> {
+        self.store.query_events(filter).await
+    }
+
+    /// One stored event by its id.
+    pub async fn event(&self, id: String) -> Result<Option<StoredEvent>, SinkError> {
+        self.store.get_event(id).await
+    }
+
+    /// Quarantined events, newest first.
+    pub async fn malformed(
+        &self,
+        filter: MalformedFilter,
+    ) -> Result<Vec<StoredMalformed>, SinkError> {
+        self.store.query_malformed(filter).await
+    }
+
+    /// Quarantined events by quarantine id (the replay reads them).
+    pub async fn malformed_by_id(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<StoredMalformed>, SinkError> {
+        self.store.get_malformed(ids).await
+    }
+
+    /// Exception groups, most recent first.
+    pub async fn exception_groups(
+        &self,
+        filter: EventFilter,
+    ) -> Result<Vec<ExceptionGroup>, SinkError> {
+        self.store.exception_groups(filter).await
+    }
+
+    /// The waterfall rows of one trace.
+    pub async fn trace_spans(&self, trace_id: String) -> Result<Vec<Value>, SinkError> {
+        self.store.trace_spans(trace_id).await
+    }
+
+    /// The server's own pipeline traces.
+    pub async fn pipeline_traces(
+        &self,
+        filter: TraceFilter,
+    ) -> Result<Vec<StoredTrace>, SinkError> {
+        self.store.query_traces(filter).await
+    }
+
+    /// Answers a feed `query`: the `data` of its `result` (docs/PROTOCOL.md, "Client messages").
+    pub async fn run(&self, query: Query) -> Result<Value, QueryServiceError> {
+        Ok(match query {
+            Query::Events(filter) => serde_json::to_value(self.events(filter).await?)?,
+            Query::Malformed(filter) => serde_json::to_value(self.malformed(filter).await?)?,
+            Query::ExceptionGroups(filter) => {
+                serde_json::to_value(self.exception_groups(filter).await?)?
+            }
+            Query::Trace { trace_id } => {
+                let spans = self.trace_spans(trace_id.clone()).await?;
+                let events = self
+                    .events(EventFilter {
+                        trace_id: Some(trace_id),
+                        limit: Some(TRACE_EVENTS_LIMIT),
+                        ..EventFilter::default()
+                    })
+                    .await?;
+                json!({"spans": spans, "events": events.events})
+            }
+            Query::Traces(filter) => serde_json::to_value(self.pipeline_traces(filter).await?)?,
+        })
+    }
+}
