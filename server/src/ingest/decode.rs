@@ -109,7 +109,7 @@ pub fn decode_body(
             }));
         }
         Err(other @ (DecodeError::UnsupportedEncoding(_) | DecodeError::TooManyEvents { .. })) => {
-            return Err(ApiError::Internal(other.to_string()))
+            return Err(ApiError::internal("inflating the body", other))
         }
     };
     timer.mark("inflated");
@@ -151,7 +151,7 @@ pub fn decode_body(
                 message,
             }));
         }
-        Err(other) => return Err(ApiError::Internal(other.to_string())),
+        Err(other) => return Err(ApiError::internal("splitting the body", other)),
     };
     timer.mark("parsed");
     Ok(Decoded::Events(DecodedBody {

@@ -909,7 +909,10 @@ async fn refused_row_is_rejected_and_nothing_of_the_batch_is_kept() {
             ..batch(1, 1)
         })
         .await;
-    assert!(matches!(result, Err(SinkError::Rejected(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(SinkError::Rejected { .. })),
+        "{result:?}"
+    );
     assert_eq!(
         count(&store, "events"),
         0,
@@ -933,8 +936,8 @@ async fn read_only_store_is_retryable_and_recovers() {
     assert!(store.health().await.reachable);
     store.set_read_only(true);
     let err = store.write_arc(full_batch(1, 1)).await.unwrap_err();
-    assert!(matches!(err, SinkError::Retryable(_)), "{err:?}");
-    assert!(err.to_string().contains("readonly"), "{err}");
+    assert!(matches!(err, SinkError::Retryable { .. }), "{err:?}");
+    assert!(err.chain().contains("readonly"), "{}", err.chain());
     let health = store.health().await;
     assert!(!health.reachable && health.error.is_some(), "{health:?}");
     // Reads keep working during the outage.
@@ -942,7 +945,7 @@ async fn read_only_store_is_retryable_and_recovers() {
     // Retried as the batcher does: still failing, then recovering.
     assert!(matches!(
         store.write_arc(full_batch(1, 1)).await,
-        Err(SinkError::Retryable(_))
+        Err(SinkError::Retryable { .. })
     ));
     store.set_read_only(false);
     store.write_arc(full_batch(1, 1)).await.unwrap();
@@ -967,7 +970,7 @@ async fn write_lock_held_elsewhere_is_retryable_and_recovers() {
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
 
     let err = store.write_arc(full_batch(1, 1)).await.unwrap_err();
-    assert!(matches!(err, SinkError::Retryable(_)), "{err:?}");
+    assert!(matches!(err, SinkError::Retryable { .. }), "{err:?}");
     assert!(
         store.query_events(EventFilter::default()).await.is_ok(),
         "WAL: reads go on"
@@ -1014,7 +1017,7 @@ async fn opening_twice_applies_migrations_once_and_keeps_data() {
         .execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)", [])
         .unwrap();
     let err = SqliteStore::open(&path).unwrap_err();
-    assert!(matches!(err, SinkError::Other(_)), "{err:?}");
+    assert!(matches!(err, SinkError::Other { .. }), "{err:?}");
 }
 
 /// The tests build batches by value; the trait takes them shared.

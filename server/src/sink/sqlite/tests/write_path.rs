@@ -217,7 +217,8 @@ async fn a_row_that_is_not_json_refuses_a_large_batch_whole() {
         })
         .await;
     match result {
-        Err(SinkError::Rejected(message)) => {
+        Err(err @ SinkError::Rejected { .. }) => {
+            let message = err.chain();
             assert!(
                 message.contains("evt-1500") && message.contains("envelope"),
                 "{message}"
