@@ -15,10 +15,11 @@ console *ARGS:
 test:
     cargo test --workspace
 
-# Formatting and lints, as CI runs them.
+# Formatting, lints and unused dependencies, as CI runs them (installs cargo-machete if missing).
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    bash scripts/unused-deps.sh
 
 # Print the event catalog.
 catalog *ARGS:

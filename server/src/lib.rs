@@ -12,6 +12,7 @@
 pub mod background;
 pub mod batch;
 pub mod config;
+pub mod errors;
 pub mod feed;
 pub mod http;
 pub mod ingest;

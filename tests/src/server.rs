@@ -19,35 +19,92 @@ pub const SECRET: &str = "test-secret";
 pub const FEED_TOKEN: &str = "test-token";
 
 /// Path of a workspace binary, building the binaries once per test process.
+///
+/// They are built with the profile and into the target directory this test binary was built
+/// with (read from its own path, `<target dir>/[<triple>/]<profile dir>/deps/<test>`), so
+/// `cargo test --release`, `--target-dir`, `CARGO_TARGET_DIR` or `build.target-dir` test the
+/// binaries of that build, not a stale debug build elsewhere.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let dir = BUILT
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-            let status = Command::new(cargo)
-                .current_dir(&root)
-                .args([
-                    "build",
-                    "--bins",
-                    "-p",
-                    "baddybugs-ingest",
-                    "-p",
-                    "baddybugs-console",
-                ])
+            let layout = BuildLayout::of_this_test()?;
+            let mut command = Command::new(cargo);
+            command.current_dir(&root).args([
+                "build",
+                "--bins",
+                "-p",
+                "baddybugs-ingest",
+                "-p",
+                "baddybugs-console",
+                "--profile",
+                &layout.profile,
+            ]);
+            command.arg("--target-dir").arg(&layout.target_dir);
+            if let Some(triple) = &layout.triple {
+                command.args(["--target", triple]);
+            }
+            let status = command
                 .status()
                 .map_err(|e| format!("cannot run cargo build: {e}"))?;
             if !status.success() {
                 return Err("cargo build of the binaries failed".into());
             }
-            let target = std::env::var("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| root.join("target"));
-            Ok(target.join("debug"))
+            Ok(layout.profile_dir)
         })
         .clone()
         .unwrap_or_else(|e| panic!("{e}"));
     dir.join(name)
+}
+
+/// Where and how the running test binary was built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BuildLayout {
+    /// The target directory (`target/` unless configured otherwise).
+    target_dir: PathBuf,
+    /// The target triple, when built with `--target`.
+    triple: Option<String>,
+    /// The cargo profile (`dev`, `release`, `test` builds into `debug`, …).
+    profile: String,
+    /// The directory the binaries land in.
+    profile_dir: PathBuf,
+}
+
+impl BuildLayout {
+    fn of_this_test() -> Result<BuildLayout, String> {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find this test binary: {e}"))?;
+        BuildLayout::from_test_path(&exe)
+            .ok_or_else(|| format!("{} is not in a cargo target directory", exe.display()))
+    }
+
+    /// `<target dir>/[<triple>/]<profile dir>/deps/<test binary>`; cargo marks the target
+    /// directory itself with a `CACHEDIR.TAG`.
+    fn from_test_path(exe: &Path) -> Option<BuildLayout> {
+        let deps = exe
+            .parent()
+            .filter(|d| d.file_name().is_some_and(|n| n == "deps"))?;
+        let profile_dir = deps.parent()?;
+        let profile = match profile_dir.file_name()?.to_str()? {
+            "debug" => "dev".to_owned(),
+            other => other.to_owned(),
+        };
+        let above = profile_dir.parent()?;
+        let (target_dir, triple) = if above.join("CACHEDIR.TAG").exists() {
+            (above.to_owned(), None)
+        } else {
+            let triple = above.file_name()?.to_str()?.to_owned();
+            (above.parent()?.to_owned(), Some(triple))
+        };
+        Some(BuildLayout {
+            target_dir,
+            triple,
+            profile,
+            profile_dir: profile_dir.to_owned(),
+        })
+    }
 }
 
 /// Options of a test server.
@@ -59,6 +116,9 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// Run without the test key and token (development credentials).
     pub no_credentials: bool,
+    /// A TOML configuration: written to `config.toml` in the server's temporary directory
+    /// (removed with it) and passed with `--config`, at every start.
+    pub config_toml: Option<String>,
 }
 
 /// A running server process.
@@ -84,6 +144,13 @@ impl TestServer {
     pub fn start_with(options: ServerOptions) -> anyhow::Result<TestServer> {
         let temp = tempfile::tempdir()?;
         let data_dir = temp.path().join("data");
+        let mut options = options;
+        if let Some(toml) = options.config_toml.take() {
+            let path = temp.path().join("config.toml");
+            std::fs::write(&path, toml).context("cannot write the test configuration")?;
+            options.args.push("--config".into());
+            options.args.push(path.display().to_string());
+        }
         let mut server = TestServer {
             child: None,
             addr: String::new(),
@@ -138,8 +205,6 @@ impl TestServer {
                             .next()
                             .unwrap_or_default()
                             .to_owned();
-                        // Let the rest of the banner arrive (it is printed at once).
-                        std::thread::sleep(Duration::from_millis(0));
                         let _ = tx.send((addr, banner.clone()));
                         sent = true;
                     }
@@ -322,6 +387,48 @@ where
     }
 }
 
+/// Waits until everything the server acknowledged before this call is stored: the sink lag
+/// (`/v1/stats` `sink.lag_events`, and `buffers.pending_records`) is 0 in a snapshot measured
+/// after the call began. The metrics ticker reads the spool once a second and stamps each
+/// snapshot (`at`) after reading it, so a snapshot that follows one stamped after the start was
+/// measured after the start too: a lag of 0 there covers every earlier 202.
+pub async fn wait_until_stored(
+    client: &reqwest::Client,
+    server: &TestServer,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let start = chrono::Utc::now();
+    let mut first_after_start: Option<String> = None;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, stats) = get_json(client, server, "/v1/stats").await?;
+        if status != 200 {
+            bail!("GET /v1/stats answered {status}: {stats}");
+        }
+        let at = stats["at"].as_str().unwrap_or_default().to_owned();
+        let stamped_after_start = chrono::DateTime::parse_from_rfc3339(&at)
+            .is_ok_and(|t| t.with_timezone(&chrono::Utc) > start);
+        match &first_after_start {
+            None if stamped_after_start => first_after_start = Some(at),
+            Some(first) if *first != at => {
+                let lag = stats["sink"]["lag_events"].as_u64();
+                let pending = stats["buffers"]["pending_records"].as_u64();
+                if (lag, pending) == (Some(0), Some(0)) {
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "timed out after {timeout:?} waiting for the sink lag to reach 0; last stats: sink {} buffers {}",
+                stats["sink"], stats["buffers"]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Counts stored events matching a query string (follows cursors).
 pub async fn count_events(
     client: &reqwest::Client,
@@ -346,5 +453,36 @@ pub async fn count_events(
             Some(c) => cursor = Some(c.to_owned()),
             None => return Ok(ids),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binaries_are_built_like_the_test_that_needs_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("custom-target");
+        std::fs::create_dir_all(target.join("release/deps")).unwrap();
+        std::fs::write(target.join("CACHEDIR.TAG"), "").unwrap();
+        let layout = BuildLayout::from_test_path(&target.join("release/deps/ingest-0123")).unwrap();
+        assert_eq!(
+            layout,
+            BuildLayout {
+                target_dir: target.clone(),
+                triple: None,
+                profile: "release".into(),
+                profile_dir: target.join("release"),
+            }
+        );
+        let cross = BuildLayout::from_test_path(
+            &target.join("x86_64-unknown-linux-gnu/debug/deps/ingest-0123"),
+        )
+        .unwrap();
+        assert_eq!(cross.target_dir, target);
+        assert_eq!(cross.triple.as_deref(), Some("x86_64-unknown-linux-gnu"));
+        assert_eq!(cross.profile, "dev");
+        assert!(BuildLayout::from_test_path(Path::new("/usr/bin/true")).is_none());
     }
 }

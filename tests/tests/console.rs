@@ -92,7 +92,8 @@ async fn console_in_tmux_against_the_real_server() -> anyhow::Result<()> {
     let mut server = TestServer::start()?;
     let client = reqwest::Client::new();
     let console = binary("baddybugs-console");
-    let log = std::env::temp_dir().join(format!("bb-console-{}.log", uuid::Uuid::new_v4()));
+    let log_dir = tempfile::tempdir()?;
+    let log = log_dir.path().join("console.log");
     let tmux = Tmux::start(&format!(
         "{} --url {} --token {FEED_TOKEN} --log-file {} --ascii",
         console.display(),

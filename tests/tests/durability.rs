@@ -49,12 +49,8 @@ async fn kill_9_under_load_loses_no_acknowledged_event() -> anyhow::Result<()> {
 #[tokio::test]
 async fn store_outage_spool_absorbs_then_503_then_recovers() -> anyhow::Result<()> {
     // A small spool quota so the drill reaches it quickly.
-    let dir = std::env::temp_dir().join(format!("bb-outage-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("outage.toml");
-    std::fs::write(&config, "[spool]\nsegment_bytes = 65536\nquota_bytes = 1048576\n[batch]\nflush_interval_ms = 100\nretry_max_ms = 500\n")?;
     let mut server = TestServer::start_with(ServerOptions {
-        args: vec!["--config".into(), config.display().to_string()],
+        config_toml: Some("[spool]\nsegment_bytes = 65536\nquota_bytes = 1048576\n[batch]\nflush_interval_ms = 100\nretry_max_ms = 500\n".into()),
         ..Default::default()
     })?;
     let client = reqwest::Client::new();

@@ -15,12 +15,8 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn server() -> anyhow::Result<TestServer> {
-    let dir = std::env::temp_dir().join(format!("bb-feed-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("feed.toml");
-    std::fs::write(&config, "[feed]\ntrace_sample_one_in = 1\nclient_queue_messages = 64\nslow_client_timeout_ms = 60000\n[batch]\nflush_interval_ms = 100\n")?;
     TestServer::start_with(ServerOptions {
-        args: vec!["--config".into(), config.display().to_string()],
+        config_toml: Some("[feed]\ntrace_sample_one_in = 1\nclient_queue_messages = 64\nslow_client_timeout_ms = 60000\n[batch]\nflush_interval_ms = 100\n".into()),
         ..Default::default()
     })
 }

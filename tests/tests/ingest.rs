@@ -215,7 +215,9 @@ async fn agent_retry_is_stored_once_and_reported_as_duplicates() -> anyhow::Resu
         (ids.len() >= 5).then_some(ids)
     })
     .await?;
-    tokio::time::sleep(Duration::from_millis(1500)).await; // one more flush interval
+    // Stored once: not "nothing more after a pause", but nothing more once every acknowledged
+    // record (the retry's included) has been through the store.
+    baddybugs_tests::server::wait_until_stored(&client, &server, Duration::from_secs(20)).await?;
     let ids_after =
         baddybugs_tests::server::count_events(&client, &server, "trace_id=t-retry").await?;
     assert_eq!(ids.len(), 5);
@@ -263,7 +265,9 @@ async fn raw_post(
 #[tokio::test]
 async fn bad_input_gets_its_documented_status_and_body() -> anyhow::Result<()> {
     let server = TestServer::start_with(baddybugs_tests::server::ServerOptions {
-        args: vec!["--config".into(), write_limits_config()?],
+        config_toml: Some(
+            "[ingest]\nmax_body_bytes = 2097152\nmax_inflated_bytes = 16777216\nmax_event_bytes = 1048576\n".into(),
+        ),
         ..Default::default()
     })?;
     let client = reqwest::Client::new();
@@ -481,17 +485,6 @@ async fn bad_input_gets_its_documented_status_and_body() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn write_limits_config() -> anyhow::Result<String> {
-    let dir = std::env::temp_dir().join(format!("bb-limits-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("limits.toml");
-    std::fs::write(
-        &path,
-        "[ingest]\nmax_body_bytes = 2097152\nmax_inflated_bytes = 16777216\nmax_event_bytes = 1048576\n",
-    )?;
-    Ok(path.display().to_string())
 }
 
 #[tokio::test]

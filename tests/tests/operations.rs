@@ -48,15 +48,10 @@ fn catalog_and_print_config() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn spool_tools_replay_and_rate_limit() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("bb-ops-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("ops.toml");
-    std::fs::write(
-        &config,
-        "[ingest]\nmax_event_bytes = 600\nrate_limit_events_per_sec = 5\nrate_limit_burst_events = 20\n[batch]\nflush_interval_ms = 100\n",
-    )?;
     let mut server = TestServer::start_with(ServerOptions {
-        args: vec!["--config".into(), config.display().to_string()],
+        config_toml: Some(
+            "[ingest]\nmax_event_bytes = 600\nrate_limit_events_per_sec = 5\nrate_limit_burst_events = 20\n[batch]\nflush_interval_ms = 100\n".into(),
+        ),
         ..Default::default()
     })?;
     let client = reqwest::Client::new();

@@ -559,7 +559,8 @@ async fn a_row_the_store_cannot_take_is_refused_not_dropped() -> anyhow::Result<
     batch.events[1].data = "{not json".to_owned();
     for (name, store) in &stores.all {
         match store.write(Arc::new(batch.clone())).await {
-            Err(SinkError::Rejected(message)) => {
+            Err(err @ SinkError::Rejected { .. }) => {
+                let message = err.chain();
                 if *name == "clickhouse" {
                     assert!(message.contains("VIOLATED_CONSTRAINT"), "{message}");
                 }

@@ -11,14 +11,18 @@
 //! backoff while the spool absorbs the load (the sink health says so); a store that refuses some
 //! rows gets the batch bisected until those rows are found — they go to the quarantine with the
 //! store's error and the rest is written. Nothing is dropped; a crash before the checkpoint
-//! replays the range, and the store's idempotent writes keep one copy.
+//! replays the range, and the store's idempotent writes keep one copy. Each retry loop counts
+//! its failed attempts (`baddybugs_ingest_batcher_retries_total{stage}`) and logs them at most
+//! once per [`retry::LOG_EVERY`], with the error's chain.
 //!
 //! Measures: insert latency, end-to-end (202 → stored) and event age histograms, batch sizes,
-//! sink health and lag.
+//! sink health and lag, retries, undecodable records.
 
 mod build;
+pub mod retry;
 
 pub use build::{build_batch, BuildStats, RecordRef};
+use retry::LogThrottle;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,7 +33,8 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use crate::config::{BatchConfig, FeedConfig};
-use crate::metrics::{Latency, Metrics};
+use crate::errors::Chain;
+use crate::metrics::{Latency, Metrics, Retry};
 use crate::sink::{MalformedRow, SinkBatch, SinkError, Store, TraceRow};
 use crate::spool::{Spool, SpoolEntry};
 
@@ -132,6 +137,7 @@ impl Batcher {
         let mut pending_events = 0usize;
         let mut oldest: Option<Instant> = None;
         let mut priority = false;
+        let mut read_failures = LogThrottle::default();
         loop {
             let shutting_down = *self.shutdown.borrow();
             let flush_after = if priority {
@@ -194,6 +200,9 @@ impl Batcher {
             };
             match read {
                 Ok(entries) => {
+                    if let Some(failures) = read_failures.success() {
+                        tracing::info!(failures, "spool reads work again");
+                    }
                     if entries.is_empty() && shutting_down && pending.is_empty() {
                         return;
                     }
@@ -220,7 +229,10 @@ impl Batcher {
                     }
                 }
                 Err(err) => {
-                    tracing::error!(%err, "spool read failed; retrying");
+                    self.metrics.retry(Retry::SpoolRead);
+                    if let Some(unlogged) = read_failures.failure(Instant::now()) {
+                        tracing::error!(error = %Chain(&err), unlogged, "spool read failed; retrying");
+                    }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -235,6 +247,7 @@ impl Batcher {
         let last_lsn = entries.last().map_or(0, |e| e.lsn);
         let entries = Arc::new(entries);
         let mut delay = Duration::from_millis(self.config.retry_initial_ms.max(1));
+        let mut failures = LogThrottle::default();
         loop {
             let feed = self.feed.clone();
             let entries = Arc::clone(&entries);
@@ -266,13 +279,17 @@ impl Batcher {
                     }
                 }
                 Err(err) => {
-                    tracing::error!(
-                        %err,
-                        first_lsn,
-                        last_lsn,
-                        retry_in_ms = delay.as_millis() as u64,
-                        "could not build rows from these spool records; the store waits and nothing is skipped (this is a bug: please report it with `baddybugs-ingest spool dump`)"
-                    );
+                    self.metrics.retry(Retry::Build);
+                    if let Some(unlogged) = failures.failure(Instant::now()) {
+                        tracing::error!(
+                            %err,
+                            first_lsn,
+                            last_lsn,
+                            unlogged,
+                            retry_in_ms = delay.as_millis() as u64,
+                            "could not build rows from these spool records; the store waits and nothing is skipped (this is a bug: please report it with `baddybugs-ingest spool dump`)"
+                        );
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(self.config.retry_max_ms));
                 }
@@ -331,6 +348,9 @@ impl Batcher {
                 "checkpoint failed; the range will be replayed (idempotently)"
             );
         }
+        if stats.undecodable > 0 {
+            self.metrics.undecodable_records(stats.undecodable);
+        }
         let now = chrono::Utc::now().timestamp_millis();
         for (received, _events) in &stats.receipts {
             let micros = ((now - received).max(0) as u64) * 1000;
@@ -357,30 +377,23 @@ impl Batcher {
     async fn write_with_retry(&mut self, batch: Arc<SinkBatch>) -> Result<(), Stop> {
         let mut delay = Duration::from_millis(self.config.retry_initial_ms);
         let max = Duration::from_millis(self.config.retry_max_ms);
+        let mut failures = LogThrottle::default();
         loop {
             let started = Instant::now();
             match self.store.write(batch.clone()).await {
                 Ok(()) => {
                     self.metrics
                         .record_latency(Latency::Insert, started.elapsed().as_micros() as u64);
-                    let mut sink = self.metrics.gauges.sink.lock();
-                    sink.healthy = true;
-                    sink.retrying = 0;
+                    self.note_write_success(&mut failures);
                     return Ok(());
                 }
-                Err(SinkError::Rejected(message)) if batch.row_count() > 0 => {
-                    tracing::warn!(first_lsn = batch.first_lsn, rows = batch.row_count(), %message, "store refused rows; bisecting");
+                Err(err @ SinkError::Rejected { .. }) if batch.row_count() > 0 => {
+                    let message = err.chain();
+                    tracing::warn!(first_lsn = batch.first_lsn, rows = batch.row_count(), error = %message, "store refused rows; bisecting");
                     return Box::pin(self.bisect((*batch).clone(), message)).await;
                 }
                 Err(err) => {
-                    {
-                        let mut sink = self.metrics.gauges.sink.lock();
-                        sink.healthy = false;
-                        sink.errors += 1;
-                        sink.retrying += 1;
-                        sink.last_error = Some(err.to_string());
-                    }
-                    tracing::warn!(%err, retry_in_ms = delay.as_millis() as u64, "store write failed; retrying");
+                    self.note_write_failure(&err, Retry::Write, &mut failures, delay);
                     let jitter = rand::thread_rng().gen_range(0.5..1.0);
                     let sleep = delay.mul_f64(jitter);
                     tokio::select! {
@@ -393,6 +406,48 @@ impl Batcher {
                     delay = (delay * 2).min(max);
                 }
             }
+        }
+    }
+
+    /// A store write failed: the sink health, the retry counter and (rate-limited) the log.
+    fn note_write_failure(
+        &self,
+        err: &SinkError,
+        stage: Retry,
+        failures: &mut LogThrottle,
+        retry_in: Duration,
+    ) {
+        let chain = err.chain();
+        {
+            let mut sink = self.metrics.gauges.sink.lock();
+            sink.healthy = false;
+            sink.errors += 1;
+            sink.retrying += 1;
+            sink.last_error = Some(chain.clone());
+        }
+        self.metrics.retry(stage);
+        if let Some(unlogged) = failures.failure(Instant::now()) {
+            let retry_in_ms = retry_in.as_millis() as u64;
+            match stage {
+                Retry::QuarantineWrite => {
+                    tracing::error!(error = %chain, unlogged, retry_in_ms, "store refused the quarantine rows; retrying")
+                }
+                _ => {
+                    tracing::warn!(error = %chain, unlogged, retry_in_ms, "store write failed; retrying")
+                }
+            }
+        }
+    }
+
+    /// A store write succeeded: the sink is healthy again (said once after a run of failures).
+    fn note_write_success(&self, failures: &mut LogThrottle) {
+        {
+            let mut sink = self.metrics.gauges.sink.lock();
+            sink.healthy = true;
+            sink.retrying = 0;
+        }
+        if let Some(failures) = failures.success() {
+            tracing::info!(failures, "store write succeeded after failed attempts");
         }
     }
 
@@ -470,11 +525,15 @@ impl Batcher {
     /// Like [`Self::write_with_retry`] but never bisects again (the refused rows are gone).
     async fn write_retry_only(&mut self, batch: Arc<SinkBatch>) -> Result<(), Stop> {
         let mut delay = Duration::from_millis(self.config.retry_initial_ms);
+        let mut failures = LogThrottle::default();
         loop {
             match self.store.write(batch.clone()).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.note_write_success(&mut failures);
+                    return Ok(());
+                }
                 Err(err) => {
-                    tracing::error!(%err, "store refused the quarantine rows; retrying");
+                    self.note_write_failure(&err, Retry::QuarantineWrite, &mut failures, delay);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.shutdown.changed() => {}

@@ -1,5 +1,6 @@
 //! The one HTTP error type: variants map to status codes (429 and 503 carry `Retry-After`),
-//! client errors are logged at debug, server errors at error, once, here.
+//! client errors are logged at debug, server errors at error, once, here, with the error's whole
+//! chain of causes ([`Chain`]). Handlers return errors and never log them themselves.
 
 use std::time::Duration;
 
@@ -7,7 +8,11 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::errors::Chain;
 use crate::ingest::keys::AuthError;
+
+/// The cause of an [`ApiError::Internal`]: any error, kept for the log.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +62,26 @@ pub enum ApiError {
         /// When to retry.
         retry_after: Duration,
     },
-    /// 500: a bug or an I/O failure.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// 500: a bug or an I/O failure. The client reads `context`; the cause is logged.
+    #[error("internal error: {context}")]
+    Internal {
+        /// What the server was doing, for the client.
+        context: String,
+        /// What failed.
+        #[source]
+        source: BoxError,
+    },
 }
 
 impl ApiError {
+    /// A 500 for `source`, which happened while doing `context`.
+    pub fn internal(context: impl Into<String>, source: impl Into<BoxError>) -> ApiError {
+        ApiError::Internal {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -74,7 +93,7 @@ impl ApiError {
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited(_) | ApiError::FairShare { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -91,7 +110,7 @@ impl ApiError {
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::FairShare { .. } => "fair_share",
             ApiError::Unavailable { .. } => "unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::Internal { .. } => "internal",
         }
     }
 
@@ -109,7 +128,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(code = self.code(), error = %self, "request failed");
+            tracing::error!(code = self.code(), error = %Chain(&self), "request failed");
         } else {
             tracing::debug!(code = self.code(), error = %self, "request refused");
         }
@@ -124,5 +143,28 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_internal_error_keeps_its_cause_out_of_the_body() {
+        let err = ApiError::internal("inflating the body", std::io::Error::other("EIO"));
+        assert_eq!(
+            crate::errors::chain(&err),
+            "internal error: inflating the body: EIO",
+            "the log line has the cause"
+        );
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "internal");
+        assert_eq!(body["message"], "internal error: inflating the body");
     }
 }

@@ -46,7 +46,7 @@ fn sink_error(err: SinkError) -> ApiError {
             message,
         },
         other => ApiError::Unavailable {
-            message: format!("the store cannot answer now: {other}"),
+            message: format!("the store cannot answer now: {}", other.chain()),
             retry_after: std::time::Duration::from_secs(2),
         },
     }

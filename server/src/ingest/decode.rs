@@ -116,7 +116,7 @@ pub fn decode_body(
             }));
         }
         Err(other @ (DecodeError::UnsupportedEncoding(_) | DecodeError::TooManyEvents { .. })) => {
-            return Err(ApiError::Internal(other.to_string()))
+            return Err(ApiError::internal("inflating the body", other))
         }
     };
     timer.mark(StageName::Inflated);
@@ -158,7 +158,7 @@ pub fn decode_body(
                 message,
             }));
         }
-        Err(other) => return Err(ApiError::Internal(other.to_string())),
+        Err(other) => return Err(ApiError::internal("splitting the body", other)),
     };
     timer.mark(StageName::Parsed);
     Ok(Decoded::Events(DecodedBody {

@@ -226,7 +226,7 @@ async fn prepare(
         .ingest_pool
         .run(job)
         .await
-        .map_err(|err| ApiError::Internal(err.to_string()))?
+        .map_err(|err| ApiError::internal("checking the request on the ingest pool", err))?
 }
 
 fn record_accepted(state: &AppState, checked: &Validated, submitted: &Submitted, total: usize) {

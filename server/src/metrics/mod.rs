@@ -77,6 +77,43 @@ impl Latency {
     }
 }
 
+/// A retry loop of the batcher, for `baddybugs_ingest_batcher_retries_total{stage}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Reading committed records back from the spool.
+    SpoolRead,
+    /// Building rows from records (a failure there is a bug).
+    Build,
+    /// Writing a batch to the store.
+    Write,
+    /// Writing the rest of a batch after its refused rows were quarantined.
+    QuarantineWrite,
+}
+
+impl Retry {
+    /// Every retry loop, in label order.
+    pub const ALL: [Retry; 4] = [
+        Retry::SpoolRead,
+        Retry::Build,
+        Retry::Write,
+        Retry::QuarantineWrite,
+    ];
+
+    /// The `stage` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Retry::SpoolRead => "spool_read",
+            Retry::Build => "build",
+            Retry::Write => "write",
+            Retry::QuarantineWrite => "quarantine_write",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 #[derive(Debug)]
 struct ReasonState {
     count: u64,
@@ -122,6 +159,8 @@ pub struct Metrics {
     responses: Mutex<HashMap<u16, u64>>,
     bytes_received: AtomicU64,
     bytes_inflated: AtomicU64,
+    retries: [AtomicU64; 4],
+    undecodable_records: AtomicU64,
     /// Gauges.
     pub gauges: Gauges,
     history: Mutex<History>,
@@ -154,6 +193,8 @@ impl Metrics {
             responses: Mutex::new(HashMap::new()),
             bytes_received: AtomicU64::new(0),
             bytes_inflated: AtomicU64::new(0),
+            retries: Default::default(),
+            undecodable_records: AtomicU64::new(0),
             gauges: Gauges::default(),
             history: Mutex::new(History {
                 totals: HashMap::new(),
@@ -260,6 +301,23 @@ impl Metrics {
             .fetch_add(compressed as u64, Ordering::Relaxed);
         self.bytes_inflated
             .fetch_add(inflated as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one failed attempt of a batcher retry loop (the attempt is retried).
+    pub fn retry(&self, which: Retry) {
+        self.retries[which.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed attempts of a batcher retry loop since start.
+    pub fn retries(&self, which: Retry) -> u64 {
+        self.retries[which.index()].load(Ordering::Relaxed)
+    }
+
+    /// Counts spool records the batcher could not decode (kept in the quarantine as
+    /// `lsn-<n>`; each one is a bug).
+    pub fn undecodable_records(&self, records: usize) {
+        self.undecodable_records
+            .fetch_add(records as u64, Ordering::Relaxed);
     }
 
     /// Builds a snapshot and advances the rate history; call once a second.
@@ -491,6 +549,11 @@ impl Metrics {
         (sum, h.len(), counts)
     }
 
+    /// Spool records the batcher could not decode, since start.
+    fn undecodable(&self) -> u64 {
+        self.undecodable_records.load(Ordering::Relaxed)
+    }
+
     /// The bytes counters (compressed, inflated).
     fn body_bytes(&self) -> (u64, u64) {
         (
@@ -566,6 +629,9 @@ mod tests {
             )],
         );
         m.record_latency(Latency::Request, 1500);
+        m.retry(Retry::Write);
+        m.retry(Retry::Write);
+        m.undecodable_records(1);
         let snap = m.tick();
         let cache = snap.types.iter().find(|t| t.event_type == "cache").unwrap();
         assert_eq!(
@@ -601,6 +667,9 @@ mod tests {
         assert!(text.contains("baddybugs_ingest_request_duration_seconds_bucket{le=\"+Inf\"} 1"));
         assert!(text.contains("baddybugs_ingest_request_duration_seconds_count 1"));
         assert!(text.contains("# TYPE baddybugs_ingest_spool_bytes gauge"));
+        assert!(text.contains("baddybugs_ingest_batcher_retries_total{stage=\"write\"} 2"));
+        assert!(text.contains("baddybugs_ingest_batcher_retries_total{stage=\"build\"} 0"));
+        assert!(text.contains("baddybugs_ingest_spool_undecodable_records_total 1"));
         assert!(text.trim_end().ends_with("# EOF"));
         // The same bounds at every scrape, whatever was recorded since.
         let bounds = |text: &str| {

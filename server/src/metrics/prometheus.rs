@@ -19,7 +19,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::{Latency, Metrics};
+use super::{Latency, Metrics, Retry};
 
 /// Latency bucket bounds, µs: 100 µs … 60 s.
 const LATENCY_BOUNDS_US: [u64; 18] = [
@@ -321,6 +321,19 @@ impl Collector for IngestCollector {
         )?;
         gauge(e, "uptime", "Time since start.", seconds, snap.uptime_secs)?;
         counter(e, "sink_errors", "Failed store writes.", snap.sink.errors)?;
+        counter_family(
+            e,
+            "batcher_retries",
+            "Failed attempts of the batcher's retry loops (each is retried), by stage.",
+            "stage",
+            Retry::ALL.iter().map(|r| (r.label(), m.retries(*r))),
+        )?;
+        counter(
+            e,
+            "spool_undecodable_records",
+            "Spool records the batcher could not decode (kept in the quarantine; a bug).",
+            m.undecodable(),
+        )?;
         counter(
             e,
             "sink_written_events",

@@ -30,21 +30,117 @@ pub use rows::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOu
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Why a write or a query failed.
+///
+/// The variant is the class the batcher acts on; `context` says what the store was doing; the
+/// `source` is the error of the library or system call underneath, kept as a cause (not in the
+/// `Display` text): report the whole chain with [`crate::errors::Chain`] or
+/// [`SinkError::chain`].
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// Worth retrying: the store is unreachable, busy, read-only for now, timed out, 5xx.
-    #[error("store unavailable: {0}")]
-    Retryable(String),
+    #[error("store unavailable: {context}")]
+    Retryable {
+        /// What the store was doing.
+        context: String,
+        /// The underlying failure, when there is one (a timeout has none).
+        #[source]
+        source: Option<StoreCause>,
+    },
     /// The store refused some rows for good (a value a column cannot take). The batcher bisects
-    /// the batch to find them and quarantines them with this message.
-    #[error("store refused rows: {0}")]
-    Rejected(String),
-    /// A query the caller got wrong (bad cursor, bad filter).
+    /// the batch to find them and quarantines them with this error's chain.
+    #[error("store refused rows: {context}")]
+    Rejected {
+        /// What the store was doing.
+        context: String,
+        /// The store's refusal.
+        #[source]
+        source: Option<StoreCause>,
+    },
+    /// A query the caller got wrong (bad cursor, bad filter): the message is for the caller.
     #[error("bad query: {0}")]
     BadQuery(String),
     /// Anything else (a bug, a schema mismatch): logged, counted, retried like a retryable one.
-    #[error("store error: {0}")]
-    Other(String),
+    #[error("store error: {context}")]
+    Other {
+        /// What the store was doing.
+        context: String,
+        /// The underlying failure, when there is one.
+        #[source]
+        source: Option<StoreCause>,
+    },
+}
+
+impl SinkError {
+    /// A [`SinkError::Retryable`] caused by `cause`.
+    pub fn retryable(context: impl Into<String>, cause: impl Into<StoreCause>) -> SinkError {
+        SinkError::Retryable {
+            context: context.into(),
+            source: Some(cause.into()),
+        }
+    }
+
+    /// A [`SinkError::Rejected`] caused by `cause`.
+    pub fn rejected(context: impl Into<String>, cause: impl Into<StoreCause>) -> SinkError {
+        SinkError::Rejected {
+            context: context.into(),
+            source: Some(cause.into()),
+        }
+    }
+
+    /// A [`SinkError::Other`] caused by `cause`.
+    pub fn other(context: impl Into<String>, cause: impl Into<StoreCause>) -> SinkError {
+        SinkError::Other {
+            context: context.into(),
+            source: Some(cause.into()),
+        }
+    }
+
+    /// A [`SinkError::Other`] with no underlying error (a condition this crate detected).
+    pub fn other_msg(context: impl Into<String>) -> SinkError {
+        SinkError::Other {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A [`SinkError::Retryable`] with no underlying error (a timeout, a schema not applied
+    /// yet).
+    pub fn retryable_msg(context: impl Into<String>) -> SinkError {
+        SinkError::Retryable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// The error and its causes on one line, for logs, health reports and quarantine messages.
+    pub fn chain(&self) -> String {
+        crate::errors::chain(self)
+    }
+}
+
+/// The failure underneath a [`SinkError`]: the library's or the system's own error, so that a
+/// caller can still tell, say, a full disk from a locked database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreCause {
+    /// SQLite, through rusqlite.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// The ClickHouse client (HTTP, server exceptions, row encoding).
+    #[error(transparent)]
+    ClickHouse(#[from] ::clickhouse::error::Error),
+    /// A file or directory operation.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A stored value that is not the JSON it should be.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A blocking task that failed (panicked or was cancelled).
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    /// Anything else: a background job that could not run, a migration refusal.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Health of a store, for /readyz, /v1/stats and the metrics.

@@ -33,7 +33,7 @@ use tokio::sync::Mutex;
 use crate::config::ClickHouseConfig;
 use crate::sink::{
     BoxFuture, EventFilter, EventPage, ExceptionGroup, MalformedFilter, SinkBatch, SinkError,
-    Store, StoreHealth, StoredEvent, StoredMalformed, StoredTrace, TraceFilter,
+    Store, StoreCause, StoreHealth, StoredEvent, StoredMalformed, StoredTrace, TraceFilter,
 };
 use schema::{Ddl, SCHEMA_VERSION, TABLES};
 
@@ -81,10 +81,7 @@ fn password(config: &ClickHouseConfig) -> Result<Option<String>, SinkError> {
         return Ok(None);
     };
     let text = std::fs::read_to_string(path).map_err(|err| {
-        SinkError::Other(format!(
-            "clickhouse.password_file {}: {err}",
-            path.display()
-        ))
+        SinkError::other(format!("clickhouse.password_file {}", path.display()), err)
     })?;
     Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
 }
@@ -97,8 +94,8 @@ impl ClickHouseStore {
         let store = Self::new(config)?;
         match store.ensure_schema().await {
             Ok(()) => {}
-            Err(SinkError::Retryable(reason)) => {
-                tracing::warn!(location = %store.location, %reason, "ClickHouse store not ready yet; ingest continues into the spool and writes wait until it is");
+            Err(err @ SinkError::Retryable { .. }) => {
+                tracing::warn!(location = %store.location, error = %err.chain(), "ClickHouse store not ready yet; ingest continues into the spool and writes wait until it is");
             }
             Err(err) => return Err(err),
         }
@@ -110,7 +107,7 @@ impl ClickHouseStore {
         let url = config
             .url
             .as_deref()
-            .ok_or_else(|| SinkError::Other("clickhouse.url is not set".to_owned()))?;
+            .ok_or_else(|| SinkError::other_msg("clickhouse.url is not set"))?;
         let mut root = http::client()
             .with_url(url)
             .with_compression(clickhouse::Compression::Lz4)
@@ -145,7 +142,7 @@ impl ClickHouseStore {
         tokio::time::timeout(self.timeout, f)
             .await
             .unwrap_or_else(|_| {
-                Err(SinkError::Retryable(format!(
+                Err(SinkError::retryable_msg(format!(
                     "clickhouse {what} timed out after {} s",
                     self.timeout.as_secs()
                 )))
@@ -189,7 +186,7 @@ impl ClickHouseStore {
             .filter(|v| *v > SCHEMA_VERSION)
             .max()
         {
-            return Err(SinkError::Other(format!(
+            return Err(SinkError::other_msg(format!(
                 "the ClickHouse schema is at version {newest}, newer than this server's ({SCHEMA_VERSION}); upgrade the server"
             )));
         }
@@ -253,17 +250,20 @@ impl ClickHouseStore {
 
     async fn check_version(&self) -> Result<(), SinkError> {
         let applied = self.applied_versions().await.map_err(|err| {
-            SinkError::Retryable(format!(
-                "cannot read {}.schema_migrations ({err}); with clickhouse.migrate = false the schema must be applied by a DBA: see `baddybugs-ingest schema`",
-                self.config.database
-            ))
+            SinkError::Retryable {
+                context: format!(
+                    "cannot read {}.schema_migrations; with clickhouse.migrate = false the schema must be applied by a DBA: see `baddybugs-ingest schema`",
+                    self.config.database
+                ),
+                source: Some(StoreCause::Other(Box::new(err))),
+            }
         })?;
         match applied.iter().max() {
             Some(&v) if v == SCHEMA_VERSION => Ok(()),
-            Some(&v) if v > SCHEMA_VERSION => Err(SinkError::Other(format!(
+            Some(&v) if v > SCHEMA_VERSION => Err(SinkError::other_msg(format!(
                 "the ClickHouse schema is at version {v}, newer than this server's ({SCHEMA_VERSION}); upgrade the server"
             ))),
-            found => Err(SinkError::Retryable(format!(
+            found => Err(SinkError::retryable_msg(format!(
                 "the ClickHouse schema is at version {}, this server needs {SCHEMA_VERSION}; apply `baddybugs-ingest schema` (clickhouse.migrate = false)",
                 found.map_or("none".to_owned(), u32::to_string)
             ))),
@@ -276,8 +276,11 @@ impl ClickHouseStore {
             .execute()
             .await
             .map_err(|err| match classify(err) {
-                SinkError::Rejected(text) | SinkError::Other(text) => {
-                    SinkError::Other(format!("DDL failed: {text}\n{statement}"))
+                SinkError::Rejected { source, .. } | SinkError::Other { source, .. } => {
+                    SinkError::Other {
+                        context: format!("DDL failed: {statement}"),
+                        source,
+                    }
                 }
                 retryable => retryable,
             })
@@ -338,19 +341,29 @@ const REJECTED_CODES: &[u32] = &[
 /// Classifies a client error (see the module doc).
 pub fn classify(err: clickhouse::error::Error) -> SinkError {
     use clickhouse::error::Error as E;
-    let text = format!("clickhouse: {err}");
-    match &err {
-        E::Network(_) | E::TimedOut => SinkError::Retryable(text),
+    #[derive(PartialEq)]
+    enum Class {
+        Retryable,
+        Rejected,
+        Other,
+    }
+    let class = match &err {
+        E::Network(_) | E::TimedOut => Class::Retryable,
         E::BadResponse(message) => match error_code(message) {
-            Some(code) if REJECTED_CODES.contains(&code) => SinkError::Rejected(text),
-            Some(code) if RETRYABLE_CODES.contains(&code) => SinkError::Retryable(text),
-            Some(_) => SinkError::Other(text),
+            Some(code) if REJECTED_CODES.contains(&code) => Class::Rejected,
+            Some(code) if RETRYABLE_CODES.contains(&code) => Class::Retryable,
+            Some(_) => Class::Other,
             // No code: the HTTP status ("503 Service Unavailable" from a proxy or a
             // restarting server).
-            None if message.starts_with('5') => SinkError::Retryable(text),
-            None => SinkError::Other(text),
+            None if message.starts_with('5') => Class::Retryable,
+            None => Class::Other,
         },
-        _ => SinkError::Other(text),
+        _ => Class::Other,
+    };
+    match class {
+        Class::Retryable => SinkError::retryable("clickhouse", err),
+        Class::Rejected => SinkError::rejected("clickhouse", err),
+        Class::Other => SinkError::other("clickhouse", err),
     }
 }
 
@@ -446,15 +459,15 @@ impl Store for ClickHouseStore {
             let checked = tokio::time::timeout(Duration::from_secs(5), probe)
                 .await
                 .unwrap_or_else(|_| {
-                    Err(SinkError::Retryable(
-                        "clickhouse did not answer within 5 s".to_owned(),
+                    Err(SinkError::retryable_msg(
+                        "clickhouse did not answer within 5 s",
                     ))
                 });
             StoreHealth {
                 kind: "clickhouse",
                 location: self.location.clone(),
                 reachable: checked.is_ok(),
-                error: checked.err().map(|e| e.to_string()),
+                error: checked.err().map(|e| e.chain()),
             }
         })
     }
@@ -501,21 +514,21 @@ mod tests {
         let bad = |m: &str| classify(E::BadResponse(m.to_owned()));
         assert!(matches!(
             bad("Code: 252. DB::Exception: Too many parts (300). (TOO_MANY_PARTS)"),
-            SinkError::Retryable(_)
+            SinkError::Retryable { .. }
         ));
         assert!(matches!(
             bad("Code: 469. DB::Exception: Constraint `data_is_json` for table default.events (…) is violated at row 3. (VIOLATED_CONSTRAINT)"),
-            SinkError::Rejected(_)
+            SinkError::Rejected { .. }
         ));
         assert!(matches!(
             bad("503 Service Unavailable"),
-            SinkError::Retryable(_)
+            SinkError::Retryable { .. }
         ));
         assert!(matches!(
             bad("Code: 62. DB::Exception: Syntax error. (SYNTAX_ERROR)"),
-            SinkError::Other(_)
+            SinkError::Other { .. }
         ));
-        assert!(matches!(classify(E::TimedOut), SinkError::Retryable(_)));
+        assert!(matches!(classify(E::TimedOut), SinkError::Retryable { .. }));
         assert_eq!(error_code("Code: 60. DB::Exception"), Some(60));
         assert_eq!(error_code("nothing"), None);
     }

@@ -104,7 +104,7 @@ struct EventRead {
 
 fn raw_json(text: String, column: &str) -> Result<Box<RawValue>, SinkError> {
     RawValue::from_string(text)
-        .map_err(|err| SinkError::Other(format!("stored {column} is not JSON: {err}")))
+        .map_err(|err| SinkError::other(format!("stored {column} is not JSON"), err))
 }
 
 impl EventRead {
@@ -223,7 +223,7 @@ impl MalformedRead {
     fn into_stored(self) -> Result<StoredMalformed, SinkError> {
         Ok(StoredMalformed {
             reasons: serde_json::from_str(&self.reasons).map_err(|err| {
-                SinkError::Other(format!("stored reasons of {} are not JSON: {err}", self.id))
+                SinkError::other(format!("stored reasons of {} are not JSON", self.id), err)
             })?,
             id: self.id,
             received_at: format_millis(self.received_at),
@@ -472,10 +472,13 @@ pub(super) async fn query_traces(
     rows.into_iter()
         .map(|t| {
             let stages = stages_from_text(&t.stages).map_err(|err| {
-                SinkError::Other(format!(
-                    "ingest_traces.stages of batch {} is not a list of stages: {err}",
-                    t.batch_id
-                ))
+                SinkError::other(
+                    format!(
+                        "ingest_traces.stages of batch {} is not a list of stages",
+                        t.batch_id
+                    ),
+                    err,
+                )
             })?;
             Ok(StoredTrace {
                 received_at: format_millis(t.received_at),

@@ -42,7 +42,7 @@ use tokio::sync::Semaphore;
 
 use crate::sink::{
     BoxFuture, EventFilter, EventPage, ExceptionGroup, MalformedFilter, SinkBatch, SinkError,
-    Store, StoreHealth, StoredEvent, StoredMalformed, StoredTrace, TraceFilter,
+    Store, StoreCause, StoreHealth, StoredEvent, StoredMalformed, StoredTrace, TraceFilter,
 };
 use read::ReadError;
 use schema::MigrateError;
@@ -113,7 +113,7 @@ impl SqliteStore {
     pub fn open_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore, SinkError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|err| {
-                SinkError::Retryable(format!("cannot create {}: {err}", dir.display()))
+                SinkError::retryable(format!("cannot create {}", dir.display()), err)
             })?;
         }
         let readers = options.read_connections.max(1);
@@ -128,9 +128,10 @@ impl SqliteStore {
         let mut writer = inner.connect_writer().map_err(write_error)?;
         schema::migrate(&mut writer).map_err(|err| match err {
             MigrateError::Sqlite(err) => write_error(err),
-            too_new @ MigrateError::TooNew { .. } => {
-                SinkError::Other(format!("{}: {too_new}", path.display()))
-            }
+            too_new @ MigrateError::TooNew { .. } => SinkError::other(
+                format!("cannot migrate {}", path.display()),
+                StoreCause::Other(Box::new(too_new)),
+            ),
         })?;
         writer
             .execute_batch("PRAGMA optimize")
@@ -168,7 +169,7 @@ impl SqliteStore {
         let permit = Arc::clone(&self.inner.read_permits)
             .acquire_owned()
             .await
-            .map_err(|_| SinkError::Other("sqlite read pool closed".to_owned()))?;
+            .map_err(|_| SinkError::other_msg("sqlite read pool closed"))?;
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -183,7 +184,7 @@ impl SqliteStore {
             result.map_err(read_error)
         })
         .await
-        .map_err(|err| SinkError::Other(format!("sqlite query task failed: {err}")))?
+        .map_err(|err| SinkError::other("sqlite query task failed", err))?
     }
 }
 
@@ -297,20 +298,18 @@ fn needs_new_connection(err: &rusqlite::Error) -> bool {
 }
 
 fn write_error(err: rusqlite::Error) -> SinkError {
-    let text = format!("sqlite: {err}");
     match classify(&err) {
-        Class::Retryable => SinkError::Retryable(text),
-        Class::Rejected => SinkError::Rejected(text),
-        Class::Other => SinkError::Other(text),
+        Class::Retryable => SinkError::retryable("sqlite write", err),
+        Class::Rejected => SinkError::rejected("sqlite write", err),
+        Class::Other => SinkError::other("sqlite write", err),
     }
 }
 
 /// On reads a value that does not convert is a stored-data problem, not a refusal: `Other`.
 fn read_error_sqlite(err: rusqlite::Error) -> SinkError {
-    let text = format!("sqlite: {err}");
     match classify(&err) {
-        Class::Retryable => SinkError::Retryable(text),
-        Class::Rejected | Class::Other => SinkError::Other(text),
+        Class::Retryable => SinkError::retryable("sqlite read", err),
+        Class::Rejected | Class::Other => SinkError::other("sqlite read", err),
     }
 }
 
@@ -329,7 +328,9 @@ impl Store for SqliteStore {
             // At the background priority: see crate::background.
             let written = crate::background::run(move || inner.write_blocking(&batch))
                 .await
-                .map_err(|err| SinkError::Other(format!("sqlite write task failed: {err}")))??;
+                .map_err(|err| {
+                    SinkError::other("sqlite write task failed", StoreCause::Other(err.into()))
+                })??;
             match written {
                 write::Written::Rows { events, duplicates } => {
                     tracing::debug!(
@@ -409,7 +410,7 @@ impl Store for SqliteStore {
             let (reachable, error) = match checked {
                 Ok(None) => (true, None),
                 Ok(Some(problem)) => (false, Some(problem)),
-                Err(err) => (false, Some(err.to_string())),
+                Err(err) => (false, Some(err.chain())),
             };
             StoreHealth {
                 kind: "sqlite",

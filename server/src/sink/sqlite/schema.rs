@@ -31,10 +31,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "events_user only indexes events with a user",
         sql: V2,
     },
+    Migration {
+        version: 3,
+        name: "drop sink_parts, written and never read",
+        sql: V3,
+    },
 ];
 
 /// The newest schema version this build knows.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// `data` and `envelope` must be JSON: `get_event` hands them out as raw JSON without
 /// re-checking, so the store refuses (`SinkError::Rejected`) a row that would break that. Since
@@ -205,6 +210,13 @@ CREATE TABLE sink_parts (
 const V2: &str = r#"
 DROP INDEX events_user;
 CREATE INDEX events_user ON events (user_id) WHERE user_id IS NOT NULL;
+"#;
+
+/// `sink_parts` recorded each bisected part of an LSN range so that a range-based skip could
+/// tell parts apart. That skip is gone (rows are deduplicated by their own keys: write.rs), and
+/// nothing read the table any more.
+const V3: &str = r#"
+DROP TABLE sink_parts;
 "#;
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; a no-op when it already is.

@@ -1,15 +1,16 @@
 //! One batch → one SQLite transaction.
 //!
-//! Idempotent at three levels, so a retry, a crash replay or an agent retry that reached the
-//! spool twice all store one copy:
-//! - by range: `sink_state.last_lsn` is the last LSN of the last whole-range write, and a
-//!   whole-range batch ending at or before it is skipped. The parts the batcher makes when it
-//!   bisects a refused range share that range, so each part is recorded in `sink_parts` instead
-//!   and skipped when seen again;
+//! Idempotent by the rows' own keys, never by the LSN range (LSNs restart at 1 if the spool
+//! directory is ever deleted, and a range-based skip would then drop new events), so a retry, a
+//! crash replay, a bisected part written again or an agent retry that reached the spool twice
+//! all store one copy:
 //! - by event: `events.event_id` is unique; the spans of an event are written only when its row
 //!   was (so a duplicate event brings no duplicate spans);
 //! - by occurrence: `exceptions.event_id` is unique, and the group is bumped only when the
-//!   occurrence row was inserted, so `occurrence_count` counts each occurrence once.
+//!   occurrence row was inserted, so `occurrence_count` counts each occurrence once;
+//! - quarantine rows by their id, pipeline traces by their `batch_id`.
+//!
+//! `sink_state.last_lsn` (the last LSN of a whole-range write) is kept for operators only.
 //!
 //! `ON CONFLICT (…) DO NOTHING` is used rather than `INSERT OR IGNORE`: it ignores only the
 //! uniqueness conflict it names, so a NOT NULL failure still surfaces as an error
@@ -105,11 +106,7 @@ fn check_json(events: &[EventRow]) -> rusqlite::Result<()> {
 
 /// Every row of `batch`, inside `tx` (not committed).
 fn insert_all(tx: &Transaction<'_>, batch: &SinkBatch) -> rusqlite::Result<Written> {
-    let first = to_i64(batch.first_lsn)?;
     let last = to_i64(batch.last_lsn)?;
-    // Idempotence comes from the rows' own keys (event id, quarantine id, batch id), never from
-    // the LSN range: LSNs restart at 1 if the spool directory is ever deleted, and a range-based
-    // skip would then silently drop new events. `sink_state` is kept for operators only.
     let (events, duplicates) = insert_events(tx, &batch.events, &batch.spans)?;
     for occurrence in &batch.exceptions {
         insert_exception(tx, occurrence)?;
@@ -126,13 +123,6 @@ fn insert_all(tx: &Transaction<'_>, batch: &SinkBatch) -> rusqlite::Result<Writt
         tx.execute(
             "UPDATE sink_state SET last_lsn = MAX(COALESCE(last_lsn, 0), ?1), updated_ms = ?2 WHERE id = 0",
             params![last, now],
-        )?;
-        // Parts of ranges now behind the mark are covered by it.
-        tx.execute("DELETE FROM sink_parts WHERE last_lsn <= ?1", [last])?;
-    } else {
-        tx.execute(
-            "INSERT INTO sink_parts (first_lsn, last_lsn, part) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            params![first, last, batch.part],
         )?;
     }
     Ok(Written::Rows { events, duplicates })

@@ -217,7 +217,8 @@ async fn a_row_that_is_not_json_refuses_a_large_batch_whole() {
         })
         .await;
     match result {
-        Err(SinkError::Rejected(message)) => {
+        Err(err @ SinkError::Rejected { .. }) => {
+            let message = err.chain();
             assert!(
                 message.contains("evt-1500") && message.contains("envelope"),
                 "{message}"
@@ -292,6 +293,15 @@ async fn a_v1_store_is_upgraded_in_place() {
     assert_eq!(page.events.len(), 1);
     assert_eq!(page.events[0].id, "old-1");
     assert_eq!(count(&store, "events"), 2);
+    // V3 dropped `sink_parts`, which nothing read.
+    let sink_parts: bool = peek(&store)
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'sink_parts')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!sink_parts);
     // The old file keeps its 4 KiB pages: only new files get 16 KiB.
     let page_size: i64 = peek(&store)
         .query_row("PRAGMA page_size", [], |r| r.get(0))
