@@ -36,6 +36,12 @@ use crate::spool::{Spool, SpoolEntry};
 /// Name of the store's checkpoint in the spool.
 pub const CHECKPOINT: &str = "sink";
 
+/// First and longest wait before reading the spool again after a read error.
+const READ_RETRY_MIN: Duration = Duration::from_millis(200);
+const READ_RETRY_MAX: Duration = Duration::from_secs(5);
+/// At most one log line per this while spool reads keep failing.
+const READ_ERROR_LOG_EVERY: Duration = Duration::from_secs(30);
+
 /// Called with each batch of trace rows after they are stored (the feed's `pipeline` topic).
 pub type TraceObserver = Arc<dyn Fn(&[TraceRow]) + Send + Sync>;
 
@@ -132,6 +138,11 @@ impl Batcher {
         let mut pending_events = 0usize;
         let mut oldest: Option<Instant> = None;
         let mut priority = false;
+        // Read errors: retried with backoff; the spool counts them and `/readyz` shows the
+        // last one; the log says so at most every `READ_ERROR_LOG_EVERY`.
+        let mut read_failures = 0u64;
+        let mut read_logged: Option<Instant> = None;
+        let mut read_delay = READ_RETRY_MIN;
         loop {
             let shutting_down = *self.shutdown.borrow();
             let flush_after = if priority {
@@ -194,6 +205,10 @@ impl Batcher {
             };
             match read {
                 Ok(entries) => {
+                    if read_failures > 0 {
+                        tracing::info!(read_failures, "spool reads work again");
+                        (read_failures, read_logged, read_delay) = (0, None, READ_RETRY_MIN);
+                    }
                     if entries.is_empty() && shutting_down && pending.is_empty() {
                         return;
                     }
@@ -220,8 +235,17 @@ impl Batcher {
                     }
                 }
                 Err(err) => {
-                    tracing::error!(%err, "spool read failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    read_failures += 1;
+                    if read_logged.is_none_or(|at| at.elapsed() >= READ_ERROR_LOG_EVERY) {
+                        let error = crate::spool::chain(&err);
+                        tracing::error!(%error, kind = err.kind(), read_failures, "spool read failed; retrying");
+                        read_logged = Some(Instant::now());
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(read_delay) => {}
+                        _ = self.shutdown.changed() => {}
+                    }
+                    read_delay = (read_delay * 2).min(READ_RETRY_MAX);
                 }
             }
         }

@@ -321,6 +321,16 @@ impl Collector for IngestCollector {
         )?;
         gauge(e, "uptime", "Time since start.", seconds, snap.uptime_secs)?;
         counter(e, "sink_errors", "Failed store writes.", snap.sink.errors)?;
+        let mut family = e.encode_descriptor(
+            "spool_errors",
+            "Failed spool operations, by operation and cause (docs/OPERATIONS.md).",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((op, kind), count) in m.spool_errors() {
+            ConstCounter::new(count)
+                .encode(family.encode_family(&[("op", op), ("kind", kind)])?)?;
+        }
         counter(
             e,
             "sink_written_events",
