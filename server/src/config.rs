@@ -30,6 +30,13 @@ pub enum ConfigError {
     },
 }
 
+/// The largest `ingest.max_inflated_bytes`: half of [`crate::spool::MAX_RECORD_BYTES`], so the
+/// spool record of a request (the inflated events plus the batch metadata: ids, stage timings,
+/// a reason for each rejected event) always fits; an append over the record bound is refused
+/// anyway ([`crate::spool::SpoolError::TooLarge`]).
+pub const MAX_INFLATED_BYTES_LIMIT: usize = 512 << 20;
+const _: () = assert!(MAX_INFLATED_BYTES_LIMIT * 2 <= crate::spool::MAX_RECORD_BYTES + 1);
+
 fn invalid(field: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.to_owned(),
@@ -514,6 +521,15 @@ impl Config {
                 return Err(invalid(field, "must be greater than 0"));
             }
         }
+        if ing.max_inflated_bytes > MAX_INFLATED_BYTES_LIMIT {
+            return Err(invalid(
+                "ingest.max_inflated_bytes",
+                format!(
+                    "must be at most {MAX_INFLATED_BYTES_LIMIT} (512 MiB): a request becomes one spool record, which also holds its metadata and must stay under {} bytes",
+                    crate::spool::MAX_RECORD_BYTES
+                ),
+            ));
+        }
         if ing.max_inflated_bytes < ing.max_body_bytes {
             return Err(invalid(
                 "ingest.max_inflated_bytes",
@@ -679,5 +695,20 @@ mod tests {
         };
         let err = Config::load(None, &flags).unwrap_err();
         assert!(err.to_string().contains("`listen`"), "{err}");
+    }
+
+    /// Issue 15: a request's spool record must stay under the record bound, or it would be
+    /// acknowledged and then read back as damage.
+    #[test]
+    fn max_inflated_bytes_is_bounded_by_the_spool_record() {
+        let mut config = Config::default();
+        config.ingest.max_inflated_bytes = MAX_INFLATED_BYTES_LIMIT;
+        config.validate().unwrap();
+        config.ingest.max_inflated_bytes = 1 << 30;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("ingest.max_inflated_bytes") && err.contains("at most"),
+            "{err}"
+        );
     }
 }

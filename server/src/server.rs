@@ -93,14 +93,14 @@ pub fn spool_options(config: &Config, metrics: Option<Arc<Metrics>>) -> SpoolOpt
         },
         FsyncMode::Never => FsyncPolicy::Never,
     };
-    let mut options = SpoolOptions::new(config.data_dir.clone());
+    let mut options = SpoolOptions::new(config.data_dir.clone(), &[crate::batch::CHECKPOINT]);
     options.segment_bytes = config.spool.segment_bytes;
     options.quota_bytes = config.spool.quota_bytes;
     options.fsync = fsync;
     if let Some(metrics) = metrics {
-        options.on_event = Some(Arc::new(move |event: SpoolEvent| {
-            let SpoolEvent::Fsync { micros, .. } = event;
-            metrics.record_latency(Latency::Fsync, micros);
+        options.on_event = Some(Arc::new(move |event: SpoolEvent| match event {
+            SpoolEvent::Fsync { micros, .. } => metrics.record_latency(Latency::Fsync, micros),
+            SpoolEvent::Error { op, kind } => metrics.spool_error(op.as_str(), kind),
         }));
     }
     options

@@ -3,7 +3,8 @@
 //! `chattr +i` (the ext4/xfs immutable attribute) makes every write to the SQLite database, its
 //! WAL and its directory fail with EPERM, even through file descriptors the server already has
 //! open — as root, plain permissions would not stop the server. The spool lives in a
-//! subdirectory and keeps working, which is exactly a store outage.
+//! subdirectory and keeps working, which is exactly a store outage. The same flag on the spool's
+//! active segment is a spool write failure ([`Immutable`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,4 +43,42 @@ pub fn break_store(data_dir: &Path) -> anyhow::Result<()> {
 /// Undoes [`break_store`].
 pub fn repair_store(data_dir: &Path) -> anyhow::Result<()> {
     chattr("-i", &store_files(data_dir))
+}
+
+/// The active (last) segment of the spool in `data_dir`.
+pub fn active_spool_segment(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(data_dir.join("spool"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segments.sort();
+    segments.pop().context("the spool has no segment yet")
+}
+
+/// Makes one file immutable until the guard is dropped: every write and truncate of it fails
+/// with EPERM, through descriptors already open too (the spool writer's, for a segment).
+pub struct Immutable(Option<PathBuf>);
+
+impl Immutable {
+    /// Sets `chattr +i` on `path`.
+    pub fn set(path: &Path) -> anyhow::Result<Immutable> {
+        chattr("+i", &[path.to_path_buf()])?;
+        Ok(Immutable(Some(path.to_path_buf())))
+    }
+
+    /// Undoes it now (also done on drop, so a failed test leaves a removable temp dir).
+    pub fn clear(mut self) -> anyhow::Result<()> {
+        match self.0.take() {
+            Some(path) => chattr("-i", &[path]),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = chattr("-i", &[path]);
+        }
+    }
 }

@@ -1,13 +1,16 @@
 //! Durability drills against the real binary: `kill -9` under load, a store outage with the
-//! spool absorbing the load up to its quota (then 503 + Retry-After), and recovery — every
-//! acknowledged event stored exactly once.
+//! spool absorbing the load up to its quota (then 503 + Retry-After), a spool write failure
+//! (503, `/readyz` reason, restart), and recovery — every acknowledged event stored exactly
+//! once, nothing refused stored.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baddybugs_tests::load::{assert_stored_exactly_once, load};
-use baddybugs_tests::server::{get_json, wait_for, ServerOptions, TestServer, API_KEY};
+use baddybugs_tests::server::{
+    batch_body, count_events, get_json, post_as_agent, wait_for, ServerOptions, TestServer, API_KEY,
+};
 use tokio::sync::Mutex;
 
 #[tokio::test]
@@ -131,6 +134,103 @@ async fn store_outage_spool_absorbs_then_503_then_recovers() -> anyhow::Result<(
         (status == 200).then_some(())
     })
     .await?;
+    server.terminate()?;
+    Ok(())
+}
+
+/// Posts one batch of 5 `cache` events of `trace` with fresh ids; returns the status and ids.
+async fn post_batch(
+    client: &reqwest::Client,
+    server: &TestServer,
+    trace: &str,
+    batch: usize,
+) -> anyhow::Result<(u16, Vec<String>)> {
+    let ids: Vec<String> = (0..5)
+        .map(|i| format!("5f00{batch:04x}-0000-4000-8000-{i:012}"))
+        .collect();
+    let events: Vec<String> = ids
+        .iter()
+        .map(|id| format!(r#"{{"id":"{id}","trace_id":"{trace}","env":"production","type":"cache","name":"k:{id}","payload":{{"action":"miss","store":"redis","tags":[]}},"timestamp":1749567234.25}}"#))
+        .collect();
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    let (status, _) = post_as_agent(client, server, &batch_body(&refs)).await?;
+    Ok((status, ids))
+}
+
+/// Issue 15: the kernel refuses writes and truncates of the active spool segment. The batch
+/// that hits it gets a 503, the writer stops (it cannot cut the failed write off) and every
+/// later batch gets a 503 too; `/readyz` says why; the acknowledged events are still stored.
+/// After a restart, everything acknowledged is stored once, nothing refused is stored, and
+/// ingest works again.
+#[tokio::test]
+async fn spool_write_failure_stops_ingest_and_the_restart_stores_only_what_was_acknowledged(
+) -> anyhow::Result<()> {
+    let trace = "t-spoolfail";
+    let mut server = TestServer::start()?;
+    let client = reqwest::Client::new();
+    let mut acked = Vec::new();
+    for batch in 0..4 {
+        let (status, ids) = post_batch(&client, &server, trace, batch).await?;
+        assert_eq!(status, 202);
+        acked.extend(ids);
+    }
+    let segment = baddybugs_tests::faults::active_spool_segment(&server.data_dir)?;
+    let frozen = baddybugs_tests::faults::Immutable::set(&segment)?;
+
+    let mut refused = Vec::new();
+    for batch in 4..7 {
+        let (status, ids) = post_batch(&client, &server, trace, batch).await?;
+        assert_eq!(
+            status, 503,
+            "batch {batch} while the segment refuses writes"
+        );
+        refused.extend(ids);
+    }
+    let (status, ready) = get_json(&client, &server, "/readyz").await?;
+    assert_eq!(status, 503, "{ready}");
+    let reasons = ready["reasons"].to_string();
+    assert!(
+        reasons.contains("spool writer stopped") && reasons.contains("permission_denied"),
+        "{reasons}"
+    );
+    let (_, metrics) = {
+        let response = client.get(server.url("/metrics")).send().await?;
+        (response.status(), response.text().await?)
+    };
+    assert!(
+        metrics.contains(
+            r#"baddybugs_ingest_spool_errors_total{op="write",kind="permission_denied"} 1"#
+        ),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("spool_errors"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Reads go on: what was acknowledged reaches the store while ingest is refused.
+    assert_stored_exactly_once(&client, &server, trace, &acked).await?;
+
+    server.kill9();
+    frozen.clear()?;
+    server.restart()?;
+    // A new client: the old one's pooled connections went with the killed process.
+    let client = reqwest::Client::new();
+    let (status, ids) = post_batch(&client, &server, trace, 7).await?;
+    assert_eq!(status, 202, "ingest works again after the restart");
+    acked.extend(ids);
+    assert_stored_exactly_once(&client, &server, trace, &acked).await?;
+    // Everything in the spool is stored (lag 0), so a refused record that had survived would
+    // be in the store by now.
+    wait_for(Duration::from_secs(30), "sink lag 0", || async {
+        let (_, stats) = get_json(&client, &server, "/v1/stats").await.ok()?;
+        (stats["sink"]["lag_events"].as_u64() == Some(0)).then_some(())
+    })
+    .await?;
+    let stored = count_events(&client, &server, &format!("trace_id={trace}")).await?;
+    let leaked: Vec<&String> = refused.iter().filter(|id| stored.contains(id)).collect();
+    assert!(leaked.is_empty(), "refused events were stored: {leaked:?}");
+    assert_eq!(stored.len(), acked.len());
     server.terminate()?;
     Ok(())
 }

@@ -41,6 +41,10 @@ use crate::spool::{Spool, SpoolEntry};
 /// Name of the store's checkpoint in the spool.
 pub const CHECKPOINT: &str = "sink";
 
+/// First and longest wait before reading the spool again after a read error.
+const READ_RETRY_MIN: Duration = Duration::from_millis(200);
+const READ_RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// Called with each batch of trace rows after they are stored (the feed's `pipeline` topic).
 pub type TraceObserver = Arc<dyn Fn(&[TraceRow]) + Send + Sync>;
 
@@ -137,7 +141,10 @@ impl Batcher {
         let mut pending_events = 0usize;
         let mut oldest: Option<Instant> = None;
         let mut priority = false;
+        // Read errors: retried with backoff; the spool counts them and `/readyz` shows the
+        // last one; the log says so at most once per throttle period.
         let mut read_failures = LogThrottle::default();
+        let mut read_delay = READ_RETRY_MIN;
         loop {
             let shutting_down = *self.shutdown.borrow();
             let flush_after = if priority {
@@ -202,6 +209,7 @@ impl Batcher {
                 Ok(entries) => {
                     if let Some(failures) = read_failures.success() {
                         tracing::info!(failures, "spool reads work again");
+                        read_delay = READ_RETRY_MIN;
                     }
                     if entries.is_empty() && shutting_down && pending.is_empty() {
                         return;
@@ -231,9 +239,14 @@ impl Batcher {
                 Err(err) => {
                     self.metrics.retry(Retry::SpoolRead);
                     if let Some(unlogged) = read_failures.failure(Instant::now()) {
-                        tracing::error!(error = %Chain(&err), unlogged, "spool read failed; retrying");
+                        let error = Chain(&err);
+                        tracing::error!(%error, kind = err.kind(), unlogged, "spool read failed; retrying");
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(read_delay) => {}
+                        _ = self.shutdown.changed() => {}
+                    }
+                    read_delay = (read_delay * 2).min(READ_RETRY_MAX);
                 }
             }
         }

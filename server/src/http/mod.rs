@@ -63,10 +63,12 @@ async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// Ready when the spool takes writes (not full, not shutting down) and the store answers.
+/// Ready when the spool takes writes (not full, not stopped, not shutting down), reads back,
+/// and the store answers.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let store = state.store.health().await;
     let spool = state.spool.status();
+    let spool_health = state.spool.health();
     let sink = state.metrics.gauges.sink.lock().clone();
     // Full: nearly at the quota, or an append was refused for it in the last 10 seconds.
     let refused_ms = state
@@ -95,6 +97,24 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if spool_full {
         reasons.push("spool quota reached: ingest answers 503".into());
     }
+    if let Some(reason) = &spool_health.writer_stopped {
+        reasons.push(format!(
+            "spool writer stopped: {reason}; ingest answers 503 until a restart (reads go on)"
+        ));
+    }
+    if let Some((at_ms, error)) = &spool_health.last_write_error {
+        let ago_ms = chrono::Utc::now().timestamp_millis() - *at_ms as i64;
+        if ago_ms < 10_000 {
+            reasons.push(format!(
+                "spool write failed {ago_ms} ms ago: {error} (the batch was refused, nothing of it kept)"
+            ));
+        }
+    }
+    if let Some(error) = &spool_health.read_error {
+        reasons.push(format!(
+            "spool reads failing: {error}; nothing is stored until they succeed"
+        ));
+    }
     if shutting_down {
         reasons.push("shutting down".into());
     }
@@ -109,6 +129,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             "quota_bytes": spool.quota_bytes,
             "segments": spool.segments,
             "last_lsn": spool.last_lsn,
+            "health": spool_health,
         },
     });
     let status = if ready {

@@ -158,6 +158,15 @@ fn spool_error(err: SpoolError) -> ApiError {
             ),
             retry_after: Duration::from_secs(5),
         },
+        SpoolError::TooLarge { bytes, max } => ApiError::TooLarge(format!(
+            "the batch makes a spool record of {bytes} bytes; the most is {max} (lower ingest.max_inflated_bytes or send smaller batches)"
+        )),
+        SpoolError::Stopped { reason } => ApiError::Unavailable {
+            message: format!(
+                "the spool stopped taking writes after a failure it could not undo ({reason}); nothing was accepted; the server needs a restart (docs/OPERATIONS.md, When a spool write fails)"
+            ),
+            retry_after: Duration::from_secs(10),
+        },
         other => ApiError::Unavailable {
             message: format!(
                 "the spool could not make the batch durable ({other}); nothing was accepted, retry later"

@@ -157,6 +157,8 @@ pub struct Metrics {
     histograms: [Mutex<Histogram<u64>>; 5],
     batch_sizes: Mutex<Histogram<u64>>,
     responses: Mutex<HashMap<u16, u64>>,
+    /// Failed spool operations by (op, kind): both from closed sets, so bounded.
+    spool_errors: Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
     bytes_received: AtomicU64,
     bytes_inflated: AtomicU64,
     retries: [AtomicU64; 4],
@@ -191,6 +193,7 @@ impl Metrics {
             histograms: std::array::from_fn(|_| Mutex::new(new_histogram())),
             batch_sizes: Mutex::new(new_histogram()),
             responses: Mutex::new(HashMap::new()),
+            spool_errors: Mutex::new(std::collections::BTreeMap::new()),
             bytes_received: AtomicU64::new(0),
             bytes_inflated: AtomicU64::new(0),
             retries: Default::default(),
@@ -288,6 +291,21 @@ impl Metrics {
     /// Records the number of events of one request.
     pub fn record_batch_size(&self, events: usize) {
         let _ = self.batch_sizes.lock().record((events as u64).max(1));
+    }
+
+    /// Counts a failed spool operation: `op` is a [`crate::spool::SpoolOp`] label and `kind`
+    /// a [`crate::spool::SpoolError::kind`] (both bounded sets).
+    pub fn spool_error(&self, op: &'static str, kind: &'static str) {
+        *self.spool_errors.lock().entry((op, kind)).or_default() += 1;
+    }
+
+    /// Failed spool operations so far, by (op, kind).
+    pub fn spool_errors(&self) -> Vec<((&'static str, &'static str), u64)> {
+        self.spool_errors
+            .lock()
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
     }
 
     /// Counts a response status.

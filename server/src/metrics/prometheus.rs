@@ -334,6 +334,16 @@ impl Collector for IngestCollector {
             "Spool records the batcher could not decode (kept in the quarantine; a bug).",
             m.undecodable(),
         )?;
+        let mut family = e.encode_descriptor(
+            "spool_errors",
+            "Failed spool operations, by operation and cause (docs/OPERATIONS.md).",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((op, kind), count) in m.spool_errors() {
+            ConstCounter::new(count)
+                .encode(family.encode_family(&[("op", op), ("kind", kind)])?)?;
+        }
         counter(
             e,
             "sink_written_events",

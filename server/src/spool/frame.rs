@@ -13,8 +13,11 @@ use std::path::{Path, PathBuf};
 pub const MAGIC: &[u8; 8] = b"BBSPOOL1";
 /// Bytes of a frame header.
 pub const HEADER: usize = 24;
-/// Largest accepted payload (a sanity bound when reading a damaged file).
+/// Largest payload the reader accepts (a sanity bound when reading a damaged file). The writer
+/// refuses anything above [`MAX_RECORD`], one byte less, so what it acknowledges always reads.
 pub const MAX_PAYLOAD: usize = 1 << 30;
+/// Largest payload the writer takes.
+pub const MAX_RECORD: usize = MAX_PAYLOAD - 1;
 
 /// Encodes one frame.
 pub fn encode(lsn: u64, appended_ms: u64, payload: &[u8], out: &mut Vec<u8>) {

@@ -11,17 +11,28 @@
 //! Readers only see fsync'd records under `always`.
 //!
 //! Failures: an append that would pass `quota_bytes` is refused whole
-//! ([`SpoolError::QuotaExceeded`] → 503); an I/O error fails the appends of its group. At open,
-//! a torn or corrupt tail of the last segment (a crash mid-write) is cut off and reported, never
-//! fatal; damage inside an older segment is an error naming the file and offset.
+//! ([`SpoolError::QuotaExceeded`] → 503), so is a record over [`MAX_RECORD_BYTES`]
+//! ([`SpoolError::TooLarge`]). A failed write, truncate or fsync never lies (see `writer.rs`):
+//! the appends it touches are refused and their frames are cut off the file before anything
+//! else is written, so a refused record is never read, and no acknowledged frame ever follows a
+//! torn one; when the cut itself fails the writer stops ([`SpoolError::Stopped`], `/readyz`
+//! says why, reads go on) and leaves a durable note that the next open applies. At open, a torn
+//! or corrupt tail of the last segment (a crash mid-write), or a last segment shorter than its
+//! magic, is cut off and reported, never fatal; damage inside an older segment is an error
+//! naming the file and offset. An unreadable checkpoint is a warning and a metric, and the
+//! consumer resumes from its last write intent (see `recovery.rs`).
 //!
-//! Measures: fsync latency and group size through [`SpoolConfig::on_event`]; bytes, segments
-//! and pending records through [`Spool::status`].
+//! Measures: fsync latency, group size and failed operations by kind through
+//! [`SpoolConfig::on_event`]; bytes, segments and pending records through [`Spool::status`];
+//! what is wrong now through [`Spool::health`].
 
 mod frame;
+mod io;
+mod recovery;
 mod tools;
 mod writer;
 
+pub use io::kind_label;
 pub use tools::{dump, status_offline, verify, VerifyReport};
 
 use std::collections::{HashMap, VecDeque};
@@ -62,7 +73,74 @@ pub enum SpoolEvent {
         /// Bytes it made durable.
         bytes: usize,
     },
+    /// A failed operation (the `baddybugs_ingest_spool_errors_total{op,kind}` metric).
+    Error {
+        /// What failed.
+        op: SpoolOp,
+        /// A bounded name of the cause ([`SpoolError::kind`]).
+        kind: &'static str,
+    },
 }
+
+/// A spool operation, as named in errors, logs and the error metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SpoolOp {
+    /// Opening the spool or a segment.
+    Open,
+    /// Creating a segment.
+    Create,
+    /// Appending frames.
+    Write,
+    /// Cutting refused frames off a segment.
+    Truncate,
+    /// fdatasync / fsync.
+    Sync,
+    /// Reading records for a consumer.
+    Read,
+    /// Reading or writing a checkpoint or write intent.
+    Checkpoint,
+    /// Deleting reclaimed segments.
+    Reclaim,
+}
+
+impl SpoolOp {
+    /// Every operation, in label order.
+    pub const ALL: [SpoolOp; 8] = [
+        SpoolOp::Open,
+        SpoolOp::Create,
+        SpoolOp::Write,
+        SpoolOp::Truncate,
+        SpoolOp::Sync,
+        SpoolOp::Read,
+        SpoolOp::Checkpoint,
+        SpoolOp::Reclaim,
+    ];
+
+    /// The label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpoolOp::Open => "open",
+            SpoolOp::Create => "create",
+            SpoolOp::Write => "write",
+            SpoolOp::Truncate => "truncate",
+            SpoolOp::Sync => "sync",
+            SpoolOp::Read => "read",
+            SpoolOp::Checkpoint => "checkpoint",
+            SpoolOp::Reclaim => "reclaim",
+        }
+    }
+}
+
+impl std::fmt::Display for SpoolOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The largest record the spool takes: 1 GiB - 1 byte. A frame's length is checked against it
+/// when reading, so a larger record would be acknowledged and then read back as damage; it is
+/// refused at append instead ([`SpoolError::TooLarge`]).
+pub const MAX_RECORD_BYTES: usize = frame::MAX_RECORD;
 
 /// Callback for [`SpoolEvent`]s.
 pub type EventHook = Arc<dyn Fn(SpoolEvent) + Send + Sync>;
@@ -80,17 +158,34 @@ pub struct SpoolConfig {
     pub fsync: FsyncPolicy,
     /// Metrics hook.
     pub on_event: Option<EventHook>,
+    /// The consumers that read the spool (each has a checkpoint; segments are kept until every
+    /// one of them is past them).
+    pub consumers: Vec<String>,
+    /// The writer's file operations (tests substitute failing ones).
+    pub(crate) io: Arc<dyn io::SegmentIo>,
 }
 
 impl SpoolConfig {
-    /// Defaults for a data directory.
-    pub fn new(data_dir: PathBuf) -> SpoolConfig {
+    /// Defaults for a data directory read by the named consumers.
+    pub fn new(data_dir: PathBuf, consumers: &[&str]) -> SpoolConfig {
         SpoolConfig {
             data_dir,
             segment_bytes: 64 << 20,
             quota_bytes: 4 << 30,
             fsync: FsyncPolicy::Always,
             on_event: None,
+            consumers: consumers.iter().map(|c| (*c).to_owned()).collect(),
+            io: Arc::new(io::RealIo),
+        }
+    }
+
+    /// Tells the metrics hook about a failure.
+    pub(crate) fn report(&self, op: SpoolOp, error: &SpoolError) {
+        if let Some(hook) = &self.on_event {
+            hook(SpoolEvent::Error {
+                op,
+                kind: error.kind(),
+            });
         }
     }
 }
@@ -98,12 +193,15 @@ impl SpoolConfig {
 /// Why a spool operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    /// An I/O error on a file.
-    #[error("spool I/O error on {path}: {source}")]
+    /// An I/O error on a file; `kind` keeps ENOSPC apart from EIO ([`kind_label`]).
+    #[error("spool {op} failed on {path} ({kind})", kind = kind_label(source))]
     Io {
+        /// What was being done.
+        op: SpoolOp,
         /// The file.
         path: PathBuf,
         /// The error.
+        #[source]
         source: std::io::Error,
     },
     /// Damage that cannot be repaired automatically.
@@ -124,13 +222,55 @@ pub enum SpoolError {
         /// The quota.
         quota: u64,
     },
+    /// A record larger than [`MAX_RECORD_BYTES`]: it could never be read back.
+    #[error("a spool record of {bytes} bytes is over the largest the spool takes ({max} bytes)")]
+    TooLarge {
+        /// The record's size.
+        bytes: u64,
+        /// [`MAX_RECORD_BYTES`].
+        max: u64,
+    },
+    /// The writer stopped after a failure it could not undo; every append is refused until a
+    /// restart (reads of what was acknowledged go on).
+    #[error("the spool writer has stopped: {reason}")]
+    Stopped {
+        /// What failed, and what could not be undone.
+        reason: String,
+    },
     /// The spool was closed.
     #[error("the spool is closed")]
     Closed,
 }
 
-pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+impl SpoolError {
+    /// A bounded name of the cause: an io kind ([`kind_label`]) or the variant.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SpoolError::Io { source, .. } => kind_label(source),
+            SpoolError::Corrupt { .. } => "corrupt",
+            SpoolError::QuotaExceeded { .. } => "quota_exceeded",
+            SpoolError::TooLarge { .. } => "too_large",
+            SpoolError::Stopped { .. } => "stopped",
+            SpoolError::Closed => "closed",
+        }
+    }
+}
+
+/// The error and its sources, `: `-separated (a log field).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+pub(crate) fn io_err(op: SpoolOp, path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
     move |source| SpoolError::Io {
+        op,
         path: path.to_path_buf(),
         source,
     }
@@ -192,6 +332,20 @@ pub struct SpoolStatus {
     pub consumers: Vec<ConsumerStatus>,
 }
 
+/// What is wrong with the spool now (`/readyz` reads it; cheap: no file access).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SpoolHealth {
+    /// Set once the writer stopped: why. Every append is refused until a restart.
+    pub writer_stopped: Option<String>,
+    /// The last write failure the writer undid (its appends were refused and their frames cut
+    /// off), with its time in epoch ms.
+    pub last_write_error: Option<(u64, String)>,
+    /// The last read error, while reads keep failing (cleared by a successful read).
+    pub read_error: Option<String>,
+    /// Consumers whose checkpoint file could not be read at open.
+    pub unreadable_checkpoints: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Segment {
     pub first_lsn: u64,
@@ -211,6 +365,8 @@ pub(crate) struct Shared {
     pub index: VecDeque<IndexEntry>,
     /// Events in every record indexed so far (the running total the entries count from).
     pub indexed_events: u64,
+    /// What is wrong now.
+    pub health: SpoolHealth,
 }
 
 /// What the spool remembers of one record it still holds for a consumer.
@@ -254,6 +410,34 @@ struct Inner {
     requests: mpsc::Sender<Request>,
     visible: watch::Receiver<u64>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    on_event: Option<EventHook>,
+}
+
+/// Cuts the damaged tail of the last segment at `offset` (a crash mid-write); a file shorter
+/// than its magic (a crash while it was created) gets the magic back. Returns the bytes cut.
+fn cut_torn_tail(path: &Path, offset: u64, reason: &str) -> Result<u64, SpoolError> {
+    let magic = frame::MAGIC.len() as u64;
+    let len = std::fs::metadata(path)
+        .map_err(io_err(SpoolOp::Open, path))?
+        .len();
+    let keep = offset.max(magic);
+    let cut = len.saturating_sub(keep);
+    tracing::warn!(file = %path.display(), offset, %reason, cut, "spool: cutting a torn tail left by a crash");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(SpoolOp::Truncate, path))?;
+    if offset < magic {
+        // Not even a whole magic: rewrite it.
+        file.set_len(0)
+            .and_then(|()| std::fs::write(path, frame::MAGIC))
+            .map_err(io_err(SpoolOp::Truncate, path))?;
+    } else {
+        file.set_len(keep)
+            .map_err(io_err(SpoolOp::Truncate, path))?;
+    }
+    file.sync_all().map_err(io_err(SpoolOp::Sync, path))?;
+    Ok(cut)
 }
 
 /// A handle on the spool (cheap to clone).
@@ -269,48 +453,50 @@ fn checkpoint_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("checkpoint.{name}"))
 }
 
-pub(crate) fn read_checkpoints(dir: &Path) -> HashMap<String, u64> {
-    let mut out = HashMap::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(consumer) = name.strip_prefix("checkpoint.") {
-                if consumer.ends_with(".tmp") {
-                    continue;
-                }
-                if let Some(lsn) = std::fs::read_to_string(entry.path())
-                    .ok()
-                    .and_then(|t| t.trim().parse::<u64>().ok())
-                {
-                    out.insert(consumer.to_owned(), lsn);
-                }
-            }
-        }
-    }
-    out
-}
-
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+        .map_err(io_err(SpoolOp::Sync, dir))
 }
 
 impl Spool {
     /// Opens (or creates) the spool, recovering from a crash.
     pub fn open(config: SpoolConfig) -> Result<(Spool, RecoveryReport), SpoolError> {
         let dir = config.data_dir.join(SPOOL_DIR);
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let mut checkpoints = read_checkpoints(&dir);
-        checkpoints
-            .entry(crate::batch::CHECKPOINT.to_owned())
-            .or_insert(0);
+        std::fs::create_dir_all(&dir).map_err(io_err(SpoolOp::Open, &dir))?;
+        let mut truncated_bytes = recovery::apply_cut_note(&dir)?;
+        let (mut checkpoints, unreadable) = recovery::read_checkpoints(&dir);
+        for bad in &unreadable {
+            tracing::warn!(
+                consumer = %bad.consumer,
+                error = %bad.why,
+                kind = bad.kind,
+                resume_after_lsn = bad.resume_after,
+                "spool: unreadable checkpoint; the consumer resumes from its last write intent (or the start of the spool)"
+            );
+            if let Some(hook) = &config.on_event {
+                hook(SpoolEvent::Error {
+                    op: SpoolOp::Checkpoint,
+                    kind: bad.kind,
+                });
+            }
+        }
+        for name in checkpoints.keys() {
+            if !config.consumers.iter().any(|c| c == name) {
+                tracing::warn!(
+                    consumer = %name,
+                    "spool: a checkpoint of a consumer that is not configured holds segments back; delete its checkpoint file if that consumer is gone"
+                );
+            }
+        }
+        for name in &config.consumers {
+            checkpoints.entry(name.clone()).or_insert(0);
+        }
         let min_checkpoint = checkpoints.values().copied().min().unwrap_or(0);
-        let files = list_segments(&dir).map_err(io_err(&dir))?;
+        let files = list_segments(&dir).map_err(io_err(SpoolOp::Open, &dir))?;
         let mut segments = Vec::new();
         let mut index: Vec<(u64, u64, u64)> = Vec::new();
         let mut records = 0u64;
-        let mut truncated_bytes = 0u64;
         let mut last_lsn = 0u64;
         for (i, (first, path)) in files.iter().enumerate() {
             let is_last = i + 1 == files.len();
@@ -330,7 +516,7 @@ impl Spool {
                 }
                 true
             })
-            .map_err(io_err(path))?;
+            .map_err(io_err(SpoolOp::Open, path))?;
             let damage = match (how, out_of_order) {
                 (_, Some(offset)) => Some((offset, "LSN out of sequence".to_owned())),
                 (End::Damaged(offset, reason), None) => Some((offset, reason)),
@@ -345,23 +531,8 @@ impl Spool {
                         reason,
                     });
                 }
-                let len = std::fs::metadata(path).map_err(io_err(path))?.len();
-                let keep = offset.max(8);
-                tracing::warn!(file = %path.display(), offset, %reason, cut = len - keep, "spool: cutting a torn tail left by a crash");
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(io_err(path))?;
-                if offset < 8 {
-                    // Not even a header: rewrite it.
-                    file.set_len(0).map_err(io_err(path))?;
-                    std::fs::write(path, frame::MAGIC).map_err(io_err(path))?;
-                } else {
-                    file.set_len(keep).map_err(io_err(path))?;
-                }
-                file.sync_all().map_err(io_err(path))?;
-                truncated_bytes += len.saturating_sub(keep);
-                bytes = keep;
+                truncated_bytes += cut_torn_tail(path, offset, &reason)?;
+                bytes = offset.max(frame::MAGIC.len() as u64);
             }
             if seg_last >= *first {
                 last_lsn = last_lsn.max(seg_last);
@@ -373,8 +544,13 @@ impl Spool {
                 bytes,
             });
         }
-        // A checkpoint can never be past what is on disk (e.g. files deleted by hand).
-        for lsn in checkpoints.values_mut() {
+        // Records before the first segment were reclaimed: every consumer was past them.
+        let reclaimed_through = segments.first().map_or(0, |s| s.first_lsn - 1);
+        for (name, lsn) in checkpoints.iter_mut() {
+            if unreadable.iter().any(|u| &u.consumer == name) {
+                *lsn = (*lsn).max(reclaimed_through);
+            }
+            // A checkpoint can never be past what is on disk (e.g. files deleted by hand).
             if *lsn > last_lsn && !segments.is_empty() {
                 *lsn = last_lsn;
             }
@@ -404,6 +580,10 @@ impl Spool {
             checkpoints,
             index: VecDeque::with_capacity(index.len()),
             indexed_events: 0,
+            health: SpoolHealth {
+                unreadable_checkpoints: unreadable.into_iter().map(|u| u.consumer).collect(),
+                ..SpoolHealth::default()
+            },
         }));
         {
             let mut shared = shared.lock();
@@ -417,7 +597,7 @@ impl Spool {
         let handle = std::thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(io_err(&dir))?;
+            .map_err(io_err(SpoolOp::Open, &dir))?;
         if let FsyncPolicy::Interval { ms } = config.fsync {
             let tick = tx.clone();
             std::thread::Builder::new()
@@ -428,7 +608,7 @@ impl Spool {
                         return;
                     }
                 })
-                .map_err(io_err(&dir))?;
+                .map_err(io_err(SpoolOp::Open, &dir))?;
         }
         let spool = Spool {
             inner: Arc::new(Inner {
@@ -436,6 +616,7 @@ impl Spool {
                 requests: tx,
                 visible: visible_rx,
                 writer: Mutex::new(Some(handle)),
+                on_event: config.on_event.clone(),
             }),
         };
         spool.reclaim()?;
@@ -443,7 +624,16 @@ impl Spool {
     }
 
     /// Appends records (all or nothing); returns the LSN range once durable per the policy.
+    ///
+    /// An error means none of the records will ever be read: a caller may answer "not
+    /// accepted" and let the client retry without creating a second copy.
     pub async fn append(&self, records: Vec<Vec<u8>>) -> Result<(u64, u64), SpoolError> {
+        if let Some(big) = records.iter().find(|r| r.len() > MAX_RECORD_BYTES) {
+            return Err(SpoolError::TooLarge {
+                bytes: big.len() as u64,
+                max: MAX_RECORD_BYTES as u64,
+            });
+        }
         let (tx, rx) = oneshot::channel();
         self.inner
             .requests
@@ -470,14 +660,10 @@ impl Spool {
     /// Makes a consumer's progress durable and deletes segments no consumer needs.
     pub fn commit_checkpoint(&self, name: &str, lsn: u64) -> Result<(), SpoolError> {
         let dir = self.inner.shared.lock().dir.clone();
-        let path = checkpoint_path(&dir, name);
-        let tmp = dir.join(format!("checkpoint.{name}.tmp"));
-        std::fs::write(&tmp, lsn.to_string()).map_err(io_err(&tmp))?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        sync_dir(&dir)?;
+        let file = checkpoint_path(&dir, name);
+        let file = file.file_name().map(|n| n.to_string_lossy().into_owned());
+        recovery::write_durably(&dir, file.as_deref().unwrap_or_default(), &lsn.to_string())
+            .inspect_err(|e| self.report(SpoolOp::Checkpoint, e))?;
         {
             let mut shared = self.inner.shared.lock();
             let entry = shared.checkpoints.entry(name.to_owned()).or_insert(0);
@@ -506,14 +692,12 @@ impl Spool {
         last_lsn: u64,
     ) -> Result<(), SpoolError> {
         let dir = self.inner.shared.lock().dir.clone();
-        let path = dir.join(format!("intent.{name}"));
-        let tmp = dir.join(format!("intent.{name}.tmp"));
-        std::fs::write(&tmp, format!("{first_lsn} {last_lsn}")).map_err(io_err(&tmp))?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        sync_dir(&dir)
+        recovery::write_durably(
+            &dir,
+            &format!("intent.{name}"),
+            &format!("{first_lsn} {last_lsn}"),
+        )
+        .inspect_err(|e| self.report(SpoolOp::Checkpoint, e))
     }
 
     /// The range recorded by [`Spool::set_write_intent`] if it was not checkpointed yet (the
@@ -526,10 +710,22 @@ impl Spool {
                 shared.checkpoints.get(name).copied().unwrap_or(0),
             )
         };
-        let text = std::fs::read_to_string(dir.join(format!("intent.{name}"))).ok()?;
-        let (first, last) = text.trim().split_once(' ')?;
-        let (first, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
-        (first == checkpoint + 1 && last >= first).then_some((first, last))
+        recovery::read_intent(&dir, name).filter(|(first, _)| *first == checkpoint + 1)
+    }
+
+    /// What is wrong with the spool now: a stopped writer, a recent write failure, failing
+    /// reads, unreadable checkpoints (cheap: no file access).
+    pub fn health(&self) -> SpoolHealth {
+        self.inner.shared.lock().health.clone()
+    }
+
+    fn report(&self, op: SpoolOp, error: &SpoolError) {
+        if let Some(hook) = &self.inner.on_event {
+            hook(SpoolEvent::Error {
+                op,
+                kind: error.kind(),
+            });
+        }
     }
 
     /// Deletes whole segments every consumer is past (never the active one).
@@ -553,7 +749,9 @@ impl Spool {
             doomed
         };
         for seg in doomed {
-            std::fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+            std::fs::remove_file(&seg.path)
+                .map_err(io_err(SpoolOp::Reclaim, &seg.path))
+                .inspect_err(|e| self.report(SpoolOp::Reclaim, e))?;
         }
         Ok(())
     }
@@ -659,11 +857,27 @@ impl SpoolReader {
         let position = self.position;
         let start = want;
         let max_records = max_records.max(1);
-        let (entries, new_position) = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             read_range(&segments, start, upto, position, max_records, max_bytes)
         })
         .await
-        .map_err(|_| SpoolError::Closed)??;
+        .map_err(|_| SpoolError::Closed)
+        .and_then(|r| r);
+        // Failing reads are a `/readyz` reason and a metric until one succeeds.
+        let (entries, new_position) = match read {
+            Ok(read) => {
+                let mut shared = self.spool.inner.shared.lock();
+                if shared.health.read_error.is_some() {
+                    shared.health.read_error = None;
+                }
+                read
+            }
+            Err(error) => {
+                self.spool.report(SpoolOp::Read, &error);
+                self.spool.inner.shared.lock().health.read_error = Some(chain(&error));
+                return Err(error);
+            }
+        };
         if let Some(last) = entries.last() {
             self.next_lsn = last.lsn + 1;
             self.position = new_position;
@@ -719,7 +933,7 @@ fn read_range(
             });
             true
         })
-        .map_err(io_err(&seg.path))?;
+        .map_err(io_err(SpoolOp::Read, &seg.path))?;
         if let End::Damaged(offset, reason) = how {
             // The writer may be mid-frame past `upto`; only damage before it is real.
             if next <= upto && end < seg.bytes {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::*;
 
 fn config(dir: &Path) -> SpoolConfig {
-    let mut c = SpoolConfig::new(dir.to_path_buf());
+    let mut c = SpoolConfig::new(dir.to_path_buf(), &["sink"]);
     c.segment_bytes = 4096;
     c.quota_bytes = 1 << 20;
     c
@@ -318,5 +318,491 @@ async fn pending_events_count_the_events_in_pending_records() {
     let offline = tools::status_offline(&c.data_dir).unwrap();
     let sink = offline.consumers.iter().find(|c| c.name == "sink").unwrap();
     assert_eq!((sink.pending_records, sink.pending_events), (0, 0));
+    spool.close().unwrap();
+}
+
+// ---- Fault injection (issue 15: spool write failures never lie) ----
+
+use std::sync::atomic::AtomicU32;
+
+use super::io::{SegmentFile, SegmentIo};
+
+/// Which of the writer's file operations fail next, and how.
+#[derive(Default)]
+struct Faults {
+    /// Writes to fail; each failing write first writes half its bytes (a torn frame).
+    write: AtomicU32,
+    truncate: AtomicU32,
+    sync_data: AtomicU32,
+    sync_all: AtomicU32,
+    create: AtomicU32,
+    /// The errno they fail with (EIO when 0).
+    errno: std::sync::atomic::AtomicI32,
+}
+
+impl Faults {
+    fn take(counter: &AtomicU32) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn error(&self) -> std::io::Error {
+        match self.errno.load(Ordering::SeqCst) {
+            0 => std::io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()),
+            n => std::io::Error::from_raw_os_error(n),
+        }
+    }
+}
+
+/// Real files whose operations fail on demand.
+struct FaultyIo(Arc<Faults>);
+
+struct FaultyFile {
+    inner: Box<dyn SegmentFile>,
+    faults: Arc<Faults>,
+}
+
+impl SegmentIo for FaultyIo {
+    fn create(&self, path: &Path) -> std::io::Result<Box<dyn SegmentFile>> {
+        if Faults::take(&self.0.create) {
+            // Like a crash mid-create: the file exists, shorter than its magic.
+            std::fs::write(path, b"BBS")?;
+            return Err(self.0.error());
+        }
+        Ok(Box::new(FaultyFile {
+            inner: super::io::RealIo.create(path)?,
+            faults: self.0.clone(),
+        }))
+    }
+
+    fn open_append(&self, path: &Path) -> std::io::Result<Box<dyn SegmentFile>> {
+        Ok(Box::new(FaultyFile {
+            inner: super::io::RealIo.open_append(path)?,
+            faults: self.0.clone(),
+        }))
+    }
+}
+
+impl SegmentFile for FaultyFile {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if Faults::take(&self.faults.write) {
+            self.inner.write_all(&buf[..buf.len() / 2])?;
+            return Err(self.faults.error());
+        }
+        self.inner.write_all(buf)
+    }
+
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        if Faults::take(&self.faults.truncate) {
+            return Err(self.faults.error());
+        }
+        self.inner.truncate(len)
+    }
+
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        if Faults::take(&self.faults.sync_data) {
+            return Err(self.faults.error());
+        }
+        self.inner.sync_data()
+    }
+
+    fn sync_all(&mut self) -> std::io::Result<()> {
+        if Faults::take(&self.faults.sync_all) {
+            return Err(self.faults.error());
+        }
+        self.inner.sync_all()
+    }
+}
+
+/// Errors the spool reported to its metrics hook, as (op, kind).
+type Reported = Arc<parking_lot::Mutex<Vec<(&'static str, &'static str)>>>;
+
+/// A spool on failing files (one segment of 64 KiB unless told otherwise).
+fn faulty(dir: &Path) -> (SpoolConfig, Arc<Faults>, Reported) {
+    let faults = Arc::new(Faults::default());
+    let reported: Reported = Arc::default();
+    let mut c = config(dir);
+    c.segment_bytes = 64 << 10;
+    c.io = Arc::new(FaultyIo(faults.clone()));
+    let seen = reported.clone();
+    c.on_event = Some(Arc::new(move |event| {
+        if let SpoolEvent::Error { op, kind } = event {
+            seen.lock().push((op.as_str(), kind));
+        }
+    }));
+    (c, faults, reported)
+}
+
+/// Every record of the spool directory, read back by a fresh open (a restart).
+async fn reopen_and_read(dir: &Path) -> (RecoveryReport, Vec<Vec<u8>>) {
+    let (spool, report) = Spool::open(config(dir)).unwrap();
+    let mut reader = spool.reader("sink").unwrap();
+    let payloads = read_all(&mut reader)
+        .await
+        .into_iter()
+        .map(|e| e.payload)
+        .collect();
+    spool.close().unwrap();
+    (report, payloads)
+}
+
+fn io_error_kind(result: Result<(u64, u64), SpoolError>) -> (SpoolOp, &'static str) {
+    match result {
+        Err(SpoolError::Io { op, ref source, .. }) => (op, kind_label(source)),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+}
+
+/// Issue 15: a failed fdatasync answers an error, the refused record is never read (not now,
+/// not after a restart), its LSN is reused, and what was acknowledged stays.
+#[tokio::test]
+async fn failed_fsync_refuses_the_append_and_cuts_it_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, faults, reported) = faulty(dir.path());
+    let (spool, _) = Spool::open(c).unwrap();
+    assert_eq!(spool.append(vec![record(0)]).await.unwrap(), (1, 1));
+    assert_eq!(spool.append(vec![record(1)]).await.unwrap(), (2, 2));
+    faults.sync_data.store(1, Ordering::SeqCst);
+    let refused = spool.append(vec![b"refused".to_vec()]).await;
+    assert_eq!(io_error_kind(refused), (SpoolOp::Sync, "io_error"));
+    assert_eq!(spool.status().last_lsn, 2, "the LSN did not advance");
+    let health = spool.health();
+    assert!(health.writer_stopped.is_none(), "the cut worked: no stop");
+    assert!(health.last_write_error.is_some());
+    assert_eq!(
+        spool.append(vec![record(2)]).await.unwrap(),
+        (3, 3),
+        "the refused LSN is reused"
+    );
+    let mut reader = spool.reader("sink").unwrap();
+    let read: Vec<Vec<u8>> = read_all(&mut reader)
+        .await
+        .into_iter()
+        .map(|e| e.payload)
+        .collect();
+    assert_eq!(read, vec![record(0), record(1), record(2)]);
+    spool.close().unwrap();
+    assert_eq!(*reported.lock(), vec![("sync", "io_error")]);
+
+    let (report, payloads) = reopen_and_read(dir.path()).await;
+    assert_eq!(report.truncated_bytes, 0, "no torn tail to cut");
+    assert_eq!(payloads, vec![record(0), record(1), record(2)]);
+}
+
+/// Issue 15: a failed write leaves no torn frame that later acknowledged frames would follow
+/// (the restart's torn-tail cut would discard them); ENOSPC and EIO stay apart.
+#[tokio::test]
+async fn failed_write_cuts_its_torn_frame_and_later_appends_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, faults, reported) = faulty(dir.path());
+    let (spool, _) = Spool::open(c).unwrap();
+    spool.append(vec![record(0)]).await.unwrap();
+    faults
+        .errno
+        .store(rustix::io::Errno::NOSPC.raw_os_error(), Ordering::SeqCst);
+    faults.write.store(1, Ordering::SeqCst);
+    let refused = spool.append(vec![b"refused".to_vec()]).await;
+    assert_eq!(io_error_kind(refused), (SpoolOp::Write, "no_space"));
+    for i in 1..4 {
+        spool.append(vec![record(i)]).await.unwrap();
+    }
+    spool.close().unwrap();
+    assert_eq!(*reported.lock(), vec![("write", "no_space")]);
+    let (report, payloads) = reopen_and_read(dir.path()).await;
+    assert_eq!(report.truncated_bytes, 0);
+    assert_eq!(payloads, (0..4).map(record).collect::<Vec<_>>());
+}
+
+/// Issue 15: a failed write whose cut fails too stops the writer: every later append is
+/// refused with the reason, reads of what was acknowledged go on, and the restart cuts the
+/// torn frame and keeps every acknowledged record.
+#[tokio::test]
+async fn failed_write_and_failed_truncate_stop_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, faults, reported) = faulty(dir.path());
+    let (spool, _) = Spool::open(c).unwrap();
+    spool.append(vec![record(0)]).await.unwrap();
+    faults.write.store(1, Ordering::SeqCst);
+    faults.truncate.store(1, Ordering::SeqCst);
+    let refused = spool.append(vec![record(99)]).await;
+    assert_eq!(io_error_kind(refused), (SpoolOp::Write, "io_error"));
+    let stopped = spool.append(vec![record(1)]).await;
+    let Err(SpoolError::Stopped { reason }) = stopped else {
+        panic!("expected Stopped, got {stopped:?}");
+    };
+    assert!(
+        reason.contains("write") && reason.contains("truncate"),
+        "{reason}"
+    );
+    assert_eq!(
+        spool.health().writer_stopped.as_deref(),
+        Some(reason.as_str())
+    );
+    let mut reader = spool.reader("sink").unwrap();
+    assert_eq!(read_all(&mut reader).await.len(), 1, "reads go on");
+    spool.close().unwrap();
+    assert_eq!(
+        *reported.lock(),
+        vec![("write", "io_error"), ("truncate", "io_error")]
+    );
+    assert!(dir.path().join(SPOOL_DIR).join("cut").exists());
+    let (_, payloads) = reopen_and_read(dir.path()).await;
+    assert_eq!(payloads, vec![record(0)]);
+    assert!(
+        !dir.path().join(SPOOL_DIR).join("cut").exists(),
+        "the note is applied once"
+    );
+}
+
+/// Issue 15: the hard case. The fsync failed, the records are whole on disk (valid checksums)
+/// and the cut failed: without the note, the restart would store records that were refused.
+#[tokio::test]
+async fn failed_fsync_and_failed_cut_never_store_the_refused_records_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, faults, _) = faulty(dir.path());
+    let (spool, _) = Spool::open(c.clone()).unwrap();
+    spool.append(vec![record(0)]).await.unwrap();
+    faults.sync_data.store(1, Ordering::SeqCst);
+    faults.truncate.store(1, Ordering::SeqCst);
+    let refused = spool.append(vec![record(98), record(99)]).await;
+    assert_eq!(io_error_kind(refused), (SpoolOp::Sync, "io_error"));
+    assert!(matches!(
+        spool.append(vec![record(1)]).await,
+        Err(SpoolError::Stopped { .. })
+    ));
+    spool.close().unwrap();
+    let (report, payloads) = reopen_and_read(dir.path()).await;
+    assert!(report.truncated_bytes > 0, "{report:?}");
+    assert_eq!(payloads, vec![record(0)]);
+    // And the spool takes appends again after the restart, continuing the sequence.
+    let (spool, _) = Spool::open(config(dir.path())).unwrap();
+    assert_eq!(spool.append(vec![record(1)]).await.unwrap(), (2, 2));
+    spool.close().unwrap();
+}
+
+/// A failed fsync of the segment being rolled over refuses the appends staged in it, and a
+/// failed segment creation refuses the append without stopping anything.
+#[tokio::test]
+async fn failures_around_a_roll_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, faults, reported) = faulty(dir.path());
+    c.segment_bytes = 4096;
+    let (spool, _) = Spool::open(c).unwrap();
+    let mut acked = Vec::new();
+    let mut i = 0;
+    // Fill the first segment.
+    while spool.status().segments < 2 {
+        spool.append(vec![record(i)]).await.unwrap();
+        acked.push(record(i));
+        i += 1;
+    }
+    while spool.status().segments < 3 {
+        faults.create.store(1, Ordering::SeqCst);
+        match spool.append(vec![record(i)]).await {
+            Ok(_) => acked.push(record(i)),
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e,
+                        SpoolError::Io {
+                            op: SpoolOp::Create,
+                            ..
+                        }
+                    ),
+                    "{e}"
+                );
+                faults.create.store(0, Ordering::SeqCst);
+                spool.append(vec![record(i)]).await.unwrap();
+                acked.push(record(i));
+            }
+        }
+        i += 1;
+    }
+    assert!(reported.lock().contains(&("create", "io_error")));
+    spool.close().unwrap();
+    let (_, payloads) = reopen_and_read(dir.path()).await;
+    assert_eq!(payloads, acked);
+}
+
+/// Issue 15: a record of 1 GiB or more is refused at append with a clear error (it would be
+/// read back as damage). The buffer is zeroed lazily by the allocator: no GiB is touched.
+#[tokio::test]
+async fn oversize_record_is_refused_at_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(config(dir.path())).unwrap();
+    let big = vec![0u8; MAX_RECORD_BYTES + 1];
+    match spool.append(vec![record(0), big]).await {
+        Err(SpoolError::TooLarge { bytes, max }) => {
+            assert_eq!((bytes, max), (1 << 30, (1 << 30) - 1));
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(
+        spool.status().last_lsn,
+        0,
+        "nothing of the append was written"
+    );
+    spool.close().unwrap();
+}
+
+/// Issue 15: a last segment shorter than its magic (a crash while it was created) used to
+/// underflow a length; it is repaired and the sequence continues.
+#[tokio::test]
+async fn short_last_segment_is_repaired() {
+    for short in [&b""[..], &b"BBS"[..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(config(dir.path())).unwrap();
+        spool.append(vec![record(0)]).await.unwrap();
+        spool.close().unwrap();
+        let spool_dir = dir.path().join(SPOOL_DIR);
+        std::fs::write(spool_dir.join(frame::segment_name(2)), short).unwrap();
+        let report = verify(dir.path(), false).unwrap();
+        assert!(!report.ok, "verify sees it");
+        let (spool, report) = Spool::open(config(dir.path())).unwrap();
+        assert_eq!((report.segments, report.last_lsn), (2, 1));
+        assert_eq!(spool.append(vec![record(1)]).await.unwrap(), (2, 2));
+        spool.close().unwrap();
+        let (_, payloads) = reopen_and_read(dir.path()).await;
+        assert_eq!(payloads, vec![record(0), record(1)]);
+        assert!(verify(dir.path(), false).unwrap().ok);
+    }
+    // `spool verify --truncate` repairs it offline too.
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(config(dir.path())).unwrap();
+    spool.append(vec![record(0)]).await.unwrap();
+    spool.close().unwrap();
+    let short = dir.path().join(SPOOL_DIR).join(frame::segment_name(2));
+    std::fs::write(&short, b"BB").unwrap();
+    assert!(verify(dir.path(), true).unwrap().ok);
+    assert_eq!(std::fs::read(&short).unwrap(), frame::MAGIC);
+}
+
+/// Issue 15: an unreadable checkpoint is a warning and a metric, and the consumer resumes from
+/// its write intent (the replay is exactly the in-flight range, which the store's insert
+/// token drops), not from LSN 0.
+#[tokio::test]
+async fn unreadable_checkpoint_resumes_from_the_write_intent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(config(dir.path())).unwrap();
+    for i in 0..10 {
+        spool.append(vec![record(i)]).await.unwrap();
+    }
+    spool.commit_checkpoint("sink", 4).unwrap();
+    spool.set_write_intent("sink", 5, 8).unwrap();
+    spool.close().unwrap();
+    let checkpoint = dir.path().join(SPOOL_DIR).join("checkpoint.sink");
+    std::fs::write(&checkpoint, "\u{0}\u{0}garbage").unwrap();
+
+    let (c, _, reported) = faulty(dir.path());
+    let (spool, _) = Spool::open(c.clone()).unwrap();
+    assert_eq!(*reported.lock(), vec![("checkpoint", "invalid_data")]);
+    assert_eq!(
+        spool.health().unreadable_checkpoints,
+        vec!["sink".to_owned()]
+    );
+    let sink = spool.status().consumers[0].clone();
+    assert_eq!((sink.checkpoint_lsn, sink.pending_records), (4, 6));
+    assert_eq!(spool.write_intent("sink"), Some((5, 8)), "the replay cut");
+    spool.close().unwrap();
+
+    // No intent either (and a checkpoint that is not even a file): from the start, warned.
+    std::fs::remove_file(dir.path().join(SPOOL_DIR).join("intent.sink")).unwrap();
+    std::fs::remove_file(&checkpoint).unwrap();
+    std::fs::create_dir(&checkpoint).unwrap();
+    let (c, _, reported) = faulty(dir.path());
+    let (spool, _) = Spool::open(c).unwrap();
+    assert_eq!(reported.lock().len(), 1);
+    assert_eq!(spool.status().consumers[0].checkpoint_lsn, 0);
+    spool.close().unwrap();
+}
+
+/// Issue 15: read errors are a health reason and a metric until a read succeeds.
+#[tokio::test]
+async fn read_errors_show_in_health_until_a_read_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _, reported) = faulty(dir.path());
+    let (spool, _) = Spool::open(c).unwrap();
+    for i in 0..3 {
+        spool.append(vec![record(i)]).await.unwrap();
+    }
+    let segment = frame::list_segments(&dir.path().join(SPOOL_DIR)).unwrap()[0]
+        .1
+        .clone();
+    let good = std::fs::read(&segment).unwrap();
+    let mut bad = good.clone();
+    bad[8 + frame::HEADER + 1] ^= 0xff;
+    std::fs::write(&segment, &bad).unwrap();
+    let mut reader = spool.reader("sink").unwrap();
+    let failed = reader.next_batch(10, 1 << 20, Duration::ZERO).await;
+    assert!(
+        matches!(failed, Err(SpoolError::Corrupt { .. })),
+        "{failed:?}"
+    );
+    assert!(spool.health().read_error.is_some());
+    assert_eq!(*reported.lock(), vec![("read", "corrupt")]);
+    std::fs::write(&segment, &good).unwrap();
+    assert_eq!(read_all(&mut reader).await.len(), 3);
+    assert!(
+        spool.health().read_error.is_none(),
+        "cleared by a good read"
+    );
+    spool.close().unwrap();
+}
+
+/// With `fsync = "interval"` an append is acknowledged after its write, so a failed timer
+/// fsync cannot be undone: the writer stops and says records may not be durable.
+#[tokio::test]
+async fn failed_interval_fsync_stops_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, faults, _) = faulty(dir.path());
+    c.fsync = FsyncPolicy::Interval { ms: 1 };
+    faults.sync_data.store(1, Ordering::SeqCst);
+    let (spool, _) = Spool::open(c).unwrap();
+    spool
+        .append(vec![record(0)])
+        .await
+        .expect("acknowledged after the write");
+    // The timer's next fsync fails; wait for the writer to say so (polling a condition).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while spool.health().writer_stopped.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stopped = match spool.append(vec![record(1)]).await {
+        Err(SpoolError::Stopped { reason }) => Some(reason),
+        other => panic!("expected Stopped, got {other:?}"),
+    };
+    let reason = stopped.expect("the writer stopped");
+    assert!(reason.contains("may not be durable"), "{reason}");
+    spool.close().unwrap();
+}
+
+/// Issue 13: the spool's consumers come from its configuration, and segments are kept until
+/// every one of them is past them.
+#[tokio::test]
+async fn consumers_come_from_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = SpoolConfig::new(dir.path().to_path_buf(), &["store", "mirror"]);
+    c.segment_bytes = 4096;
+    let (spool, _) = Spool::open(c).unwrap();
+    let names: Vec<String> = spool
+        .status()
+        .consumers
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, vec!["mirror", "store"]);
+    for i in 0..40 {
+        spool.append(vec![record(i)]).await.unwrap();
+    }
+    let segments = spool.status().segments;
+    spool.commit_checkpoint("store", 40).unwrap();
+    assert_eq!(spool.status().segments, segments, "mirror still needs them");
+    spool.commit_checkpoint("mirror", 40).unwrap();
+    assert!(spool.status().segments < segments);
     spool.close().unwrap();
 }

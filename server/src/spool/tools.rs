@@ -7,7 +7,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::frame::{list_segments, scan, End};
-use super::{io_err, read_checkpoints, ConsumerStatus, SpoolError, SpoolStatus, SPOOL_DIR};
+use super::recovery::read_checkpoints;
+use super::{io_err, ConsumerStatus, SpoolError, SpoolOp, SpoolStatus, SPOOL_DIR};
 
 /// What `verify` found in one file.
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +39,7 @@ pub struct VerifyReport {
 /// Checks every record's checksum; with `truncate`, cuts a damaged tail of the last segment.
 pub fn verify(data_dir: &Path, truncate: bool) -> Result<VerifyReport, SpoolError> {
     let dir = data_dir.join(SPOOL_DIR);
-    let files = list_segments(&dir).map_err(io_err(&dir))?;
+    let files = list_segments(&dir).map_err(io_err(SpoolOp::Read, &dir))?;
     let mut reports = Vec::new();
     for (i, (_, path)) in files.iter().enumerate() {
         let mut records = 0;
@@ -48,7 +49,7 @@ pub fn verify(data_dir: &Path, truncate: bool) -> Result<VerifyReport, SpoolErro
             lsns = Some(lsns.map_or((f.lsn, f.lsn), |(a, _)| (a, f.lsn)));
             true
         })
-        .map_err(io_err(path))?;
+        .map_err(io_err(SpoolOp::Read, path))?;
         let damage = match how {
             End::Clean => None,
             End::Damaged(offset, reason) => Some((offset, reason)),
@@ -58,9 +59,17 @@ pub fn verify(data_dir: &Path, truncate: bool) -> Result<VerifyReport, SpoolErro
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)
-                .map_err(io_err(path))?;
-            file.set_len(end.max(8)).map_err(io_err(path))?;
-            file.sync_all().map_err(io_err(path))?;
+                .map_err(io_err(SpoolOp::Truncate, path))?;
+            let magic = super::frame::MAGIC;
+            if end < magic.len() as u64 {
+                // Shorter than its magic (or not a segment at all): make it an empty segment.
+                file.set_len(0)
+                    .and_then(|()| std::fs::write(path, magic))
+                    .map_err(io_err(SpoolOp::Truncate, path))?;
+            } else {
+                file.set_len(end).map_err(io_err(SpoolOp::Truncate, path))?;
+            }
+            file.sync_all().map_err(io_err(SpoolOp::Sync, path))?;
             truncated = true;
         }
         reports.push(FileReport {
@@ -86,7 +95,7 @@ pub fn dump(
     let dir = data_dir.join(SPOOL_DIR);
     let mut count = 0;
     let mut write_error = None;
-    for (_, path) in list_segments(&dir).map_err(io_err(&dir))? {
+    for (_, path) in list_segments(&dir).map_err(io_err(SpoolOp::Read, &dir))? {
         scan(&path, 0, |f| {
             if from_lsn.is_some_and(|from| f.lsn < from) {
                 return true;
@@ -104,9 +113,13 @@ pub fn dump(
             count += 1;
             true
         })
-        .map_err(io_err(&path))?;
+        .map_err(io_err(SpoolOp::Read, &path))?;
         if let Some(e) = write_error.take() {
-            return Err(SpoolError::Io { path, source: e });
+            return Err(SpoolError::Io {
+                op: SpoolOp::Write,
+                path,
+                source: e,
+            });
         }
     }
     Ok(count)
@@ -115,7 +128,7 @@ pub fn dump(
 /// The spool's status read from disk.
 pub fn status_offline(data_dir: &Path) -> Result<SpoolStatus, SpoolError> {
     let dir = data_dir.join(SPOOL_DIR);
-    let files = list_segments(&dir).map_err(io_err(&dir))?;
+    let files = list_segments(&dir).map_err(io_err(SpoolOp::Read, &dir))?;
     let mut bytes = 0;
     // (lsn, appended_ms, events)
     let mut records: Vec<(u64, u64, u64)> = Vec::new();
@@ -125,10 +138,11 @@ pub fn status_offline(data_dir: &Path) -> Result<SpoolStatus, SpoolError> {
             records.push((f.lsn, f.appended_ms, super::record_events(&f.payload)));
             true
         })
-        .map_err(io_err(path))?;
+        .map_err(io_err(SpoolOp::Read, path))?;
     }
     let last_lsn = records.last().map_or(0, |r| r.0);
     let mut consumers: Vec<ConsumerStatus> = read_checkpoints(&dir)
+        .0
         .into_iter()
         .map(|(name, lsn)| ConsumerStatus {
             name,
