@@ -1,7 +1,7 @@
 //! The ingest front door against clients that stall, trickle or replay (issue 14): stalled
 //! uploads hold no permit (others, from the same key, are served meanwhile) and end in 408;
 //! a trickled body ends in 408; a replayed signed request is not stored again; a key given
-//! with a secret requires signatures by default.
+//! with a secret requires signatures by default; `/readyz` tells strangers no paths or errors.
 
 use std::time::{Duration, Instant};
 
@@ -205,5 +205,25 @@ async fn a_key_given_with_a_secret_requires_signatures_unless_optional() -> anyh
     relaxed.no_credentials = true;
     let server = TestServer::start_with(relaxed)?;
     assert_eq!(unsigned(&server).await?.status(), 202);
+    Ok(())
+}
+
+#[tokio::test]
+async fn readyz_without_the_token_gives_no_detail() -> anyhow::Result<()> {
+    let server = TestServer::start()?;
+    let client = reqwest::Client::new();
+    let public: serde_json::Value = client
+        .get(server.url("/readyz"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let keys: Vec<&String> = public.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["ready", "reasons"], "{public}");
+    assert!(!public
+        .to_string()
+        .contains(&server.data_dir.display().to_string()));
+    let (_, detailed) = get_json(&client, &server, "/readyz").await?;
+    assert!(detailed["store"].is_object(), "{detailed}");
     Ok(())
 }

@@ -63,9 +63,17 @@ async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// Ready when the spool takes writes (not full, not stopped, not shutting down), reads back,
-/// and the store answers.
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+/// `/readyz`: without the feed token, `{"ready", "reasons"}` in fixed words; with it, the
+/// detail (store, sink, spool). Ready when the spool takes writes (not full, not stopped, not
+/// shutting down), reads back, and the store answers.
+async fn readyz(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    // Without the feed token, only what is wrong, in fixed words: no paths, no raw errors
+    // (a load balancer needs the status; an attacker should not learn the layout).
+    let detailed = query::require_token(&state, &headers, &query).is_ok();
     let store = state.store.health().await;
     let spool = state.spool.status();
     let spool_health = state.spool.health();
@@ -81,44 +89,56 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let shutting_down = state
         .shutting_down
         .load(std::sync::atomic::Ordering::Relaxed);
-    let mut reasons = Vec::new();
+    // (what a load balancer may see, the detail for the feed token's holder)
+    let mut reasons: Vec<(&str, String)> = Vec::new();
     if !store.reachable {
-        reasons.push(format!(
-            "store unreachable: {}",
-            store.error.clone().unwrap_or_default()
-        ));
+        let error = store.error.clone().unwrap_or_default();
+        reasons.push(("store unreachable", format!("store unreachable: {error}")));
     }
     if !sink.healthy && sink.errors > 0 {
-        reasons.push(format!(
-            "store writes failing: {}",
-            sink.last_error.clone().unwrap_or_default()
+        let error = sink.last_error.clone().unwrap_or_default();
+        reasons.push((
+            "store writes failing",
+            format!("store writes failing: {error}"),
         ));
     }
     if spool_full {
-        reasons.push("spool quota reached: ingest answers 503".into());
+        let detail = "spool quota reached: ingest answers 503".to_owned();
+        reasons.push(("spool quota reached", detail));
     }
     if let Some(reason) = &spool_health.writer_stopped {
-        reasons.push(format!(
+        let detail = format!(
             "spool writer stopped: {reason}; ingest answers 503 until a restart (reads go on)"
-        ));
+        );
+        reasons.push(("spool writer stopped", detail));
     }
     if let Some((at_ms, error)) = &spool_health.last_write_error {
         let ago_ms = chrono::Utc::now().timestamp_millis() - *at_ms as i64;
         if ago_ms < 10_000 {
-            reasons.push(format!(
+            let detail = format!(
                 "spool write failed {ago_ms} ms ago: {error} (the batch was refused, nothing of it kept)"
-            ));
+            );
+            reasons.push(("spool write failed recently", detail));
         }
     }
     if let Some(error) = &spool_health.read_error {
-        reasons.push(format!(
-            "spool reads failing: {error}; nothing is stored until they succeed"
-        ));
+        let detail = format!("spool reads failing: {error}; nothing is stored until they succeed");
+        reasons.push(("spool reads failing", detail));
     }
     if shutting_down {
-        reasons.push("shutting down".into());
+        reasons.push(("shutting down", "shutting down".to_owned()));
     }
     let ready = reasons.is_empty();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    if !detailed {
+        let reasons: Vec<&str> = reasons.iter().map(|(public, _)| *public).collect();
+        return (status, Json(json!({"ready": ready, "reasons": reasons}))).into_response();
+    }
+    let reasons: Vec<String> = reasons.into_iter().map(|(_, detail)| detail).collect();
     let body = json!({
         "ready": ready,
         "reasons": reasons,
@@ -132,10 +152,5 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             "health": spool_health,
         },
     });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
     (status, Json(body)).into_response()
 }
