@@ -15,11 +15,18 @@
 //! - `missing_field` at `/type`, `wrong_type` at `/type` (not a string) or `not_allowed` (empty);
 //! - `wrong_type` at `/name` when present and not a string or null;
 //! - `missing_field` at `/payload` when neither `payload` nor `data` is present, `wrong_type`
-//!   when it is neither an object nor PHP's empty array `[]`.
+//!   when it is neither an object nor PHP's empty array `[]`;
+//! - `too_deep` or `invalid_json` (a number out of range, `1e400`) at `/<field>` for any other
+//!   top-level field: every envelope field meets the payload's limits (nesting under 128
+//!   levels, finite numbers, and the event's `ingest.max_event_bytes` for strings), so that
+//!   no stored field can break a reader.
 //!
 //! What never rejects: a missing or unreadable `timestamp` (falls back to `datetime`, then to
 //! the time of receipt, with a `bad_timestamp` warning when a value was there but unreadable);
-//! an old timestamp; any other top-level field, which is kept verbatim in [`Envelope::extra`].
+//! a timestamp further ahead of the receipt than [`crate::timestamp::max_future_ms`] (the
+//! receipt time is used, with a `future_timestamp` warning; the original stays in `extra`);
+//! an old timestamp; any other top-level field within the limits above, which is kept
+//! verbatim in [`Envelope::extra`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -27,9 +34,9 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::json::{kind_name, parse_error_code, CowStr, Node};
+use crate::json::{check_value, kind_name, parse_error_code, CowStr, Node, PointerBuf};
 use crate::reason::{describe_found, Problem, ReasonCode};
-use crate::timestamp::{read_timestamp, TimestampSource};
+use crate::timestamp::{format_millis, max_future_ms, read_timestamp, TimestampSource};
 
 /// Which key carried the payload: the pointers of payload problems start with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +236,21 @@ impl<'a> Envelope<'a> {
             ));
         }
 
+        // The fields kept verbatim meet the payload's limits (the column fields that were
+        // strings, `type` and `name` cannot nest or hold a number).
+        for (key, value) in &extra {
+            if let Err(err) = check_value(value.get()) {
+                let mut pointer = PointerBuf::new("");
+                pointer.push_key(key);
+                return Err(Problem::new(
+                    parse_error_code(&err),
+                    pointer.as_str(),
+                    "JSON within the payload's limits (nesting under 128 levels, finite numbers)",
+                    err.to_string(),
+                ));
+            }
+        }
+
         let mut warnings = Vec::new();
         let (timestamp_ms, timestamp_source) =
             resolve_time(timestamp, datetime, received_ms, &mut warnings);
@@ -320,13 +342,30 @@ fn resolve_time(
         }
         parsed
     };
-    if let Some(ms) = try_field(timestamp, "/timestamp") {
-        return (ms, TimestampSource::Timestamp);
+    let found = try_field(timestamp, "/timestamp")
+        .map(|ms| (ms, TimestampSource::Timestamp, "/timestamp"))
+        .or_else(|| {
+            try_field(datetime, "/datetime").map(|ms| (ms, TimestampSource::Datetime, "/datetime"))
+        });
+    let Some((ms, source, pointer)) = found else {
+        return (received_ms, TimestampSource::Received);
+    };
+    let skew = max_future_ms();
+    if ms > received_ms.saturating_add(skew) {
+        // A clock years ahead would sit on top of every newest-first view forever.
+        warnings.push(Problem::new(
+            ReasonCode::FutureTimestamp,
+            pointer,
+            format!(
+                "at most {} s after the receipt ({})",
+                skew / 1000,
+                format_millis(received_ms)
+            ),
+            format_millis(ms),
+        ));
+        return (received_ms, TimestampSource::Received);
     }
-    if let Some(ms) = try_field(datetime, "/datetime") {
-        return (ms, TimestampSource::Datetime);
-    }
-    (received_ms, TimestampSource::Received)
+    (ms, source)
 }
 
 enum RawString<'a> {
@@ -426,9 +465,12 @@ mod tests {
 
     const AGENT: &str = r#"{"id":"9f1c0a4e-1111-4c2b-9a77-3b0e1c2d4e5f","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","session_id":null,"release":null,"git_sha":null,"env":"production","type":"cache","name":"users:42","payload":{"action":"hit","store":"redis","path":"app\/Models\/User.php","city":"Montr\u00e9al"},"context":[],"timestamp":1749567234.202922,"datetime":"2025-06-10T17:53:54+02:00","host":"web-1","memory":4194304}"#;
 
+    /// A receipt time a second after the sample events' timestamps.
+    const RECEIVED: i64 = 1_749_567_235_000;
+
     #[test]
     fn agent_envelope() {
-        let env = Envelope::parse(AGENT, 0).unwrap();
+        let env = Envelope::parse(AGENT, RECEIVED).unwrap();
         assert_eq!(env.event_type, "cache");
         assert_eq!(env.name, "users:42");
         assert_eq!(env.payload_key, PayloadKey::Payload);
@@ -464,7 +506,7 @@ mod tests {
     #[test]
     fn timestamp_fallbacks() {
         let raw = r#"{"type":"x","payload":[],"timestamp":"soon","datetime":"2025-06-10T14:53:54+00:00"}"#;
-        let env = Envelope::parse(raw, 7).unwrap();
+        let env = Envelope::parse(raw, RECEIVED).unwrap();
         assert_eq!(env.timestamp_source, TimestampSource::Datetime);
         assert_eq!(env.warnings.len(), 1);
         assert_eq!(env.warnings[0].code, ReasonCode::BadTimestamp);
@@ -476,6 +518,82 @@ mod tests {
             (7, TimestampSource::Received)
         );
         assert!(env.warnings.is_empty());
+    }
+
+    #[test]
+    fn future_timestamps_are_not_trusted_for_ordering() {
+        // Year 5138 in epoch seconds, and an ISO date a week ahead.
+        for (raw, pointer) in [
+            (r#"{"type":"x","payload":{},"timestamp":99999999999}"#, "/timestamp"),
+            (
+                r#"{"type":"x","payload":{},"datetime":"2025-06-17T14:53:55Z"}"#,
+                "/datetime",
+            ),
+        ] {
+            let env = Envelope::parse(raw, RECEIVED).unwrap();
+            assert_eq!(
+                (env.timestamp_ms, env.timestamp_source),
+                (RECEIVED, TimestampSource::Received),
+                "{raw}"
+            );
+            assert_eq!(env.warnings.len(), 1, "{raw}");
+            assert_eq!(env.warnings[0].code, ReasonCode::FutureTimestamp);
+            assert_eq!(env.warnings[0].path, pointer);
+            // The original is kept verbatim.
+            assert!(env.extra_json().contains(&pointer[1..]), "{raw}");
+        }
+        // Within the skew: trusted.
+        let raw = r#"{"type":"x","payload":{},"timestamp":1749653634}"#;
+        let env = Envelope::parse(raw, RECEIVED).unwrap();
+        assert_eq!(env.timestamp_source, TimestampSource::Timestamp);
+        assert!(env.warnings.is_empty());
+    }
+
+    #[test]
+    fn envelope_fields_get_the_payload_limits() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let cases = [
+            (
+                format!(r#"{{"type":"log","memory":1e400,"payload":{{}}}}"#),
+                ReasonCode::InvalidJson,
+                "/memory",
+            ),
+            (
+                format!(r#"{{"type":"log","payload":{{}},"context":{{"a":{deep}}}}}"#),
+                ReasonCode::TooDeep,
+                "/context",
+            ),
+            (
+                format!(r#"{{"type":"log","payload":{{}},"a/b":[-1e999]}}"#),
+                ReasonCode::InvalidJson,
+                "/a~1b",
+            ),
+            (
+                format!(r#"{{"type":"log","payload":{{}},"timestamp":1e400}}"#),
+                ReasonCode::InvalidJson,
+                "/timestamp",
+            ),
+            (
+                format!(r#"{{"type":"log","payload":{{}},"id":{deep}}}"#),
+                ReasonCode::TooDeep,
+                "/id",
+            ),
+            (
+                format!(r#"{{"type":"log","data":{{}},"payload":{deep}}}"#),
+                ReasonCode::TooDeep,
+                "/payload",
+            ),
+        ];
+        for (raw, code, path) in cases {
+            let problem = Envelope::parse(&raw, RECEIVED).unwrap_err();
+            assert_eq!((problem.code, problem.path.as_str()), (code, path), "{raw}");
+        }
+        let ok = format!(
+            r#"{{"type":"log","payload":{{}},"context":{}{}, "memory":1.5e300}}"#,
+            "[".repeat(127),
+            "]".repeat(127)
+        );
+        assert!(Envelope::parse(&ok, RECEIVED).is_ok());
     }
 
     #[test]

@@ -225,6 +225,60 @@ pub fn parse_numeric_str(s: &str) -> Option<f64> {
     t.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
+/// Checks that a JSON text reads as one value within the limits every event field has: nesting
+/// under 128 levels (serde_json's limit) and every number a finite `f64` (`1e400` fails), without building it.
+/// The payload meets the same limits by being parsed into a [`Node`].
+pub fn check_value(text: &str) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    Checked::deserialize(&mut de)?;
+    de.end()
+}
+
+/// A value read for its limits only. `deserialize_any` makes serde_json count the depth and
+/// parse every number (`IgnoredAny` would skip both).
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Checked;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+                while seq.next_element::<Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+                while map.next_key::<de::IgnoredAny>()?.is_some() {
+                    map.next_value::<Checked>()?;
+                }
+                Ok(Checked)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
 /// Maps a serde_json parse failure to the reason code it deserves.
 pub fn parse_error_code(err: &serde_json::Error) -> ReasonCode {
     let text = err.to_string();
@@ -413,6 +467,23 @@ mod tests {
         let text = "[".repeat(10_000) + &"]".repeat(10_000);
         let err = Node::parse(&text).unwrap_err();
         assert_eq!(parse_error_code(&err), ReasonCode::TooDeep);
+    }
+
+    #[test]
+    fn check_value_applies_the_payload_limits() {
+        assert!(check_value(r#"{"a":[1,-2,3.5,"x",null,true],"b":{}}"#).is_ok());
+        let err = check_value("1e400").unwrap_err();
+        assert_eq!(parse_error_code(&err), ReasonCode::InvalidJson);
+        assert!(err.to_string().contains("out of range"), "{err}");
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert_eq!(
+            parse_error_code(&check_value(&deep).unwrap_err()),
+            ReasonCode::TooDeep
+        );
+        let ok = "[".repeat(127) + &"]".repeat(127);
+        assert!(check_value(&ok).is_ok() && Node::parse(&ok).is_ok());
+        let over = "[".repeat(128) + &"]".repeat(128);
+        assert!(check_value(&over).is_err() && Node::parse(&over).is_err());
     }
 
     #[test]

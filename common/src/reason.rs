@@ -38,11 +38,14 @@ pub enum ReasonCode {
     EmptyBatch,
     /// The store refused the row (e.g. a value a column cannot take); kept in the quarantine.
     SinkRejected,
+    /// The event time is further ahead of its receipt than the configured skew (a warning on
+    /// events: the receipt time orders them, the original stays in the envelope).
+    FutureTimestamp,
 }
 
 impl ReasonCode {
     /// Every code, in declaration order (for docs, metrics pre-registration and tests).
-    pub const ALL: [ReasonCode; 13] = [
+    pub const ALL: [ReasonCode; 14] = [
         ReasonCode::InvalidJson,
         ReasonCode::InvalidUtf8,
         ReasonCode::NotObject,
@@ -56,6 +59,7 @@ impl ReasonCode {
         ReasonCode::BadShape,
         ReasonCode::EmptyBatch,
         ReasonCode::SinkRejected,
+        ReasonCode::FutureTimestamp,
     ];
 
     /// The stable string form (`missing_field`).
@@ -74,6 +78,7 @@ impl ReasonCode {
             ReasonCode::BadShape => "bad_shape",
             ReasonCode::EmptyBatch => "empty_batch",
             ReasonCode::SinkRejected => "sink_rejected",
+            ReasonCode::FutureTimestamp => "future_timestamp",
         }
     }
 
@@ -102,6 +107,9 @@ impl ReasonCode {
             }
             ReasonCode::EmptyBatch => "the body holds no event",
             ReasonCode::SinkRejected => "the store refused the row",
+            ReasonCode::FutureTimestamp => {
+                "the timestamp is too far in the future; the event is ordered by its receipt time"
+            }
         }
     }
 }

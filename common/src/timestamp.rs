@@ -5,6 +5,15 @@
 //! apart by magnitude), the same as numeric strings, ISO-8601 / RFC 3339 with an offset or `Z`,
 //! and ISO-8601 without an offset (read as UTC), with `T` or a space. Never fails loudly: the
 //! caller falls back to `datetime`, then to the time of receipt, and flags the event.
+//!
+//! An event time further ahead of its receipt than [`max_future_ms`] (one day unless the
+//! process set another with [`set_max_future_ms`]: the server sets it once at start from
+//! `ingest.future_timestamp_skew_secs`) is not trusted for ordering: the envelope uses the
+//! receipt time and warns `future_timestamp`. One process-wide value rather than a parameter,
+//! so that every check of the same event in a process (ingest, the batcher's row building,
+//! the live feed, the quarantine replay) decides the same way.
+
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, NaiveDateTime};
 
@@ -31,6 +40,22 @@ impl TimestampSource {
             TimestampSource::Received => "received",
         }
     }
+}
+
+/// How far ahead of its receipt an event time is trusted by default: one day, ms.
+pub const DEFAULT_MAX_FUTURE_MS: i64 = 86_400_000;
+
+static MAX_FUTURE_MS: AtomicI64 = AtomicI64::new(DEFAULT_MAX_FUTURE_MS);
+
+/// Sets how far ahead of its receipt an event time is trusted, ms (at least 1), for the whole
+/// process. Set it once at start, before any event is checked.
+pub fn set_max_future_ms(ms: i64) {
+    MAX_FUTURE_MS.store(ms.max(1), Ordering::Relaxed);
+}
+
+/// How far ahead of its receipt an event time is trusted, ms.
+pub fn max_future_ms() -> i64 {
+    MAX_FUTURE_MS.load(Ordering::Relaxed)
 }
 
 /// Reads a timestamp node; `None` when it cannot be read.

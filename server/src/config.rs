@@ -163,6 +163,10 @@ pub struct IngestConfig {
     /// Signatures remembered to refuse a replayed signed request (within
     /// `signature_skew_secs`); the oldest are forgotten first.
     pub signature_cache_entries: usize,
+    /// An event time further ahead of its receipt than this is not trusted for ordering: the
+    /// receipt time is used, the original stays in the envelope and a `future_timestamp`
+    /// warning is returned, seconds.
+    pub future_timestamp_skew_secs: u64,
 }
 
 impl Default for IngestConfig {
@@ -186,6 +190,43 @@ impl Default for IngestConfig {
             body_grace_ms: 5_000,
             max_body_bytes_in_flight: 512 << 20,
             signature_cache_entries: 500_000,
+            future_timestamp_skew_secs: 86_400,
+        }
+    }
+}
+
+/// Connections: timeouts and the connection budget (see `crate::accept`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionsConfig {
+    /// A request head (request line and headers) must arrive within this long of the
+    /// connection opening or of its first byte after an idle period, else the connection is
+    /// closed, ms.
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in progress is closed after this long, ms.
+    /// Longer than a load balancer's usual 60 s, so the balancer closes first.
+    pub keep_alive_idle_timeout_ms: u64,
+    /// Most connections served at once. Lowered at start to fit the descriptor limit (less
+    /// `reserved_descriptors` and `operator_reserve_connections`); past it the oldest idle or
+    /// half-open connection is closed to make room, and when none is, a new connection gets
+    /// only the operator endpoints and 503 for everything else.
+    pub max_connections: usize,
+    /// Connections beyond `max_connections` kept for `/healthz`, `/readyz`, `/metrics` and
+    /// the feed; other requests on them are answered 503 with `Retry-After`.
+    pub operator_reserve_connections: usize,
+    /// Descriptors kept for everything but connections (spool segments, the store, logs,
+    /// pools, ClickHouse connections).
+    pub reserved_descriptors: usize,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        ConnectionsConfig {
+            header_read_timeout_ms: 10_000,
+            keep_alive_idle_timeout_ms: 75_000,
+            max_connections: 65_536,
+            operator_reserve_connections: 32,
+            reserved_descriptors: 128,
         }
     }
 }
@@ -360,6 +401,8 @@ pub struct Config {
     pub log_level: String,
     /// Ingest endpoint.
     pub ingest: IngestConfig,
+    /// Connections: timeouts and budget.
+    pub connections: ConnectionsConfig,
     /// Spool.
     pub spool: SpoolConfig,
     /// Batcher.
@@ -382,6 +425,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             ingest: IngestConfig::default(),
+            connections: ConnectionsConfig::default(),
             spool: SpoolConfig::default(),
             batch: BatchConfig::default(),
             clickhouse: ClickHouseConfig::default(),
@@ -418,7 +462,7 @@ pub struct FlagOverrides {
 }
 
 /// The options read from `BADDYBUGS_<NAME>` (sections with `__`, e.g. `BADDYBUGS_SPOOL__QUOTA_BYTES`).
-const ENV_KEYS: [&str; 11] = [
+const ENV_KEYS: [&str; 12] = [
     "listen",
     "data_dir",
     "feed_token",
@@ -426,6 +470,7 @@ const ENV_KEYS: [&str; 11] = [
     "log_level",
     "shutdown_grace_secs",
     "ingest",
+    "connections",
     "spool",
     "batch",
     "clickhouse",
@@ -510,6 +555,7 @@ impl Config {
                 "ingest.body_idle_timeout_ms",
                 ing.body_idle_timeout_ms as usize,
             ),
+            ("connections.max_connections", self.connections.max_connections),
             ("batch.max_events", self.batch.max_events),
             ("batch.max_bytes", self.batch.max_bytes),
             (
@@ -534,6 +580,28 @@ impl Config {
             return Err(invalid(
                 "ingest.max_inflated_bytes",
                 "must be at least ingest.max_body_bytes",
+            ));
+        }
+        let conn = &self.connections;
+        for (field, value) in [
+            ("connections.header_read_timeout_ms", conn.header_read_timeout_ms),
+            (
+                "connections.keep_alive_idle_timeout_ms",
+                conn.keep_alive_idle_timeout_ms,
+            ),
+            (
+                "ingest.future_timestamp_skew_secs",
+                ing.future_timestamp_skew_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        if ing.future_timestamp_skew_secs > 100 * 365 * 86_400 {
+            return Err(invalid(
+                "ingest.future_timestamp_skew_secs",
+                "must be at most 100 years",
             ));
         }
         if self.spool.segment_bytes < 4096 {
