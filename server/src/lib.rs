@@ -6,9 +6,11 @@
 //! [`ingest`] (admit → decode → validate → submit, one module per stage) → [`spool`] (durable,
 //! group commit) → [`batch`] (spool → rows → [`sink`]) → checkpoint. [`background`] holds the
 //! CPU pools the stages run on; [`metrics`] and [`feed`] observe every stage; [`http`] holds the
-//! other endpoints; [`server`] starts and stops it all.
+//! other endpoints; [`accept`] serves the connections they arrive on (timeouts, the connection
+//! budget, panics); [`server`] starts and stops it all.
 #![warn(missing_docs)]
 
+pub mod accept;
 pub mod background;
 pub mod batch;
 pub mod config;

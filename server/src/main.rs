@@ -157,6 +157,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 )
             })?;
             let _guard = init_logging(&config)?;
+            baddybugs_ingest::accept::log_panics();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("ingest")

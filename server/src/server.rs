@@ -1,8 +1,11 @@
 //! Starting and stopping the server: [`run`] wires the spool, the store, the batcher, the
 //! metrics ticker and the HTTP listener, and shuts them down in order.
 //!
+//! Connections are accepted and served by [`crate::accept`] (timeouts, the connection budget
+//! under the descriptor limit, panics answered 500).
+//!
 //! Shutdown (SIGTERM/SIGINT, or the future passed to [`run_until`]): stop accepting (ingest
-//! answers 503), let in-flight requests finish, let the batcher flush what the store takes,
+//! answers 503), let in-flight requests finish (for at most `shutdown_grace_secs`), let the batcher flush what the store takes,
 //! close the spool (final fsync), exit 0. What the store could not take stays in the spool and
 //! is written at the next start.
 
@@ -162,6 +165,13 @@ pub async fn run_until(
         }
     };
 
+    // Before anything opens a file: the connection budget is fitted under this limit.
+    let budget = crate::accept::Budget::at_start(&config.connections)?;
+    baddybugs_common::timestamp::set_max_future_ms(
+        i64::try_from(config.ingest.future_timestamp_skew_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX),
+    );
+
     let instance_id = uuid::Uuid::new_v4().to_string();
     let metrics = Arc::new(Metrics::new(instance_id.clone()));
     let (spool, report) = Spool::open(spool_options(&config, Some(metrics.clone())))
@@ -248,17 +258,22 @@ pub async fn run_until(
     on_ready(&running);
 
     let shutdown_state = state.clone();
-    let serve = axum::serve(
+    let router = crate::accept::with_debug_routes(app(state.clone()));
+    crate::accept::serve(
         listener,
-        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        router,
+        &config.connections,
+        budget,
+        metrics.clone(),
+        async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: finishing in-flight requests");
+            shutdown_state.shutting_down.store(true, Ordering::SeqCst);
+            shutdown_state.feed.close();
+        },
+        Duration::from_secs(config.shutdown_grace_secs),
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutdown requested: finishing in-flight requests");
-        shutdown_state.shutting_down.store(true, Ordering::SeqCst);
-        shutdown_state.feed.close();
-    });
-    serve.await.context("HTTP server failed")?;
+    .await;
 
     tracing::info!("flushing the spool to the store");
     let _ = stop_tx.send(true);

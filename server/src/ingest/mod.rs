@@ -235,6 +235,7 @@ fn record_accepted(state: &AppState, checked: &Validated, submitted: &Submitted,
             state.metrics.duplicate(&event.event_type);
         } else {
             state.metrics.accepted(&event.event_type, event.duration_ms);
+            state.metrics.warned(&event.warnings);
         }
     }
     state.metrics.record_batch_size(total);

@@ -122,6 +122,31 @@ struct ReasonState {
     last_count: u64,
 }
 
+/// Counters and gauges of the connection layer (`crate::accept`).
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    /// Regular connections open (a gauge).
+    pub open_regular: AtomicU64,
+    /// Reserve connections open (a gauge).
+    pub open_reserve: AtomicU64,
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Closed: no complete request head in time.
+    pub header_timeouts: AtomicU64,
+    /// Closed: idle past the keep-alive timeout.
+    pub idle_timeouts: AtomicU64,
+    /// Closed to make room: half-open (no complete request head yet).
+    pub shed_half_open: AtomicU64,
+    /// Closed to make room: idle keep-alive.
+    pub shed_idle: AtomicU64,
+    /// Answered 503 and closed at once: every connection was in use.
+    pub refused: AtomicU64,
+    /// Failed `accept` calls (out of descriptors, mostly).
+    pub accept_errors: AtomicU64,
+    /// Handlers that panicked (answered 500).
+    pub handler_panics: AtomicU64,
+}
+
 /// Gauges set by the spool, the batcher and the feed.
 #[derive(Debug, Default)]
 pub struct Gauges {
@@ -165,6 +190,9 @@ pub struct Metrics {
     undecodable_records: AtomicU64,
     /// Gauges.
     pub gauges: Gauges,
+    /// The connection layer.
+    pub connections: ConnectionCounters,
+    warnings: Mutex<HashMap<ReasonCode, u64>>,
     history: Mutex<History>,
     last_snapshot: Mutex<Option<Arc<MetricsSnapshot>>>,
 }
@@ -199,6 +227,8 @@ impl Metrics {
             retries: Default::default(),
             undecodable_records: AtomicU64::new(0),
             gauges: Gauges::default(),
+            connections: ConnectionCounters::default(),
+            warnings: Mutex::new(HashMap::new()),
             history: Mutex::new(History {
                 totals: HashMap::new(),
             }),
@@ -271,6 +301,25 @@ impl Metrics {
                 at: at.clone(),
             });
         }
+    }
+
+    /// Counts the warnings of an accepted event (`bad_timestamp`, `future_timestamp`).
+    pub fn warned(&self, problems: &[Problem]) {
+        if problems.is_empty() {
+            return;
+        }
+        let mut warnings = self.warnings.lock();
+        for problem in problems {
+            *warnings.entry(problem.code).or_default() += 1;
+        }
+    }
+
+    /// Warnings counted so far, by reason.
+    pub fn warning_counts(&self) -> Vec<(ReasonCode, u64)> {
+        let warnings = self.warnings.lock();
+        let mut counts: Vec<(ReasonCode, u64)> = warnings.iter().map(|(c, n)| (*c, *n)).collect();
+        counts.sort();
+        counts
     }
 
     /// Records a latency in µs.

@@ -178,6 +178,22 @@ impl Collector for IngestCollector {
                 (code.as_str(), count)
             }),
         )?;
+        let warnings = m.warning_counts();
+        counter_family(
+            e,
+            "event_warnings",
+            "Problems that did not reject an accepted event, by reason.",
+            "reason",
+            [ReasonCode::BadTimestamp, ReasonCode::FutureTimestamp]
+                .into_iter()
+                .map(|code| {
+                    let count = warnings
+                        .iter()
+                        .find(|(c, _)| *c == code)
+                        .map_or(0, |(_, n)| *n);
+                    (code.as_str(), count)
+                }),
+        )?;
         let statuses: Vec<(String, u64)> = snap
             .responses
             .iter()
@@ -320,6 +336,52 @@ impl Collector for IngestCollector {
             snap.feed_clients.len() as f64,
         )?;
         gauge(e, "uptime", "Time since start.", seconds, snap.uptime_secs)?;
+        let c = &m.connections;
+        let load = |v: &std::sync::atomic::AtomicU64| v.load(std::sync::atomic::Ordering::Relaxed);
+        let mut family = e.encode_descriptor(
+            "connections_open",
+            "Open connections, by pool (regular, or the operator reserve).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (pool, value) in [
+            ("regular", load(&c.open_regular)),
+            ("reserve", load(&c.open_reserve)),
+        ] {
+            ConstGauge::new(value as f64).encode(family.encode_family(&[("pool", pool)])?)?;
+        }
+        counter(
+            e,
+            "connections_accepted",
+            "Connections accepted.",
+            load(&c.accepted),
+        )?;
+        counter_family(
+            e,
+            "connections_closed",
+            "Connections closed by the server before the client closed them, by reason.",
+            "reason",
+            [
+                ("header_timeout", load(&c.header_timeouts)),
+                ("idle_timeout", load(&c.idle_timeouts)),
+                ("shed_half_open", load(&c.shed_half_open)),
+                ("shed_idle", load(&c.shed_idle)),
+                ("refused", load(&c.refused)),
+            ]
+            .into_iter(),
+        )?;
+        counter(
+            e,
+            "accept_errors",
+            "Failed accepts (out of descriptors, mostly).",
+            load(&c.accept_errors),
+        )?;
+        counter(
+            e,
+            "handler_panics",
+            "Request handlers that panicked (answered 500).",
+            load(&c.handler_panics),
+        )?;
         counter(e, "sink_errors", "Failed store writes.", snap.sink.errors)?;
         counter_family(
             e,
