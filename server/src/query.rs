@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use baddybugs_common::query::Query;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::sink::{
     EventFilter, EventPage, ExceptionGroup, MalformedFilter, SinkError, Store, StoredEvent,
@@ -108,7 +108,12 @@ impl QueryService {
                         ..EventFilter::default()
                     })
                     .await?;
-                json!({"spans": spans, "events": events.events})
+                // No `json!`: it unwraps each conversion, and one unrenderable row made the
+                // feed task panic and the `trace` query never answer (issue 14).
+                let mut result = serde_json::Map::new();
+                result.insert("spans".into(), serde_json::to_value(spans)?);
+                result.insert("events".into(), serde_json::to_value(events.events)?);
+                Value::Object(result)
             }
             Query::Traces(filter) => serde_json::to_value(self.pipeline_traces(filter).await?)?,
         })

@@ -202,9 +202,12 @@ fn handle_client_message(
             let client = client.clone();
             tokio::spawn(async move {
                 let message = match queries.event(event_id.clone()).await {
-                    Ok(Some(event)) => ServerMessage::Result {
-                        id,
-                        data: serde_json::to_value(event).unwrap_or_default(),
+                    Ok(Some(event)) => match serde_json::to_value(event) {
+                        Ok(data) => ServerMessage::Result { id, data },
+                        Err(err) => ServerMessage::Error {
+                            id: Some(id),
+                            message: format!("event {event_id:?} cannot be rendered: {err}"),
+                        },
                     },
                     Ok(None) => ServerMessage::Error {
                         id: Some(id),

@@ -1,6 +1,12 @@
 //! Query API types: filters in (typed and parsed once, in `baddybugs_common::query`), stored
 //! events out. Both stores answer with these exact shapes,
 //! so `/v1/events` reads the same whatever the sink.
+//!
+//! A row never breaks its page: a stored `data` or `envelope` that cannot be returned as JSON
+//! (nested deeper than [`RENDER_MAX_DEPTH`], a number no parser reads such as `1e400`, text
+//! that is not JSON: rows stored before ingest checked envelope fields, or written by another
+//! tool) is returned as a JSON string holding the stored text, with an [`Unrenderable`]
+//! marker in the row's `unrenderable` list ([`render_stored_json`]).
 
 use baddybugs_common::protocol::StageTiming;
 pub use baddybugs_common::query::{EventFilter, MalformedFilter, TraceFilter, TraceOrder};
@@ -17,6 +23,103 @@ pub fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
     let text = String::from_utf8(hex::decode(cursor).ok()?).ok()?;
     let (ts, id) = text.split_once(':')?;
     Some((ts.parse().ok()?, id.to_owned()))
+}
+
+/// The deepest a stored `data` or `envelope` value is returned as JSON. With the page around
+/// it (at most 5 levels, in a feed `result`) a page stays under 70 levels, inside the default
+/// limits of mainstream parsers (Ruby's 100, serde_json's 128, Python's ~1000).
+pub const RENDER_MAX_DEPTH: usize = 64;
+
+/// A stored field returned as text because it cannot be returned as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unrenderable {
+    /// The field (`data` or `envelope`), whose value is then a JSON string of the stored text.
+    pub field: String,
+    /// `too_deep` or `invalid_json` (the reason codes of ingest).
+    pub reason: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// A stored JSON text as a field of a page: the text itself when every parser can read it
+/// within [`RENDER_MAX_DEPTH`]; otherwise the text as a JSON string, and a marker in `markers`.
+pub fn render_stored_json(
+    text: String,
+    field: &str,
+    markers: &mut Vec<Unrenderable>,
+) -> Box<RawValue> {
+    let depth = json_depth(&text);
+    let problem = if depth > RENDER_MAX_DEPTH {
+        Some((
+            baddybugs_common::ReasonCode::TooDeep,
+            format!("nested {depth} levels deep; returned as text past {RENDER_MAX_DEPTH}"),
+        ))
+    } else {
+        baddybugs_common::json::check_value(&text).err().map(|err| {
+            (
+                baddybugs_common::json::parse_error_code(&err),
+                format!("not readable as JSON ({err}); returned as text"),
+            )
+        })
+    };
+    let text = match problem {
+        None => match RawValue::from_string(text) {
+            Ok(raw) => return raw,
+            Err(err) => {
+                // check_value accepted it; keep the two parsers' verdicts apart all the same.
+                markers.push(Unrenderable {
+                    field: field.to_owned(),
+                    reason: baddybugs_common::ReasonCode::InvalidJson.as_str().to_owned(),
+                    message: format!("not readable as JSON ({err})"),
+                });
+                return as_json_string("");
+            }
+        },
+        Some((code, message)) => {
+            markers.push(Unrenderable {
+                field: field.to_owned(),
+                reason: code.as_str().to_owned(),
+                message,
+            });
+            text
+        }
+    };
+    as_json_string(&text)
+}
+
+fn as_json_string(text: &str) -> Box<RawValue> {
+    let quoted = serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned());
+    RawValue::from_string(quoted).unwrap_or_else(|_| {
+        // A serialised string is always JSON.
+        RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!())
+    })
+}
+
+/// The deepest nesting of `[` and `{` in a JSON text, strings skipped (no parse, no
+/// recursion: a stored value may be 100,000 levels deep).
+pub fn json_depth(text: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// One stored event as the query API returns it.
@@ -71,6 +174,9 @@ pub struct StoredEvent {
     pub data: Box<RawValue>,
     /// Every other top-level field, verbatim.
     pub envelope: Box<RawValue>,
+    /// Fields returned as text because they cannot be returned as JSON (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unrenderable: Vec<Unrenderable>,
 }
 
 /// A page of events.
@@ -183,4 +289,42 @@ pub fn stages_to_text(stages: &[StageTiming]) -> String {
 /// write.
 pub fn stages_from_text(text: &str) -> Result<Vec<StageTiming>, serde_json::Error> {
     serde_json::from_str(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_or_too_deep_fields_are_returned_as_text_with_a_marker() {
+        let mut markers = Vec::new();
+        let fine = render_stored_json(r#"{"a":[1,"]]]"]}"#.into(), "data", &mut markers);
+        assert_eq!(fine.get(), r#"{"a":[1,"]]]"]}"#);
+        assert!(markers.is_empty());
+
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        let raw = render_stored_json(deep.clone(), "envelope", &mut markers);
+        assert_eq!(serde_json::from_str::<String>(raw.get()).unwrap(), deep);
+        let huge = render_stored_json(r#"{"memory":1e400}"#.into(), "envelope", &mut markers);
+        assert_eq!(huge.get(), r#""{\"memory\":1e400}""#);
+        let broken = render_stored_json("{\"a\":".into(), "data", &mut markers);
+        assert_eq!(broken.get(), r#""{\"a\":""#);
+        let reasons: Vec<(&str, &str)> = markers
+            .iter()
+            .map(|m| (m.field.as_str(), m.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("envelope", "too_deep"),
+                ("envelope", "invalid_json"),
+                ("data", "invalid_json")
+            ]
+        );
+        let at_limit = "[".repeat(RENDER_MAX_DEPTH) + &"]".repeat(RENDER_MAX_DEPTH);
+        let mut none = Vec::new();
+        render_stored_json(at_limit, "data", &mut none);
+        assert!(none.is_empty());
+        assert_eq!(json_depth(r#"{"a":"{{{\"[["}"#), 1);
+    }
 }

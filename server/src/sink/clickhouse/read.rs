@@ -9,11 +9,10 @@
 use clickhouse::{Client, Row};
 use serde::Deserialize;
 use serde_json::json;
-use serde_json::value::RawValue;
 
 use baddybugs_common::timestamp::format_millis;
 
-use crate::sink::query::{decode_cursor, encode_cursor, stages_from_text};
+use crate::sink::query::{decode_cursor, encode_cursor, render_stored_json, stages_from_text};
 use crate::sink::{
     EventFilter, EventPage, ExceptionGroup, MalformedFilter, SinkError, StoredEvent,
     StoredMalformed, StoredTrace, TraceFilter, TraceOrder,
@@ -102,13 +101,12 @@ struct EventRead {
     envelope: String,
 }
 
-fn raw_json(text: String, column: &str) -> Result<Box<RawValue>, SinkError> {
-    RawValue::from_string(text)
-        .map_err(|err| SinkError::other(format!("stored {column} is not JSON"), err))
-}
 
 impl EventRead {
     fn into_stored(self) -> Result<StoredEvent, SinkError> {
+        let mut unrenderable = Vec::new();
+        let data = render_stored_json(self.data, "data", &mut unrenderable);
+        let envelope = render_stored_json(self.envelope, "envelope", &mut unrenderable);
         Ok(StoredEvent {
             id: self.event_id,
             event_type: self.event_type,
@@ -132,8 +130,9 @@ impl EventRead {
             severity: self.severity,
             request_id: self.request_id,
             job_id: self.job_id,
-            data: raw_json(self.data, "data")?,
-            envelope: raw_json(self.envelope, "envelope")?,
+            data,
+            envelope,
+            unrenderable,
         })
     }
 }

@@ -12,7 +12,9 @@ use serde_json::value::RawValue;
 
 use baddybugs_common::timestamp::format_millis;
 
-use crate::sink::query::{decode_cursor, encode_cursor, stages_from_text};
+use crate::sink::query::{
+    decode_cursor, encode_cursor, render_stored_json, stages_from_text, Unrenderable,
+};
 use crate::sink::{
     EventFilter, EventPage, ExceptionGroup, MalformedFilter, StoredEvent, StoredMalformed,
     StoredTrace, TraceFilter, TraceOrder,
@@ -71,16 +73,34 @@ const EVENT_COLUMNS: &str = "event_id, type, name, timestamp_ms, timestamp_sourc
      application, batch_id, duration_ms, user_id, status_code, is_error, severity, request_id, \
      job_id, data, envelope";
 
-/// Stored JSON text back to a raw value, byte-for-byte.
-fn raw_json(row: &Row<'_>, idx: usize) -> rusqlite::Result<Box<RawValue>> {
-    RawValue::from_string(row.get(idx)?)
-        .map_err(|err| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(err)))
+/// Stored JSON text back to a raw value, byte-for-byte, or as text with a marker when it
+/// cannot be returned as JSON (never failing the page).
+fn raw_json(
+    row: &Row<'_>,
+    idx: usize,
+    field: &str,
+    markers: &mut Vec<Unrenderable>,
+) -> rusqlite::Result<Box<RawValue>> {
+    let text = match row.get_ref(idx)? {
+        rusqlite::types::ValueRef::Text(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        other => {
+            return Err(rusqlite::Error::FromSqlConversionFailure(
+                idx,
+                other.data_type(),
+                format!("{field} is not text").into(),
+            ))
+        }
+    };
+    Ok(render_stored_json(text, field, markers))
 }
 
 /// One `events` row, with its timestamp for the cursor.
 fn event_row(row: &Row<'_>) -> rusqlite::Result<(i64, StoredEvent)> {
     let timestamp_ms: i64 = row.get(3)?;
     let received_ms: i64 = row.get(5)?;
+    let mut unrenderable = Vec::new();
+    let data = raw_json(row, 22, "data", &mut unrenderable)?;
+    let envelope = raw_json(row, 23, "envelope", &mut unrenderable)?;
     Ok((
         timestamp_ms,
         StoredEvent {
@@ -106,8 +126,9 @@ fn event_row(row: &Row<'_>) -> rusqlite::Result<(i64, StoredEvent)> {
             severity: row.get(19)?,
             request_id: row.get(20)?,
             job_id: row.get(21)?,
-            data: raw_json(row, 22)?,
-            envelope: raw_json(row, 23)?,
+            data,
+            envelope,
+            unrenderable,
         },
     ))
 }
