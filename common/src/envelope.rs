@@ -524,7 +524,10 @@ mod tests {
     fn future_timestamps_are_not_trusted_for_ordering() {
         // Year 5138 in epoch seconds, and an ISO date a week ahead.
         for (raw, pointer) in [
-            (r#"{"type":"x","payload":{},"timestamp":99999999999}"#, "/timestamp"),
+            (
+                r#"{"type":"x","payload":{},"timestamp":99999999999}"#,
+                "/timestamp",
+            ),
             (
                 r#"{"type":"x","payload":{},"datetime":"2025-06-17T14:53:55Z"}"#,
                 "/datetime",

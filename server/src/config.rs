@@ -555,7 +555,10 @@ impl Config {
                 "ingest.body_idle_timeout_ms",
                 ing.body_idle_timeout_ms as usize,
             ),
-            ("connections.max_connections", self.connections.max_connections),
+            (
+                "connections.max_connections",
+                self.connections.max_connections,
+            ),
             ("batch.max_events", self.batch.max_events),
             ("batch.max_bytes", self.batch.max_bytes),
             (
@@ -584,7 +587,10 @@ impl Config {
         }
         let conn = &self.connections;
         for (field, value) in [
-            ("connections.header_read_timeout_ms", conn.header_read_timeout_ms),
+            (
+                "connections.header_read_timeout_ms",
+                conn.header_read_timeout_ms,
+            ),
             (
                 "connections.keep_alive_idle_timeout_ms",
                 conn.keep_alive_idle_timeout_ms,

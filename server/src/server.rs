@@ -168,8 +168,13 @@ pub async fn run_until(
     // Before anything opens a file: the connection budget is fitted under this limit.
     let budget = crate::accept::Budget::at_start(&config.connections)?;
     baddybugs_common::timestamp::set_max_future_ms(
-        i64::try_from(config.ingest.future_timestamp_skew_secs.saturating_mul(1000))
-            .unwrap_or(i64::MAX),
+        i64::try_from(
+            config
+                .ingest
+                .future_timestamp_skew_secs
+                .saturating_mul(1000),
+        )
+        .unwrap_or(i64::MAX),
     );
 
     let instance_id = uuid::Uuid::new_v4().to_string();

@@ -119,6 +119,8 @@ pub struct ServerOptions {
     /// A TOML configuration: written to `config.toml` in the server's temporary directory
     /// (removed with it) and passed with `--config`, at every start.
     pub config_toml: Option<String>,
+    /// Start the server with this `RLIMIT_NOFILE` (soft and hard), through `sh -c 'ulimit -n'`.
+    pub nofile_limit: Option<u64>,
 }
 
 /// A running server process.
@@ -164,7 +166,17 @@ impl TestServer {
     }
 
     fn spawn(&mut self, listen: &str) -> anyhow::Result<()> {
-        let mut cmd = Command::new(binary("baddybugs-ingest"));
+        let mut cmd = match self.options.nofile_limit {
+            None => Command::new(binary("baddybugs-ingest")),
+            Some(limit) => {
+                // `exec` keeps the process id: kill and wait reach the server itself.
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(binary("baddybugs-ingest"));
+                cmd
+            }
+        };
         cmd.arg("serve")
             .arg("--listen")
             .arg(listen)
@@ -237,6 +249,17 @@ impl TestServer {
     /// `ws://addr/v1/feed`.
     pub fn feed_url(&self) -> String {
         format!("ws://{}/v1/feed", self.addr)
+    }
+
+    /// Everything the server wrote to its log files so far.
+    pub fn log_text(&self) -> String {
+        let mut text = String::new();
+        if let Ok(dir) = std::fs::read_dir(self.data_dir.join("logs")) {
+            for entry in dir.flatten() {
+                text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        text
     }
 
     /// The process id.

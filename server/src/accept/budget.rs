@@ -132,8 +132,7 @@ impl Conn {
 
     /// A response was written (or abandoned).
     pub fn request_finished(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && self.phase() != Phase::Upgraded
-        {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && self.phase() != Phase::Upgraded {
             self.set(Phase::Idle);
         }
     }
@@ -420,7 +419,11 @@ mod tests {
         let fresh = conn.deadline(&t).unwrap();
         conn.on_bytes();
         assert_eq!(conn.phase(), Phase::Head);
-        assert_eq!(conn.deadline(&t), Some(fresh), "the head counts from the accept");
+        assert_eq!(
+            conn.deadline(&t),
+            Some(fresh),
+            "the head counts from the accept"
+        );
         conn.request_started();
         assert_eq!(conn.deadline(&t), None);
         conn.request_finished();

@@ -90,7 +90,8 @@ impl Budget {
             "descriptor limit"
         );
         if regular < config.max_connections {
-            tracing::warn!(
+            // Expected wherever `ulimit -n` is below the default maximum: information only.
+            tracing::info!(
                 configured = config.max_connections,
                 effective = regular,
                 soft = nofile.soft,
@@ -385,7 +386,10 @@ pub fn log_panics() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let location = info.location().map(|l| l.to_string()).unwrap_or_default();
-        let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned();
         tracing::error!(
             panic = service::panic_message(info.payload()),
             location,
@@ -404,7 +408,9 @@ pub fn with_debug_routes(router: Router) -> Router {
     if std::env::var("BADDYBUGS_DEBUG_PANIC_ROUTE").as_deref() != Ok("1") {
         return router;
     }
-    tracing::warn!("debug build: GET /v1/debug/panic panics on purpose (BADDYBUGS_DEBUG_PANIC_ROUTE=1)");
+    tracing::warn!(
+        "debug build: GET /v1/debug/panic panics on purpose (BADDYBUGS_DEBUG_PANIC_ROUTE=1)"
+    );
     router.route(
         "/v1/debug/panic",
         axum::routing::get(|| async {

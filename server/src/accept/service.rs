@@ -69,7 +69,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             }
             let method = request.method().clone();
             request.extensions_mut().insert(ConnectInfo(remote));
-            let served = AssertUnwindSafe(router.oneshot(request)).catch_unwind().await;
+            let served = AssertUnwindSafe(router.oneshot(request))
+                .catch_unwind()
+                .await;
             let response = match served {
                 Ok(Ok(response)) => response,
                 Ok(Err(never)) => match never {},

@@ -69,7 +69,9 @@ pub fn render_stored_json(
                 // check_value accepted it; keep the two parsers' verdicts apart all the same.
                 markers.push(Unrenderable {
                     field: field.to_owned(),
-                    reason: baddybugs_common::ReasonCode::InvalidJson.as_str().to_owned(),
+                    reason: baddybugs_common::ReasonCode::InvalidJson
+                        .as_str()
+                        .to_owned(),
                     message: format!("not readable as JSON ({err})"),
                 });
                 return as_json_string("");

@@ -101,7 +101,6 @@ struct EventRead {
     envelope: String,
 }
 
-
 impl EventRead {
     fn into_stored(self) -> Result<StoredEvent, SinkError> {
         let mut unrenderable = Vec::new();
