@@ -557,7 +557,7 @@ mod tests {
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         let cases = [
             (
-                format!(r#"{{"type":"log","memory":1e400,"payload":{{}}}}"#),
+                r#"{"type":"log","memory":1e400,"payload":{}}"#.to_owned(),
                 ReasonCode::InvalidJson,
                 "/memory",
             ),
@@ -567,12 +567,12 @@ mod tests {
                 "/context",
             ),
             (
-                format!(r#"{{"type":"log","payload":{{}},"a/b":[-1e999]}}"#),
+                r#"{"type":"log","payload":{},"a/b":[-1e999]}"#.to_owned(),
                 ReasonCode::InvalidJson,
                 "/a~1b",
             ),
             (
-                format!(r#"{{"type":"log","payload":{{}},"timestamp":1e400}}"#),
+                r#"{"type":"log","payload":{},"timestamp":1e400}"#.to_owned(),
                 ReasonCode::InvalidJson,
                 "/timestamp",
             ),

@@ -291,37 +291,41 @@ async fn serve_connection(
     let connection = builder
         .serve_connection(TokioIo::new(TrackedIo::new(stream, slot)), service)
         .with_upgrades();
-    tokio::pin!(connection);
-    let mut draining = *stop.borrow();
-    if draining {
-        connection.as_mut().graceful_shutdown();
-    }
-    let far = Instant::now() + Duration::from_secs(86_400 * 365);
-    let ended = loop {
-        let deadline = conn.deadline(&shared.timeouts);
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%remote, %error, "connection ended with an error");
-                }
-                break Ended::Done;
-            }
-            () = conn.doomed() => break Ended::Shed,
-            _ = stop.changed(), if !draining => {
-                draining = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            () = tokio::time::sleep_until(deadline.unwrap_or(far).into()), if deadline.is_some() => {
-                // The phase may have moved on since the deadline was taken.
-                match conn.deadline(&shared.timeouts) {
-                    Some(d) if d <= Instant::now() => {
-                        break if conn.phase() == Phase::Idle {
-                            Ended::IdleTimeout
-                        } else {
-                            Ended::HeaderTimeout
-                        };
+    // The connection lives in this block: leaving it closes the socket (unless a WebSocket
+    // took it over), before the open counts are published.
+    let ended = {
+        let mut connection = std::pin::pin!(connection);
+        let mut draining = *stop.borrow();
+        if draining {
+            connection.as_mut().graceful_shutdown();
+        }
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        loop {
+            let deadline = conn.deadline(&shared.timeouts);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%remote, %error, "connection ended with an error");
                     }
-                    _ => {}
+                    break Ended::Done;
+                }
+                () = conn.doomed() => break Ended::Shed,
+                _ = stop.changed(), if !draining => {
+                    draining = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                () = tokio::time::sleep_until(deadline.unwrap_or(far).into()), if deadline.is_some() => {
+                    // The phase may have moved on since the deadline was taken.
+                    match conn.deadline(&shared.timeouts) {
+                        Some(d) if d <= Instant::now() => {
+                            break if conn.phase() == Phase::Idle {
+                                Ended::IdleTimeout
+                            } else {
+                                Ended::HeaderTimeout
+                            };
+                        }
+                        _ => {}
+                    }
                 }
             }
         }
@@ -337,8 +341,6 @@ async fn serve_connection(
             c.idle_timeouts.fetch_add(1, Ordering::Relaxed);
         }
     }
-    // Dropping the connection closes the socket, unless a WebSocket took it over.
-    drop(connection);
     shared.publish_counts();
 }
 
