@@ -26,10 +26,7 @@ pub async fn load(
         let ids: Vec<String> = (0..20)
             .map(|i| format!("{worker:02x}{batch:06x}-0000-4000-8000-{i:012}"))
             .collect();
-        let events: Vec<String> = ids
-            .iter()
-            .map(|id| format!(r#"{{"id":"{id}","trace_id":"{trace}","env":"production","type":"cache","name":"k:{id}","payload":{{"action":"miss","store":"redis","tags":[]}},"timestamp":1749567234.25}}"#))
-            .collect();
+        let events = cache_events(&ids, trace);
         let refs: Vec<&str> = events.iter().map(String::as_str).collect();
         batch += 1;
         let response = client
@@ -80,4 +77,11 @@ pub async fn assert_stored_exactly_once(
     let doubled: Vec<&String> = stored.iter().filter(|id| !seen.insert(*id)).collect();
     assert!(doubled.is_empty(), "events stored twice: {doubled:?}");
     Ok(())
+}
+
+/// One `cache` event of `trace` per id, as the agent sends them (the drills count them by id).
+pub fn cache_events(ids: &[String], trace: &str) -> Vec<String> {
+    ids.iter()
+        .map(|id| format!(r#"{{"id":"{id}","trace_id":"{trace}","env":"production","type":"cache","name":"k:{id}","payload":{{"action":"miss","store":"redis","tags":[]}},"timestamp":1749567234.25}}"#))
+        .collect()
 }

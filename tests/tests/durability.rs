@@ -148,10 +148,7 @@ async fn post_batch(
     let ids: Vec<String> = (0..5)
         .map(|i| format!("5f00{batch:04x}-0000-4000-8000-{i:012}"))
         .collect();
-    let events: Vec<String> = ids
-        .iter()
-        .map(|id| format!(r#"{{"id":"{id}","trace_id":"{trace}","env":"production","type":"cache","name":"k:{id}","payload":{{"action":"miss","store":"redis","tags":[]}},"timestamp":1749567234.25}}"#))
-        .collect();
+    let events = baddybugs_tests::load::cache_events(&ids, trace);
     let refs: Vec<&str> = events.iter().map(String::as_str).collect();
     let (status, _) = post_as_agent(client, server, &batch_body(&refs)).await?;
     Ok((status, ids))

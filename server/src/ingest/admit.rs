@@ -76,6 +76,7 @@ pub struct Admission {
     total_permits: usize,
     usage: UsageByKey,
     body_kib: Arc<Semaphore>,
+    body_kib_total: usize,
 }
 
 /// Work permits a key holds and waits for.
@@ -132,6 +133,7 @@ impl Admission {
             total_permits: limits.max_concurrent_requests,
             usage: Arc::default(),
             body_kib: Arc::new(Semaphore::new(kib)),
+            body_kib_total: kib,
         }
     }
 
@@ -198,9 +200,10 @@ impl Admission {
     }
 
     /// Bytes of request bodies held right now.
-    pub fn body_bytes_in_flight(&self, limits: &IngestConfig) -> usize {
-        let total = (limits.max_body_bytes_in_flight / 1024).clamp(1, Semaphore::MAX_PERMITS);
-        total.saturating_sub(self.body_kib.available_permits()) * 1024
+    pub fn body_bytes_in_flight(&self) -> usize {
+        self.body_kib_total
+            .saturating_sub(self.body_kib.available_permits())
+            * 1024
     }
 }
 
@@ -389,18 +392,14 @@ mod tests {
     #[test]
     fn body_bytes_in_flight_are_bounded() {
         let a = admission(4, 64 << 10);
-        let limits = IngestConfig {
-            max_body_bytes_in_flight: 64 << 10,
-            ..IngestConfig::default()
-        };
         let mut one = None;
         a.reserve_body(&mut one, 40 << 10).unwrap();
-        assert_eq!(a.body_bytes_in_flight(&limits), 40 << 10);
+        assert_eq!(a.body_bytes_in_flight(), 40 << 10);
         let mut two = None;
         let refused = a.reserve_body(&mut two, 40 << 10);
         assert!(matches!(refused, Err(ApiError::Unavailable { .. })));
         drop(one);
         a.reserve_body(&mut two, 40 << 10).unwrap();
-        assert_eq!(a.body_bytes_in_flight(&limits), 40 << 10);
+        assert_eq!(a.body_bytes_in_flight(), 40 << 10);
     }
 }

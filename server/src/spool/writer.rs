@@ -276,19 +276,13 @@ impl Writer {
         let Some(file) = self.file.as_mut() else {
             return;
         };
-        let started = Instant::now();
-        let result = file.sync_data();
-        if let Some(hook) = &self.config.on_event {
-            hook(SpoolEvent::Fsync {
-                micros: started.elapsed().as_micros() as u64,
-                records: self
-                    .staged
-                    .iter()
-                    .map(|s| (s.last + 1 - s.first) as usize)
-                    .sum(),
-                bytes: self.staged.iter().map(|s| s.bytes as usize).sum(),
-            });
-        }
+        let records = self
+            .staged
+            .iter()
+            .map(|s| (s.last + 1 - s.first) as usize)
+            .sum();
+        let bytes = self.staged.iter().map(|s| s.bytes as usize).sum();
+        let result = timed_sync(file.as_mut(), &self.config, records, bytes);
         match result {
             Ok(()) => self.commit(),
             Err(source) => {
@@ -421,15 +415,12 @@ impl Writer {
         let Some(file) = self.file.as_mut() else {
             return;
         };
-        let started = Instant::now();
-        let result = file.sync_data();
-        if let Some(hook) = &self.config.on_event {
-            hook(SpoolEvent::Fsync {
-                micros: started.elapsed().as_micros() as u64,
-                records: self.unsynced_records,
-                bytes: self.unsynced_bytes,
-            });
-        }
+        let result = timed_sync(
+            file.as_mut(),
+            &self.config,
+            self.unsynced_records,
+            self.unsynced_bytes,
+        );
         self.unsynced_records = 0;
         self.unsynced_bytes = 0;
         if let Err(source) = result {
@@ -499,4 +490,23 @@ impl Writer {
         self.written = self.durable;
         Ok(())
     }
+}
+
+/// One `fdatasync` of the active segment, reported to the spool's event hook with its duration.
+fn timed_sync(
+    file: &mut dyn SegmentFile,
+    config: &SpoolConfig,
+    records: usize,
+    bytes: usize,
+) -> std::io::Result<()> {
+    let started = Instant::now();
+    let result = file.sync_data();
+    if let Some(hook) = &config.on_event {
+        hook(SpoolEvent::Fsync {
+            micros: started.elapsed().as_micros() as u64,
+            records,
+            bytes,
+        });
+    }
+    result
 }
