@@ -140,28 +140,42 @@ pub async fn replay_malformed(
         .await
         .map_err(sink_error)?;
     let now = chrono::Utc::now().timestamp_millis();
+    // Re-validating up to 10,000 events is CPU work: on the ingest-cpu pool, like ingest's.
+    let (rows, verdicts) = state
+        .ingest_pool
+        .run(move || {
+            let verdicts: Vec<Result<(), Vec<baddybugs_common::Problem>>> = rows
+                .iter()
+                .map(|row| {
+                    check_event(&row.raw, now)
+                        .map(|_| ())
+                        .map_err(|r| r.problems)
+                })
+                .collect();
+            (rows, verdicts)
+        })
+        .await
+        .map_err(|err| ApiError::internal("re-checking the quarantined events", err))?;
     let mut replayed = Vec::new();
     let mut still_rejected = Vec::new();
     // (organization, application) → the event texts to re-ingest, in order.
     let mut by_app: HashMap<(String, String), Vec<&str>> = HashMap::new();
-    for row in &rows {
+    for (row, verdict) in rows.iter().zip(verdicts) {
         if row.truncated {
             still_rejected.push(
                 json!({"id": row.id, "reason": "only the first bytes were kept; cannot replay"}),
             );
             continue;
         }
-        match check_event(&row.raw, now) {
-            Ok(_) => {
+        match verdict {
+            Ok(()) => {
                 by_app
                     .entry((row.organization.clone(), row.application.clone()))
                     .or_default()
                     .push(&row.raw);
                 replayed.push(row.id.clone());
             }
-            Err(rejected) => {
-                still_rejected.push(json!({"id": row.id, "reasons": rejected.problems}))
-            }
+            Err(problems) => still_rejected.push(json!({"id": row.id, "reasons": problems})),
         }
     }
     for ((organization, application), texts) in by_app {
