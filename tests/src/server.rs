@@ -80,8 +80,11 @@ impl BuildLayout {
             .ok_or_else(|| format!("{} is not in a cargo target directory", exe.display()))
     }
 
-    /// `<target dir>/[<triple>/]<profile dir>/deps/<test binary>`; cargo marks the target
-    /// directory itself with a `CACHEDIR.TAG`.
+    /// `<target dir>/[<triple>/]<profile dir>/deps/<test binary>`. The directory above the
+    /// profile directory is a triple only when the one above it is marked as cargo's target
+    /// directory; otherwise it is the target directory itself. Cargo writes `CACHEDIR.TAG` only
+    /// into a target directory it creates (CI's chDB set-up creates `target/` first), so the
+    /// rustc cache `.rustc_info.json`, written into every target directory, marks it too.
     fn from_test_path(exe: &Path) -> Option<BuildLayout> {
         let deps = exe
             .parent()
@@ -92,11 +95,14 @@ impl BuildLayout {
             other => other.to_owned(),
         };
         let above = profile_dir.parent()?;
-        let (target_dir, triple) = if above.join("CACHEDIR.TAG").exists() {
-            (above.to_owned(), None)
-        } else {
-            let triple = above.file_name()?.to_str()?.to_owned();
-            (above.parent()?.to_owned(), Some(triple))
+        let is_target_dir =
+            |dir: &Path| dir.join("CACHEDIR.TAG").exists() || dir.join(".rustc_info.json").exists();
+        let (target_dir, triple) = match above.parent() {
+            Some(parent) if !is_target_dir(above) && is_target_dir(parent) => {
+                let triple = above.file_name()?.to_str()?.to_owned();
+                (parent.to_owned(), Some(triple))
+            }
+            _ => (above.to_owned(), None),
         };
         Some(BuildLayout {
             target_dir,
@@ -507,5 +513,27 @@ mod tests {
         assert_eq!(cross.triple.as_deref(), Some("x86_64-unknown-linux-gnu"));
         assert_eq!(cross.profile, "dev");
         assert!(BuildLayout::from_test_path(Path::new("/usr/bin/true")).is_none());
+    }
+
+    #[test]
+    fn a_target_directory_made_before_cargo_ran_is_not_taken_for_a_triple() {
+        // CI creates `target/` (the chDB virtualenv) before the first build, so cargo never
+        // writes its CACHEDIR.TAG there; only `.rustc_info.json` marks it, or nothing at all.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::create_dir_all(target.join("debug/deps")).unwrap();
+        let exe = target.join("debug/deps/admission-0123");
+        let unmarked = BuildLayout::from_test_path(&exe).unwrap();
+        assert_eq!(unmarked.target_dir, target);
+        assert_eq!(unmarked.triple, None);
+        std::fs::write(target.join(".rustc_info.json"), "{}").unwrap();
+        let marked = BuildLayout::from_test_path(&exe).unwrap();
+        assert_eq!(marked.target_dir, target);
+        assert_eq!(marked.triple, None);
+        let cross =
+            BuildLayout::from_test_path(&target.join("aarch64-unknown-linux-gnu/debug/deps/t-1"))
+                .unwrap();
+        assert_eq!(cross.target_dir, target);
+        assert_eq!(cross.triple.as_deref(), Some("aarch64-unknown-linux-gnu"));
     }
 }
