@@ -37,6 +37,10 @@ pub enum ConfigError {
 pub const MAX_INFLATED_BYTES_LIMIT: usize = 512 << 20;
 const _: () = assert!(MAX_INFLATED_BYTES_LIMIT * 2 <= crate::spool::MAX_RECORD_BYTES + 1);
 
+/// Default `ingest.dedup_filter_bytes`: enough for the default ten-minute window at ~170k
+/// events/s with ids (docs/OPERATIONS.md, Duplicates); a quiet server uses a few MiB of it.
+pub const DEFAULT_DEDUP_FILTER_BYTES: u64 = 320 << 20;
+
 fn invalid(field: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.to_owned(),
@@ -135,8 +139,14 @@ pub struct IngestConfig {
     pub signature_skew_secs: u64,
     /// How long an accepted event `id` is remembered to spot agent retries, seconds.
     pub dedup_window_secs: u64,
-    /// Most ids remembered at once (memory bound of the dedup window).
+    /// Most ids held by the dedup window's exact tier (the newest; ~50 bytes each).
     pub dedup_max_ids: usize,
+    /// Memory budget of the dedup window's long tier (Bloom filters over the whole window);
+    /// 0 turns it off, leaving the exact tier alone.
+    pub dedup_filter_bytes: u64,
+    /// False-positive rate of the long tier: each false "maybe seen" costs one store lookup,
+    /// never an event.
+    pub dedup_filter_false_positive_rate: f64,
     /// Undecodable bodies: `quarantine` (202) or `reject` (400).
     pub undecodable_body: UndecodableBody,
     /// Bytes of a rejected event (or body) kept in the quarantine.
@@ -179,6 +189,8 @@ impl Default for IngestConfig {
             signature_skew_secs: 300,
             dedup_window_secs: 600,
             dedup_max_ids: 500_000,
+            dedup_filter_bytes: DEFAULT_DEDUP_FILTER_BYTES,
+            dedup_filter_false_positive_rate: 0.001,
             undecodable_body: UndecodableBody::Quarantine,
             quarantine_raw_cap_bytes: 64 << 10,
             rate_limit_events_per_sec: 0,
@@ -577,6 +589,13 @@ impl Config {
                     "must be at most {MAX_INFLATED_BYTES_LIMIT} (512 MiB): a request becomes one spool record, which also holds its metadata and must stay under {} bytes",
                     crate::spool::MAX_RECORD_BYTES
                 ),
+            ));
+        }
+        let fp = ing.dedup_filter_false_positive_rate;
+        if !(fp > 0.0 && fp < 1.0) {
+            return Err(invalid(
+                "ingest.dedup_filter_false_positive_rate",
+                format!("must be between 0 and 1 (exclusive), not {fp}"),
             ));
         }
         if ing.max_inflated_bytes < ing.max_body_bytes {

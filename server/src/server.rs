@@ -26,7 +26,7 @@ use crate::config::{ApiKeyConfig, Config, FsyncMode};
 use crate::feed::{FeedHub, FeedTap};
 use crate::http::app;
 use crate::ingest::admit::Admission;
-use crate::ingest::dedup::DedupWindow;
+use crate::ingest::dedup::{DedupWindow, FilterConfig};
 use crate::ingest::keys::KeyRing;
 use crate::metrics::{Latency, Metrics};
 use crate::sink::sqlite::SqliteStore;
@@ -200,7 +200,15 @@ pub async fn run_until(
         spool: spool.clone(),
         store: store.clone(),
         metrics: metrics.clone(),
-        dedup: DedupWindow::new(config.ingest.dedup_window_secs, config.ingest.dedup_max_ids),
+        dedup: DedupWindow::with_filter(
+            config.ingest.dedup_window_secs,
+            config.ingest.dedup_max_ids,
+            Some(FilterConfig {
+                budget_bytes: config.ingest.dedup_filter_bytes,
+                false_positive_rate: config.ingest.dedup_filter_false_positive_rate,
+            }),
+            chrono::Utc::now().timestamp_millis(),
+        ),
         feed: feed.clone(),
         feed_tap: FeedTap::start(feed.clone()).context("cannot start the feed-build thread")?,
         ingest_pool: CpuPool::new("ingest-cpu", config.ingest.cpu_threads, 0)
@@ -244,6 +252,7 @@ pub async fn run_until(
         .run(),
     );
     let ticker = tokio::spawn(metrics_ticker(
+        state.clone(),
         spool.clone(),
         metrics.clone(),
         feed.clone(),
@@ -294,6 +303,7 @@ pub async fn run_until(
 }
 
 async fn metrics_ticker(
+    state: Arc<AppState>,
     spool: Spool,
     metrics: Arc<Metrics>,
     feed: Arc<FeedHub>,
@@ -332,6 +342,7 @@ async fn metrics_ticker(
                 .and_then(|c| c.oldest_pending_unix_ms)
                 .map(|ms| (now - ms as i64).max(0) as f64 / 1000.0);
         }
+        *metrics.gauges.dedup.lock() = state.dedup.stats(now);
         let snapshot = metrics.tick();
         feed.publish_metrics(snapshot);
     }

@@ -2,9 +2,16 @@
 //! duplicates, not stored again.
 //!
 //! Ids are scoped by tenant (organization and application): one tenant's id never makes
-//! another's event a duplicate. The window remembers 64-bit hashes of (tenant, id), not the ids,
-//! and is bounded twice: by age (`ingest.dedup_window_secs`) and by count
-//! (`ingest.dedup_max_ids`, oldest forgotten first), so its memory never grows with load.
+//! another's event a duplicate. The window has two tiers, so that it holds its configured time
+//! (`ingest.dedup_window_secs`) even at the peak acknowledged rate, within a stated memory:
+//!
+//! - the **exact tier** holds the newest ids (`ingest.dedup_max_ids`, ~50 bytes each, as
+//!   128-bit hashes of (tenant, id): a collision is beyond any realistic count of events), with
+//!   their reservations. Its answer is final.
+//! - the **long tier** ([`filter`], `ingest.dedup_filter_bytes`) remembers every id of the
+//!   window in ~2 bytes each, as Bloom filters. Its "maybe seen" is not an answer: the caller
+//!   asks the store ([`Reservation::maybe_seen`], [`Reservation::settle`]), because a false
+//!   "duplicate" would lose an event. Only an id the store holds is a duplicate.
 //!
 //! An id goes through three states, so that neither a refused batch nor two concurrent copies
 //! of one batch can lie:
@@ -16,6 +23,12 @@
 //!    within the window, the id is a duplicate;
 //! 3. **released** when the reservation is dropped unconfirmed (the append failed and the agent
 //!    was answered 503): a retry of that batch is then new, as it must be.
+//!
+//! What the window cannot see: an id forgotten by the exact tier whose original is not yet in
+//! the store either (the store more than `dedup_max_ids` events behind) is taken as new. SQLite
+//! still stores it once (its key); ClickHouse reads show it once (`LIMIT 1 BY`).
+
+pub mod filter;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -25,6 +38,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+pub use crate::metrics::DedupStats;
+pub use filter::FilterConfig;
+use filter::SlicedFilter;
+
 /// Recently accepted event ids, per tenant.
 pub struct DedupWindow {
     window_ms: i64,
@@ -33,10 +50,14 @@ pub struct DedupWindow {
 }
 
 struct Inner {
-    expiry: HashMap<u64, i64>,
-    order: VecDeque<(u64, i64)>,
+    expiry: HashMap<u128, i64>,
+    order: VecDeque<(u128, i64)>,
     /// Ids of batches being appended right now; dropping the sender wakes their waiters.
-    pending: HashMap<u64, watch::Sender<()>>,
+    pending: HashMap<u128, watch::Sender<()>>,
+    /// The long tier, when configured.
+    filter: Option<SlicedFilter>,
+    /// Ids confirmed before this time may have left the exact tier (start, or eviction by count).
+    exact_since_ms: i64,
 }
 
 /// How long a copy waits for another copy's outcome before giving up (503).
@@ -47,25 +68,65 @@ pub const PENDING_WAIT: Duration = Duration::from_secs(30);
 #[error("another copy of this batch has been in progress for {}s", PENDING_WAIT.as_secs())]
 pub struct StillPending;
 
-fn hash_id(tenant: &str, id: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    tenant.hash(&mut h);
-    id.hash(&mut h);
-    h.finish()
+/// 128 bits of (tenant, id): two keyed SipHash runs.
+fn hash_id(tenant: &str, id: &str) -> u128 {
+    let half = |salt: u8| {
+        let mut h = DefaultHasher::new();
+        salt.hash(&mut h);
+        tenant.hash(&mut h);
+        id.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
+}
+
+/// The long tier's key: the low half.
+fn short(h: u128) -> u64 {
+    h as u64
 }
 
 /// The ids of one batch, reserved until confirmed or dropped.
 #[must_use = "an unconfirmed reservation is released when dropped"]
 pub struct Reservation<'w> {
     window: &'w DedupWindow,
-    reserved: Vec<u64>,
+    reserved: Vec<u128>,
     duplicates: Vec<bool>,
+    /// Indexes (into the ids given) the long tier may have seen, with their hashes.
+    maybe: Vec<(usize, u128)>,
 }
 
 impl Reservation<'_> {
     /// For each id given to [`DedupWindow::reserve`], whether it is a duplicate.
     pub fn duplicates(&self) -> &[bool] {
         &self.duplicates
+    }
+
+    /// Indexes of the ids only the long tier may have seen: ask the store, then [`settle`]
+    /// them. Until then they count as new (and stay reserved).
+    ///
+    /// [`settle`]: Reservation::settle
+    pub fn maybe_seen(&self) -> Vec<usize> {
+        self.maybe.iter().map(|(i, _)| *i).collect()
+    }
+
+    /// Settles [`maybe_seen`](Reservation::maybe_seen): `stored[k]` says whether the store
+    /// holds the k-th of them. A stored id is a duplicate (and goes into the exact tier); the
+    /// others stay new and reserved.
+    pub fn settle(&mut self, stored: &[bool], now_ms: i64) {
+        let maybe = std::mem::take(&mut self.maybe);
+        let mut known = Vec::new();
+        for ((index, h), stored) in maybe.into_iter().zip(stored) {
+            if *stored {
+                self.duplicates[index] = true;
+                known.push(h);
+            }
+        }
+        if !known.is_empty() {
+            let known_set: HashSet<u128> = known.iter().copied().collect();
+            self.reserved.retain(|r| !known_set.contains(r));
+            // Confirming releases their reservation too: a parked copy wakes and finds them.
+            self.window.confirm(&known, now_ms);
+        }
     }
 
     /// The batch is durable: its ids are duplicates from now on, within the window.
@@ -87,15 +148,30 @@ impl Drop for Reservation<'_> {
 }
 
 impl DedupWindow {
-    /// A window of `window_secs` holding at most `max_ids` ids.
+    /// A window of `window_secs` holding at most `max_ids` ids, exact tier only.
     pub fn new(window_secs: u64, max_ids: usize) -> DedupWindow {
+        DedupWindow::with_filter(window_secs, max_ids, None, 0)
+    }
+
+    /// A window with a long tier (`filter`, None = off), started at `now_ms`.
+    pub fn with_filter(
+        window_secs: u64,
+        max_ids: usize,
+        filter: Option<FilterConfig>,
+        now_ms: i64,
+    ) -> DedupWindow {
+        let window_ms = (window_secs as i64).saturating_mul(1000);
         DedupWindow {
-            window_ms: (window_secs as i64).saturating_mul(1000),
+            window_ms,
             max_ids: max_ids.max(1),
             inner: Mutex::new(Inner {
                 expiry: HashMap::new(),
                 order: VecDeque::new(),
                 pending: HashMap::new(),
+                filter: filter
+                    .filter(|f| f.budget_bytes > 0)
+                    .map(|f| SlicedFilter::new(window_ms, f, now_ms)),
+                exact_since_ms: now_ms,
             }),
         }
     }
@@ -110,7 +186,7 @@ impl DedupWindow {
         ids: &[Option<&str>],
         now_ms: i64,
     ) -> Result<Reservation<'_>, StillPending> {
-        let hashes: Vec<Option<u64>> = ids
+        let hashes: Vec<Option<u128>> = ids
             .iter()
             .map(|id| id.map(|id| hash_id(tenant, id)))
             .collect();
@@ -133,7 +209,7 @@ impl DedupWindow {
     /// Reserves every id, or returns what to wait for if another batch holds one of them.
     fn try_reserve(
         &self,
-        hashes: &[Option<u64>],
+        hashes: &[Option<u128>],
         now_ms: i64,
     ) -> Result<Reservation<'_>, Vec<watch::Receiver<()>>> {
         let mut inner = self.inner.lock();
@@ -147,15 +223,23 @@ impl DedupWindow {
         }
         let mut in_batch = HashSet::new();
         let mut reserved = Vec::new();
+        let mut maybe = Vec::new();
+        let inner = &mut *inner;
         let duplicates = hashes
             .iter()
-            .map(|h| {
+            .enumerate()
+            .map(|(index, h)| {
                 let Some(h) = *h else { return false };
                 let seen = inner.expiry.get(&h).is_some_and(|exp| *exp > now_ms);
                 let repeated = !in_batch.insert(h);
                 if !seen && !repeated {
                     inner.pending.insert(h, watch::channel(()).0);
                     reserved.push(h);
+                    if let Some(filter) = inner.filter.as_mut() {
+                        if filter.may_contain(short(h), now_ms) {
+                            maybe.push((index, h));
+                        }
+                    }
                 }
                 seen || repeated
             })
@@ -164,35 +248,45 @@ impl DedupWindow {
             window: self,
             reserved,
             duplicates,
+            maybe,
         })
     }
 
-    fn confirm(&self, hashes: &[u64], now_ms: i64) {
+    fn confirm(&self, hashes: &[u128], now_ms: i64) {
         let mut inner = self.inner.lock();
+        let inner = &mut *inner;
         let expiry = now_ms.saturating_add(self.window_ms);
         for &h in hashes {
             inner.pending.remove(&h);
             inner.expiry.insert(h, expiry);
             inner.order.push_back((h, expiry));
+            if let Some(filter) = inner.filter.as_mut() {
+                filter.insert(short(h), now_ms);
+            }
         }
         // Forget what expired, then the oldest beyond the count bound.
         while let Some(&(h, exp)) = inner.order.front() {
-            if exp > now_ms && inner.order.len() <= self.max_ids {
+            let expired = exp <= now_ms;
+            if !expired && inner.order.len() <= self.max_ids {
                 break;
             }
             inner.order.pop_front();
+            if !expired {
+                let confirmed_ms = exp.saturating_sub(self.window_ms);
+                inner.exact_since_ms = inner.exact_since_ms.max(confirmed_ms + 1);
+            }
             if inner.expiry.get(&h) == Some(&exp) {
                 inner.expiry.remove(&h);
             }
         }
     }
 
-    /// Ids currently remembered (confirmed, not yet forgotten).
+    /// Ids currently remembered by the exact tier (confirmed, not yet forgotten).
     pub fn len(&self) -> usize {
         self.inner.lock().expiry.len()
     }
 
-    /// Whether no id is remembered.
+    /// Whether the exact tier remembers no id.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -200,6 +294,20 @@ impl DedupWindow {
     /// Ids reserved by batches in progress.
     pub fn pending(&self) -> usize {
         self.inner.lock().pending.len()
+    }
+
+    /// What the window holds at `now_ms`, and how far back each tier remembers.
+    pub fn stats(&self, now_ms: i64) -> DedupStats {
+        let inner = self.inner.lock();
+        let filter = inner.filter.as_ref();
+        DedupStats {
+            exact_ids: inner.expiry.len() as u64,
+            exact_span_ms: (now_ms - inner.exact_since_ms).clamp(0, self.window_ms),
+            filter_ids: filter.map_or(0, SlicedFilter::ids),
+            filter_bytes: filter.map_or(0, SlicedFilter::bytes),
+            filter_span_ms: filter.map_or(0, |f| f.span_ms(now_ms)),
+            filter_slices_dropped_early: filter.map_or(0, SlicedFilter::dropped_early),
+        }
     }
 }
 
@@ -284,5 +392,77 @@ mod tests {
         drop(refused);
         assert_eq!(retry.await.unwrap(), vec![false], "not lost");
         assert_eq!(w.pending(), 0);
+    }
+
+    fn long_tier(fp: f64) -> Option<FilterConfig> {
+        Some(FilterConfig {
+            budget_bytes: 1 << 20,
+            false_positive_rate: fp,
+        })
+    }
+
+    /// Issue 15: an id the exact tier forgot is still recognised within the window, but only
+    /// once the store confirms it: the long tier's "maybe" alone never makes a duplicate.
+    #[tokio::test]
+    async fn the_long_tier_asks_the_store_before_calling_a_duplicate() {
+        let w = DedupWindow::with_filter(600, 2, long_tier(0.001), 0);
+        w.reserve("t", &[Some("a"), Some("b"), Some("c")], 0)
+            .await
+            .unwrap()
+            .confirm(0);
+        assert_eq!(w.len(), 2, "the exact tier keeps the newest two");
+        let stats = w.stats(1_000);
+        assert_eq!(stats.filter_ids, 3);
+        assert_eq!(stats.filter_span_ms, 1_000);
+        assert_eq!(
+            stats.exact_span_ms, 999,
+            "a was forgotten by the exact tier at 0 ms"
+        );
+
+        // `a` left the exact tier: a maybe, settled by the store.
+        let mut r = w
+            .reserve("t", &[Some("a"), Some("new")], 5_000)
+            .await
+            .unwrap();
+        assert_eq!(r.duplicates(), [false, false]);
+        assert_eq!(r.maybe_seen(), vec![0]);
+        r.settle(&[true], 5_000);
+        assert_eq!(r.duplicates(), [true, false]);
+        r.confirm(5_000);
+        // Settled as stored, it is back in the exact tier: no second store lookup.
+        let again = w.reserve("t", &[Some("a")], 6_000).await.unwrap();
+        assert_eq!(again.duplicates(), [true]);
+        assert!(again.maybe_seen().is_empty());
+        drop(again);
+
+        // The store says no: new, and stored.
+        let mut r = w.reserve("t", &[Some("b")], 7_000).await.unwrap();
+        if !r.maybe_seen().is_empty() {
+            r.settle(&[false], 7_000);
+        }
+        assert_eq!(r.duplicates(), [false]);
+        drop(r);
+        assert_eq!(w.pending(), 0);
+    }
+
+    /// A long tier that says "maybe" to half of all fresh ids (false-positive rate 0.5) still
+    /// makes no fresh id a duplicate: every maybe goes to the store, which says no.
+    #[tokio::test]
+    async fn false_maybes_never_make_a_duplicate() {
+        let w = DedupWindow::with_filter(600, 10, long_tier(0.5), 0);
+        let old: Vec<String> = (0..2_000).map(|i| format!("old-{i}")).collect();
+        let old_ids: Vec<Option<&str>> = old.iter().map(|s| Some(s.as_str())).collect();
+        w.reserve("t", &old_ids, 0).await.unwrap().confirm(0);
+        let fresh: Vec<String> = (0..2_000).map(|i| format!("fresh-{i}")).collect();
+        let fresh_ids: Vec<Option<&str>> = fresh.iter().map(|s| Some(s.as_str())).collect();
+        let mut r = w.reserve("t", &fresh_ids, 1_000).await.unwrap();
+        let maybe = r.maybe_seen();
+        assert!(
+            maybe.len() > 100,
+            "the long tier was asked: {} maybes",
+            maybe.len()
+        );
+        r.settle(&vec![false; maybe.len()], 1_000);
+        assert!(r.duplicates().iter().all(|d| !d));
     }
 }

@@ -14,10 +14,11 @@
 //! refusal has one answer everywhere.
 
 use std::ops::Range;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use crate::http::error::ApiError;
+use crate::metrics::DedupCheck;
 use crate::record::{self, BatchMeta, Quarantined};
 use crate::spool::SpoolError;
 use crate::state::AppState;
@@ -108,6 +109,17 @@ pub async fn submit(
             message: format!("{pending}; retry later"),
             retry_after: Duration::from_secs(2),
         })?;
+    let mut reservation = reservation;
+    let maybe = reservation.maybe_seen();
+    if !maybe.is_empty() {
+        let ids: Vec<String> = maybe
+            .iter()
+            .filter_map(|i| events[*i].id.map(str::to_owned))
+            .collect();
+        let stored = stored_ids(state, organization, application, ids.clone()).await;
+        let found: Vec<bool> = ids.iter().map(|id| stored.contains(id)).collect();
+        reservation.settle(&found, received_ms);
+    }
     let duplicates = reservation.duplicates().to_vec();
     timer.mark(StageName::Enriched);
 
@@ -148,6 +160,59 @@ pub async fn submit(
     meta.stages = timer.stages().to_vec();
     Ok(Submitted { meta, duplicates })
 }
+
+/// How long a dedup lookup may take before the events are taken as new.
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Which of `ids` (the long tier's "maybe seen") the store holds for the tenant. A failed or
+/// slow lookup answers none: the events are stored (never lost), and counted as failed checks.
+async fn stored_ids(
+    state: &AppState,
+    organization: &str,
+    application: &str,
+    ids: Vec<String>,
+) -> std::collections::HashSet<String> {
+    let asked = ids.len();
+    let lookup = state
+        .store
+        .stored_event_ids(organization.to_owned(), application.to_owned(), ids);
+    match tokio::time::timeout(STORE_CHECK_TIMEOUT, lookup).await {
+        Ok(Ok(found)) => {
+            state
+                .metrics
+                .dedup_store_checked(DedupCheck::Stored, found.len());
+            state
+                .metrics
+                .dedup_store_checked(DedupCheck::NotStored, asked - found.len().min(asked));
+            found.into_iter().collect()
+        }
+        failed => {
+            state.metrics.dedup_store_checked(DedupCheck::Failed, asked);
+            let why = match failed {
+                Ok(Err(err)) => err.to_string(),
+                _ => format!("no answer within {}s", STORE_CHECK_TIMEOUT.as_secs()),
+            };
+            // At most one warning a minute; the metric counts every one.
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let last = LAST_CHECK_WARNING_MS.load(Ordering::Relaxed);
+            if now_ms - last >= 60_000
+                && LAST_CHECK_WARNING_MS
+                    .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::warn!(
+                    error = %why,
+                    ids = asked,
+                    "dedup: the store could not say whether ids were already stored; the events are taken as new (metric dedup_store_checks_total{{outcome=\"failed\"}})"
+                );
+            }
+            Default::default()
+        }
+    }
+}
+
+/// When the last failed dedup lookup was logged (epoch ms).
+static LAST_CHECK_WARNING_MS: AtomicI64 = AtomicI64::new(i64::MIN / 2);
 
 /// The one answer to a refused append: 503 with a `Retry-After`; nothing was accepted.
 fn spool_error(err: SpoolError) -> ApiError {

@@ -165,6 +165,56 @@ pub struct Gauges {
     pub feed_dropped_batches: AtomicU64,
     /// Signed requests answered as replays (same signature within the skew window; a counter).
     pub replayed_signatures: AtomicU64,
+    /// The dedup window, as the metrics ticker last read it.
+    pub dedup: Mutex<DedupStats>,
+    /// Ids the dedup window's long tier asked the store about, by [`DedupCheck`] (counters).
+    pub dedup_store_checks: [AtomicU64; 3],
+}
+
+/// What the dedup window holds (ingest/dedup.rs), for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DedupStats {
+    /// Ids in the exact tier.
+    pub exact_ids: u64,
+    /// How far back the exact tier remembers every confirmed id, ms.
+    pub exact_span_ms: i64,
+    /// Ids in the long tier (0 when it is off).
+    pub filter_ids: u64,
+    /// Bytes of the long tier.
+    pub filter_bytes: u64,
+    /// How far back the long tier remembers every confirmed id, ms (0 when it is off).
+    pub filter_span_ms: i64,
+    /// Slices of the long tier forgotten early to stay within its budget.
+    pub filter_slices_dropped_early: u64,
+}
+
+/// The outcome of one store lookup of the dedup window's long tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupCheck {
+    /// The store holds the id: a duplicate.
+    Stored,
+    /// The store does not: a false "maybe", the event is new.
+    NotStored,
+    /// The lookup failed or timed out: the event is taken as new.
+    Failed,
+}
+
+impl DedupCheck {
+    /// Every outcome, in label order.
+    pub const ALL: [DedupCheck; 3] = [
+        DedupCheck::Stored,
+        DedupCheck::NotStored,
+        DedupCheck::Failed,
+    ];
+
+    /// The `outcome` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            DedupCheck::Stored => "stored",
+            DedupCheck::NotStored => "not_stored",
+            DedupCheck::Failed => "failed",
+        }
+    }
 }
 
 struct History {
@@ -328,6 +378,11 @@ impl Metrics {
         // Values past the top (an event a year old) count in the top bucket, not nowhere.
         let value = micros.clamp(1, h.high());
         let _ = h.record(value);
+    }
+
+    /// Counts `ids` the dedup window asked the store about, with their outcome.
+    pub fn dedup_store_checked(&self, outcome: DedupCheck, ids: usize) {
+        self.gauges.dedup_store_checks[outcome as usize].fetch_add(ids as u64, Ordering::Relaxed);
     }
 
     /// Counts a signed request answered as a replay.

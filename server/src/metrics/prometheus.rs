@@ -426,6 +426,54 @@ impl Collector for IngestCollector {
                 .feed_dropped_batches
                 .load(std::sync::atomic::Ordering::Relaxed),
         )?;
+        let dedup = *m.gauges.dedup.lock();
+        let mut family = e.encode_descriptor(
+            "dedup_window_span",
+            "How far back the dedup window remembers every accepted id, by tier (exact: the newest ids; filter: the whole window, confirmed by the store). Below ingest.dedup_window_secs after a restart or when a tier is too small for the rate.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        for (tier, ms) in [
+            ("exact", dedup.exact_span_ms),
+            ("filter", dedup.filter_span_ms),
+        ] {
+            ConstGauge::new(ms as f64 / 1000.0).encode(family.encode_family(&[("tier", tier)])?)?;
+        }
+        let mut family = e.encode_descriptor(
+            "dedup_window_ids",
+            "Accepted ids the dedup window remembers, by tier.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (tier, ids) in [("exact", dedup.exact_ids), ("filter", dedup.filter_ids)] {
+            ConstGauge::new(ids as i64).encode(family.encode_family(&[("tier", tier)])?)?;
+        }
+        gauge(
+            e,
+            "dedup_filter",
+            "Memory of the dedup window's long tier (at most ingest.dedup_filter_bytes).",
+            Some(&Unit::Bytes),
+            dedup.filter_bytes as f64,
+        )?;
+        counter(
+            e,
+            "dedup_filter_slices_dropped_early",
+            "Slices of the dedup window's long tier forgotten before their time to stay within ingest.dedup_filter_bytes.",
+            dedup.filter_slices_dropped_early,
+        )?;
+        counter_family(
+            e,
+            "dedup_store_checks",
+            "Ids the dedup window's long tier may have seen, looked up in the store, by outcome (stored: a duplicate; not_stored: a false maybe; failed: taken as new).",
+            "outcome",
+            crate::metrics::DedupCheck::ALL.iter().map(|c| {
+                (
+                    c.label(),
+                    m.gauges.dedup_store_checks[*c as usize]
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                )
+            }),
+        )?;
         counter(
             e,
             "replayed_signatures",

@@ -192,4 +192,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Vec<StoredTrace>, SinkError>>;
     /// A cheap reachability check.
     fn health(&self) -> BoxFuture<'_, StoreHealth>;
+    /// Which of `ids` the store holds as events of (`organization`, `application`): the dedup
+    /// window's exact confirmation of a "maybe seen" (ingest/dedup.rs).
+    fn stored_event_ids(
+        &self,
+        organization: String,
+        application: String,
+        ids: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<String>, SinkError>>;
 }

@@ -446,6 +446,17 @@ impl Store for ClickHouseStore {
         }))
     }
 
+    fn stored_event_ids(
+        &self,
+        organization: String,
+        application: String,
+        ids: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<String>, SinkError>> {
+        Box::pin(self.timed("query", async move {
+            read::stored_event_ids(&self.client, &organization, &application, &ids).await
+        }))
+    }
+
     fn health(&self) -> BoxFuture<'_, StoreHealth> {
         Box::pin(async move {
             let probe = async {

@@ -196,6 +196,27 @@ pub(super) async fn get_event(client: &Client, id: &str) -> Result<Option<Stored
     row.map(EventRead::into_stored).transpose()
 }
 
+/// Which of `ids` are stored as events of the tenant (the sort key starts with the tenant and
+/// the `event_id` bloom filter skips the other granules).
+pub(super) async fn stored_event_ids(
+    client: &Client,
+    organization: &str,
+    application: &str,
+    ids: &[String],
+) -> Result<Vec<String>, SinkError> {
+    client
+        .query(
+            "SELECT DISTINCT event_id FROM events \
+             WHERE organization = ? AND application = ? AND event_id IN ?",
+        )
+        .bind(organization)
+        .bind(application)
+        .bind(ids)
+        .fetch_all::<String>()
+        .await
+        .map_err(super::classify)
+}
+
 /// A `malformed_events` row.
 #[derive(Row, Deserialize)]
 struct MalformedRead {

@@ -389,6 +389,17 @@ impl Store for SqliteStore {
         Box::pin(self.read(move |conn| read::query_traces(conn, &filter)))
     }
 
+    fn stored_event_ids(
+        &self,
+        organization: String,
+        application: String,
+        ids: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<String>, SinkError>> {
+        Box::pin(
+            self.read(move |conn| read::stored_event_ids(conn, &organization, &application, &ids)),
+        )
+    }
+
     fn health(&self) -> BoxFuture<'_, StoreHealth> {
         Box::pin(async move {
             let path = self.inner.path.clone();

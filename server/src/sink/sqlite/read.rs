@@ -190,6 +190,25 @@ pub(super) fn get_event(conn: &Connection, id: &str) -> Result<Option<StoredEven
         .map(|(_, event)| event))
 }
 
+/// Which of `ids` are stored as events of the tenant (one indexed lookup each).
+pub(super) fn stored_event_ids(
+    conn: &Connection,
+    organization: &str,
+    application: &str,
+    ids: &[String],
+) -> Result<Vec<String>, ReadError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT 1 FROM events WHERE event_id = ?1 AND organization = ?2 AND application = ?3",
+    )?;
+    let mut found = Vec::new();
+    for id in ids {
+        if stmt.exists(rusqlite::params![id, organization, application])? {
+            found.push(id.clone());
+        }
+    }
+    Ok(found)
+}
+
 const MALFORMED_COLUMNS: &str = "id, received_ms, organization, application, batch_id, idx, \
      type, event_id, codes, reasons, raw, raw_size, agent_version, remote_addr";
 
