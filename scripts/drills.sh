@@ -3,7 +3,9 @@
 #   1. kill -9 of the server under load, then restart on the same data directory;
 #   2. store outage (chattr +i on store.sqlite, store.sqlite-wal and the data dir) and repair;
 #   3. spool quota reached (small [spool] quota_bytes): 503 + Retry-After, honoured;
-#   4. clock skew on the agent: X-Timestamp 1 h off → 401; events 2 days old → accepted.
+#   4. clock skew on the agent: X-Timestamp 1 h off → 401; events 2 days old → accepted;
+#   9. the spool's disk fills up (a 6 MiB tmpfs under the spool, root only): writes fail with
+#      ENOSPC, ingest answers 503, the store drains the spool, ingest resumes.
 # Prints a markdown table: sent, acknowledged, stored, lost (must be 0), doubled (must be 0).
 # A drill whose verification did not report (no `verify` in the load generator's summary) fails.
 #
@@ -33,6 +35,7 @@ log() { echo "drills: $*" >&2; }
 cleanup() {
   [ -n "$SERVER_PID" ] && kill -9 "$SERVER_PID" 2>/dev/null || true
   [ -d "$WORK" ] && chattr -R -i "$WORK" 2>/dev/null || true
+  mountpoint -q "$WORK/d9/spool" 2>/dev/null && umount "$WORK/d9/spool" || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -136,6 +139,33 @@ if want 4; then
   S="$(loadgen --seed 105 --rate 1000 --events 2000 --event-age-secs 172800 --verify || true)"
   row "events 2 days old, fresh X-Timestamp" "$S" "all accepted"
   stop_server
+fi
+
+# 9. The spool's disk fills up (ENOSPC on its writes), then frees as the store drains it.
+if want 9; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "| spool disk full | skipped: mounting a small tmpfs needs root | | | | | |"
+    SKIPPED+=("9 (spool disk full: mount needs root)")
+  else
+    log "9: spool disk full"
+    D="$WORK/d9"; mkdir -p "$D/spool"
+    if ! mount -t tmpfs -o size=6m drill-spool "$D/spool" 2>/dev/null; then
+      echo "| spool disk full | skipped: cannot mount a tmpfs here | | | | | |"
+      SKIPPED+=("9 (spool disk full: no tmpfs mount)")
+    else
+      # The quota is above the disk's size, so the disk fills before the quota says no.
+      printf '[spool]\nsegment_bytes = 1048576\nquota_bytes = 1073741824\n' > "$WORK/diskfull.toml"
+      start_server "$D" "$WORK/diskfull.toml"
+      loadgen --seed 109 --rate 0 --duration 15s --concurrency 16 --max-retry-wait-secs 2 --verify \
+        --verify-timeout-secs 180 > "$WORK/9.json" || true
+      S="$(cat "$WORK/9.json")"
+      NOSPACE=$(curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^baddybugs_ingest_spool_errors_total[{]' \
+        | grep -iE 'kind="[a-z_]*(full|space)[a-z_]*"' | awk '{s+=$2} END {print s+0}')
+      row "spool on a 6 MiB disk, unlimited rate" "$S" "503 answers $(jq .unavailable_503 <<<"$S"); spool writes refused for lack of space: $NOSPACE"
+      stop_server
+      umount "$D/spool" || true
+    fi
+  fi
 fi
 
 echo
