@@ -89,12 +89,17 @@ pub enum ClientMessage {
         /// What to query.
         query: Query,
     },
-    /// One event by id.
+    /// The stored events with an id (one tenant's, or every tenant's that stored it: an id is
+    /// unique per organization and application only).
     Get {
         /// Echoed in the answer.
         id: String,
         /// The event id.
         event_id: String,
+        /// Only the events of this organization (`None`: any).
+        organization: Option<String>,
+        /// Only the events of this application (`None`: any).
+        application: Option<String>,
     },
     /// Liveness check.
     Ping {
@@ -162,6 +167,10 @@ enum WireClientMessage {
     Get {
         id: String,
         event_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        organization: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        application: Option<String>,
     },
     Ping {
         #[serde(default)]
@@ -182,7 +191,17 @@ impl TryFrom<WireClientMessage> for ClientMessage {
                 id,
                 query: Query::from_params(&kind, &params_from_json(&params))?,
             },
-            WireClientMessage::Get { id, event_id } => ClientMessage::Get { id, event_id },
+            WireClientMessage::Get {
+                id,
+                event_id,
+                organization,
+                application,
+            } => ClientMessage::Get {
+                id,
+                event_id,
+                organization,
+                application,
+            },
             WireClientMessage::Ping { nonce } => ClientMessage::Ping { nonce },
         })
     }
@@ -200,7 +219,17 @@ impl From<ClientMessage> for WireClientMessage {
                 kind: query.kind().to_owned(),
                 params: query.to_params(),
             },
-            ClientMessage::Get { id, event_id } => WireClientMessage::Get { id, event_id },
+            ClientMessage::Get {
+                id,
+                event_id,
+                organization,
+                application,
+            } => WireClientMessage::Get {
+                id,
+                event_id,
+                organization,
+                application,
+            },
             ClientMessage::Ping { nonce } => WireClientMessage::Ping { nonce },
         }
     }
@@ -519,6 +548,10 @@ pub struct TailEvent {
     pub trace_id: Option<String>,
     /// Environment.
     pub environment: Option<String>,
+    /// Organization (with the application and the id, what identifies the event; empty from
+    /// servers of before tenant-scoped ids).
+    #[serde(default)]
+    pub organization: String,
     /// Application.
     pub application: String,
     /// Duration column.
@@ -859,6 +892,14 @@ mod tests {
             ClientMessage::Get {
                 id: "g".into(),
                 event_id: "e".into(),
+                organization: None,
+                application: None,
+            },
+            ClientMessage::Get {
+                id: "h".into(),
+                event_id: "e".into(),
+                organization: Some("acme".into()),
+                application: Some("shop".into()),
             },
             ClientMessage::Unsubscribe {
                 topics: vec![Topic::Metrics],

@@ -77,6 +77,10 @@ fn limit(params: &Params) -> Result<Option<u32>, ParamError> {
 /// Filters of `GET /v1/events`, of exception groups and of the feed's `events` query.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
+    /// `organization`, exact: the tenant's organization.
+    pub organization: Option<String>,
+    /// `application`, exact: the tenant's application.
+    pub application: Option<String>,
     /// `type`.
     pub event_type: Option<String>,
     /// `name`, exact.
@@ -105,10 +109,13 @@ impl EventFilter {
         self.limit.unwrap_or(100).clamp(1, 1000)
     }
 
-    /// Reads the parameters (`type`, `name`, `trace_id`, `user_id`, `environment`, `since`,
-    /// `until`, `is_error`, `limit`, `cursor`; an empty value is no filter).
+    /// Reads the parameters (`organization`, `application`, `type`, `name`, `trace_id`,
+    /// `user_id`, `environment`, `since`, `until`, `is_error`, `limit`, `cursor`; an empty value
+    /// is no filter).
     pub fn from_params(params: &Params) -> Result<EventFilter, ParamError> {
         Ok(EventFilter {
+            organization: text(params, "organization"),
+            application: text(params, "application"),
             event_type: text(params, "type"),
             name: text(params, "name"),
             trace_id: text(params, "trace_id"),
@@ -124,6 +131,8 @@ impl EventFilter {
 
     fn to_params(&self) -> Map<String, Value> {
         let mut out = Map::new();
+        put_text(&mut out, "organization", &self.organization);
+        put_text(&mut out, "application", &self.application);
         put_text(&mut out, "type", &self.event_type);
         put_text(&mut out, "name", &self.name);
         put_text(&mut out, "trace_id", &self.trace_id);
@@ -137,6 +146,45 @@ impl EventFilter {
         put_limit(&mut out, self.limit);
         put_text(&mut out, "cursor", &self.cursor);
         out
+    }
+}
+
+/// Which stored events an id names: `GET /v1/events/{id}` and the feed's `get`.
+///
+/// An event is identified by (organization, application, id): two tenants may store the same
+/// id. The caller scopes the id with `organization` and/or `application`; an id that names
+/// several events within that scope is ambiguous, and the answer lists every match
+/// (docs/PROTOCOL.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventLookup {
+    /// The event's id.
+    pub event_id: String,
+    /// `organization`, exact (any when absent).
+    pub organization: Option<String>,
+    /// `application`, exact (any when absent).
+    pub application: Option<String>,
+}
+
+impl EventLookup {
+    /// Most events one lookup returns (an id shared by more tenants is answered with these).
+    pub const MAX_MATCHES: u32 = 100;
+
+    /// `event_id` in every tenant.
+    pub fn id(event_id: impl Into<String>) -> EventLookup {
+        EventLookup {
+            event_id: event_id.into(),
+            ..EventLookup::default()
+        }
+    }
+
+    /// `event_id` scoped by the parameters `organization` and `application` (an empty value is
+    /// no scope; other parameters are ignored).
+    pub fn from_params(event_id: String, params: &Params) -> EventLookup {
+        EventLookup {
+            event_id,
+            organization: text(params, "organization"),
+            application: text(params, "application"),
+        }
     }
 }
 
@@ -401,6 +449,8 @@ mod tests {
     fn every_query_reads_back_from_its_params() {
         let queries = [
             Query::Events(EventFilter {
+                organization: Some("acme".into()),
+                application: Some("shop".into()),
                 event_type: Some("cache".into()),
                 name: Some("users:7".into()),
                 trace_id: Some("t".into()),
@@ -456,6 +506,26 @@ mod tests {
         let empty = params(&[("order", ""), ("type", "")]);
         assert_eq!(TraceFilter::from_params(&empty), Ok(TraceFilter::default()));
         assert_eq!(EventFilter::from_params(&empty), Ok(EventFilter::default()));
+    }
+
+    #[test]
+    fn a_lookup_is_scoped_by_organization_and_application() {
+        let scoped = EventLookup::from_params(
+            "evt-1".into(),
+            &params(&[
+                ("organization", "acme"),
+                ("application", ""),
+                ("limit", "3"),
+            ]),
+        );
+        assert_eq!(
+            scoped,
+            EventLookup {
+                event_id: "evt-1".into(),
+                organization: Some("acme".into()),
+                application: None,
+            }
+        );
     }
 
     #[test]

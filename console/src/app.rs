@@ -27,8 +27,9 @@ use view::{ListPos, Screen, TypeSort, View};
 /// What the app asks the outside world to do.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Command {
-    /// Send to the server (dropped with a notice when disconnected).
-    Send(ClientMessage),
+    /// Send to the server (dropped with a notice when disconnected). Boxed: a query's filter
+    /// is far larger than the other commands.
+    Send(Box<ClientMessage>),
     /// Drop the connection (if any) and connect at once.
     Reconnect,
     /// Put text on the clipboard with OSC 52.
@@ -173,7 +174,7 @@ impl App {
         self.next_id += 1;
         let id = format!("c{}", self.next_id);
         self.pending.insert(id.clone(), pending);
-        Command::Send(ClientMessage::Query { id, query })
+        Command::Send(Box::new(ClientMessage::Query { id, query }))
     }
 
     /// Applies one action; the only place state changes.

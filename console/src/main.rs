@@ -158,7 +158,7 @@ fn execute(app: &mut App, commands: Vec<Command>, net: &mpsc::UnboundedSender<Ne
     for command in commands {
         match command {
             Command::Send(message) => {
-                let _ = net.send(NetCommand::Send(Box::new(message)));
+                let _ = net.send(NetCommand::Send(message));
             }
             Command::Reconnect => {
                 let _ = net.send(NetCommand::Reconnect);

@@ -81,11 +81,10 @@ fn trace() {
     snap("trace", |a| {
         press(a, "3 k enter");
         let c = press(a, "t");
-        let Some(crate::app::Command::Send(baddybugs_common::protocol::ClientMessage::Query {
-            id,
-            ..
-        })) = c.into_iter().next()
-        else {
+        let Some(crate::app::Command::Send(message)) = c.into_iter().next() else {
+            panic!("no query");
+        };
+        let baddybugs_common::protocol::ClientMessage::Query { id, .. } = *message else {
             panic!("no query");
         };
         let data = json!({"events": [

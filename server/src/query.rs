@@ -14,8 +14,8 @@ use baddybugs_common::query::Query;
 use serde_json::Value;
 
 use crate::sink::{
-    EventFilter, EventPage, ExceptionGroup, MalformedFilter, SinkError, Store, StoredEvent,
-    StoredMalformed, StoredTrace, TraceFilter,
+    EventFilter, EventLookup, EventPage, ExceptionGroup, MalformedFilter, SinkError, Store,
+    StoredEvent, StoredMalformed, StoredTrace, TraceFilter,
 };
 
 /// Most events of one trace that the `trace` query returns with its spans.
@@ -49,9 +49,10 @@ impl QueryService {
         self.store.query_events(filter).await
     }
 
-    /// One stored event by its id.
-    pub async fn event(&self, id: String) -> Result<Option<StoredEvent>, SinkError> {
-        self.store.get_event(id).await
+    /// The stored events an id names within the lookup's tenant scope: none, one, or one per
+    /// tenant that stored the id (an ambiguous lookup).
+    pub async fn event(&self, lookup: EventLookup) -> Result<Vec<StoredEvent>, SinkError> {
+        self.store.get_event(lookup).await
     }
 
     /// Quarantined events, newest first.

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use baddybugs_fixtures::{valid_fixtures, Shape};
 use baddybugs_tests::server::{
-    batch_body, get_json, gzip, post_as_agent, sign, wait_for, TestServer, API_KEY, FEED_TOKEN,
-    SECRET,
+    batch_body, get_json, gzip, post_as_agent, sign, wait_for, ServerOptions, TestServer, API_KEY,
+    FEED_TOKEN, SECRET,
 };
+use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Deserialize)]
 struct StoredRaw {
@@ -235,6 +237,169 @@ async fn agent_retry_is_stored_once_and_reported_as_duplicates() -> anyhow::Resu
         (Some(5), Some(5))
     );
     Ok(())
+}
+
+/// Issue 15: an event is identified by (organization, application, id). Tenant A stores id X;
+/// tenant B then posts its own event with id X: both are accepted, both are stored, and
+/// `GET /v1/events/X` answers with both (300, every match) unless the caller's filters pick one;
+/// the feed's `get` does the same. A retry within one tenant is still a duplicate.
+#[tokio::test]
+async fn two_tenants_with_the_same_event_id_both_store_their_event() -> anyhow::Result<()> {
+    let server = TestServer::start_with(ServerOptions {
+        config_toml: Some(
+            "[batch]\nflush_interval_ms = 100\n\n\
+             [[api_keys]]\nkey = \"key-acme\"\norganization = \"acme\"\napplication = \"shop\"\n\n\
+             [[api_keys]]\nkey = \"key-globex\"\norganization = \"globex\"\napplication = \"shop\"\n"
+                .into(),
+        ),
+        ..ServerOptions::default()
+    })?;
+    let client = reqwest::Client::new();
+    let id = "15151515-0000-4000-8000-000000000001";
+    let event = |name: &str| {
+        format!(
+            r#"{{"id":"{id}","trace_id":"t-tenants","env":"production","type":"my_custom_type","name":"{name}","payload":{{"tenant":"{name}"}},"timestamp":1749567234.5}}"#
+        )
+    };
+    let post = |key: &'static str, body: String| {
+        let client = client.clone();
+        let url = server.url("/v1/ingest");
+        async move {
+            let response = client
+                .post(url)
+                .header("Authorization", format!("Bearer {key}"))
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await?;
+            let status = response.status().as_u16();
+            let body: Value = response.json().await?;
+            anyhow::Ok((
+                status,
+                body["accepted"].as_u64(),
+                body["duplicates"].as_u64(),
+            ))
+        }
+    };
+
+    // A's event is stored first, as in the issue: B's copy of the id then met a stored row.
+    let a_body = batch_body(&[&event("from-acme")]);
+    assert_eq!(
+        post("key-acme", a_body.clone()).await?,
+        (202, Some(1), Some(0))
+    );
+    baddybugs_tests::server::wait_until_stored(&client, &server, Duration::from_secs(20)).await?;
+    assert_eq!(
+        post("key-globex", batch_body(&[&event("from-globex")])).await?,
+        (202, Some(1), Some(0)),
+        "another tenant's event with the same id is a new event"
+    );
+    assert_eq!(
+        post("key-acme", a_body).await?,
+        (202, Some(0), Some(1)),
+        "a retry within one tenant is still a duplicate"
+    );
+    baddybugs_tests::server::wait_until_stored(&client, &server, Duration::from_secs(20)).await?;
+
+    // Unscoped: both, by organization, with 300 Multiple Choices.
+    let (status, both) = get_json(&client, &server, &format!("/v1/events/{id}")).await?;
+    assert_eq!(status, 300, "{both}");
+    assert_eq!(both["error"], "ambiguous_id", "{both}");
+    let tenants: Vec<(&str, &str, &str)> = both["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .map(|e| {
+                    (
+                        e["organization"].as_str().unwrap_or_default(),
+                        e["id"].as_str().unwrap_or_default(),
+                        e["name"].as_str().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        tenants,
+        [("acme", id, "from-acme"), ("globex", id, "from-globex")]
+    );
+    // Scoped by the caller's filters: the one event, as before tenant-scoped ids.
+    for (query, name) in [
+        ("organization=acme", "from-acme"),
+        ("organization=globex&application=shop", "from-globex"),
+    ] {
+        let (status, one) = get_json(&client, &server, &format!("/v1/events/{id}?{query}")).await?;
+        assert_eq!(
+            (status, one["name"].as_str()),
+            (200, Some(name)),
+            "{query}: {one}"
+        );
+        assert_eq!(one["data"], json!({ "tenant": name }), "{query}");
+    }
+    let (status, none) = get_json(
+        &client,
+        &server,
+        &format!("/v1/events/{id}?organization=acme&application=admin"),
+    )
+    .await?;
+    assert_eq!(status, 404, "{none}");
+    // The list: both, and each tenant's alone with its filter.
+    let listed =
+        baddybugs_tests::server::count_events(&client, &server, "trace_id=t-tenants").await?;
+    assert_eq!(listed, [id, id]);
+    let listed = baddybugs_tests::server::count_events(
+        &client,
+        &server,
+        "trace_id=t-tenants&organization=globex",
+    )
+    .await?;
+    assert_eq!(listed, [id]);
+
+    // The feed's `get`: every match, or the one its scope names.
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{}?token={FEED_TOKEN}", server.feed_url()))
+            .await?;
+    let both = feed_answer(&mut ws, json!({"op":"get","id":"g-all","event_id":id})).await?;
+    assert_eq!(both["kind"], "result", "{both}");
+    let organizations: Vec<&Value> = both["data"]["events"]
+        .as_array()
+        .map(|events| events.iter().map(|e| &e["organization"]).collect())
+        .unwrap_or_default();
+    assert_eq!(organizations, [&json!("acme"), &json!("globex")], "{both}");
+    let one = feed_answer(
+        &mut ws,
+        json!({"op":"get","id":"g-one","event_id":id,"organization":"globex"}),
+    )
+    .await?;
+    assert_eq!(
+        (&one["kind"], &one["data"]["name"]),
+        (&json!("result"), &json!("from-globex")),
+        "{one}"
+    );
+    Ok(())
+}
+
+/// Sends a feed request and returns the answer that carries its `id`.
+async fn feed_answer<S>(ws: &mut S, request: Value) -> anyhow::Result<Value>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+        + futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error>
+        + Unpin,
+{
+    let wanted = request["id"].clone();
+    ws.send(Message::Text(request.to_string())).await?;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the feed closed"))??;
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text)?;
+            if value["id"] == wanted {
+                return Ok(value);
+            }
+        }
+    }
 }
 
 async fn raw_post(

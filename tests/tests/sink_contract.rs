@@ -16,7 +16,7 @@ use baddybugs_ingest::record::{self, BatchMeta, Quarantined};
 use baddybugs_ingest::sink::clickhouse::ClickHouseStore;
 use baddybugs_ingest::sink::sqlite::SqliteStore;
 use baddybugs_ingest::sink::{
-    EventFilter, MalformedFilter, SinkBatch, SinkError, Store, TraceFilter,
+    EventFilter, EventLookup, MalformedFilter, SinkBatch, SinkError, Store, TraceFilter,
 };
 use baddybugs_tests::clickhouse::ClickHouseFront;
 use serde_json::value::RawValue;
@@ -181,8 +181,9 @@ async fn every_type_round_trips_identically_in_both_stores() -> anyhow::Result<(
         let mut answers = Vec::new();
         for (name, store) in &stores.all {
             let stored = store
-                .get_event(row.event_id.clone())
+                .get_event(EventLookup::id(&row.event_id))
                 .await?
+                .pop()
                 .unwrap_or_else(|| panic!("{name}: {} not stored", fixture.id));
             answers.push((*name, stored));
         }
@@ -190,8 +191,9 @@ async fn every_type_round_trips_identically_in_both_stores() -> anyhow::Result<(
         // `data` byte-for-byte (compared as raw text, not as parsed JSON).
         let data = stores.all[1]
             .1
-            .get_event(row.event_id.clone())
+            .get_event(EventLookup::id(&row.event_id))
             .await?
+            .pop()
             .expect("stored");
         assert_eq!(data.data.get(), sent["payload"].get(), "{}", fixture.id);
         // The denormalised columns are the ones the catalog computed.
@@ -568,5 +570,142 @@ async fn a_row_the_store_cannot_take_is_refused_not_dropped() -> anyhow::Result<
             other => panic!("{name}: expected a refusal, got {other:?}"),
         }
     }
+    Ok(())
+}
+
+/// Issue 15: an event is identified by (organization, application, id). Tenant A's batch is
+/// stored, then tenant B's with the same ids: both stores keep both tenants' events, spans and
+/// exception occurrences, a lookup by id answers both (or the one its scope names), and the
+/// store's own retry of B's batch still stores nothing twice.
+#[tokio::test]
+async fn two_tenants_with_the_same_event_ids_are_stored_apart_in_both_stores() -> anyhow::Result<()>
+{
+    let stores = stores("contract_tenants").await?;
+    let texts: Vec<String> = agent_fixtures().iter().map(|f| f.text.clone()).collect();
+    let received_ms = now_ms();
+    let record_of_tenant = |organization: &str, batch_id: &str, received_ms: i64| {
+        let indexed: Vec<(u32, &[u8])> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (i as u32, e.as_bytes()))
+            .collect();
+        let meta = BatchMeta {
+            organization: organization.to_owned(),
+            ..meta(batch_id, received_ms, texts.len())
+        };
+        record::encode(&meta, &indexed, &[])
+    };
+    let acme = build(&[(
+        21,
+        record_of_tenant("acme", "0190a0a0-0000-7000-8000-000000000021", received_ms),
+    )]);
+    let globex = build(&[(
+        22,
+        record_of_tenant(
+            "globex",
+            "0190a0a0-0000-7000-8000-000000000022",
+            received_ms + 1,
+        ),
+    )]);
+    assert!(!acme.spans.is_empty() && !acme.exceptions.is_empty());
+    write_all(&stores, &acme).await?;
+    write_all(&stores, &globex).await?;
+    // The batcher's retry of B's batch (same range, same token): nothing more.
+    write_all(&stores, &globex).await?;
+
+    for row in &acme.events {
+        let mut answers = Vec::new();
+        for (name, store) in &stores.all {
+            let found = store.get_event(EventLookup::id(&row.event_id)).await?;
+            answers.push((*name, found));
+        }
+        let both = same(&format!("{} in every tenant", row.event_id), answers);
+        let organizations: Vec<&str> = both
+            .as_array()
+            .map(|events| {
+                events
+                    .iter()
+                    .filter_map(|e| e["organization"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(organizations, ["acme", "globex"], "{}", row.event_id);
+
+        let mut answers = Vec::new();
+        for (name, store) in &stores.all {
+            let lookup = EventLookup {
+                organization: Some("globex".into()),
+                application: Some("shop".into()),
+                ..EventLookup::id(&row.event_id)
+            };
+            answers.push((*name, store.get_event(lookup).await?));
+        }
+        let one = same(&format!("{} of globex", row.event_id), answers);
+        assert_eq!(one.as_array().map(Vec::len), Some(1), "{}", row.event_id);
+        assert_eq!(one[0]["organization"], "globex");
+    }
+
+    // Each tenant's list holds all of its own events, once.
+    for organization in ["acme", "globex"] {
+        let mut answers = Vec::new();
+        for (name, store) in &stores.all {
+            let filter = EventFilter {
+                organization: Some(organization.to_owned()),
+                ..EventFilter::default()
+            };
+            answers.push((*name, all_events(store, filter).await));
+        }
+        let listed = same(&format!("events of {organization}"), answers);
+        assert_eq!(
+            listed.as_array().map(Vec::len),
+            Some(acme.events.len()),
+            "{organization}"
+        );
+    }
+
+    // Spans: both tenants' rows, each once, the same in both stores.
+    let traces: std::collections::BTreeSet<&str> =
+        acme.spans.iter().map(|s| s.trace_id.as_str()).collect();
+    for trace_id in traces {
+        let mut answers = Vec::new();
+        for (name, store) in &stores.all {
+            answers.push((*name, store.trace_spans(trace_id.to_owned()).await?));
+        }
+        let spans = same(&format!("spans of {trace_id}"), answers);
+        let per_tenant = acme.spans.iter().filter(|s| s.trace_id == trace_id).count();
+        assert_eq!(
+            spans.as_array().map(Vec::len),
+            Some(2 * per_tenant),
+            "{trace_id}"
+        );
+    }
+
+    // Exception occurrences: one per tenant, in each tenant's own groups.
+    let mut answers = Vec::new();
+    for (name, store) in &stores.all {
+        answers.push((*name, store.exception_groups(EventFilter::default()).await?));
+    }
+    let groups = same("exception groups of both tenants", answers);
+    let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for group in groups.as_array().cloned().unwrap_or_default() {
+        *counts
+            .entry((
+                group["organization"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                group["fingerprint"].as_str().unwrap_or_default().to_owned(),
+            ))
+            .or_default() += group["occurrence_count"].as_u64().unwrap_or_default();
+    }
+    let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for organization in ["acme", "globex"] {
+        for o in &acme.exceptions {
+            *expected
+                .entry((organization.to_owned(), o.exception.fingerprint.clone()))
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(counts, expected);
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Answers from the store: a trace (`t`), and older events when scrolling past the live tail.
 
+use baddybugs_common::protocol::TailEvent;
 use baddybugs_common::query::{EventFilter, Query};
 use baddybugs_common::timestamp::parse_timestamp_str;
 use serde_json::Value;
@@ -144,12 +145,21 @@ impl App {
             }
         };
         let (events, cursor) = event_page(&data);
-        let known = |id: &str, s: &crate::state::FeedState| {
-            s.older.rows.iter().any(|r| r.ev.id == id) || s.events.items().any(|r| r.ev.id == id)
+        // An event is (organization, application, id): two tenants may share an id. A tail
+        // event from a server of before that carries no organization, and matches any.
+        let same = |a: &TailEvent, b: &TailEvent| {
+            a.id == b.id
+                && a.application == b.application
+                && (a.organization == b.organization
+                    || a.organization.is_empty()
+                    || b.organization.is_empty())
+        };
+        let known = |e: &TailEvent, s: &crate::state::FeedState| {
+            s.older.rows.iter().any(|r| same(&r.ev, e)) || s.events.items().any(|r| same(&r.ev, e))
         };
         let mut fresh: Vec<EventRow> = events
             .into_iter()
-            .filter(|e| !known(&e.id, &self.live))
+            .filter(|e| !known(e, &self.live))
             .map(EventRow::new)
             .collect();
         fresh.reverse();

@@ -46,7 +46,10 @@ fn query_of(commands: &[Command]) -> (String, Query) {
     commands
         .iter()
         .find_map(|c| match c {
-            Command::Send(ClientMessage::Query { id, query }) => Some((id.clone(), query.clone())),
+            Command::Send(message) => match message.as_ref() {
+                ClientMessage::Query { id, query } => Some((id.clone(), query.clone())),
+                _ => None,
+            },
             _ => None,
         })
         .expect("a query")

@@ -38,6 +38,7 @@ pub(crate) fn stored_event(v: &Value) -> TailEvent {
         received_at: s(v, "received_at"),
         trace_id: opt_s(v, "trace_id"),
         environment: opt_s(v, "environment"),
+        organization: s(v, "organization"),
         application: s(v, "application"),
         duration_ms: f(v, "duration_ms"),
         status_code: v

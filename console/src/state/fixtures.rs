@@ -160,6 +160,7 @@ pub(crate) fn event(i: u64, event_type: &str, name: &str) -> TailEvent {
         received_at: at(i as i64 * 250 + 12),
         trace_id: Some(format!("trace-{}", i % 3)),
         environment: Some("production".into()),
+        organization: "acme".into(),
         application: "shop".into(),
         duration_ms: (event_type == "request").then_some(42.5 + i as f64),
         status_code: (event_type == "request").then_some(200),

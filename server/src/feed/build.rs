@@ -103,6 +103,7 @@ pub(super) fn tail_event(
         received_at: format_millis(meta.received_ms),
         trace_id: env.trace_id.as_deref().map(str::to_owned),
         environment: env.environment.as_deref().map(str::to_owned),
+        organization: meta.organization.clone(),
         application: meta.application.clone(),
         duration_ms: event.columns.duration_ms,
         status_code: event.columns.status_code,

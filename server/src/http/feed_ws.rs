@@ -17,6 +17,7 @@ use baddybugs_common::catalog;
 use baddybugs_common::protocol::{
     encode_frame, ClientMessage, ClientMessageError, Hello, ServerMessage, PROTOCOL_VERSION,
 };
+use baddybugs_common::query::EventLookup;
 use baddybugs_common::timestamp::format_millis;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -196,20 +197,43 @@ fn handle_client_message(
             hub.send_control(client, &ServerMessage::Subscribed { topics });
         }
         ClientMessage::Ping { nonce } => hub.send_control(client, &ServerMessage::Pong { nonce }),
-        ClientMessage::Get { id, event_id } => {
+        ClientMessage::Get {
+            id,
+            event_id,
+            organization,
+            application,
+        } => {
             let hub = hub.clone();
             let queries = queries.clone();
             let client = client.clone();
+            let lookup = EventLookup {
+                event_id: event_id.clone(),
+                organization,
+                application,
+            };
             tokio::spawn(async move {
-                let message = match queries.event(event_id.clone()).await {
-                    Ok(Some(event)) => match serde_json::to_value(event) {
-                        Ok(data) => ServerMessage::Result { id, data },
-                        Err(err) => ServerMessage::Error {
-                            id: Some(id),
-                            message: format!("event {event_id:?} cannot be rendered: {err}"),
-                        },
-                    },
-                    Ok(None) => ServerMessage::Error {
+                let message = match queries.event(lookup).await {
+                    // One match: the event itself; several (tenants that share the id): every
+                    // match, as `{"events": […]}` (docs/PROTOCOL.md).
+                    Ok(mut events) if !events.is_empty() => {
+                        let data = if events.len() == 1 {
+                            serde_json::to_value(events.remove(0))
+                        } else {
+                            serde_json::to_value(events).map(|events| {
+                                let mut matches = serde_json::Map::new();
+                                matches.insert("events".into(), events);
+                                serde_json::Value::Object(matches)
+                            })
+                        };
+                        match data {
+                            Ok(data) => ServerMessage::Result { id, data },
+                            Err(err) => ServerMessage::Error {
+                                id: Some(id),
+                                message: format!("event {event_id:?} cannot be rendered: {err}"),
+                            },
+                        }
+                    }
+                    Ok(_) => ServerMessage::Error {
                         id: Some(id),
                         message: format!("no stored event has id {event_id:?}"),
                     },

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use baddybugs_common::check_event;
 use baddybugs_common::query::ParamError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::http::error::ApiError;
@@ -19,7 +19,7 @@ use crate::ingest::keys::bearer;
 use crate::ingest::submit::{submit, EventToStore, Submission};
 use crate::ingest::trace::StageTimer;
 use crate::query::QueryService;
-use crate::sink::{EventFilter, MalformedFilter, SinkError, TraceFilter};
+use crate::sink::{EventFilter, EventLookup, MalformedFilter, SinkError, StoredEvent, TraceFilter};
 use crate::state::AppState;
 
 /// Checks the feed/query token (`Authorization: Bearer` or `?token=`).
@@ -75,7 +75,10 @@ pub async fn list_events(
     Ok(Json(page).into_response())
 }
 
-/// `GET /v1/events/{id}`
+/// `GET /v1/events/{id}[?organization=&application=]`: an event is identified by its tenant
+/// and its id. One match answers `200` with the event (as before tenant-scoped ids); an id
+/// that several tenants stored, within the given scope, answers `300 Multiple Choices` with
+/// every match ([`AmbiguousId`]); none answers `404`.
 pub async fn get_event(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -83,13 +86,60 @@ pub async fn get_event(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     require_token(&state, &headers, &query)?;
-    match queries(&state)
-        .event(id.clone())
+    let lookup = EventLookup::from_params(id, &query);
+    let mut events = queries(&state)
+        .event(lookup.clone())
         .await
-        .map_err(sink_error)?
-    {
-        Some(event) => Ok(Json(event).into_response()),
-        None => Err(ApiError::NotFound(format!("no stored event has id {id:?} (it may not be written yet: events reach the store within batch.flush_interval_ms)"))),
+        .map_err(sink_error)?;
+    match events.len() {
+        0 => Err(ApiError::NotFound(format!(
+            "no stored event has id {:?}{} (it may not be written yet: events reach the store \
+             within batch.flush_interval_ms)",
+            lookup.event_id,
+            scope_text(&lookup)
+        ))),
+        1 => Ok(Json(events.remove(0)).into_response()),
+        n => Ok((
+            StatusCode::MULTIPLE_CHOICES,
+            Json(AmbiguousId {
+                error: "ambiguous_id",
+                message: format!(
+                    "{n} stored events have id {:?}{}, one per tenant: add organization= and \
+                     application= to choose one",
+                    lookup.event_id,
+                    scope_text(&lookup)
+                ),
+                events,
+            }),
+        )
+            .into_response()),
+    }
+}
+
+/// The body of `GET /v1/events/{id}` when the id names events of several tenants.
+#[derive(Debug, Serialize)]
+pub struct AmbiguousId {
+    /// `ambiguous_id`.
+    pub error: &'static str,
+    /// What to do about it.
+    pub message: String,
+    /// Every match, by organization then application.
+    pub events: Vec<StoredEvent>,
+}
+
+/// `" in organization \"acme\""` and the like: the scope of a lookup, for its messages.
+fn scope_text(lookup: &EventLookup) -> String {
+    let parts: Vec<String> = [
+        ("organization", &lookup.organization),
+        ("application", &lookup.application),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name} {v:?}")))
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" in {}", parts.join(" and "))
     }
 }
 

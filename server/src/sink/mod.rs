@@ -21,8 +21,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use query::{
-    EventFilter, EventPage, ExceptionGroup, MalformedFilter, StoredEvent, StoredMalformed,
-    StoredTrace, TraceFilter, TraceOrder,
+    EventFilter, EventLookup, EventPage, ExceptionGroup, MalformedFilter, StoredEvent,
+    StoredMalformed, StoredTrace, TraceFilter, TraceOrder,
 };
 pub use rows::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, TraceRow};
 
@@ -163,8 +163,10 @@ pub trait Store: Send + Sync + 'static {
     fn write(&self, batch: Arc<SinkBatch>) -> BoxFuture<'_, Result<(), SinkError>>;
     /// Events matching a filter, newest first, with a cursor for the next page.
     fn query_events(&self, filter: EventFilter) -> BoxFuture<'_, Result<EventPage, SinkError>>;
-    /// One event by its id.
-    fn get_event(&self, id: String) -> BoxFuture<'_, Result<Option<StoredEvent>, SinkError>>;
+    /// The events with an id within the lookup's scope: none, one, or, where tenants share the
+    /// id, one per (organization, application), ordered by organization then application, at
+    /// most [`EventLookup::MAX_MATCHES`].
+    fn get_event(&self, lookup: EventLookup) -> BoxFuture<'_, Result<Vec<StoredEvent>, SinkError>>;
     /// Quarantined events matching a filter, newest first.
     fn query_malformed(
         &self,

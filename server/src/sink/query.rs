@@ -9,7 +9,9 @@
 //! marker in the row's `unrenderable` list ([`render_stored_json`]).
 
 use baddybugs_common::protocol::StageTiming;
-pub use baddybugs_common::query::{EventFilter, MalformedFilter, TraceFilter, TraceOrder};
+pub use baddybugs_common::query::{
+    EventFilter, EventLookup, MalformedFilter, TraceFilter, TraceOrder,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 

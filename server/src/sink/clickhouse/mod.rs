@@ -32,8 +32,9 @@ use tokio::sync::Mutex;
 
 use crate::config::ClickHouseConfig;
 use crate::sink::{
-    BoxFuture, EventFilter, EventPage, ExceptionGroup, MalformedFilter, SinkBatch, SinkError,
-    Store, StoreCause, StoreHealth, StoredEvent, StoredMalformed, StoredTrace, TraceFilter,
+    BoxFuture, EventFilter, EventLookup, EventPage, ExceptionGroup, MalformedFilter, SinkBatch,
+    SinkError, Store, StoreCause, StoreHealth, StoredEvent, StoredMalformed, StoredTrace,
+    TraceFilter,
 };
 use schema::{Ddl, SCHEMA_VERSION, TABLES};
 
@@ -394,11 +395,10 @@ impl Store for ClickHouseStore {
         }))
     }
 
-    fn get_event(&self, id: String) -> BoxFuture<'_, Result<Option<StoredEvent>, SinkError>> {
-        Box::pin(self.timed(
-            "query",
-            async move { read::get_event(&self.client, &id).await },
-        ))
+    fn get_event(&self, lookup: EventLookup) -> BoxFuture<'_, Result<Vec<StoredEvent>, SinkError>> {
+        Box::pin(self.timed("query", async move {
+            read::get_event(&self.client, &lookup).await
+        }))
     }
 
     fn query_malformed(

@@ -14,7 +14,7 @@ use baddybugs_common::timestamp::format_millis;
 
 use crate::sink::query::{decode_cursor, encode_cursor, render_stored_json, stages_from_text};
 use crate::sink::{
-    EventFilter, EventPage, ExceptionGroup, MalformedFilter, SinkError, StoredEvent,
+    EventFilter, EventLookup, EventPage, ExceptionGroup, MalformedFilter, SinkError, StoredEvent,
     StoredMalformed, StoredTrace, TraceFilter, TraceOrder,
 };
 
@@ -142,6 +142,8 @@ pub(super) async fn query_events(
     filter: &EventFilter,
 ) -> Result<EventPage, SinkError> {
     let mut w = Where::default();
+    w.text("organization = ?", &filter.organization);
+    w.text("application = ?", &filter.application);
     w.text("type = ?", &filter.event_type);
     w.text("name = ?", &filter.name);
     w.text("trace_id = ?", &filter.trace_id);
@@ -185,15 +187,33 @@ pub(super) async fn query_events(
     })
 }
 
-/// One event by id (the `event_id` bloom filter skips the granules without it).
-pub(super) async fn get_event(client: &Client, id: &str) -> Result<Option<StoredEvent>, SinkError> {
-    let row = client
-        .query("SELECT ?fields FROM events WHERE event_id = ? ORDER BY received_at LIMIT 1")
-        .bind(id)
-        .fetch_optional::<EventRead>()
+/// The events with an id within the lookup's tenant scope, one per (organization,
+/// application), in that order (the `event_id` bloom filter skips the granules without it; the
+/// tenant leads the sorting key). `events` has no unique key: a copy stored twice (a replay
+/// under a new insert token) is read once, the first received, as SQLite keeps the first.
+pub(super) async fn get_event(
+    client: &Client,
+    lookup: &EventLookup,
+) -> Result<Vec<StoredEvent>, SinkError> {
+    let mut w = Where::default();
+    w.text("event_id = ?", &Some(lookup.event_id.clone()));
+    w.text("organization = ?", &lookup.organization);
+    w.text("application = ?", &lookup.application);
+    let sql = format!(
+        "SELECT ?fields FROM events{}
+          ORDER BY organization, application, received_at, lsn, idx
+          LIMIT 1 BY organization, application, event_id
+          LIMIT {}",
+        w.sql(),
+        EventLookup::MAX_MATCHES
+    );
+    w.bind(client.query(&sql))
+        .fetch_all::<EventRead>()
         .await
-        .map_err(super::classify)?;
-    row.map(EventRead::into_stored).transpose()
+        .map_err(super::classify)?
+        .into_iter()
+        .map(EventRead::into_stored)
+        .collect()
 }
 
 /// Which of `ids` are stored as events of the tenant (the sort key starts with the tenant and
@@ -399,6 +419,8 @@ struct SpanRead {
     http_status: Option<u16>,
     job_class: Option<String>,
     event_id: String,
+    organization: String,
+    application: String,
     timestamp: i64,
 }
 
@@ -414,8 +436,8 @@ pub(super) async fn trace_spans(
     let rows = client
         .query(&format!(
             "SELECT ?fields FROM lifecycle_spans WHERE trace_id = ?
-              ORDER BY timestamp, kind, start_offset_ms, event_id, span_id
-              LIMIT 1 BY event_id, kind, span_id
+              ORDER BY timestamp, kind, start_offset_ms, event_id, span_id, organization, application
+              LIMIT 1 BY organization, application, event_id, kind, span_id
               LIMIT {MAX_TRACE_SPANS}"
         ))
         .bind(trace_id)
@@ -441,6 +463,8 @@ pub(super) async fn trace_spans(
                 "http_status": r.http_status,
                 "job_class": r.job_class,
                 "event_id": r.event_id,
+                "organization": r.organization,
+                "application": r.application,
                 "timestamp": format_millis(r.timestamp),
             })
         })

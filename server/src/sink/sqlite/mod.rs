@@ -1,8 +1,9 @@
 //! The embedded default store: SQLite (bundled) in one file of the data directory.
 //!
 //! In: [`SinkBatch`]es from the batcher, each written in one transaction, idempotently (see
-//! `write.rs`: by LSN range, by event id, by exception occurrence). Out: the query API's answers
-//! ([`EventPage`], [`StoredEvent`], …), read back byte-for-byte for `data` and `envelope`.
+//! `write.rs`: by the tenant and id of an event or of an exception occurrence). Out: the query
+//! API's answers ([`EventPage`], [`StoredEvent`], …), read back byte-for-byte for `data` and
+//! `envelope`.
 //!
 //! SQLite calls block, so none runs on an async worker: writes go through one writer
 //! connection behind a mutex on tokio's blocking pool (the batcher writes one batch at a time,
@@ -41,8 +42,9 @@ use rusqlite::{Connection, ErrorCode};
 use tokio::sync::Semaphore;
 
 use crate::sink::{
-    BoxFuture, EventFilter, EventPage, ExceptionGroup, MalformedFilter, SinkBatch, SinkError,
-    Store, StoreCause, StoreHealth, StoredEvent, StoredMalformed, StoredTrace, TraceFilter,
+    BoxFuture, EventFilter, EventLookup, EventPage, ExceptionGroup, MalformedFilter, SinkBatch,
+    SinkError, Store, StoreCause, StoreHealth, StoredEvent, StoredMalformed, StoredTrace,
+    TraceFilter,
 };
 use read::ReadError;
 use schema::MigrateError;
@@ -350,8 +352,8 @@ impl Store for SqliteStore {
         Box::pin(self.read(move |conn| read::query_events(conn, &filter)))
     }
 
-    fn get_event(&self, id: String) -> BoxFuture<'_, Result<Option<StoredEvent>, SinkError>> {
-        Box::pin(self.read(move |conn| read::get_event(conn, &id)))
+    fn get_event(&self, lookup: EventLookup) -> BoxFuture<'_, Result<Vec<StoredEvent>, SinkError>> {
+        Box::pin(self.read(move |conn| read::get_event(conn, &lookup)))
     }
 
     fn query_malformed(

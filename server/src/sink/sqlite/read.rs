@@ -16,8 +16,8 @@ use crate::sink::query::{
     decode_cursor, encode_cursor, render_stored_json, stages_from_text, Unrenderable,
 };
 use crate::sink::{
-    EventFilter, EventPage, ExceptionGroup, MalformedFilter, StoredEvent, StoredMalformed,
-    StoredTrace, TraceFilter, TraceOrder,
+    EventFilter, EventLookup, EventPage, ExceptionGroup, MalformedFilter, StoredEvent,
+    StoredMalformed, StoredTrace, TraceFilter, TraceOrder,
 };
 
 /// At most this many span rows are returned for one trace.
@@ -156,6 +156,8 @@ pub(super) fn query_events(
 /// The SQL of [`query_events`], its parameters and its page size.
 pub(super) fn events_sql(filter: &EventFilter) -> Result<(String, Vec<Value>, u32), ReadError> {
     let mut w = Where::default();
+    w.text("organization = ?", &filter.organization);
+    w.text("application = ?", &filter.application);
     w.text("type = ?", &filter.event_type);
     w.text("name = ?", &filter.name);
     w.text("trace_id = ?", &filter.trace_id);
@@ -180,14 +182,27 @@ pub(super) fn events_sql(filter: &EventFilter) -> Result<(String, Vec<Value>, u3
     Ok((sql, w.args, limit))
 }
 
-/// One event by id.
-pub(super) fn get_event(conn: &Connection, id: &str) -> Result<Option<StoredEvent>, ReadError> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1");
-    Ok(conn
+/// The events with an id, within the lookup's tenant scope, by organization then application
+/// (the unique index `events_tenant_id` serves each form of the lookup).
+pub(super) fn get_event(
+    conn: &Connection,
+    lookup: &EventLookup,
+) -> Result<Vec<StoredEvent>, ReadError> {
+    let mut w = Where::default();
+    w.add("event_id = ?", [Value::Text(lookup.event_id.clone())]);
+    w.text("organization = ?", &lookup.organization);
+    w.text("application = ?", &lookup.application);
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events{} ORDER BY organization, application LIMIT {}",
+        w.sql(),
+        EventLookup::MAX_MATCHES
+    );
+    let rows = conn
         .prepare_cached(&sql)?
-        .query_row([id], event_row)
-        .optional()?
-        .map(|(_, event)| event))
+        .query_map(rusqlite::params_from_iter(w.args), event_row)?
+        .map(|row| row.map(|(_, event)| event))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
 }
 
 /// Which of `ids` are stored as events of the tenant (one indexed lookup each).
@@ -332,10 +347,10 @@ pub(super) fn trace_spans(
     let sql = format!(
         "SELECT kind, span_id, span_type, label, start_offset_ms, duration_ms, depth,
                 started_at_ms, sql, cache_key, http_url, http_method, http_status, job_class,
-                event_id, timestamp_ms
+                event_id, timestamp_ms, organization, application
            FROM lifecycle_spans
           WHERE trace_id = ?1
-          ORDER BY timestamp_ms, kind, start_offset_ms, event_id, span_id
+          ORDER BY timestamp_ms, kind, start_offset_ms, event_id, span_id, organization, application
           LIMIT {MAX_TRACE_SPANS}"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -357,6 +372,8 @@ pub(super) fn trace_spans(
                 "http_status": row.get::<_, Option<u16>>(12)?,
                 "job_class": row.get::<_, Option<String>>(13)?,
                 "event_id": row.get::<_, String>(14)?,
+                "organization": row.get::<_, String>(16)?,
+                "application": row.get::<_, String>(17)?,
                 "timestamp": format_millis(row.get(15)?),
             }))
         })?

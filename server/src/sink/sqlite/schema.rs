@@ -36,10 +36,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "drop sink_parts, written and never read",
         sql: V3,
     },
+    Migration {
+        version: 4,
+        name: "event ids unique per organization and application",
+        sql: V4,
+    },
 ];
 
 /// The newest schema version this build knows.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// `data` and `envelope` must be JSON: `get_event` hands them out as raw JSON without
 /// re-checking, so the store refuses (`SinkError::Rejected`) a row that would break that. Since
@@ -219,8 +224,107 @@ const V3: &str = r#"
 DROP TABLE sink_parts;
 "#;
 
+/// An event is identified by (organization, application, id): two tenants may send the same id,
+/// and `UNIQUE (event_id)` made the second one's event vanish at write time (issue 15). SQLite
+/// cannot change a table's constraint in place, so `events` and `exceptions` are rebuilt: a new
+/// table without the column constraint, every row copied with its rowid, the old table dropped,
+/// the new one renamed, then every index made again. The uniqueness is now a named index that
+/// leads with `event_id`, so a lookup by id alone, by id and organization, or by all three is
+/// still one index seek. Copying costs one pass over both tables and, until the commit, their
+/// size again on disk, once, at the first start after the upgrade.
+const V4: &str = r#"
+CREATE TABLE events_v4 (
+    event_id         TEXT    NOT NULL,
+    lsn              INTEGER NOT NULL,
+    idx              INTEGER NOT NULL,
+    batch_id         TEXT    NOT NULL,
+    organization     TEXT    NOT NULL,
+    application      TEXT    NOT NULL,
+    environment      TEXT    NOT NULL,
+    type             TEXT    NOT NULL,
+    name             TEXT    NOT NULL,
+    timestamp_ms     INTEGER NOT NULL,
+    timestamp_source TEXT    NOT NULL,
+    received_ms      INTEGER NOT NULL,
+    trace_id         TEXT    NOT NULL,
+    session_id       TEXT,
+    release          TEXT,
+    host             TEXT,
+    deployment_hash  TEXT,
+    known_type       INTEGER NOT NULL,
+    duration_ms      REAL,
+    user_id          TEXT,
+    status_code      INTEGER,
+    is_error         INTEGER NOT NULL,
+    severity         TEXT,
+    request_id       TEXT,
+    job_id           TEXT,
+    data             TEXT    NOT NULL CHECK (json_valid(data)),
+    envelope         TEXT    NOT NULL CHECK (json_valid(envelope))
+);
+INSERT INTO events_v4 (
+    rowid, event_id, lsn, idx, batch_id, organization, application, environment, type, name,
+    timestamp_ms, timestamp_source, received_ms, trace_id, session_id, release, host,
+    deployment_hash, known_type, duration_ms, user_id, status_code, is_error, severity,
+    request_id, job_id, data, envelope)
+SELECT
+    rowid, event_id, lsn, idx, batch_id, organization, application, environment, type, name,
+    timestamp_ms, timestamp_source, received_ms, trace_id, session_id, release, host,
+    deployment_hash, known_type, duration_ms, user_id, status_code, is_error, severity,
+    request_id, job_id, data, envelope
+FROM events;
+DROP TABLE events;
+ALTER TABLE events_v4 RENAME TO events;
+CREATE UNIQUE INDEX events_id ON events (event_id, organization, application);
+CREATE INDEX events_type_time ON events (type, timestamp_ms, event_id);
+CREATE INDEX events_time ON events (timestamp_ms, event_id);
+CREATE INDEX events_trace ON events (trace_id);
+CREATE INDEX events_user ON events (user_id) WHERE user_id IS NOT NULL;
+
+CREATE TABLE exceptions_v4 (
+    event_id        TEXT    NOT NULL,
+    trace_id        TEXT    NOT NULL,
+    organization    TEXT    NOT NULL,
+    application     TEXT    NOT NULL,
+    environment     TEXT    NOT NULL,
+    timestamp_ms    INTEGER NOT NULL,
+    exception_class TEXT    NOT NULL,
+    message         TEXT    NOT NULL,
+    file            TEXT    NOT NULL,
+    line            INTEGER NOT NULL,
+    code            TEXT,
+    fingerprint     TEXT    NOT NULL,
+    trace           TEXT    NOT NULL,
+    source_code     TEXT,
+    breadcrumbs     TEXT,
+    severity        TEXT    NOT NULL,
+    handled         INTEGER NOT NULL,
+    user_id         TEXT,
+    url             TEXT,
+    method          TEXT
+);
+INSERT INTO exceptions_v4 (
+    rowid, event_id, trace_id, organization, application, environment, timestamp_ms,
+    exception_class, message, file, line, code, fingerprint, trace, source_code, breadcrumbs,
+    severity, handled, user_id, url, method)
+SELECT
+    rowid, event_id, trace_id, organization, application, environment, timestamp_ms,
+    exception_class, message, file, line, code, fingerprint, trace, source_code, breadcrumbs,
+    severity, handled, user_id, url, method
+FROM exceptions;
+DROP TABLE exceptions;
+ALTER TABLE exceptions_v4 RENAME TO exceptions;
+CREATE UNIQUE INDEX exceptions_id ON exceptions (event_id, organization, application);
+CREATE INDEX exceptions_fingerprint ON exceptions (fingerprint, timestamp_ms);
+"#;
+
 /// Brings the schema up to [`SCHEMA_VERSION`]; a no-op when it already is.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Applies the migrations up to `target` (the tests build a file of an older version with it).
+pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), MigrateError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    INTEGER PRIMARY KEY,
@@ -237,7 +341,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     if let Some(found) = newest.filter(|v| *v > SCHEMA_VERSION) {
         return Err(MigrateError::TooNew { found });
     }
-    for migration in MIGRATIONS {
+    for migration in MIGRATIONS.iter().filter(|m| m.version <= target) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let applied: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",

@@ -11,11 +11,12 @@ use tempfile::TempDir;
 use super::{SqliteOptions, SqliteStore};
 use crate::record::Stage;
 use crate::sink::{
-    EventFilter, EventRow, ExceptionOccurrence, MalformedFilter, MalformedRow, SinkBatch,
-    SinkError, SpanRowOut, Store, StoredTrace, TraceFilter, TraceOrder, TraceRow,
+    EventFilter, EventLookup, EventRow, ExceptionOccurrence, MalformedFilter, MalformedRow,
+    SinkBatch, SinkError, SpanRowOut, Store, StoredTrace, TraceFilter, TraceOrder, TraceRow,
 };
 use baddybugs_common::protocol::StageName;
 
+mod tenants;
 mod write_path;
 
 /// 2025-06-10T15:33:54.202Z
@@ -231,7 +232,11 @@ async fn event_round_trips_byte_for_byte() {
         .await
         .unwrap();
 
-    let got = store.get_event("evt-1".to_owned()).await.unwrap().unwrap();
+    let got = store
+        .get_event(EventLookup::id("evt-1"))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(
         got.data.get(),
         row.data,
@@ -274,7 +279,11 @@ async fn event_round_trips_byte_for_byte() {
     assert_eq!(page.events.len(), 1);
     assert_eq!(page.events[0].data.get(), row.data);
     assert_eq!(page.next_cursor, None);
-    assert!(store.get_event("nope".to_owned()).await.unwrap().is_none());
+    assert!(store
+        .get_event(EventLookup::id("nope"))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -338,11 +347,14 @@ async fn lsns_restarting_at_1_do_not_skip_new_events() {
         .await
         .unwrap();
     assert_eq!(count(&store, "events"), 2);
-    assert!(store
-        .get_event("after-restart".to_owned())
-        .await
-        .unwrap()
-        .is_some());
+    assert!(
+        store
+            .get_event(EventLookup::id("after-restart"))
+            .await
+            .unwrap()
+            .len()
+            == 1
+    );
 }
 
 #[tokio::test]
@@ -1019,7 +1031,14 @@ async fn opening_twice_applies_migrations_once_and_keeps_data() {
         versions,
         (1..=super::schema::SCHEMA_VERSION).collect::<Vec<_>>()
     );
-    assert!(store.get_event("evt-1".to_owned()).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .get_event(EventLookup::id("evt-1"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // Idempotency state survives the reopen.
     store.write_arc(full_batch(1, 1)).await.unwrap();
     assert_eq!(group_stats(&store, "fp-1").2, 1);

@@ -4,10 +4,12 @@
 //! directory is ever deleted, and a range-based skip would then drop new events), so a retry, a
 //! crash replay, a bisected part written again or an agent retry that reached the spool twice
 //! all store one copy:
-//! - by event: `events.event_id` is unique; the spans of an event are written only when its row
-//!   was (so a duplicate event brings no duplicate spans);
-//! - by occurrence: `exceptions.event_id` is unique, and the group is bumped only when the
-//!   occurrence row was inserted, so `occurrence_count` counts each occurrence once;
+//! - by event: (`event_id`, `organization`, `application`) is unique in `events` (an id is the
+//!   agent's, unique within its tenant only: another tenant's event with the same id is another
+//!   event and is stored); the spans of an event are written only when its row was (so a
+//!   duplicate event brings no duplicate spans);
+//! - by occurrence: the same key is unique in `exceptions`, and the group is bumped only when
+//!   the occurrence row was inserted, so `occurrence_count` counts each occurrence once;
 //! - quarantine rows by their id, pipeline traces by their `batch_id`.
 //!
 //! `sink_state.last_lsn` (the last LSN of a whole-range write) is kept for operators only.
@@ -147,7 +149,7 @@ fn insert_events(
              request_id, job_id, data, envelope)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
                  ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
-         ON CONFLICT (event_id) DO NOTHING",
+         ON CONFLICT (event_id, organization, application) DO NOTHING",
     )?;
     let mut insert_event = |e: &EventRow| -> rusqlite::Result<bool> {
         let c = &e.columns;
@@ -200,14 +202,14 @@ fn insert_events(
         return Ok((inserted, duplicates));
     }
 
-    // Any other order: group the spans by event id.
-    let mut spans_of: HashMap<&str, Vec<&SpanRowOut>> = HashMap::new();
+    // Any other order: group the spans by event (tenant and id).
+    let mut spans_of: HashMap<EventKey<'_>, Vec<&SpanRowOut>> = HashMap::new();
     for span in spans {
-        spans_of.entry(&span.event_id).or_default().push(span);
+        spans_of.entry(span_key(span)).or_default().push(span);
     }
-    let mut copies: HashMap<&str, usize> = HashMap::new();
+    let mut copies: HashMap<EventKey<'_>, usize> = HashMap::new();
     for event in events {
-        *copies.entry(&event.event_id).or_default() += 1;
+        *copies.entry(event_key(event)).or_default() += 1;
     }
     for e in events {
         if !insert_event(e)? {
@@ -215,12 +217,12 @@ fn insert_events(
             continue;
         }
         inserted += 1;
-        let Some(mut own) = spans_of.remove(e.event_id.as_str()) else {
+        let Some(mut own) = spans_of.remove(&event_key(e)) else {
             continue;
         };
-        if copies[e.event_id.as_str()] > 1 {
+        if copies[&event_key(e)] > 1 {
             // The same event twice in this batch (an agent retry): both copies' spans are
-            // under one id; keep one of each.
+            // under one key; keep one of each.
             let mut seen = std::collections::HashSet::new();
             own.retain(|s| seen.insert((s.span.kind.as_str(), s.span.span_id)));
         }
@@ -230,15 +232,26 @@ fn insert_events(
     }
     // Spans whose event is not in this batch (not built by the batcher, but accepted).
     for span in spans_of.into_values().flatten() {
-        if !copies.contains_key(span.event_id.as_str()) {
+        if !copies.contains_key(&span_key(span)) {
             insert_span(tx, span)?;
         }
     }
     Ok((inserted, duplicates))
 }
 
+/// What identifies an event: (organization, application, id).
+type EventKey<'a> = (&'a str, &'a str, &'a str);
+
+fn event_key(e: &EventRow) -> EventKey<'_> {
+    (&e.organization, &e.application, &e.event_id)
+}
+
+fn span_key(s: &SpanRowOut) -> EventKey<'_> {
+    (&s.organization, &s.application, &s.event_id)
+}
+
 /// The range of `spans` of each event, in event order, when that is unambiguous: every event
-/// id occurs once in the batch, and each event's spans sit together, in event order (how
+/// (tenant and id) occurs once in the batch, and each event's spans sit together, in event order (how
 /// `batch::build_batch` lays them out); else `None`, and the caller groups by hash map. Costs a
 /// 64-bit fingerprint and a sort where the maps cost three SipHash lookups per row (3 % of a
 /// write). Two ids with the same fingerprint only send the batch down the general path.
@@ -250,7 +263,7 @@ fn spans_in_event_order(
     let mut next = 0;
     for e in events {
         let start = next;
-        while spans.get(next).is_some_and(|s| s.event_id == e.event_id) {
+        while spans.get(next).is_some_and(|s| span_key(s) == event_key(e)) {
             next += 1;
         }
         ranges.push(start..next);
@@ -262,7 +275,10 @@ fn spans_in_event_order(
         .iter()
         .map(|e| {
             let mut h = std::hash::DefaultHasher::new();
-            h.write(e.event_id.as_bytes());
+            for part in [&e.organization, &e.application, &e.event_id] {
+                h.write(part.as_bytes());
+                h.write_u8(0xff);
+            }
             h.finish()
         })
         .collect();
@@ -318,7 +334,7 @@ fn insert_exception(tx: &Transaction<'_>, o: &ExceptionOccurrence) -> rusqlite::
                  breadcrumbs, severity, handled, user_id, url, method)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
                      ?18, ?19, ?20)
-             ON CONFLICT (event_id) DO NOTHING",
+             ON CONFLICT (event_id, organization, application) DO NOTHING",
         )?
         .execute(params![
             o.event_id,

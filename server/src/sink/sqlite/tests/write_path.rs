@@ -152,6 +152,15 @@ async fn every_event_query_is_served_by_an_index() {
             "USING INDEX events_time",
         ),
         (
+            "organization and application",
+            EventFilter {
+                organization: text("acme"),
+                application: text("shop"),
+                ..f()
+            },
+            "SCAN events USING INDEX events_time",
+        ),
+        (
             "name, environment, is_error",
             EventFilter {
                 name: text("name-1"),
@@ -188,17 +197,34 @@ async fn every_event_query_is_served_by_an_index() {
         .count();
     assert_eq!(page.events.len(), expected);
     assert!(expected > 0);
-    let steps = plan(
-        &store,
-        "SELECT event_id FROM events WHERE event_id = ?1",
-        vec![rusqlite::types::Value::Text("evt-01".into())],
-    );
-    assert!(
-        steps
-            .iter()
-            .any(|s| s.contains("sqlite_autoindex_events_1")),
-        "{steps:?}"
-    );
+    // A lookup by id, scoped or not (issue 15), is a seek on the tenant-scoped unique index.
+    for (sql, args) in [
+        (
+            "SELECT event_id FROM events WHERE event_id = ?1",
+            vec!["evt-01"],
+        ),
+        (
+            "SELECT event_id FROM events WHERE event_id = ?1 AND organization = ?2",
+            vec!["evt-01", "acme"],
+        ),
+        (
+            "SELECT event_id FROM events WHERE event_id = ?1 AND application = ?2",
+            vec!["evt-01", "shop"],
+        ),
+    ] {
+        let args = args
+            .into_iter()
+            .map(|a| rusqlite::types::Value::Text(a.into()))
+            .collect();
+        let steps = plan(&store, sql, args);
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("USING COVERING INDEX events_id")
+                    || s.contains("USING INDEX events_id")),
+            "{sql}: {steps:?}"
+        );
+    }
 }
 
 /// Issue 3: the JSON check runs beside the inserts on big batches; a bad row among thousands
