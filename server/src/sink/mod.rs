@@ -165,7 +165,8 @@ pub trait Store: Send + Sync + 'static {
     fn query_events(&self, filter: EventFilter) -> BoxFuture<'_, Result<EventPage, SinkError>>;
     /// One event by its id.
     fn get_event(&self, id: String) -> BoxFuture<'_, Result<Option<StoredEvent>, SinkError>>;
-    /// Quarantined events matching a filter, newest first.
+    /// Quarantined events matching a filter, newest first; each `raw` shows at most
+    /// [`query::MALFORMED_LIST_RAW_BYTES`] (the rest through [`Store::malformed_raw`]).
     fn query_malformed(
         &self,
         filter: MalformedFilter,
@@ -175,6 +176,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         ids: Vec<String>,
     ) -> BoxFuture<'_, Result<Vec<StoredMalformed>, SinkError>>;
+    /// The kept bytes of one quarantined entry, exactly as stored (every byte of a whole
+    /// body; up to `ingest.quarantine_raw_cap_bytes` of one event); `None` for an unknown id.
+    fn malformed_raw(&self, id: String) -> BoxFuture<'_, Result<Option<Vec<u8>>, SinkError>>;
     /// Exception groups (per organization, application and fingerprint), most recent first.
     fn exception_groups(
         &self,
