@@ -24,7 +24,9 @@ pub use query::{
     EventFilter, EventPage, ExceptionGroup, MalformedFilter, StoredEvent, StoredMalformed,
     StoredTrace, TraceFilter, TraceOrder,
 };
-pub use rows::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, TraceRow};
+pub use rows::{
+    EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, Table, TraceRow,
+};
 
 /// A boxed future, so the trait stays object-safe (`Arc<dyn Store>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

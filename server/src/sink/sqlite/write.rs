@@ -5,7 +5,9 @@
 //! crash replay, a bisected part written again or an agent retry that reached the spool twice
 //! all store one copy:
 //! - by event: `events.event_id` is unique; the spans of an event are written only when its row
-//!   was (so a duplicate event brings no duplicate spans);
+//!   was (so a duplicate event brings no duplicate spans); spans written without their event
+//!   (the batcher isolating a refused row writes one table at a time) only when the same
+//!   (event, kind, span id) is not stored yet;
 //! - by occurrence: `exceptions.event_id` is unique, and the group is bumped only when the
 //!   occurrence row was inserted, so `occurrence_count` counts each occurrence once;
 //! - quarantine rows by their id, pipeline traces by their `batch_id`.
@@ -228,10 +230,12 @@ fn insert_events(
             insert_span(tx, span)?;
         }
     }
-    // Spans whose event is not in this batch (not built by the batcher, but accepted).
+    // Spans whose event is not in this batch: the batcher writes a table alone when it
+    // isolates a row the store refused (batch/isolate.rs). Kept once per (event, kind, span id),
+    // so a replay of that write, or the spans of an event stored earlier, add no copy.
     for span in spans_of.into_values().flatten() {
         if !copies.contains_key(span.event_id.as_str()) {
-            insert_span(tx, span)?;
+            insert_span_once(tx, span)?;
         }
     }
     Ok((inserted, duplicates))
@@ -305,6 +309,25 @@ fn insert_span(tx: &Transaction<'_>, row: &SpanRowOut) -> rusqlite::Result<()> {
         s.job_class,
     ])?;
     Ok(())
+}
+
+/// Inserts a span whose event is not in the batch, unless the store holds it already.
+fn insert_span_once(tx: &Transaction<'_>, row: &SpanRowOut) -> rusqlite::Result<()> {
+    let stored = tx
+        .prepare_cached(
+            "SELECT 1 FROM lifecycle_spans
+             WHERE trace_id = ?1 AND event_id = ?2 AND kind = ?3 AND span_id = ?4",
+        )?
+        .exists(params![
+            row.trace_id,
+            row.event_id,
+            row.span.kind.as_str(),
+            row.span.span_id
+        ])?;
+    if stored {
+        return Ok(());
+    }
+    insert_span(tx, row)
 }
 
 /// Inserts an occurrence and, only if it was new, folds it into its group.
