@@ -71,6 +71,11 @@ impl QueryService {
         self.store.get_malformed(ids).await
     }
 
+    /// The kept bytes of one quarantined entry, exactly as stored (`None`: unknown id).
+    pub async fn malformed_raw(&self, id: String) -> Result<Option<Vec<u8>>, SinkError> {
+        self.store.malformed_raw(id).await
+    }
+
     /// Exception groups, most recent first.
     pub async fn exception_groups(
         &self,

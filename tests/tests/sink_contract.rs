@@ -14,6 +14,7 @@ use baddybugs_ingest::batch::{build_batch, RecordRef};
 use baddybugs_ingest::config::ClickHouseConfig;
 use baddybugs_ingest::record::{self, BatchMeta, Quarantined};
 use baddybugs_ingest::sink::clickhouse::ClickHouseStore;
+use baddybugs_ingest::sink::query::MALFORMED_LIST_RAW_BYTES;
 use baddybugs_ingest::sink::sqlite::SqliteStore;
 use baddybugs_ingest::sink::{
     EventFilter, EventLookup, MalformedFilter, SinkBatch, SinkError, Store, TraceFilter,
@@ -541,6 +542,50 @@ async fn quarantine_reads_the_same_and_replays_are_dropped() -> anyhow::Result<(
             ids,
             "{name}: by id, in the order asked"
         );
+    }
+    Ok(())
+}
+
+/// Issue 15: a whole undecodable body is kept uncut in both stores (200 KiB here, past the
+/// 64 KiB per-event cap), read back byte for byte by `malformed_raw`; a list shows its first
+/// `MALFORMED_LIST_RAW_BYTES`, marked cut.
+#[tokio::test]
+async fn a_whole_body_is_kept_uncut_and_read_back_byte_for_byte() -> anyhow::Result<()> {
+    let stores = stores("contract_raw").await?;
+    let batch_id = "0190e0e0-0000-7000-8000-000000000001";
+    let body: Vec<u8> = (0..200 << 10).map(|i: u32| (i % 251) as u8).collect();
+    let mut meta = meta(batch_id, now_ms(), 0);
+    meta.quarantined = vec![Quarantined {
+        index: None,
+        event_type: None,
+        event_id: None,
+        reasons: vec![Problem::new(
+            ReasonCode::InvalidUtf8,
+            "",
+            "UTF-8 text",
+            "byte 0x80 at offset 128",
+        )],
+        raw_size: body.len() as u64,
+    }];
+    let batch = build(&[(31, record::encode(&meta, &[], &[body.as_slice()]))]);
+    write_all(&stores, &batch).await?;
+    let id = format!("{batch_id}-body");
+    for (name, store) in &stores.all {
+        let raw = store.malformed_raw(id.clone()).await?;
+        assert!(
+            raw.as_deref() == Some(body.as_slice()),
+            "{name}: every byte, exactly ({:?} bytes)",
+            raw.map(|r| r.len())
+        );
+        assert_eq!(store.malformed_raw("no-such-id".to_owned()).await?, None);
+        let listed = store.query_malformed(MalformedFilter::default()).await?;
+        let row = listed.iter().find(|m| m.id == id).expect("listed");
+        assert_eq!(row.raw_size, body.len() as u64, "{name}");
+        assert!(row.truncated, "{name}: the list cuts it");
+        let shown = String::from_utf8_lossy(&body[..MALFORMED_LIST_RAW_BYTES]);
+        assert_eq!(row.raw, shown, "{name}: the first bytes");
+        let by_id = store.get_malformed(vec![id.clone()]).await?;
+        assert!(!by_id[0].truncated, "{name}: by id, uncut");
     }
     Ok(())
 }

@@ -7,35 +7,38 @@
 //! `flush_interval_ms` old, or `priority_flush_ms` old when it holds an exception or a security
 //! event, and on shutdown.
 //!
-//! Failures: a retryable store error is retried forever with capped, jittered exponential
-//! backoff while the spool absorbs the load (the sink health says so); a store that refuses some
-//! rows gets the batch bisected until those rows are found — they go to the quarantine with the
-//! store's error and the rest is written. Nothing is dropped; a crash before the checkpoint
-//! replays the range, and the store's idempotent writes keep one copy. Each retry loop counts
-//! its failed attempts (`baddybugs_ingest_batcher_retries_total{stage}`) and logs them at most
-//! once per [`retry::LOG_EVERY`], with the error's chain.
+//! Failures: every store write, spool read and row build is retried with one policy
+//! ([`retry::Backoff`]: capped exponential backoff with jitter) while the spool absorbs the load;
+//! a failing store write also turns the sink health down (`sink_up` 0, a `/readyz` reason). A
+//! store that refuses rows for good gets the batch cut table by table and bisected until exactly
+//! those rows are found (`isolate.rs`): a refused event goes to the quarantine as
+//! `sink_rejected`; a refused span, exception, quarantine or trace row is dropped, counted and
+//! logged; every other row of the range is written. A crash before the checkpoint replays the
+//! range, and the store's idempotent writes keep one copy. Each retry loop counts its failed
+//! attempts (`baddybugs_ingest_batcher_retries_total{stage}`) and logs them at most once per
+//! [`retry::LOG_EVERY`], with the error's chain.
 //!
 //! Measures: insert latency, end-to-end (202 → stored) and event age histograms, batch sizes,
 //! sink health and lag, retries, undecodable records.
 
 mod build;
+mod isolate;
 pub mod retry;
+mod write;
 
 pub use build::{build_batch, BuildStats, RecordRef};
-use retry::LogThrottle;
+use retry::{Backoff, LogThrottle};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baddybugs_common::{Problem, ReasonCode};
-use rand::Rng;
 use tokio::sync::watch;
 
 use crate::config::{BatchConfig, FeedConfig};
 use crate::errors::Chain;
-use crate::metrics::{Latency, Metrics, Retry};
-use crate::sink::{MalformedRow, SinkBatch, SinkError, Store, TraceRow};
+use crate::metrics::{Metrics, Retry};
+use crate::sink::{SinkBatch, Store, TraceRow};
 use crate::spool::{Spool, SpoolEntry};
 
 /// Name of the store's checkpoint in the spool.
@@ -76,13 +79,6 @@ struct Built {
     held: (u64, u64),
 }
 
-/// Why the batcher stopped writing a batch.
-#[derive(Debug)]
-enum Stop {
-    /// Shutdown was asked while the store was failing; the spool keeps the rest.
-    Shutdown,
-}
-
 fn is_priority(payload: &[u8]) -> bool {
     const NEEDLES: [&[u8]; 3] = [
         b"\"type\":\"exception\"",
@@ -101,7 +97,7 @@ impl Batcher {
         // Two stages on two cores: this task reads and builds batch N+1 while the writer task
         // stores batch N. The channel holds one built batch: memory stays at most three batches.
         let (to_writer, from_builder) = tokio::sync::mpsc::channel::<Built>(1);
-        let writer = tokio::spawn(self.clone().write_loop(from_builder));
+        let writer = tokio::spawn(write::Writer::new(self.clone()).run(from_builder));
         self.read_loop(to_writer).await;
         if writer.await.is_err() {
             tracing::error!("the store writer task failed");
@@ -144,7 +140,7 @@ impl Batcher {
         // Read errors: retried with backoff; the spool counts them and `/readyz` shows the
         // last one; the log says so at most once per throttle period.
         let mut read_failures = LogThrottle::default();
-        let mut read_delay = READ_RETRY_MIN;
+        let mut read_backoff = Backoff::new(READ_RETRY_MIN, READ_RETRY_MAX);
         loop {
             let shutting_down = *self.shutdown.borrow();
             let flush_after = if priority {
@@ -209,7 +205,7 @@ impl Batcher {
                 Ok(entries) => {
                     if let Some(failures) = read_failures.success() {
                         tracing::info!(failures, "spool reads work again");
-                        read_delay = READ_RETRY_MIN;
+                        read_backoff.reset();
                     }
                     if entries.is_empty() && shutting_down && pending.is_empty() {
                         return;
@@ -243,13 +239,20 @@ impl Batcher {
                         tracing::error!(%error, kind = err.kind(), unlogged, "spool read failed; retrying");
                     }
                     tokio::select! {
-                        _ = tokio::time::sleep(read_delay) => {}
+                        _ = tokio::time::sleep(read_backoff.next_wait()) => {}
                         _ = self.shutdown.changed() => {}
                     }
-                    read_delay = (read_delay * 2).min(READ_RETRY_MAX);
                 }
             }
         }
+    }
+
+    /// The one retry policy, from `batch.retry_initial_ms` up to `batch.retry_max_ms`.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(
+            Duration::from_millis(self.config.retry_initial_ms),
+            Duration::from_millis(self.config.retry_max_ms),
+        )
     }
 
     /// Turns records into rows (CPU work, off the async workers, at the background priority:
@@ -259,7 +262,7 @@ impl Batcher {
         let first_lsn = entries.first().map_or(0, |e| e.lsn);
         let last_lsn = entries.last().map_or(0, |e| e.lsn);
         let entries = Arc::new(entries);
-        let mut delay = Duration::from_millis(self.config.retry_initial_ms.max(1));
+        let mut backoff = self.backoff();
         let mut failures = LogThrottle::default();
         loop {
             let feed = self.feed.clone();
@@ -293,268 +296,18 @@ impl Batcher {
                 }
                 Err(err) => {
                     self.metrics.retry(Retry::Build);
+                    let wait = backoff.next_wait();
                     if let Some(unlogged) = failures.failure(Instant::now()) {
                         tracing::error!(
                             %err,
                             first_lsn,
                             last_lsn,
                             unlogged,
-                            retry_in_ms = delay.as_millis() as u64,
+                            retry_in_ms = wait.as_millis() as u64,
                             "could not build rows from these spool records; the store waits and nothing is skipped (this is a bug: please report it with `baddybugs-ingest spool dump`)"
                         );
                     }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(self.config.retry_max_ms));
-                }
-            }
-        }
-    }
-
-    /// Stores built batches in order, checkpointing after each.
-    async fn write_loop(mut self, mut from_builder: tokio::sync::mpsc::Receiver<Built>) {
-        while let Some(built) = from_builder.recv().await {
-            if self.store_built(built).await.is_err() {
-                tracing::warn!("shutdown while the store is failing; unstored records stay in the spool for the next start");
-                return;
-            }
-        }
-    }
-
-    async fn store_built(&mut self, built: Built) -> Result<(), Stop> {
-        let Built {
-            batch,
-            stats,
-            last_lsn,
-            held,
-        } = built;
-        let events = batch.events.len();
-        let traces = batch.traces.clone();
-        let spool = self.spool.clone();
-        let first_lsn = batch.first_lsn;
-        let intent = tokio::task::spawn_blocking(move || {
-            spool.set_write_intent(CHECKPOINT, first_lsn, last_lsn)
-        })
-        .await;
-        if !matches!(intent, Ok(Ok(()))) {
-            // Without it a crash before the checkpoint may replay a wider range, which
-            // ClickHouse would not recognise as a duplicate: say so, but keep storing.
-            tracing::error!(
-                ?intent,
-                first_lsn,
-                last_lsn,
-                "cannot record the write intent"
-            );
-        }
-        self.write_with_retry(Arc::new(batch)).await?;
-        let gauges = &self.metrics.gauges;
-        gauges.batcher_bytes.fetch_sub(held.0, Ordering::Relaxed);
-        gauges.batcher_events.fetch_sub(held.1, Ordering::Relaxed);
-        // fsyncs and may delete segments: off the async workers.
-        let spool = self.spool.clone();
-        let checkpoint =
-            tokio::task::spawn_blocking(move || spool.commit_checkpoint(CHECKPOINT, last_lsn))
-                .await;
-        if !matches!(checkpoint, Ok(Ok(()))) {
-            tracing::error!(
-                ?checkpoint,
-                last_lsn,
-                "checkpoint failed; the range will be replayed (idempotently)"
-            );
-        }
-        if stats.undecodable > 0 {
-            self.metrics.undecodable_records(stats.undecodable);
-        }
-        let now = chrono::Utc::now().timestamp_millis();
-        for (received, _events) in &stats.receipts {
-            let micros = ((now - received).max(0) as u64) * 1000;
-            self.metrics.record_latency(Latency::EndToEnd, micros);
-        }
-        for ts in &stats.event_times {
-            if *ts > 0 && *ts <= now {
-                self.metrics
-                    .record_latency(Latency::EventAge, ((now - ts) as u64) * 1000);
-            }
-        }
-        {
-            let mut sink = self.metrics.gauges.sink.lock();
-            sink.written_events += events as u64;
-            sink.last_write_at = Some(baddybugs_common::timestamp::format_millis(now));
-        }
-        if let Some(observer) = &self.on_traces {
-            observer(&traces);
-        }
-        Ok(())
-    }
-
-    /// Writes a batch, retrying retryable failures forever and bisecting refused rows.
-    async fn write_with_retry(&mut self, batch: Arc<SinkBatch>) -> Result<(), Stop> {
-        let mut delay = Duration::from_millis(self.config.retry_initial_ms);
-        let max = Duration::from_millis(self.config.retry_max_ms);
-        let mut failures = LogThrottle::default();
-        loop {
-            let started = Instant::now();
-            match self.store.write(batch.clone()).await {
-                Ok(()) => {
-                    self.metrics
-                        .record_latency(Latency::Insert, started.elapsed().as_micros() as u64);
-                    self.note_write_success(&mut failures);
-                    return Ok(());
-                }
-                Err(err @ SinkError::Rejected { .. }) if batch.row_count() > 0 => {
-                    let message = err.chain();
-                    tracing::warn!(first_lsn = batch.first_lsn, rows = batch.row_count(), error = %message, "store refused rows; bisecting");
-                    return Box::pin(self.bisect((*batch).clone(), message)).await;
-                }
-                Err(err) => {
-                    self.note_write_failure(&err, Retry::Write, &mut failures, delay);
-                    let jitter = rand::thread_rng().gen_range(0.5..1.0);
-                    let sleep = delay.mul_f64(jitter);
-                    tokio::select! {
-                        _ = tokio::time::sleep(sleep) => {}
-                        _ = self.shutdown.changed() => {}
-                    }
-                    if *self.shutdown.borrow() {
-                        return Err(Stop::Shutdown);
-                    }
-                    delay = (delay * 2).min(max);
-                }
-            }
-        }
-    }
-
-    /// A store write failed: the sink health, the retry counter and (rate-limited) the log.
-    fn note_write_failure(
-        &self,
-        err: &SinkError,
-        stage: Retry,
-        failures: &mut LogThrottle,
-        retry_in: Duration,
-    ) {
-        let chain = err.chain();
-        {
-            let mut sink = self.metrics.gauges.sink.lock();
-            sink.healthy = false;
-            sink.errors += 1;
-            sink.retrying += 1;
-            sink.last_error = Some(chain.clone());
-        }
-        self.metrics.retry(stage);
-        if let Some(unlogged) = failures.failure(Instant::now()) {
-            let retry_in_ms = retry_in.as_millis() as u64;
-            match stage {
-                Retry::QuarantineWrite => {
-                    tracing::error!(error = %chain, unlogged, retry_in_ms, "store refused the quarantine rows; retrying")
-                }
-                _ => {
-                    tracing::warn!(error = %chain, unlogged, retry_in_ms, "store write failed; retrying")
-                }
-            }
-        }
-    }
-
-    /// A store write succeeded: the sink is healthy again (said once after a run of failures).
-    fn note_write_success(&self, failures: &mut LogThrottle) {
-        {
-            let mut sink = self.metrics.gauges.sink.lock();
-            sink.healthy = true;
-            sink.retrying = 0;
-        }
-        if let Some(failures) = failures.success() {
-            tracing::info!(failures, "store write succeeded after failed attempts");
-        }
-    }
-
-    async fn bisect(&mut self, batch: SinkBatch, message: String) -> Result<(), Stop> {
-        if batch.events.len() <= 1 {
-            // One event (or none, and the refusal is in another table): quarantine the event
-            // with the store's error and write the rest of its rows without it.
-            let mut rest = batch.clone();
-            rest.part.push('q');
-            rest.events.clear();
-            rest.spans.clear();
-            rest.exceptions.clear();
-            for event in &batch.events {
-                let problem = Problem::new(
-                    ReasonCode::SinkRejected,
-                    "",
-                    "a row the store accepts",
-                    message.clone(),
-                );
-                let raw = format!(
-                    "{{\"type\":{},\"name\":{},\"id\":{},\"data\":{}}}",
-                    serde_json::Value::String(event.event_type.clone()),
-                    serde_json::Value::String(event.name.clone()),
-                    serde_json::Value::String(event.event_id.clone()),
-                    event.data
-                );
-                rest.malformed.push(MalformedRow {
-                    id: format!("{}-{}-sink", event.batch_id, event.index),
-                    lsn: event.lsn,
-                    received_ms: event.received_ms,
-                    organization: event.organization.clone(),
-                    application: event.application.clone(),
-                    batch_id: event.batch_id.clone(),
-                    index: Some(event.index),
-                    event_type: Some(event.event_type.clone()),
-                    event_id: Some(event.event_id.clone()),
-                    reasons: vec![problem],
-                    raw_size: raw.len() as u64,
-                    raw: raw.into_bytes(),
-                    agent_version: None,
-                    remote_addr: None,
-                });
-            }
-            if batch.events.is_empty() {
-                tracing::error!(%message, "store refused a batch without events; retrying it as is");
-            }
-            return Box::pin(self.write_retry_only(Arc::new(rest))).await;
-        }
-        let mid = batch.events.len() / 2;
-        let mut halves = [batch.clone(), batch];
-        halves[0].part.push('0');
-        halves[1].part.push('1');
-        let right_ids: std::collections::HashSet<String> = halves[1].events[mid..]
-            .iter()
-            .map(|e| e.event_id.clone())
-            .collect();
-        halves[0].events.truncate(mid);
-        halves[0].spans.retain(|s| !right_ids.contains(&s.event_id));
-        halves[0]
-            .exceptions
-            .retain(|x| !right_ids.contains(&x.event_id));
-        halves[1].events.drain(..mid);
-        halves[1].spans.retain(|s| right_ids.contains(&s.event_id));
-        halves[1]
-            .exceptions
-            .retain(|x| right_ids.contains(&x.event_id));
-        halves[1].malformed.clear();
-        halves[1].traces.clear();
-        for half in halves {
-            Box::pin(self.write_with_retry(Arc::new(half))).await?;
-        }
-        Ok(())
-    }
-
-    /// Like [`Self::write_with_retry`] but never bisects again (the refused rows are gone).
-    async fn write_retry_only(&mut self, batch: Arc<SinkBatch>) -> Result<(), Stop> {
-        let mut delay = Duration::from_millis(self.config.retry_initial_ms);
-        let mut failures = LogThrottle::default();
-        loop {
-            match self.store.write(batch.clone()).await {
-                Ok(()) => {
-                    self.note_write_success(&mut failures);
-                    return Ok(());
-                }
-                Err(err) => {
-                    self.note_write_failure(&err, Retry::QuarantineWrite, &mut failures, delay);
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.shutdown.changed() => {}
-                    }
-                    if *self.shutdown.borrow() {
-                        return Err(Stop::Shutdown);
-                    }
-                    delay = (delay * 2).min(Duration::from_millis(self.config.retry_max_ms));
+                    tokio::time::sleep(wait).await;
                 }
             }
         }

@@ -1,4 +1,9 @@
-//! Logging for the batcher's retry loops, at most once per interval.
+//! The batcher's one retry policy ([`Backoff`]) and the logging of its retry loops, at most
+//! once per interval ([`LogThrottle`]).
+//!
+//! Every store write (a whole batch, or a part of one while refused rows are isolated), every
+//! spool read and every row build waits by [`Backoff`]: capped exponential, jittered, so that
+//! servers sharing one store do not retry in step.
 //!
 //! A store that is down for an hour makes the write loop fail every `batch.retry_max_ms`; a
 //! warning per attempt buries everything else in the log. [`LogThrottle`] lets the first
@@ -9,8 +14,44 @@
 
 use std::time::{Duration, Instant};
 
+use rand::Rng;
+
 /// Shortest time between two log lines of one retry loop.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Capped exponential backoff with jitter: the first wait is about `initial`, each failure
+/// doubles it up to `max`, and each wait is scaled by a random factor in [0.5, 1).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// A backoff from `initial` (at least 1 ms) up to `max` (at least `initial`).
+    pub fn new(initial: Duration, max: Duration) -> Backoff {
+        let initial = initial.max(Duration::from_millis(1));
+        Backoff {
+            initial,
+            max: max.max(initial),
+            next: initial,
+        }
+    }
+
+    /// The wait before the next attempt (jittered); the one after is twice as long, up to the
+    /// cap.
+    pub fn next_wait(&mut self) -> Duration {
+        let wait = self.next.mul_f64(rand::thread_rng().gen_range(0.5..1.0));
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+
+    /// Back to the first wait (after a success).
+    pub fn reset(&mut self) {
+        self.next = self.initial;
+    }
+}
 
 /// The state of one retry loop's logging.
 #[derive(Debug)]
@@ -69,6 +110,21 @@ impl Default for LogThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_jitter_and_resets() {
+        let ms = Duration::from_millis;
+        let mut backoff = Backoff::new(ms(100), ms(1_000));
+        for nominal in [100, 200, 400, 800, 1_000, 1_000] {
+            let wait = backoff.next_wait();
+            assert!(
+                wait >= ms(nominal) / 2 && wait < ms(nominal),
+                "{wait:?} for a nominal {nominal} ms"
+            );
+        }
+        backoff.reset();
+        assert!(backoff.next_wait() < ms(100));
+    }
 
     #[test]
     fn logs_the_first_failure_then_once_per_interval() {

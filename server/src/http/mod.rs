@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /v1/ingest`, `POST /api/v1/ingest` | agent batches (API key) |
 //! | `GET /v1/events`, `GET /v1/events/{id}` | stored events (token) |
-//! | `GET /v1/malformed`, `POST /v1/malformed/replay` | the quarantine (token) |
+//! | `GET /v1/malformed`, `GET /v1/malformed/{id}/raw`, `POST /v1/malformed/replay` | the quarantine; its kept bytes (token) |
 //! | `GET /v1/exceptions` | exception groups (token) |
 //! | `GET /v1/traces/{trace_id}/spans` | waterfall rows of a trace (token) |
 //! | `GET /v1/pipeline` | the server's own batch traces (token) |
@@ -37,6 +37,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/events/{id}", get(query::get_event))
         .route("/v1/malformed", get(query::list_malformed))
         .route("/v1/malformed/replay", post(query::replay_malformed))
+        .route("/v1/malformed/{id}/raw", get(query::malformed_raw))
         .route("/v1/exceptions", get(query::exception_groups))
         .route("/v1/traces/{trace_id}/spans", get(query::trace_spans))
         .route("/v1/pipeline", get(query::pipeline_traces))

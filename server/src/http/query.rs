@@ -158,6 +158,31 @@ pub async fn list_malformed(
     Ok(Json(json!({ "malformed": rows })).into_response())
 }
 
+/// `GET /v1/malformed/{id}/raw`: the kept bytes of one quarantined entry, exactly as received
+/// after decompression (every byte of a whole body), as `application/octet-stream`.
+pub async fn malformed_raw(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    require_token(&state, &headers, &query)?;
+    match queries(&state)
+        .malformed_raw(id.clone())
+        .await
+        .map_err(sink_error)?
+    {
+        Some(raw) => Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            raw,
+        )
+            .into_response()),
+        None => Err(ApiError::NotFound(format!(
+            "no quarantined entry has id {id:?} (it may not be written yet: the quarantine reaches the store within batch.flush_interval_ms)"
+        ))),
+    }
+}
+
 /// Body of `POST /v1/malformed/replay`.
 #[derive(Debug, Deserialize)]
 pub struct ReplayRequest {

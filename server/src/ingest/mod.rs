@@ -312,7 +312,8 @@ fn respond(submitted: &Submitted, checked: &Validated) -> Response {
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
-/// Quarantines a body that cannot be decoded, whole (or answers 400 if so configured).
+/// Quarantines a body that cannot be decoded, whole and uncut (or answers 400 if so
+/// configured).
 async fn quarantine_body(
     state: &Arc<AppState>,
     (organization, application): (&str, &str),
@@ -350,9 +351,11 @@ async fn quarantine_body(
         reasons: vec![problem.clone()],
         raw_size: bytes.len() as u64,
     };
-    let kept = 0..bytes
-        .len()
-        .min(state.config.ingest.quarantine_raw_cap_bytes);
+    // Every byte, not `quarantine_raw_cap_bytes`: its events cannot be told apart, so the body
+    // is the only thing to inspect, repair and replay (`GET /v1/malformed/{id}/raw`). It is at
+    // most `ingest.max_inflated_bytes` (or `max_body_bytes` when it could not be inflated), which
+    // config validation keeps under the spool's record bound.
+    let kept = 0..bytes.len();
     let submitted = submit::submit(
         state,
         Submission {

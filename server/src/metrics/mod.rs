@@ -23,6 +23,8 @@ use baddybugs_common::{catalog, Problem, ReasonCode};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
+use crate::sink::Table;
+
 mod prometheus;
 
 /// Label used for types the catalog does not know.
@@ -84,20 +86,14 @@ pub enum Retry {
     SpoolRead,
     /// Building rows from records (a failure there is a bug).
     Build,
-    /// Writing a batch to the store.
+    /// Writing to the store (a whole batch, or a part of it while refused rows are isolated:
+    /// one retry policy for every store write).
     Write,
-    /// Writing the rest of a batch after its refused rows were quarantined.
-    QuarantineWrite,
 }
 
 impl Retry {
     /// Every retry loop, in label order.
-    pub const ALL: [Retry; 4] = [
-        Retry::SpoolRead,
-        Retry::Build,
-        Retry::Write,
-        Retry::QuarantineWrite,
-    ];
+    pub const ALL: [Retry; 3] = [Retry::SpoolRead, Retry::Build, Retry::Write];
 
     /// The `stage` label.
     pub fn label(self) -> &'static str {
@@ -105,7 +101,6 @@ impl Retry {
             Retry::SpoolRead => "spool_read",
             Retry::Build => "build",
             Retry::Write => "write",
-            Retry::QuarantineWrite => "quarantine_write",
         }
     }
 
@@ -236,8 +231,10 @@ pub struct Metrics {
     spool_errors: Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
     bytes_received: AtomicU64,
     bytes_inflated: AtomicU64,
-    retries: [AtomicU64; 4],
+    retries: [AtomicU64; 3],
     undecodable_records: AtomicU64,
+    /// Rows the store refused and the batcher dropped, by table (in `Table::ALL` order).
+    dropped_rows: [AtomicU64; 5],
     /// Gauges.
     pub gauges: Gauges,
     /// The connection layer.
@@ -245,6 +242,10 @@ pub struct Metrics {
     warnings: Mutex<HashMap<ReasonCode, u64>>,
     history: Mutex<History>,
     last_snapshot: Mutex<Option<Arc<MetricsSnapshot>>>,
+}
+
+fn table_index(table: Table) -> usize {
+    Table::ALL.iter().position(|t| *t == table).unwrap_or(0)
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -276,6 +277,7 @@ impl Metrics {
             bytes_inflated: AtomicU64::new(0),
             retries: Default::default(),
             undecodable_records: AtomicU64::new(0),
+            dropped_rows: Default::default(),
             gauges: Gauges::default(),
             connections: ConnectionCounters::default(),
             warnings: Mutex::new(HashMap::new()),
@@ -433,6 +435,17 @@ impl Metrics {
     /// Failed attempts of a batcher retry loop since start.
     pub fn retries(&self, which: Retry) -> u64 {
         self.retries[which.index()].load(Ordering::Relaxed)
+    }
+
+    /// Counts a row the store refused for good that the batcher dropped (a span, exception,
+    /// quarantine or pipeline-trace row; a refused event row is quarantined instead).
+    pub fn sink_dropped_row(&self, table: Table) {
+        self.dropped_rows[table_index(table)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Rows of `table` the store refused and the batcher dropped, since start.
+    pub fn sink_dropped_rows(&self, table: Table) -> u64 {
+        self.dropped_rows[table_index(table)].load(Ordering::Relaxed)
     }
 
     /// Counts spool records the batcher could not decode (kept in the quarantine as

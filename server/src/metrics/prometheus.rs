@@ -20,6 +20,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::{Latency, Metrics, Retry};
+use crate::sink::Table;
 
 /// Latency bucket bounds, µs: 100 µs … 60 s.
 const LATENCY_BOUNDS_US: [u64; 18] = [
@@ -389,6 +390,15 @@ impl Collector for IngestCollector {
             "Failed attempts of the batcher's retry loops (each is retried), by stage.",
             "stage",
             Retry::ALL.iter().map(|r| (r.label(), m.retries(*r))),
+        )?;
+        counter_family(
+            e,
+            "sink_dropped_rows",
+            "Rows the store refused for good that the batcher dropped (spans, exceptions, quarantine and pipeline-trace rows; a refused event is quarantined as sink_rejected instead), by table.",
+            "table",
+            Table::ALL
+                .iter()
+                .map(|t| (t.as_str(), m.sink_dropped_rows(*t))),
         )?;
         counter(
             e,

@@ -24,7 +24,9 @@ pub use query::{
     EventFilter, EventLookup, EventPage, ExceptionGroup, MalformedFilter, StoredEvent,
     StoredMalformed, StoredTrace, TraceFilter, TraceOrder,
 };
-pub use rows::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, TraceRow};
+pub use rows::{
+    EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, Table, TraceRow,
+};
 
 /// A boxed future, so the trait stays object-safe (`Arc<dyn Store>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -167,7 +169,8 @@ pub trait Store: Send + Sync + 'static {
     /// id, one per (organization, application), ordered by organization then application, at
     /// most [`EventLookup::MAX_MATCHES`].
     fn get_event(&self, lookup: EventLookup) -> BoxFuture<'_, Result<Vec<StoredEvent>, SinkError>>;
-    /// Quarantined events matching a filter, newest first.
+    /// Quarantined events matching a filter, newest first; each `raw` shows at most
+    /// [`query::MALFORMED_LIST_RAW_BYTES`] (the rest through [`Store::malformed_raw`]).
     fn query_malformed(
         &self,
         filter: MalformedFilter,
@@ -177,6 +180,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         ids: Vec<String>,
     ) -> BoxFuture<'_, Result<Vec<StoredMalformed>, SinkError>>;
+    /// The kept bytes of one quarantined entry, exactly as stored (every byte of a whole
+    /// body; up to `ingest.quarantine_raw_cap_bytes` of one event); `None` for an unknown id.
+    fn malformed_raw(&self, id: String) -> BoxFuture<'_, Result<Option<Vec<u8>>, SinkError>>;
     /// Exception groups (per organization, application and fingerprint), most recent first.
     fn exception_groups(
         &self,

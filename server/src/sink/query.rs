@@ -32,6 +32,12 @@ pub fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
 /// limits of mainstream parsers (Ruby's 100, serde_json's 128, Python's ~1000).
 pub const RENDER_MAX_DEPTH: usize = 64;
 
+/// The most bytes of `raw` a quarantine list shows per row (`GET /v1/malformed`, the feed's
+/// `malformed` query): a whole body is kept uncut (up to `ingest.max_inflated_bytes`), and a
+/// page of 100 such rows must not be gigabytes. `truncated` then says so, and
+/// `GET /v1/malformed/{id}/raw` returns every kept byte.
+pub const MALFORMED_LIST_RAW_BYTES: usize = 64 << 10;
+
 /// A stored field returned as text because it cannot be returned as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Unrenderable {
@@ -216,11 +222,12 @@ pub struct StoredMalformed {
     pub codes: Vec<String>,
     /// Reasons in full.
     pub reasons: Vec<baddybugs_common::Problem>,
-    /// The original bytes as text (lossy only if they were not UTF-8).
+    /// The original bytes as text (lossy only if they were not UTF-8); in a list, at most
+    /// [`MALFORMED_LIST_RAW_BYTES`].
     pub raw: String,
     /// The original size.
     pub raw_size: u64,
-    /// Whether `raw` is cut.
+    /// Whether `raw` is cut (at the quarantine cap when stored, or in a list).
     pub truncated: bool,
     /// `X-Agent-Version`.
     pub agent_version: Option<String>,

@@ -163,6 +163,43 @@ pub struct TraceRow {
     pub duplicates: u32,
 }
 
+/// A table a batch writes, in the order both stores write them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// `events`.
+    Events,
+    /// `lifecycle_spans`.
+    Spans,
+    /// `exceptions`.
+    Exceptions,
+    /// `malformed_events`.
+    Malformed,
+    /// `ingest_traces`.
+    Traces,
+}
+
+impl Table {
+    /// Every table, in write order (ClickHouse inserts them one after the other in this order).
+    pub const ALL: [Table; 5] = [
+        Table::Events,
+        Table::Spans,
+        Table::Exceptions,
+        Table::Malformed,
+        Table::Traces,
+    ];
+
+    /// The table's name (also the `table` label of the metrics).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Table::Events => "events",
+            Table::Spans => "lifecycle_spans",
+            Table::Exceptions => "exceptions",
+            Table::Malformed => "malformed_events",
+            Table::Traces => "ingest_traces",
+        }
+    }
+}
+
 /// Everything one write carries, for one contiguous LSN range.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SinkBatch {
@@ -194,6 +231,10 @@ impl SinkBatch {
     /// request). A replay of the same spool range builds the same rows, hence the same token,
     /// and the store drops it; LSNs alone would not do, since they restart at 1 when a spool
     /// directory is deleted, and new rows under an old token would be silently dropped.
+    ///
+    /// A table's token depends on that table's rows only, so a batch cut down to one table
+    /// (as the batcher does to isolate a refused row) gives each table the token it had in the
+    /// whole batch: ClickHouse then drops the tables that had already landed.
     pub fn dedup_token(&self, table: &str) -> String {
         use sha2::{Digest, Sha256};
         let mut digest = Sha256::new();
@@ -202,21 +243,26 @@ impl SinkBatch {
             digest.update([0u8]);
         };
         match table {
-            "events" => self.events.iter().for_each(|r| feed(&r.event_id)),
+            // Event ids may be the agent's (reused by a buggy agent): the batch ids (of events)
+            // and receipt times (of spans and exceptions) make the digest unique to these
+            // requests.
+            "events" => {
+                self.events.iter().for_each(|r| feed(&r.event_id));
+                self.events.iter().for_each(|r| feed(&r.batch_id));
+            }
             "lifecycle_spans" => self.spans.iter().for_each(|r| {
                 feed(&r.event_id);
                 feed(r.span.kind.as_str());
                 feed(&r.span.span_id.to_string());
+                feed(&r.received_ms.to_string());
             }),
-            "exceptions" => self.exceptions.iter().for_each(|r| feed(&r.event_id)),
+            "exceptions" => self.exceptions.iter().for_each(|r| {
+                feed(&r.event_id);
+                feed(&r.received_ms.to_string());
+            }),
             "malformed_events" => self.malformed.iter().for_each(|r| feed(&r.id)),
             "ingest_traces" => self.traces.iter().for_each(|r| feed(&r.batch_id)),
             _ => {}
-        }
-        // Event ids may be the agent's (reused by a buggy agent): the batch ids make the
-        // digest unique to these requests.
-        if table != "ingest_traces" && table != "malformed_events" {
-            self.events.iter().for_each(|r| feed(&r.batch_id));
         }
         let digest = hex::encode(&digest.finalize()[..8]);
         format!(
@@ -229,6 +275,54 @@ impl SinkBatch {
                 &self.part
             }
         )
+    }
+
+    /// Rows of one table.
+    pub fn rows_of(&self, table: Table) -> usize {
+        match table {
+            Table::Events => self.events.len(),
+            Table::Spans => self.spans.len(),
+            Table::Exceptions => self.exceptions.len(),
+            Table::Malformed => self.malformed.len(),
+            Table::Traces => self.traces.len(),
+        }
+    }
+
+    /// The same range and part with the rows of `table` only.
+    pub fn only(&self, table: Table) -> SinkBatch {
+        let mut out = SinkBatch {
+            first_lsn: self.first_lsn,
+            last_lsn: self.last_lsn,
+            part: self.part.clone(),
+            ..SinkBatch::default()
+        };
+        match table {
+            Table::Events => out.events = self.events.clone(),
+            Table::Spans => out.spans = self.spans.clone(),
+            Table::Exceptions => out.exceptions = self.exceptions.clone(),
+            Table::Malformed => out.malformed = self.malformed.clone(),
+            Table::Traces => out.traces = self.traces.clone(),
+        }
+        out
+    }
+
+    /// Splits the rows of `table` at `at`: `self` keeps the first ones, the returned batch (same
+    /// range and part) holds the rest of that table's rows and nothing else.
+    pub fn split_off(&mut self, table: Table, at: usize) -> SinkBatch {
+        let mut out = SinkBatch {
+            first_lsn: self.first_lsn,
+            last_lsn: self.last_lsn,
+            part: self.part.clone(),
+            ..SinkBatch::default()
+        };
+        match table {
+            Table::Events => out.events = self.events.split_off(at),
+            Table::Spans => out.spans = self.spans.split_off(at),
+            Table::Exceptions => out.exceptions = self.exceptions.split_off(at),
+            Table::Malformed => out.malformed = self.malformed.split_off(at),
+            Table::Traces => out.traces = self.traces.split_off(at),
+        }
+        out
     }
 
     /// Total rows of every table.

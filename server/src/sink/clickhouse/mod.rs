@@ -419,6 +419,12 @@ impl Store for ClickHouseStore {
         }))
     }
 
+    fn malformed_raw(&self, id: String) -> BoxFuture<'_, Result<Option<Vec<u8>>, SinkError>> {
+        Box::pin(self.timed("query", async move {
+            read::malformed_raw(&self.client, &id).await
+        }))
+    }
+
     fn exception_groups(
         &self,
         filter: EventFilter,

@@ -12,7 +12,9 @@ use serde_json::json;
 
 use baddybugs_common::timestamp::format_millis;
 
-use crate::sink::query::{decode_cursor, encode_cursor, render_stored_json, stages_from_text};
+use crate::sink::query::{
+    decode_cursor, encode_cursor, render_stored_json, stages_from_text, MALFORMED_LIST_RAW_BYTES,
+};
 use crate::sink::{
     EventFilter, EventLookup, EventPage, ExceptionGroup, MalformedFilter, SinkError, StoredEvent,
     StoredMalformed, StoredTrace, TraceFilter, TraceOrder,
@@ -295,7 +297,10 @@ pub(super) async fn query_malformed(
     w.text("has(codes, ?)", &filter.reason);
     let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
     let sql = format!(
-        "SELECT ?fields FROM malformed_events{} ORDER BY received_at DESC, id DESC LIMIT 1 BY id LIMIT {limit}",
+        "SELECT id, received_at, organization, application, batch_id, idx, `type`, event_id, \
+         codes, reasons, substring(raw, 1, {MALFORMED_LIST_RAW_BYTES}) AS raw, raw_size, \
+         agent_version, remote_addr \
+         FROM malformed_events{} ORDER BY received_at DESC, id DESC LIMIT 1 BY id LIMIT {limit}",
         w.sql()
     );
     w.bind(client.query(&sql))
@@ -327,6 +332,24 @@ pub(super) async fn get_malformed(
         .filter_map(|id| by_id.remove(id))
         .map(MalformedRead::into_stored)
         .collect()
+}
+
+/// The `raw` column alone.
+#[derive(Row, Deserialize)]
+struct RawRead {
+    #[serde(with = "serde_bytes")]
+    raw: Vec<u8>,
+}
+
+/// The kept bytes of one quarantined entry, as stored; `None` for an unknown id.
+pub(super) async fn malformed_raw(client: &Client, id: &str) -> Result<Option<Vec<u8>>, SinkError> {
+    Ok(client
+        .query("SELECT ?fields FROM malformed_events WHERE id = ? LIMIT 1")
+        .bind(id)
+        .fetch_optional::<RawRead>()
+        .await
+        .map_err(super::classify)?
+        .map(|row| row.raw))
 }
 
 /// One merged exception group.

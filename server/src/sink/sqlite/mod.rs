@@ -370,6 +370,10 @@ impl Store for SqliteStore {
         Box::pin(self.read(move |conn| read::get_malformed(conn, &ids)))
     }
 
+    fn malformed_raw(&self, id: String) -> BoxFuture<'_, Result<Option<Vec<u8>>, SinkError>> {
+        Box::pin(self.read(move |conn| read::malformed_raw(conn, &id)))
+    }
+
     fn exception_groups(
         &self,
         filter: EventFilter,

@@ -14,6 +14,7 @@ use baddybugs_common::timestamp::format_millis;
 
 use crate::sink::query::{
     decode_cursor, encode_cursor, render_stored_json, stages_from_text, Unrenderable,
+    MALFORMED_LIST_RAW_BYTES,
 };
 use crate::sink::{
     EventFilter, EventLookup, EventPage, ExceptionGroup, MalformedFilter, StoredEvent,
@@ -227,6 +228,15 @@ pub(super) fn stored_event_ids(
 const MALFORMED_COLUMNS: &str = "id, received_ms, organization, application, batch_id, idx, \
      type, event_id, codes, reasons, raw, raw_size, agent_version, remote_addr";
 
+/// As [`MALFORMED_COLUMNS`], `raw` cut to [`MALFORMED_LIST_RAW_BYTES`] (for a BLOB, `substr`
+/// counts bytes).
+fn malformed_list_columns() -> String {
+    MALFORMED_COLUMNS.replace(
+        " raw,",
+        &format!(" substr(raw, 1, {MALFORMED_LIST_RAW_BYTES}) AS raw,"),
+    )
+}
+
 fn malformed_row(row: &Row<'_>) -> rusqlite::Result<StoredMalformed> {
     let codes: String = row.get(8)?;
     let reasons: String = row.get(9)?;
@@ -273,7 +283,8 @@ pub(super) fn query_malformed(
     );
     let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
     let sql = format!(
-        "SELECT {MALFORMED_COLUMNS} FROM malformed_events m{} ORDER BY received_ms DESC, id DESC LIMIT {limit}",
+        "SELECT {} FROM malformed_events m{} ORDER BY received_ms DESC, id DESC LIMIT {limit}",
+        malformed_list_columns(),
         w.sql()
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -297,6 +308,14 @@ pub(super) fn get_malformed(
         }
     }
     Ok(out)
+}
+
+/// The kept bytes of one quarantined entry, as stored; `None` for an unknown id.
+pub(super) fn malformed_raw(conn: &Connection, id: &str) -> Result<Option<Vec<u8>>, ReadError> {
+    Ok(conn
+        .prepare_cached("SELECT raw FROM malformed_events WHERE id = ?1")?
+        .query_row([id], |row| row.get::<_, Vec<u8>>(0))
+        .optional()?)
 }
 
 /// Exception groups, most recently seen first. The time filter keeps the groups whose

@@ -7,7 +7,9 @@
 //! - by event: (`event_id`, `organization`, `application`) is unique in `events` (an id is the
 //!   agent's, unique within its tenant only: another tenant's event with the same id is another
 //!   event and is stored); the spans of an event are written only when its row was (so a
-//!   duplicate event brings no duplicate spans);
+//!   duplicate event brings no duplicate spans); spans written without their event (the batcher
+//!   isolating a refused row writes one table at a time) only when the same (tenant, event, kind,
+//!   span id) is not stored yet;
 //! - by occurrence: the same key is unique in `exceptions`, and the group is bumped only when
 //!   the occurrence row was inserted, so `occurrence_count` counts each occurrence once;
 //! - quarantine rows by their id, pipeline traces by their `batch_id`.
@@ -230,10 +232,12 @@ fn insert_events(
             insert_span(tx, span)?;
         }
     }
-    // Spans whose event is not in this batch (not built by the batcher, but accepted).
+    // Spans whose event is not in this batch: the batcher writes a table alone when it
+    // isolates a row the store refused (batch/isolate.rs). Kept once per (event, kind, span id),
+    // so a replay of that write, or the spans of an event stored earlier, add no copy.
     for span in spans_of.into_values().flatten() {
         if !copies.contains_key(&span_key(span)) {
-            insert_span(tx, span)?;
+            insert_span_once(tx, span)?;
         }
     }
     Ok((inserted, duplicates))
@@ -321,6 +325,28 @@ fn insert_span(tx: &Transaction<'_>, row: &SpanRowOut) -> rusqlite::Result<()> {
         s.job_class,
     ])?;
     Ok(())
+}
+
+/// Inserts a span whose event is not in the batch, unless the store holds it already.
+fn insert_span_once(tx: &Transaction<'_>, row: &SpanRowOut) -> rusqlite::Result<()> {
+    let stored = tx
+        .prepare_cached(
+            "SELECT 1 FROM lifecycle_spans
+             WHERE trace_id = ?1 AND event_id = ?2 AND kind = ?3 AND span_id = ?4
+               AND organization = ?5 AND application = ?6",
+        )?
+        .exists(params![
+            row.trace_id,
+            row.event_id,
+            row.span.kind.as_str(),
+            row.span.span_id,
+            row.organization,
+            row.application
+        ])?;
+    if stored {
+        return Ok(());
+    }
+    insert_span(tx, row)
 }
 
 /// Inserts an occurrence and, only if it was new, folds it into its group.
