@@ -42,6 +42,10 @@ bench-micro:
 demo RATE="500":
     bash scripts/demo.sh {{RATE}}
 
+# Peak memory of one maximal request per encoding, bombs included (release server; markdown table).
+request-memory:
+    bash scripts/request-memory.sh
+
 # Benchmark suite (markdown on stdout; --quick, --append, --soak-minutes N).
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
