@@ -557,3 +557,30 @@ async fn a_feed_peer_that_never_answers_a_ping_is_closed_while_a_reading_one_sta
     reader.abort();
     Ok(())
 }
+
+/// An idle keep-alive connection is closed at its idle timeout, even when that is shorter than
+/// the head timeout (the connection task used to wait on the head's deadline, taken before the
+/// request, and only then notice the connection was idle: closed after 5 s, not 0.5 s).
+#[tokio::test]
+async fn an_idle_connection_is_closed_at_its_idle_timeout_not_later() -> anyhow::Result<()> {
+    let server = server_with(
+        "[connections]\nheader_read_timeout_ms = 5000\nkeep_alive_idle_timeout_ms = 500\n",
+        ServerOptions::default(),
+    )?;
+    let mut idle = TcpStream::connect(&server.addr).await?;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await?;
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await??;
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let answered = Instant::now();
+    assert!(read_to_close(&mut idle, Duration::from_secs(10))
+        .await?
+        .is_empty());
+    let idle_for = answered.elapsed();
+    assert!(
+        idle_for >= Duration::from_millis(450) && idle_for < Duration::from_secs(3),
+        "closed {idle_for:?} after the answer; the idle timeout is 500 ms, the head's 5 s"
+    );
+    Ok(())
+}

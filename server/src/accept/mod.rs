@@ -312,6 +312,8 @@ async fn serve_connection(
                     break Ended::Done;
                 }
                 () = conn.doomed() => break Ended::Shed,
+                // The idle deadline starts now; the one taken above (if any) was the head's.
+                () = conn.turned_idle() => {}
                 _ = stop.changed(), if !draining => {
                     draining = true;
                     connection.as_mut().graceful_shutdown();
