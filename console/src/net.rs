@@ -476,7 +476,9 @@ mod tests {
                     }
                 }
             }
-            pongs
+            // The socket goes back with the pongs: dropping it here would reset the
+            // session's connection before the test has read the answer.
+            (pongs, ws)
         });
         let target = Target {
             url: format!("ws://{addr}/v1/feed"),
@@ -488,13 +490,14 @@ mod tests {
         let session = Session::new(&tx).run(ws, &mut commands);
         let answered = tokio::time::timeout(Duration::from_secs(10), async {
             tokio::select! {
-                pongs = server => pongs.unwrap(),
+                biased;
+                answered = server => answered.unwrap(),
                 ended = session => panic!("the session ended first: {ended:?}"),
             }
         })
         .await
         .expect("both pings answered within 10 s");
-        assert_eq!(answered, [b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(answered.0, [b"one".to_vec(), b"two".to_vec()]);
     }
 
     #[tokio::test]
