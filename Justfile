@@ -50,7 +50,7 @@ request-memory:
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
 
-# Fault drills: kill -9, store outage, spool quota, clock skew (verified exactly-once).
+# Fault drills: kill -9, store outage, spool quota, clock skew; connection abuse: half-open flood, idle keep-alive, stalled uploads, slow trickle (verified exactly-once).
 drills *ARGS:
     bash scripts/drills.sh {{ARGS}}
 
