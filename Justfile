@@ -42,11 +42,15 @@ bench-micro:
 demo RATE="500":
     bash scripts/demo.sh {{RATE}}
 
+# Peak memory of one maximal request per encoding, bombs included (release server; markdown table).
+request-memory:
+    bash scripts/request-memory.sh
+
 # Benchmark suite (markdown on stdout; --quick, --append, --soak-minutes N).
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
 
-# Fault drills: kill -9, store outage, spool quota, clock skew (verified exactly-once).
+# Fault drills: kill -9, store outage, spool quota, clock skew; connection abuse: half-open flood, idle keep-alive, stalled uploads, slow trickle (verified exactly-once).
 drills *ARGS:
     bash scripts/drills.sh {{ARGS}}
 

@@ -4,12 +4,23 @@
 #   2. store outage (chattr +i on store.sqlite, store.sqlite-wal and the data dir) and repair;
 #   3. spool quota reached (small [spool] quota_bytes): 503 + Retry-After, honoured;
 #   4. clock skew on the agent: X-Timestamp 1 h off → 401; events 2 days old → accepted;
+# and connection abuse (issue 14), each while a well-behaved agent sends 1,000 events/s, with
+# scripts/attack.py as the attacker, probing /healthz every 200 ms on a fresh connection:
+#   5. half-open flood: 400 connections that send nothing or half a request line, against a
+#      server started with `ulimit -n 256` (96 regular connections);
+#   6. idle keep-alive: 400 connections idle after one answer (idle timeout lowered to 5 s; at a
+#      low descriptor limit drill 5 already shows idle connections shed to make room);
+#   7. stalled uploads: 64 ingest requests of the agent's own key that send 5 body bytes of
+#      10,000 and stall (more than the 32 work permits);
+#   8. slow trickle: 64 ingest requests of the agent's key trickling one body byte every 500 ms.
 #   9. the spool's disk fills up (a 6 MiB tmpfs under the spool, root only): writes fail with
 #      ENOSPC, ingest answers 503, the store drains the spool, ingest resumes.
 # Prints a markdown table: sent, acknowledged, stored, lost (must be 0), doubled (must be 0).
-# A drill whose verification did not report (no `verify` in the load generator's summary) fails.
+# A drill whose verification did not report (no `verify` in the load generator's summary) fails;
+# so does an abuse drill where a /healthz probe failed, or where stalled or trickled uploads
+# were not cut with 408.
 #
-#   scripts/drills.sh [--only N]     (needs root for chattr; drill 2 is skipped otherwise)
+#   scripts/drills.sh [--only N]     (needs root for chattr and mount; drills 2 and 9 are skipped otherwise)
 #
 # Exit status: 0 only when every drill asked for ran and passed; 1 when one failed; 2 when none
 # failed but some could not run (each skipped drill is named, and nothing claims it passed).
@@ -42,11 +53,17 @@ trap cleanup EXIT
 
 cargo build --release -q -p baddybugs-ingest -p baddybugs-loadgen >&2
 
-start_server() { # data dir, [config]
+start_server() { # data dir, [config]; NOFILE=n in the environment: start under `ulimit -n n`
   local args=(serve --listen "127.0.0.1:$PORT" --data-dir "$1" --api-key "$KEY" --feed-token "$TOKEN")
   [ -n "${2:-}" ] && args+=(--config "$2")
   : > "$WORK/server.out"
-  BADDYBUGS_LOG=warn "$SERVER" "${args[@]}" >> "$WORK/server.out" 2>> "$WORK/server.err" &
+  if [ -n "${NOFILE:-}" ]; then
+    # `exec` keeps the subshell's process id: SERVER_PID is the server's.
+    ( ulimit -n "$NOFILE" && BADDYBUGS_LOG=warn exec "$SERVER" "${args[@]}" ) \
+      >> "$WORK/server.out" 2>> "$WORK/server.err" &
+  else
+    BADDYBUGS_LOG=warn "$SERVER" "${args[@]}" >> "$WORK/server.out" 2>> "$WORK/server.err" &
+  fi
   SERVER_PID=$!
   for _ in $(seq 1 400); do
     grep -q "listening on" "$WORK/server.out" 2>/dev/null && return 0
@@ -139,6 +156,58 @@ if want 4; then
   S="$(loadgen --seed 105 --rate 1000 --events 2000 --event-age-secs 172800 --verify || true)"
   row "events 2 days old, fresh X-Timestamp" "$S" "all accepted"
   stop_server
+fi
+
+# 5-8. Connection abuse while a well-behaved agent sends (issue 14).
+closed_counts() { # the server's connections_closed_total and accept errors, one line
+  curl -s -m 5 "http://127.0.0.1:$PORT/metrics" | awk '
+    /^baddybugs_ingest_connections_closed_total\{/ { split($1, a, "\""); if ($2 > 0) out = out sprintf("%s %d, ", a[2], $2) }
+    /^baddybugs_ingest_accept_errors_total / { errors = $2 }
+    END { printf "%saccept errors %d", out, errors }'
+}
+abuse() { # number, name, attack mode, connections, seconds, [config]
+  local n="$1" name="$2" mode="$3" conns="$4" secs="$5" config="${6:-}"
+  log "$n: $name"
+  D="$WORK/d$n"; start_server "$D" "$config"
+  loadgen --seed "$((100 + n))" --rate 1000 --duration "${secs}s" --concurrency 4 --verify \
+    --verify-timeout-secs 120 > "$WORK/$n.json" &
+  local lg=$!
+  python3 "$ROOT/scripts/attack.py" "$mode" --addr "127.0.0.1:$PORT" --key "${KEY%%:*}" \
+    --connections "$conns" --duration "$secs" > "$WORK/$n.attack.json"
+  local closed
+  closed="$(closed_counts)"
+  wait "$lg" || true
+  local s a statuses notes
+  s="$(cat "$WORK/$n.json")"; a="$(cat "$WORK/$n.attack.json")"
+  statuses="$(jq -r '.statuses | to_entries | map("\(.key) ×\(.value)") | join(", ")' <<<"$a")"
+  notes="$(jq -r '"/healthz p50/p99/max \(.healthz.p50_ms)/\(.healthz.p99_ms)/\(.healthz.max_ms) ms, \(.healthz.failed) of \(.healthz.count + .healthz.failed) failed"' <<<"$a")"
+  notes+="; agent ingest p50/p99/max $(jq -r '"\(.latency.p50_ms)/\(.latency.p99_ms)/\(.latency.max_ms)"' <<<"$s") ms"
+  notes+=", 429 ×$(jq .throttled_429 <<<"$s"), 503 ×$(jq .unavailable_503 <<<"$s"), network errors $(jq .net_errors <<<"$s") (retried)"
+  notes+="; attacker: $(jq .opened <<<"$a") connections opened, answers: ${statuses:-none}"
+  case "$mode" in
+    stall|trickle) notes+=" (median $(jq .answer_ms.p50 <<<"$a") ms after the request began)" ;;
+  esac
+  if [ "$(jq -r .idle_closed_after_ms.p50 <<<"$a")" != null ]; then
+    notes+=", idle ones closed after $(jq .idle_closed_after_ms.p50 <<<"$a") ms (median)"
+  fi
+  notes+="; server closed: $closed"
+  row "$name" "$s" "$notes"
+  if [ "$(jq .healthz.failed <<<"$a")" != 0 ] || [ "$(jq .healthz.count <<<"$a")" = 0 ]; then FAILED=1; fi
+  case "$mode" in stall|trickle) [ "$(jq -r '.statuses["408"] // 0' <<<"$a")" -gt 0 ] || FAILED=1 ;; esac
+  stop_server
+}
+if want 5; then
+  NOFILE=256 abuse 5 "half-open flood, 400 connections, ulimit -n 256" flood 400 20
+fi
+if want 6; then
+  printf '[connections]\nkeep_alive_idle_timeout_ms = 5000\n' > "$WORK/idle.toml"
+  abuse 6 "idle keep-alive, 400 connections, idle timeout 5 s" idle 400 20 "$WORK/idle.toml"
+fi
+if want 7; then
+  abuse 7 "64 stalled uploads of the agent's key (5 of 10,000 bytes)" stall 64 25
+fi
+if want 8; then
+  abuse 8 "64 uploads of the agent's key trickling 1 byte / 500 ms" trickle 64 20
 fi
 
 # 9. The spool's disk fills up (ENOSPC on its writes), then frees as the store drains it.

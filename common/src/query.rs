@@ -63,13 +63,23 @@ fn flag(params: &Params, name: &'static str) -> Result<Option<bool>, ParamError>
         .transpose()
 }
 
+/// A non-negative integer of any size: each route clamps it to its range, so a limit past
+/// `u32::MAX` (or past `u64::MAX`, as a client asking for "everything" may send) is the
+/// route's maximum, not an error.
 fn limit(params: &Params) -> Result<Option<u32>, ParamError> {
     text(params, "limit")
         .map(|v| {
-            v.parse::<u32>().map_err(|_| ParamError {
-                param: "limit",
-                problem: "must be a positive integer",
-            })
+            let digits = v.strip_prefix('+').unwrap_or(&v);
+            match digits.parse::<u32>() {
+                Ok(n) => Ok(n),
+                Err(_) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                    Ok(u32::MAX)
+                }
+                Err(_) => Err(ParamError {
+                    param: "limit",
+                    problem: "must be a non-negative integer",
+                }),
+            }
         })
         .transpose()
 }
@@ -532,6 +542,16 @@ mod tests {
     fn bad_parameters_name_the_parameter() {
         let err = |pairs: &[(&str, &str)]| EventFilter::from_params(&params(pairs)).unwrap_err();
         assert_eq!(err(&[("limit", "-1")]).param, "limit");
+        assert_eq!(err(&[("limit", "1.5")]).param, "limit");
+        // Past u32 and u64 alike: the route's maximum.
+        for huge in [
+            "4294967296",
+            "18446744073709551615",
+            "99999999999999999999999",
+        ] {
+            let filter = EventFilter::from_params(&params(&[("limit", huge)])).unwrap();
+            assert_eq!(filter.page_size(), 1000, "{huge}");
+        }
         assert_eq!(err(&[("is_error", "yes")]).param, "is_error");
         assert_eq!(
             err(&[("since", "yesterday")]).to_string(),

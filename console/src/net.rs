@@ -452,6 +452,54 @@ mod tests {
         ));
     }
 
+    /// The server closes a feed client that does not answer its pings
+    /// (`connections.websocket_pong_timeout_ms`). tungstenite queues the pong and sends it with
+    /// the next read or write: the session always has a read pending, so it answers at once.
+    #[tokio::test]
+    async fn the_session_answers_the_servers_pings() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let mut pongs = Vec::new();
+            for nonce in [b"one".to_vec(), b"two".to_vec()] {
+                ws.send(Message::Ping(nonce)).await.unwrap();
+                loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Pong(data))) => {
+                            pongs.push(data);
+                            break;
+                        }
+                        Some(Ok(_)) => continue,
+                        other => panic!("no pong: {other:?}"),
+                    }
+                }
+            }
+            // The socket goes back with the pongs: dropping it here would reset the
+            // session's connection before the test has read the answer.
+            (pongs, ws)
+        });
+        let target = Target {
+            url: format!("ws://{addr}/v1/feed"),
+            token: None,
+        };
+        let ws = connect(&target).await.unwrap();
+        let (tx, _rx) = mpsc::channel(16);
+        let (_commands_tx, mut commands) = mpsc::unbounded_channel();
+        let session = Session::new(&tx).run(ws, &mut commands);
+        let answered = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::select! {
+                biased;
+                answered = server => answered.unwrap(),
+                ended = session => panic!("the session ended first: {ended:?}"),
+            }
+        })
+        .await
+        .expect("both pings answered within 10 s");
+        assert_eq!(answered.0, [b"one".to_vec(), b"two".to_vec()]);
+    }
+
     #[tokio::test]
     async fn lagging_app_gets_coalesced_metrics_and_a_drop_count() {
         let (tx, mut rx) = mpsc::channel(2);

@@ -229,6 +229,12 @@ pub struct ConnectionsConfig {
     /// Descriptors kept for everything but connections (spool segments, the store, logs,
     /// pools, ClickHouse connections).
     pub reserved_descriptors: usize,
+    /// A feed WebSocket client that has sent nothing (no frame, no pong) for this long is
+    /// sent a ping, ms.
+    pub websocket_ping_interval_ms: u64,
+    /// A feed client that has not answered a ping (with a pong or any other frame) within
+    /// this long is closed as a dead peer, ms.
+    pub websocket_pong_timeout_ms: u64,
 }
 
 impl Default for ConnectionsConfig {
@@ -239,6 +245,8 @@ impl Default for ConnectionsConfig {
             max_connections: 65_536,
             operator_reserve_connections: 32,
             reserved_descriptors: 128,
+            websocket_ping_interval_ms: 20_000,
+            websocket_pong_timeout_ms: 40_000,
         }
     }
 }
@@ -613,6 +621,14 @@ impl Config {
             (
                 "connections.keep_alive_idle_timeout_ms",
                 conn.keep_alive_idle_timeout_ms,
+            ),
+            (
+                "connections.websocket_ping_interval_ms",
+                conn.websocket_ping_interval_ms,
+            ),
+            (
+                "connections.websocket_pong_timeout_ms",
+                conn.websocket_pong_timeout_ms,
             ),
             (
                 "ingest.future_timestamp_skew_secs",

@@ -1,8 +1,8 @@
 //! Hostile and broken clients against the real binary on loopback (issue 14): a half-open
 //! flood under a low descriptor limit, idle keep-alive and half-open connections, poison
-//! envelope fields followed by every read path, a far-future timestamp, and a panicking
-//! handler. Each test is bounded in time and checks that the server keeps answering and that
-//! nothing it acknowledged is lost.
+//! envelope fields followed by every read path, a far-future timestamp, a panicking
+//! handler, and a feed peer that never answers a ping. Each test is bounded in time and checks
+//! that the server keeps answering and that nothing it acknowledged is lost.
 
 use std::time::{Duration, Instant};
 
@@ -439,6 +439,148 @@ async fn a_panicking_handler_is_answered_500_logged_and_the_server_keeps_answeri
     assert_eq!(
         metric(&client, &server, "baddybugs_ingest_handler_panics_total").await,
         1.0
+    );
+    Ok(())
+}
+
+/// The opcodes of the unmasked frames a server sent, in order (a cut-off last frame is left
+/// out).
+fn opcodes(mut bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while bytes.len() >= 2 {
+        let (len, header) = match bytes[1] & 0x7f {
+            126 if bytes.len() >= 4 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 if bytes.len() >= 10 => {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&bytes[2..10]);
+                (u64::from_be_bytes(n) as usize, 10)
+            }
+            126 | 127 => break,
+            n => (n as usize, 2),
+        };
+        if bytes.len() < header + len {
+            break;
+        }
+        out.push(bytes[0] & 0x0f);
+        bytes = &bytes[header + len..];
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_feed_peer_that_never_answers_a_ping_is_closed_while_a_reading_one_stays(
+) -> anyhow::Result<()> {
+    let (interval, timeout) = (Duration::from_millis(300), Duration::from_millis(700));
+    let server = server_with(
+        &format!(
+            "[connections]\nwebsocket_ping_interval_ms = {}\nwebsocket_pong_timeout_ms = {}\n",
+            interval.as_millis(),
+            timeout.as_millis()
+        ),
+        ServerOptions::default(),
+    )?;
+    let client = quick_client()?;
+    let dead_peers = "baddybugs_ingest_connections_closed_total{reason=\"dead_peer\"}";
+
+    // A raw client: the upgrade, its 101 read, then never a read or a write again.
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(&server.addr).await?;
+    silent
+        .write_all(
+            format!(
+                "GET /v1/feed?token={FEED_TOKEN} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                server.addr
+            )
+            .as_bytes(),
+        )
+        .await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(5), silent.read_exact(&mut byte)).await??;
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+
+    // A well-behaved client: tokio-tungstenite, reading all the time (its pongs go out with
+    // its reads), sending nothing of its own.
+    let (mut reading, _) =
+        tokio_tungstenite::connect_async(format!("{}?token={FEED_TOKEN}", server.feed_url()))
+            .await?;
+    let pings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader = tokio::spawn({
+        let pings = pings.clone();
+        async move {
+            while let Some(frame) = reading.next().await {
+                match frame {
+                    Ok(Message::Ping(_)) => {
+                        pings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Ok(Message::Close(_)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+    });
+
+    wait_for(
+        Duration::from_secs(15),
+        "the silent peer closed",
+        || async { (metric(&client, &server, dead_peers).await >= 1.0).then_some(()) },
+    )
+    .await?;
+    assert!(
+        started.elapsed() >= interval + timeout,
+        "closed after a ping went unanswered for the timeout, not before: {:?}",
+        started.elapsed()
+    );
+    // It was pinged, then sent a close frame, then the socket was closed.
+    let sent = read_to_close(&mut silent, Duration::from_secs(5)).await?;
+    let ops = opcodes(&sent);
+    assert_eq!(ops.first(), Some(&0x1), "hello first: {ops:?}");
+    assert!(ops.contains(&0x9), "pinged: {ops:?}");
+    assert_eq!(ops.last(), Some(&0x8), "a close frame last: {ops:?}");
+
+    // The reading client answered every ping: still connected several timeouts later.
+    let seen = pings.load(std::sync::atomic::Ordering::SeqCst);
+    wait_for(Duration::from_secs(15), "more pings answered", || async {
+        (pings.load(std::sync::atomic::Ordering::SeqCst) >= seen + 4).then_some(())
+    })
+    .await?;
+    assert!(!reader.is_finished(), "the reading client stays connected");
+    assert_eq!(metric(&client, &server, dead_peers).await, 1.0);
+    wait_for(Duration::from_secs(5), "one feed client listed", || async {
+        (metric(&client, &server, "baddybugs_ingest_feed_clients").await == 1.0).then_some(())
+    })
+    .await?;
+    reader.abort();
+    Ok(())
+}
+
+/// An idle keep-alive connection is closed at its idle timeout, even when that is shorter than
+/// the head timeout (the connection task used to wait on the head's deadline, taken before the
+/// request, and only then notice the connection was idle: closed after 5 s, not 0.5 s).
+#[tokio::test]
+async fn an_idle_connection_is_closed_at_its_idle_timeout_not_later() -> anyhow::Result<()> {
+    let server = server_with(
+        "[connections]\nheader_read_timeout_ms = 5000\nkeep_alive_idle_timeout_ms = 500\n",
+        ServerOptions::default(),
+    )?;
+    let mut idle = TcpStream::connect(&server.addr).await?;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await?;
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await??;
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let answered = Instant::now();
+    assert!(read_to_close(&mut idle, Duration::from_secs(10))
+        .await?
+        .is_empty());
+    let idle_for = answered.elapsed();
+    assert!(
+        idle_for >= Duration::from_millis(450) && idle_for < Duration::from_secs(3),
+        "closed {idle_for:?} after the answer; the idle timeout is 500 ms, the head's 5 s"
     );
     Ok(())
 }

@@ -162,3 +162,78 @@ fn development_credentials_are_created_and_reused() -> anyhow::Result<()> {
     assert!(creds["api_key"].as_str().unwrap().starts_with("bbdev_"));
     Ok(())
 }
+
+/// Issue 14: the replay endpoint and `limit` answer as docs/PROTOCOL.md says.
+#[tokio::test]
+async fn replay_refusals_and_huge_limits_answer_as_documented() -> anyhow::Result<()> {
+    let server = TestServer::start()?;
+    let client = reqwest::Client::new();
+    let replay = |token: Option<&str>, content_type: Option<&str>, body: Vec<u8>| {
+        let mut request = client.post(server.url("/v1/malformed/replay")).body(body);
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
+        }
+        async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let body: Value = response.json().await?;
+            anyhow::Ok((
+                status,
+                body["error"].as_str().unwrap_or_default().to_owned(),
+            ))
+        }
+    };
+    let json = Some("application/json");
+    let ids = br#"{"ids":["no-such-id"]}"#.to_vec();
+    let too_big = format!(r#"{{"ids":["{}"]}}"#, "x".repeat(3 << 20)).into_bytes();
+    // The token first: nothing about the body is read or told without it.
+    assert_eq!(
+        replay(None, json, ids.clone()).await?,
+        (401, "bad_token".into())
+    );
+    assert_eq!(
+        replay(None, json, b"{".to_vec()).await?,
+        (401, "bad_token".into())
+    );
+    // Then the body: JSON whatever the Content-Type, at most 2 MiB, 1 to 10,000 ids.
+    let token = Some(FEED_TOKEN);
+    assert_eq!(replay(token, None, ids.clone()).await?.0, 202);
+    assert_eq!(replay(token, Some("text/plain"), ids).await?.0, 202);
+    assert_eq!(
+        replay(token, json, too_big).await?,
+        (413, "too_large".into())
+    );
+    assert_eq!(
+        replay(token, json, b"{".to_vec()).await?,
+        (400, "bad_body".into())
+    );
+    assert_eq!(
+        replay(token, json, br#"{"ids":[]}"#.to_vec()).await?,
+        (400, "bad_body".into())
+    );
+    let many = json!({ "ids": vec!["x"; 10_001] }).to_string().into_bytes();
+    assert_eq!(replay(token, json, many).await?, (400, "bad_body".into()));
+
+    // `limit`: any non-negative integer, clamped; anything else is a bad parameter.
+    for huge in [
+        "4294967296",
+        "18446744073709551615",
+        "99999999999999999999999",
+    ] {
+        let (status, page) =
+            get_json(&client, &server, &format!("/v1/events?limit={huge}")).await?;
+        assert_eq!(status, 200, "limit={huge}: {page}");
+    }
+    for bad in ["-1", "ten", "1.5"] {
+        let (status, page) = get_json(&client, &server, &format!("/v1/events?limit={bad}")).await?;
+        assert_eq!(
+            (status, page["error"].as_str()),
+            (400, Some("bad_parameter")),
+            "limit={bad}"
+        );
+    }
+    Ok(())
+}

@@ -90,6 +90,8 @@ pub struct Conn {
     in_flight: AtomicUsize,
     doomed: AtomicBool,
     kill: Notify,
+    /// Notified when a response leaves the connection idle: its deadline is new.
+    idle: Notify,
 }
 
 impl Conn {
@@ -134,7 +136,15 @@ impl Conn {
     pub fn request_finished(&self) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 && self.phase() != Phase::Upgraded {
             self.set(Phase::Idle);
+            // `notify_one` keeps a permit when the task is not waiting yet.
+            self.idle.notify_one();
         }
+    }
+
+    /// Resolves once a response has left the connection idle. Its task then takes the idle
+    /// deadline: while a request was active it had none to wait for.
+    pub async fn turned_idle(&self) {
+        self.idle.notified().await;
     }
 
     /// The connection was handed to a WebSocket.
@@ -258,6 +268,7 @@ impl Table {
             in_flight: AtomicUsize::new(0),
             doomed: AtomicBool::new(false),
             kill: Notify::new(),
+            idle: Notify::new(),
         });
         inner.conns.insert(id, conn.clone());
         *count_mut(&mut inner.open, pool) += 1;

@@ -4,7 +4,8 @@
 //! - **timeouts**: a request head must arrive within `connections.header_read_timeout_ms` of
 //!   the accept (or of its first byte after an idle period); a keep-alive connection with no
 //!   request is closed after `connections.keep_alive_idle_timeout_ms`. Body deadlines belong to
-//!   the ingest admission stage; the feed's WebSocket has its own liveness rules;
+//!   the ingest admission stage; the feed's WebSocket has its own liveness rules (a ping and a
+//!   dead-peer timeout, `feed::liveness`);
 //! - **a budget under the descriptor limit**: the soft `RLIMIT_NOFILE` is raised to the hard
 //!   limit at start and both are logged; regular connections are capped below it
 //!   ([`rlimit::connection_cap`]), and a small reserve beyond the cap serves only the operator
@@ -15,9 +16,10 @@
 //!   ([`service`]); [`log_panics`] sends every other panic to the log too.
 //!
 //! Measures: open connections per pool, connections closed by reason (`header_timeout`,
-//! `idle_timeout`, `shed_half_open`, `shed_idle`, `refused`), accept errors and handler panics
-//! (docs/OPERATIONS.md). Shedding, refusals and accept errors are logged at most once per
-//! [`LOG_EVERY`] each, with the count since the last line.
+//! `idle_timeout`, `shed_half_open`, `shed_idle`, `refused`; `dead_peer` is counted by the
+//! feed's WebSocket), accept errors and handler panics (docs/OPERATIONS.md). Shedding,
+//! refusals and accept errors are logged at most once per [`LOG_EVERY`] each, with the count
+//! since the last line.
 //!
 //! Graceful shutdown: stop accepting, let each connection finish its request (hyper closes
 //! idle ones at once), wait at most the drain time, drop the rest.
@@ -310,6 +312,8 @@ async fn serve_connection(
                     break Ended::Done;
                 }
                 () = conn.doomed() => break Ended::Shed,
+                // The idle deadline starts now; the one taken above (if any) was the head's.
+                () = conn.turned_idle() => {}
                 _ = stop.changed(), if !draining => {
                     draining = true;
                     connection.as_mut().graceful_shutdown();

@@ -20,6 +20,7 @@
 //! keep their last `feed.tail_retention` messages for clients that connect later.
 
 mod build;
+pub mod liveness;
 pub mod tap;
 
 use std::collections::{HashMap, VecDeque};

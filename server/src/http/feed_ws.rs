@@ -3,11 +3,15 @@
 //! `hello`; every message carries the connection's sequence number (framed by
 //! `protocol::encode_frame`); a malformed client message is answered with an `error` and the
 //! connection stays. `query` and `get` go to the [`QueryService`], as the REST API's do.
+//! A client silent for `connections.websocket_ping_interval_ms` is pinged, and closed when it
+//! has not answered within `connections.websocket_pong_timeout_ms` ([`Liveness`]; counted as
+//! `connections_closed_total{reason="dead_peer"}`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
@@ -22,6 +26,7 @@ use baddybugs_common::timestamp::format_millis;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 
+use crate::feed::liveness::{Due, Liveness};
 use crate::feed::{Client, FeedHub};
 use crate::http::error::ApiError;
 use crate::http::query::require_token;
@@ -41,9 +46,20 @@ pub async fn upgrade(
     let hub = state.feed.clone();
     let queries = QueryService::new(state.store.clone());
     let store_kind = state.metrics.gauges.sink.lock().kind.clone();
+    let heartbeat = Heartbeat {
+        interval: Duration::from_millis(state.config.connections.websocket_ping_interval_ms),
+        timeout: Duration::from_millis(state.config.connections.websocket_pong_timeout_ms),
+    };
     Ok(ws
         .max_message_size(1 << 20)
-        .on_upgrade(move |socket| connection(hub, queries, socket, remote, store_kind)))
+        .on_upgrade(move |socket| connection(hub, queries, socket, remote, store_kind, heartbeat)))
+}
+
+/// The ping interval and pong timeout of a connection (`connections.websocket_*`).
+#[derive(Debug, Clone, Copy)]
+struct Heartbeat {
+    interval: Duration,
+    timeout: Duration,
 }
 
 /// How long a woken connection waits for more tail messages before it writes. A busy tail
@@ -60,6 +76,7 @@ async fn connection(
     socket: WebSocket,
     remote: String,
     store_kind: String,
+    heartbeat: Heartbeat,
 ) {
     let client = hub.connect(remote.clone());
     tracing::info!(client = client.id, %remote, "feed client connected");
@@ -81,11 +98,26 @@ async fn connection(
         hub.disconnect(&client);
         return;
     }
+    let mut liveness = Liveness::new(Instant::now(), heartbeat.interval, heartbeat.timeout);
     let reason = loop {
         if hub.is_closed() {
             break "server shutting down";
         }
         tokio::select! {
+            _ = tokio::time::sleep_until(liveness.next_deadline().into()) => {
+                match liveness.poll(Instant::now()) {
+                    Some(Due::Ping) => {
+                        if let Err(reason) = send_all(&mut sink, vec![Message::Ping(Default::default())], timeout).await {
+                            break reason;
+                        }
+                    }
+                    Some(Due::Dead) => {
+                        hub.metrics().connections.dead_peers.fetch_add(1, Ordering::Relaxed);
+                        break "dead peer: no answer to a ping";
+                    }
+                    None => {}
+                }
+            }
             _ = client.notified() => {
                 if !client.has_control() {
                     // Let a burst gather: one wake-up and one socket write per burst.
@@ -96,11 +128,11 @@ async fn connection(
                 if let Some((count, total)) = dropped {
                     seq += 1;
                     let json = serde_json::to_string(&ServerMessage::Dropped { count, total }).unwrap_or_default();
-                    frames.push(encode_frame(seq, &json));
+                    frames.push(Message::Text(encode_frame(seq, &json).into()));
                 }
                 for message in messages {
                     seq += 1;
-                    frames.push(encode_frame(seq, &message.json));
+                    frames.push(Message::Text(encode_frame(seq, &message.json).into()));
                 }
                 if frames.is_empty() {
                     continue;
@@ -110,6 +142,9 @@ async fn connection(
                 }
             }
             incoming = stream.next() => {
+                if matches!(incoming, Some(Ok(_))) {
+                    liveness.heard(Instant::now());
+                }
                 match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break "client closed",
                     Some(Ok(Message::Text(text))) => handle_client_message(&hub, &queries, &client, text.as_str()),
@@ -134,12 +169,12 @@ async fn connection(
 /// may block at most `timeout` (the slow-client limit).
 async fn send_all(
     sink: &mut SplitSink<WebSocket, Message>,
-    frames: Vec<String>,
+    frames: Vec<Message>,
     timeout: Duration,
 ) -> Result<(), &'static str> {
     let too_slow = "client too slow: its socket stayed blocked";
-    for text in frames {
-        match tokio::time::timeout(timeout, sink.feed(Message::Text(text.into()))).await {
+    for frame in frames {
+        match tokio::time::timeout(timeout, sink.feed(frame)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err("connection lost"),
             Err(_) => return Err(too_slow),

@@ -190,24 +190,71 @@ pub struct ReplayRequest {
     pub ids: Vec<String>,
 }
 
+/// Most bytes of a replay request body: 10,000 quarantine ids take well under 1 MiB.
+pub const REPLAY_MAX_BODY_BYTES: usize = 2 << 20;
+
+/// Most quarantine ids in one replay request.
+pub const REPLAY_MAX_IDS: usize = 10_000;
+
+/// Reads a replay request body, up to [`REPLAY_MAX_BODY_BYTES`] (413 past it, the rest drained
+/// briefly so the client reads the answer).
+async fn read_replay_body(
+    body: axum::body::Body,
+    headers: &HeaderMap,
+) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt;
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "the replay request body is over {REPLAY_MAX_BODY_BYTES} bytes: send at most {REPLAY_MAX_IDS} ids"
+        ))
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > REPLAY_MAX_BODY_BYTES) {
+        crate::ingest::admit::drain(body, REPLAY_MAX_BODY_BYTES).await;
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|err| ApiError::BadRequest {
+            code: "bad_body",
+            message: format!("could not read the request body: {err}"),
+        })?;
+        if out.len() + chunk.len() > REPLAY_MAX_BODY_BYTES {
+            crate::ingest::admit::drain(
+                axum::body::Body::from_stream(stream),
+                REPLAY_MAX_BODY_BYTES,
+            )
+            .await;
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 /// `POST /v1/malformed/replay`: re-checks quarantined events with the current catalog and
-/// ingests those that now pass (a new batch per organization/application).
+/// ingests those that now pass (a new batch per organization/application). The token is
+/// checked before the body is read; the body is JSON whatever its `Content-Type`.
 pub async fn replay_malformed(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-    body: bytes::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     require_token(&state, &headers, &query)?;
+    let body = read_replay_body(body, &headers).await?;
     let request: ReplayRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
             code: "bad_body",
             message: format!("the body must be {{\"ids\": [\"<quarantine id>\", …]}}: {e}"),
         })?;
-    if request.ids.is_empty() || request.ids.len() > 10_000 {
+    if request.ids.is_empty() || request.ids.len() > REPLAY_MAX_IDS {
         return Err(ApiError::BadRequest {
             code: "bad_body",
-            message: "`ids` must list 1 to 10000 quarantine ids".into(),
+            message: format!("`ids` must list 1 to {REPLAY_MAX_IDS} quarantine ids"),
         });
     }
     let rows = queries(&state)

@@ -334,7 +334,7 @@ async fn read_body(
 
 /// Reads and discards what is left of an over-limit body (at most 4 × the limit, for at most
 /// 5 s) so that the client, still uploading, reliably reads the 413 instead of a reset.
-async fn drain(body: Body, limit: usize) {
+pub(crate) async fn drain(body: Body, limit: usize) {
     let cap = limit.saturating_mul(4);
     let mut stream = body.into_data_stream();
     let _ = tokio::time::timeout(Duration::from_secs(5), async {

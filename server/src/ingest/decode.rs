@@ -247,17 +247,24 @@ pub fn parse_encoding(value: Option<&str>) -> Result<Encoding, DecodeError> {
 }
 
 /// Inflates a body, stopping as soon as it passes `limit` bytes.
+///
+/// Memory: the output is allocated once, `limit + 1` bytes of address space of which only what
+/// is written becomes resident, so a bomb costs `limit` bytes and no more. (Growing a `Vec` by
+/// doubling would, at the last step, hold the full old buffer and its copy at once: twice the
+/// limit under jemalloc, which moves a large block to grow it.) zstd is decoded in one pass into
+/// that buffer, which is then also its window: a frame that asks for a long window (`--long`,
+/// up to 2 GiB) costs no window buffer of its own.
 pub fn inflate(
     encoding: Encoding,
     body: &[u8],
     limit: usize,
 ) -> Result<Cow<'_, [u8]>, DecodeError> {
     fn read_capped(reader: impl Read, limit: usize, what: &str) -> Result<Vec<u8>, DecodeError> {
-        let mut out = Vec::with_capacity(limit.min(1 << 20));
+        let mut out = Vec::with_capacity(limit.saturating_add(1));
         let read = reader.take(limit as u64 + 1).read_to_end(&mut out);
         match read {
             Ok(_) if out.len() > limit => Err(DecodeError::InflatedTooLarge { limit }),
-            Ok(_) => Ok(out),
+            Ok(_) => Ok(fitted(out)),
             Err(e) => Err(DecodeError::undecodable(
                 ReasonCode::BadEncoding,
                 format!("the {what} body cannot be decompressed: {e}"),
@@ -284,12 +291,38 @@ pub fn inflate(
                 Err(e) => Err(e),
             }
         }
-        Encoding::Zstd => {
-            let decoder = zstd::stream::read::Decoder::new(body).map_err(|e| {
-                DecodeError::undecodable(ReasonCode::BadEncoding, format!("zstd: {e}"))
-            })?;
-            read_capped(decoder, limit, "zstd").map(Cow::Owned)
+        Encoding::Zstd => inflate_zstd(body, limit).map(Cow::Owned),
+    }
+}
+
+/// Gives back the address space an inflated body did not use (jemalloc shrinks a large block
+/// in place), so that the bodies the feed tap and the spool hold are their size.
+fn fitted(mut out: Vec<u8>) -> Vec<u8> {
+    out.shrink_to_fit();
+    out
+}
+
+/// zstd in one pass into a buffer of `limit` bytes (every frame of the body, skippable frames
+/// skipped). The decoder writes into the buffer and reads its matches back from it, so the only
+/// memory is the output and the decoder's context (~100 KiB).
+fn inflate_zstd(body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
+    use zstd::zstd_safe;
+    let mut out = Vec::with_capacity(limit);
+    let mut context = zstd_safe::DCtx::create();
+    match context.decompress(&mut out, body) {
+        Ok(_) => Ok(fitted(out)),
+        // zstd's stable text for ZSTD_error_dstSize_tooSmall (the code itself is only
+        // reachable through an unsafe call): the body inflates past the buffer.
+        Err(code) if zstd_safe::get_error_name(code) == "Destination buffer is too small" => {
+            Err(DecodeError::InflatedTooLarge { limit })
         }
+        Err(code) => Err(DecodeError::undecodable(
+            ReasonCode::BadEncoding,
+            format!(
+                "the zstd body cannot be decompressed: {}",
+                zstd_safe::get_error_name(code)
+            ),
+        )),
     }
 }
 
@@ -559,8 +592,53 @@ mod tests {
         ));
         let z = zstd::encode_all(&b"zz"[..], 3).unwrap();
         assert_eq!(&*inflate(Encoding::Zstd, &z, 10).unwrap(), b"zz");
+        assert_eq!(&*inflate(Encoding::Zstd, &z, 2).unwrap(), b"zz");
+        assert_eq!(
+            inflate(Encoding::Zstd, &z, 1).unwrap_err(),
+            DecodeError::InflatedTooLarge { limit: 1 }
+        );
+        assert!(matches!(
+            inflate(Encoding::Zstd, &z[..z.len() - 2], 10),
+            Err(DecodeError::Undecodable {
+                code: ReasonCode::BadEncoding,
+                ..
+            })
+        ));
         assert!(parse_encoding(Some("br")).is_err());
         assert_eq!(parse_encoding(Some("GZIP")).unwrap(), Encoding::Gzip);
+    }
+
+    /// Issue 14: bombs cost the limit, whatever the encoding; a zstd frame that asks for a
+    /// window far larger than the limit (`zstd --long=27`: 128 MiB) is decoded within it, and
+    /// two concatenated frames are one body.
+    #[test]
+    fn bombs_and_long_windows_stop_at_the_limit() {
+        let zeros = vec![0u8; 8 << 20];
+        let mut long = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        long.long_distance_matching(true).unwrap();
+        long.window_log(27).unwrap();
+        std::io::Write::write_all(&mut long, &zeros).unwrap();
+        let long = long.finish().unwrap();
+        assert_eq!(
+            inflate(Encoding::Zstd, &long, 1 << 20).unwrap_err(),
+            DecodeError::InflatedTooLarge { limit: 1 << 20 }
+        );
+        assert_eq!(
+            inflate(Encoding::Zstd, &long, 8 << 20).unwrap().len(),
+            8 << 20
+        );
+        let mut two = zstd::encode_all(&b"ab"[..], 3).unwrap();
+        two.extend(zstd::encode_all(&b"cd"[..], 3).unwrap());
+        assert_eq!(&*inflate(Encoding::Zstd, &two, 10).unwrap(), b"abcd");
+        let deflate = {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+            std::io::Write::write_all(&mut e, &zeros).unwrap();
+            e.finish().unwrap()
+        };
+        assert_eq!(
+            inflate(Encoding::Deflate, &deflate, 1 << 20).unwrap_err(),
+            DecodeError::InflatedTooLarge { limit: 1 << 20 }
+        );
     }
 
     /// Issue 14: an undecodable body for a key that requires signatures cannot be verified;

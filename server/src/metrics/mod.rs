@@ -140,6 +140,8 @@ pub struct ConnectionCounters {
     pub accept_errors: AtomicU64,
     /// Handlers that panicked (answered 500).
     pub handler_panics: AtomicU64,
+    /// Feed WebSocket clients closed for not answering a ping in time (dead peers).
+    pub dead_peers: AtomicU64,
 }
 
 /// Gauges set by the spool, the batcher and the feed.

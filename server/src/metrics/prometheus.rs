@@ -368,6 +368,7 @@ impl Collector for IngestCollector {
                 ("shed_half_open", load(&c.shed_half_open)),
                 ("shed_idle", load(&c.shed_idle)),
                 ("refused", load(&c.refused)),
+                ("dead_peer", load(&c.dead_peers)),
             ]
             .into_iter(),
         )?;
