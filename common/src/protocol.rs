@@ -866,7 +866,7 @@ mod tests {
         assert_eq!(err.id.as_deref(), Some("q5"));
         assert_eq!(
             err.message,
-            "query parameter `limit` must be a positive integer"
+            "query parameter `limit` must be a non-negative integer"
         );
         let err = ClientMessage::parse(r#"{"op":"nope"}"#).unwrap_err();
         assert_eq!(err.id, None);

@@ -12,6 +12,9 @@
 //! Run: `cargo bench -p baddybugs-ingest --bench dedup_window` (the prefill takes a while:
 //! 102 M ids through the real reserve/confirm path). `PREFILL_SECS=60` shortens it.
 
+// `criterion_group!` defines an undocumented public function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use baddybugs_ingest::config::DEFAULT_DEDUP_FILTER_BYTES;

@@ -82,3 +82,41 @@ impl Drop for Immutable {
         }
     }
 }
+
+/// A small tmpfs mounted on a directory until the guard is dropped: a disk that fills up
+/// (writes fail with ENOSPC) and frees space when files are deleted. Needs root (CI runs as
+/// root, like the `chattr` drills).
+pub struct SmallDisk(Option<PathBuf>);
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (`2m`) on `dir` (which must exist, and is hidden meanwhile).
+    pub fn mount(dir: &Path, size: &str) -> anyhow::Result<SmallDisk> {
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "baddybugs-test",
+            ])
+            .arg(dir)
+            .status()
+            .context("cannot run mount")?;
+        if !status.success() {
+            bail!(
+                "mounting a {size} tmpfs on {} failed (needs root)",
+                dir.display()
+            );
+        }
+        Ok(SmallDisk(Some(dir.to_path_buf())))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            // Lazy: a server still running on it must not keep the mount alive.
+            let _ = Command::new("umount").arg("-l").arg(&dir).status();
+        }
+    }
+}

@@ -231,3 +231,69 @@ async fn spool_write_failure_stops_ingest_and_the_restart_stores_only_what_was_a
     server.terminate()?;
     Ok(())
 }
+
+/// Issue 15: the spool's disk fills up. Writes fail with ENOSPC and are answered 503; the store
+/// drains the spool and its segments are deleted, although the checkpoint file (written
+/// through a new file) cannot be written on the full disk, so ingest resumes; every
+/// acknowledged event is stored once. Before the fix the spool stayed full for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_disk_answers_503_then_recovers_as_the_store_drains() -> anyhow::Result<()> {
+    let mut server = TestServer::start_with(ServerOptions {
+        config_toml: Some(
+            "[spool]\nsegment_bytes = 262144\nquota_bytes = 1073741824\n\
+             [batch]\nflush_interval_ms = 100\n"
+                .into(),
+        ),
+        ..Default::default()
+    })?;
+    assert!(server.terminate()?, "clean stop");
+    let spool = server.data_dir.join("spool");
+    std::fs::remove_dir_all(&spool)?;
+    std::fs::create_dir(&spool)?;
+    let _disk = baddybugs_tests::faults::SmallDisk::mount(&spool, "2m")?;
+    server.restart()?;
+
+    let client = reqwest::Client::new();
+    let padding = "x".repeat(2_000);
+    let mut acked = Vec::new();
+    let refused_for_space = std::sync::atomic::AtomicUsize::new(0);
+    for batch in 0..60 {
+        let ids: Vec<String> = (0..50).map(|i| format!("full-{batch}-{i}")).collect();
+        let events: Vec<String> = ids
+            .iter()
+            .map(|id| format!(r#"{{"id":"{id}","trace_id":"t-full","env":"production","type":"cache","name":"k:{id}:{padding}","payload":{{"action":"miss","store":"redis","tags":[]}},"timestamp":1749567234.25}}"#))
+            .collect();
+        let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+        let body = batch_body(&refs);
+        // As the agent does: retry a 503 until it is accepted.
+        let (client, server, body, refused) = (&client, &server, &body, &refused_for_space);
+        let accepted = wait_for(
+            Duration::from_secs(60),
+            "a 202 for the batch",
+            move || async move {
+                let (status, answer) = post_as_agent(client, server, body).await.ok()?;
+                if status == 503 && answer.to_string().contains("no_space") {
+                    refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                (status == 202).then_some(answer)
+            },
+        )
+        .await?;
+        assert_eq!(accepted["accepted"], 50, "{accepted}");
+        acked.extend(ids);
+    }
+    assert!(
+        refused_for_space.into_inner() > 0,
+        "60 batches of ~110 KiB did not fill a 2 MiB spool disk"
+    );
+    baddybugs_tests::server::wait_until_stored(&client, &server, Duration::from_secs(120)).await?;
+    let stored = count_events(&client, &server, "trace_id=t-full").await?;
+    assert_eq!(
+        stored.len(),
+        acked.len(),
+        "every acknowledged event stored once"
+    );
+    let (status, ready) = get_json(&client, &server, "/readyz").await?;
+    assert_eq!(status, 200, "{ready}");
+    Ok(())
+}

@@ -492,8 +492,24 @@ impl Spool {
         for name in &config.consumers {
             checkpoints.entry(name.clone()).or_insert(0);
         }
-        let min_checkpoint = checkpoints.values().copied().min().unwrap_or(0);
         let files = list_segments(&dir).map_err(io_err(SpoolOp::Open, &dir))?;
+        // A checkpoint behind the oldest segment: its write failed after the segments it covered
+        // were reclaimed (`commit_checkpoint` on a full disk). Those records were stored; the
+        // consumer resumes at the oldest record there is, and a stale write intent is ignored.
+        if let Some((oldest, _)) = files.first() {
+            for (name, checkpoint) in checkpoints.iter_mut() {
+                if checkpoint.saturating_add(1) < *oldest {
+                    tracing::info!(
+                        consumer = %name,
+                        checkpoint = *checkpoint,
+                        oldest_lsn = *oldest,
+                        "spool: checkpoint behind the oldest segment (its write failed after the segments were reclaimed); resuming at the oldest record"
+                    );
+                    *checkpoint = oldest - 1;
+                }
+            }
+        }
+        let min_checkpoint = checkpoints.values().copied().min().unwrap_or(0);
         let mut segments = Vec::new();
         let mut index: Vec<(u64, u64, u64)> = Vec::new();
         let mut records = 0u64;
@@ -658,22 +674,43 @@ impl Spool {
     }
 
     /// Makes a consumer's progress durable and deletes segments no consumer needs.
+    ///
+    /// On a full disk the checkpoint file cannot be written (it is replaced through a new
+    /// file), and without it no segment is freed: the spool would stay full for good. The
+    /// consumer calls this once its store holds everything through `lsn`, so those segments are
+    /// not needed even before the file says so: they are reclaimed first, then the write is
+    /// tried again. A restart with the older checkpoint resumes at the oldest segment left
+    /// (`Spool::open`). Drilled by `scripts/drills.sh --only 9`.
     pub fn commit_checkpoint(&self, name: &str, lsn: u64) -> Result<(), SpoolError> {
         let dir = self.inner.shared.lock().dir.clone();
         let file = checkpoint_path(&dir, name);
         let file = file.file_name().map(|n| n.to_string_lossy().into_owned());
-        recovery::write_durably(&dir, file.as_deref().unwrap_or_default(), &lsn.to_string())
-            .inspect_err(|e| self.report(SpoolOp::Checkpoint, e))?;
-        {
-            let mut shared = self.inner.shared.lock();
-            let entry = shared.checkpoints.entry(name.to_owned()).or_insert(0);
-            *entry = (*entry).max(lsn);
-            let min = shared.min_checkpoint();
-            while shared.index.front().is_some_and(|e| e.lsn <= min) {
-                shared.index.pop_front();
+        let write = || {
+            recovery::write_durably(&dir, file.as_deref().unwrap_or_default(), &lsn.to_string())
+                .inspect_err(|e| self.report(SpoolOp::Checkpoint, e))
+        };
+        if let Err(error) = write() {
+            if error.kind() != "no_space" {
+                return Err(error);
             }
+            self.advance(name, lsn);
+            self.reclaim()?;
+            write()?;
         }
+        self.advance(name, lsn);
         self.reclaim()
+    }
+
+    /// Moves a consumer's checkpoint forward in memory and forgets the index entries no
+    /// consumer needs.
+    fn advance(&self, name: &str, lsn: u64) {
+        let mut shared = self.inner.shared.lock();
+        let entry = shared.checkpoints.entry(name.to_owned()).or_insert(0);
+        *entry = (*entry).max(lsn);
+        let min = shared.min_checkpoint();
+        while shared.index.front().is_some_and(|e| e.lsn <= min) {
+            shared.index.pop_front();
+        }
     }
 
     /// Records, durably, the LSN range a consumer is about to hand to its store, before the

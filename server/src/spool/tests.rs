@@ -806,3 +806,44 @@ async fn consumers_come_from_the_configuration() {
     assert!(spool.status().segments < segments);
     spool.close().unwrap();
 }
+
+/// A full disk can fail the checkpoint write after `commit_checkpoint` reclaimed the segments
+/// it covers (their records are in the store). The next open finds the checkpoint behind the
+/// oldest segment: it resumes at the oldest record left, and ignores the stale write intent.
+#[tokio::test]
+async fn a_checkpoint_behind_the_reclaimed_segments_resumes_at_the_oldest_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(config(dir.path())).unwrap();
+    for i in 0..60 {
+        spool.append(vec![record(i)]).await.unwrap();
+    }
+    spool.commit_checkpoint("sink", 4).unwrap();
+    spool.set_write_intent("sink", 5, 8).unwrap();
+    spool.close().unwrap();
+    // What a reclaim whose checkpoint write then failed leaves: the oldest segments gone.
+    let segments = frame::list_segments(&dir.path().join(SPOOL_DIR)).unwrap();
+    assert!(segments.len() >= 3, "{} segments", segments.len());
+    for (_, path) in &segments[..2] {
+        std::fs::remove_file(path).unwrap();
+    }
+    let oldest = segments[2].0;
+
+    let (spool, _) = Spool::open(config(dir.path())).unwrap();
+    let sink = spool.status().consumers[0].clone();
+    assert_eq!(sink.checkpoint_lsn, oldest - 1);
+    assert_eq!(
+        spool.write_intent("sink"),
+        None,
+        "the stale intent is ignored"
+    );
+    let mut reader = spool.reader("sink").unwrap();
+    let rest = read_all(&mut reader).await;
+    assert_eq!(rest.first().map(|e| e.lsn), Some(oldest));
+    assert_eq!(rest.last().map(|e| e.lsn), Some(60));
+    assert_eq!(
+        rest.len() as u64,
+        60 - oldest + 1,
+        "nothing after it is skipped"
+    );
+    spool.close().unwrap();
+}
