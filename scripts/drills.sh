@@ -230,7 +230,9 @@ if want 9; then
       S="$(cat "$WORK/9.json")"
       NOSPACE=$(curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^baddybugs_ingest_spool_errors_total[{]' \
         | grep -iE 'kind="[a-z_]*(full|space)[a-z_]*"' | awk '{s+=$2} END {print s+0}')
-      row "spool on a 6 MiB disk, unlimited rate" "$S" "503 answers $(jq .unavailable_503 <<<"$S"); spool writes refused for lack of space: $NOSPACE"
+      row "spool on a 6 MiB disk, unlimited rate" "$S" "503 answers $(jq .unavailable_503 <<<"$S"); spool writes refused for lack of space: $NOSPACE; events given up after the drain time: $(jq .given_up <<<"$S")"
+      # A spool that stays full answers 503 for good: the load generator then gives batches up.
+      [ "$(jq -r .given_up <<<"$S")" = 0 ] || FAILED=1
       stop_server
       umount "$D/spool" || true
     fi
