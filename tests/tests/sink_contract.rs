@@ -752,5 +752,22 @@ async fn two_tenants_with_the_same_event_ids_are_stored_apart_in_both_stores() -
         }
     }
     assert_eq!(counts, expected);
+
+    // Scoped by organization: only that tenant's groups, the same in both stores.
+    let mut answers = Vec::new();
+    for (name, store) in &stores.all {
+        let filter = EventFilter {
+            organization: Some("globex".into()),
+            ..Default::default()
+        };
+        answers.push((*name, store.exception_groups(filter).await?));
+    }
+    let globex = same("exception groups of globex", answers);
+    let globex = globex.as_array().cloned().unwrap_or_default();
+    assert!(!globex.is_empty());
+    assert!(
+        globex.iter().all(|g| g["organization"] == "globex"),
+        "{globex:?}"
+    );
     Ok(())
 }

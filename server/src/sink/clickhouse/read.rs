@@ -371,6 +371,14 @@ pub(super) async fn exception_groups(
     client: &Client,
     filter: &EventFilter,
 ) -> Result<Vec<ExceptionGroup>, SinkError> {
+    let mut tenant = Where::default();
+    tenant.text("organization = ?", &filter.organization);
+    tenant.text("application = ?", &filter.application);
+    let tenant_sql = if tenant.clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", tenant.clauses.join(" AND "))
+    };
     let mut having = Where::default();
     having.ms("seen_last >=", filter.since_ms);
     having.ms("seen_first <", filter.until_ms);
@@ -388,7 +396,7 @@ pub(super) async fn exception_groups(
                 min(first_seen) AS seen_first,
                 max(last_seen) AS seen_last,
                 sum(occurrence_count) AS occurrences
-           FROM exception_groups
+           FROM exception_groups{tenant_sql}
           GROUP BY organization, application, fingerprint{having_sql}
           ORDER BY seen_last DESC, organization, application, fingerprint
           LIMIT {}",
@@ -404,8 +412,9 @@ pub(super) async fn exception_groups(
            FROM ({sql})
           ORDER BY last_seen_ms DESC, organization, application, fingerprint"
     );
+    // The tenant's placeholders come first in the statement, then the HAVING ones.
     let rows = having
-        .bind(client.query(&sql))
+        .bind(tenant.bind(client.query(&sql)))
         .fetch_all::<GroupRead>()
         .await
         .map_err(super::classify)?;

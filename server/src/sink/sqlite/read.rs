@@ -326,6 +326,8 @@ pub(super) fn exception_groups(
     filter: &EventFilter,
 ) -> Result<Vec<ExceptionGroup>, ReadError> {
     let mut w = Where::default();
+    w.text("organization = ?", &filter.organization);
+    w.text("application = ?", &filter.application);
     w.int("last_seen_ms >= ?", filter.since_ms);
     w.int("first_seen_ms < ?", filter.until_ms);
     let sql = format!(
