@@ -101,6 +101,8 @@ pub(crate) struct App {
     pub(crate) notice: Option<(String, i64)>,
     /// The body's height in rows at the last draw (for PgUp/PgDn).
     pub(crate) page: usize,
+    /// The body's height in rows at the last draw (for keeping a list's window in place).
+    pub(crate) body: usize,
     pub(crate) dirty: bool,
     pub(crate) quit: bool,
     next_id: u64,
@@ -129,6 +131,7 @@ impl App {
             stored_traces: Vec::new(),
             notice: None,
             page: 10,
+            body: 14,
             dirty: true,
             quit: false,
             next_id: 0,

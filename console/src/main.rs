@@ -189,7 +189,8 @@ fn draw(
 ) -> Result<()> {
     let started = Instant::now();
     let size = terminal.size()?;
-    app.page = ui::body_height(app, size.height).saturating_sub(4).max(1);
+    app.body = ui::body_height(app, size.height);
+    app.page = app.body.saturating_sub(4).max(1);
     terminal.draw(|f| ui::render(f, app))?;
     app.dirty = false;
     if let Some(stats) = stats {

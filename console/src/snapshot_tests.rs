@@ -17,7 +17,8 @@ const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
 
 fn draw(app: &mut App, w: u16, h: u16) -> TestBackend {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
-    app.page = ui::body_height(app, h).saturating_sub(4).max(1);
+    app.body = ui::body_height(app, h);
+    app.page = app.body.saturating_sub(4).max(1);
     terminal.draw(|f| ui::render(f, app)).unwrap();
     terminal.backend().clone()
 }
@@ -195,4 +196,18 @@ fn too_small() {
     let mut app = demo_app();
     let backend = draw(&mut app, 50, 12);
     insta::assert_snapshot!("too_small_50x12", backend);
+}
+
+/// Issue 16: a list scrolled up while rows keep arriving holds still and says how many
+/// arrived below it.
+#[test]
+fn events_scrolled_with_new_rows_below() {
+    for (w, h) in [(80, 24), (200, 50)] {
+        let mut app = demo_app();
+        draw(&mut app, w, h);
+        press(&mut app, "3 k k");
+        crate::app::tests::arrive(&mut app, 41..48);
+        let backend = draw(&mut app, w, h);
+        insta::assert_snapshot!(format!("events_new_below_{w}x{h}"), backend);
+    }
 }

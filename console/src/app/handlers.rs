@@ -13,16 +13,18 @@ use crate::action::Action;
 use crate::state::convert::{nest_spans, trace_waterfall};
 
 impl App {
-    /// Rows in the current view's top-level list.
-    fn list_len(&self) -> usize {
+    /// The keys of the rows in the current view's top-level list (`None` for a sorted table).
+    pub(crate) fn list_keys(&self) -> Vec<Option<i64>> {
         let s = self.shown();
         match self.view {
-            View::Overview => 0,
-            View::Types => rows::types(s, self.type_sort, self.type_desc).len(),
-            View::Events => rows::events(s, &self.filter).len(),
-            View::Malformed => rows::malformed(s, &self.filter, self.reason).len(),
-            View::Waterfalls => rows::lifecycles(s, &self.filter).len(),
-            View::Pipeline => rows::pipeline(s, self.slowest_first, &self.stored_traces).len(),
+            View::Overview => Vec::new(),
+            View::Types => vec![None; rows::types(s, self.type_sort, self.type_desc).len()],
+            View::Events => rows::keys(&rows::events(s, &self.filter)),
+            View::Malformed => rows::keys(&rows::malformed(s, &self.filter, self.reason)),
+            View::Waterfalls => rows::keys(&rows::lifecycles(s, &self.filter)),
+            View::Pipeline => {
+                rows::keys(&rows::pipeline(s, self.slowest_first, &self.stored_traces))
+            }
         }
     }
 
@@ -123,10 +125,10 @@ impl App {
                 *selected = (*selected as isize + delta).clamp(0, (n - 1).max(0)) as usize;
             }
             None => {
-                let len = self.list_len();
+                let keys = self.list_keys();
                 let i = self.view.index();
-                let at_top = self.pos[i].index(len) == 0;
-                self.pos[i].step(len, delta);
+                let at_top = self.pos[i].index_in(&keys) == 0;
+                self.pos[i].step_in(&keys, delta, self.view.list_rows(self.body));
                 if delta < 0 && at_top && self.view == View::Events {
                     return self.fetch_older();
                 }
@@ -142,7 +144,7 @@ impl App {
             Some(_) => None,
             None if self.view == View::Events => {
                 let rows = rows::events(self.shown(), &self.filter);
-                let i = self.pos[self.view.index()].index(rows.len());
+                let i = self.pos[self.view.index()].index_in(&rows::keys(&rows));
                 rows.get(i).and_then(Row::item).cloned()
             }
             None => None,
@@ -194,7 +196,7 @@ impl App {
             }),
             (View::Malformed, None) => {
                 let rows = rows::malformed(s, &self.filter, self.reason);
-                rows.get(self.pos[i].index(rows.len()))
+                rows.get(self.pos[i].index_in(&rows::keys(&rows)))
                     .and_then(Row::item)
                     .map(|m| Screen::Malformed {
                         item: Box::new(m.clone()),
@@ -203,7 +205,7 @@ impl App {
             }
             (View::Waterfalls, None) => {
                 let rows = rows::lifecycles(s, &self.filter);
-                rows.get(self.pos[i].index(rows.len()))
+                rows.get(self.pos[i].index_in(&rows::keys(&rows)))
                     .and_then(Row::item)
                     .map(|w| Screen::Waterfall {
                         waterfall: Box::new(nest_spans(w)),
@@ -214,7 +216,7 @@ impl App {
             }
             (View::Pipeline, None) => {
                 let rows = rows::pipeline(s, self.slowest_first, &self.stored_traces);
-                rows.get(self.pos[i].index(rows.len()))
+                rows.get(self.pos[i].index_in(&rows::keys(&rows)))
                     .and_then(Row::item)
                     .map(|t| Screen::Waterfall {
                         waterfall: Box::new(trace_waterfall(t)),
@@ -245,7 +247,7 @@ impl App {
             (View::Malformed, Some(Screen::Malformed { item, .. })) => Some(item.raw.clone()),
             (View::Malformed, None) => {
                 let rows = rows::malformed(self.shown(), &self.filter, self.reason);
-                rows.get(self.pos[self.view.index()].index(rows.len()))
+                rows.get(self.pos[self.view.index()].index_in(&rows::keys(&rows)))
                     .and_then(Row::item)
                     .map(|m| m.raw.clone())
             }

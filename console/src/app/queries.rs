@@ -17,7 +17,7 @@ impl App {
             (View::Waterfalls, None) => {
                 let rows = rows::lifecycles(self.shown(), &self.filter);
                 let w = rows
-                    .get(self.pos[self.view.index()].index(rows.len()))
+                    .get(self.pos[self.view.index()].index_in(&rows::keys(&rows)))
                     .and_then(Row::item);
                 (w.and_then(|w| w.trace_id.clone()), w.map(|w| w.id.clone()))
             }
@@ -53,10 +53,7 @@ impl App {
             error: None,
             events: Vec::new(),
             waterfall,
-            pos: ListPos {
-                selected: 0,
-                follow: false,
-            },
+            pos: ListPos::at_top(),
         });
         let query = Query::Trace {
             trace_id: trace_id.clone(),
@@ -172,10 +169,6 @@ impl App {
         older.rows = rows;
         if let Some(f) = &mut self.frozen {
             f.state.older = self.live.older.clone();
-        }
-        let pos = &mut self.pos[View::Events.index()];
-        if !pos.follow {
-            pos.selected += added;
         }
         self.say(format!("{added} older events loaded from the store"));
     }

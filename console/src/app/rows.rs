@@ -8,42 +8,75 @@ use crate::state::filter::Filter;
 use crate::state::tail::{Entry, Tail};
 use crate::state::FeedState;
 
-/// A row: an item, or a marker where the stream had a gap.
+/// What a row shows: an item, or a marker where the stream had a gap.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Row<'a, T> {
+pub(crate) enum Shown<'a, T> {
     Item(&'a T),
     Marker(&'a str),
 }
 
+/// A row and, in lists that grow live, its key: stable while the row is in the list and
+/// increasing from the oldest row to the newest, so a selection can hold on to a row (not to an
+/// index) while rows arrive below and old ones are evicted above. Lists sorted by value have no
+/// keys; their selection is an index.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Row<'a, T> {
+    pub(crate) key: Option<i64>,
+    pub(crate) shown: Shown<'a, T>,
+}
+
 impl<'a, T> Row<'a, T> {
     pub(crate) fn item(&self) -> Option<&'a T> {
-        match self {
-            Row::Item(t) => Some(t),
-            Row::Marker(_) => None,
+        match self.shown {
+            Shown::Item(t) => Some(t),
+            Shown::Marker(_) => None,
+        }
+    }
+
+    fn unkeyed(item: &'a T) -> Self {
+        Row {
+            key: None,
+            shown: Shown::Item(item),
         }
     }
 }
 
+/// The keys of `rows`, for the list position.
+pub(crate) fn keys<T>(rows: &[Row<'_, T>]) -> Vec<Option<i64>> {
+    rows.iter().map(|r| r.key).collect()
+}
+
+/// A tail's rows, keyed by the tail's insertion numbers (never negative).
 fn rows<'a, T: 'a, U: 'a>(
     tail: &'a Tail<T>,
     keep: impl Fn(&T) -> bool,
     map: impl Fn(&'a T) -> &'a U,
 ) -> impl Iterator<Item = Row<'a, U>> {
-    tail.entries().filter_map(move |e| match e {
-        Entry::Item(t) if keep(t) => Some(Row::Item(map(t))),
-        Entry::Item(_) => None,
-        Entry::Marker(m) => Some(Row::Marker(m.as_str())),
+    tail.numbered().filter_map(move |(n, e)| {
+        let shown = match e {
+            Entry::Item(t) if keep(t) => Shown::Item(map(t)),
+            Entry::Item(_) => return None,
+            Entry::Marker(m) => Shown::Marker(m.as_str()),
+        };
+        let key = Some(i64::try_from(n).unwrap_or(i64::MAX));
+        Some(Row { key, shown })
     })
 }
 
-/// Stored older events (oldest first), then the live tail.
+/// Stored older events (oldest first), then the live tail. Older pages are added at the front,
+/// so a stored row's key counts back from the newest stored row: -1, -2, … (below every live key).
 pub(crate) fn events<'a>(s: &'a FeedState, f: &Filter) -> Vec<Row<'a, TailEvent>> {
+    let n = s.older.rows.len() as i64;
     let older = s
         .older
         .rows
         .iter()
-        .filter(|r| f.matches_event(&r.ev, &r.hay))
-        .map(|r| Row::Item(&r.ev));
+        .enumerate()
+        .filter(|(_, r)| f.matches_event(&r.ev, &r.hay))
+        .map(move |(i, r)| Row {
+            key: Some(i as i64 - n),
+            shown: Shown::Item(&r.ev),
+        });
     let live = rows(&s.events, |r| f.matches_event(&r.ev, &r.hay), |r| &r.ev);
     older.chain(live).collect()
 }
@@ -130,7 +163,7 @@ pub(crate) fn pipeline<'a>(
             .then(b.total_ms.total_cmp(&a.total_ms))
             .then(a.batch_id.cmp(&b.batch_id))
     });
-    all.into_iter().map(Row::Item).collect()
+    all.into_iter().map(Row::unkeyed).collect()
 }
 
 /// Every type of the latest snapshot, sorted.

@@ -228,8 +228,8 @@ fn scrolling_past_the_live_tail_fetches_older_events() {
     let rows = rows::events(app.shown(), &app.filter);
     assert_eq!(rows[0].item().unwrap().id, "old-1");
     assert_eq!(
-        app.pos[View::Events.index()].selected,
-        1,
+        app.selected_event().map(|e| e.id),
+        Some("evt-0000".to_owned()),
         "the selection stays on its event"
     );
     let c = press(&mut app, "k k");
@@ -361,4 +361,145 @@ fn ticks_only_redraw_when_the_second_changes() {
     assert!(!app.dirty);
     app.update(Action::Tick(T0 + 3_000));
     assert!(app.dirty);
+}
+
+/// Events `seqs` arriving on the feed (the demo feed's last frame is 40).
+pub(crate) fn arrive(app: &mut App, seqs: std::ops::Range<u64>) {
+    for i in seqs {
+        let e = fixtures::event(i, "trace_span", "late");
+        app.update(Action::Net(msg(i, ServerMessage::Event(Box::new(e)))));
+    }
+}
+
+fn selected_id(app: &App) -> String {
+    app.selected_event().map(|e| e.id).unwrap_or_default()
+}
+
+fn new_below(app: &App) -> usize {
+    app.pos[app.view.index()].new_below(&app.list_keys())
+}
+
+// Issue 16 ("Scrolling that holds still"): the selection is a row, not an index.
+#[test]
+fn first_k_from_the_bottom_selects_the_row_above() {
+    // Live and frozen (Space) alike.
+    for keys in ["3", "3 space"] {
+        let mut app = demo_app();
+        press(&mut app, keys);
+        assert_eq!(selected_id(&app), "evt-0023");
+        press(&mut app, "k");
+        assert_eq!(selected_id(&app), "evt-0022");
+        let pos = app.pos[View::Events.index()];
+        let keys = app.list_keys();
+        assert_eq!(pos.index_in(&keys), keys.len() - 2);
+        let height = View::Events.list_rows(app.body);
+        assert_eq!(
+            pos.start_in(&keys, height),
+            keys.len() - height,
+            "the cursor moves up, the list stays where it was"
+        );
+    }
+}
+
+#[test]
+fn the_selected_row_holds_still_while_rows_arrive() {
+    let mut app = demo_app();
+    press(&mut app, "3 k k");
+    assert_eq!(selected_id(&app), "evt-0021");
+    let keys = app.list_keys();
+    let height = View::Events.list_rows(app.body);
+    let top = app.pos[View::Events.index()].start_in(&keys, height);
+    let top_key = keys[top];
+    arrive(&mut app, 41..61);
+    assert_eq!(selected_id(&app), "evt-0021", "new rows slide in below");
+    let keys = app.list_keys();
+    assert_eq!(
+        keys[app.pos[View::Events.index()].start_in(&keys, height)],
+        top_key,
+        "the window holds still too"
+    );
+    press(&mut app, "g");
+    assert_eq!(selected_id(&app), "evt-0000");
+    arrive(&mut app, 61..63);
+    assert_eq!(
+        selected_id(&app),
+        "evt-0000",
+        "after g, the top row stays selected"
+    );
+    press(&mut app, "j");
+    assert_eq!(selected_id(&app), "evt-0001");
+}
+
+#[test]
+fn an_evicted_selection_moves_to_the_oldest_row_left() {
+    let mut app = demo_app();
+    press(&mut app, "5 g j");
+    let first = |app: &App| {
+        let rows = rows::lifecycles(app.shown(), &app.filter);
+        let i = app.pos[View::Waterfalls.index()].index_in(&rows::keys(&rows));
+        rows[i].item().map(|w| w.id.clone()).unwrap_or_default()
+    };
+    let before = first(&app);
+    for i in 0..crate::state::LIFECYCLE_CAP as u64 - 4 {
+        let w = fixtures::waterfall(100 + i);
+        app.update(Action::Net(msg(
+            41 + i,
+            ServerMessage::Lifecycle(Box::new(w)),
+        )));
+    }
+    assert_eq!(first(&app), before, "still kept, still selected");
+    for i in 0..2 {
+        let w = fixtures::waterfall(900 + i);
+        let seq = 41 + crate::state::LIFECYCLE_CAP as u64 + i;
+        app.update(Action::Net(msg(seq, ServerMessage::Lifecycle(Box::new(w)))));
+    }
+    let rows = rows::lifecycles(app.shown(), &app.filter);
+    assert_eq!(
+        app.pos[View::Waterfalls.index()].index_in(&rows::keys(&rows)),
+        0,
+        "gone: the oldest row left is selected"
+    );
+    assert!(!app.pos[View::Waterfalls.index()].follow);
+}
+
+#[test]
+fn new_rows_are_counted_below_and_g_follows_again() {
+    let mut app = demo_app();
+    press(&mut app, "3");
+    arrive(&mut app, 41..44);
+    assert_eq!(new_below(&app), 0, "following: nothing to announce");
+    press(&mut app, "k");
+    arrive(&mut app, 44..49);
+    assert_eq!(new_below(&app), 5);
+    press(&mut app, "j j");
+    assert_eq!(new_below(&app), 4, "a row seen is no longer new below");
+    press(&mut app, "G");
+    assert!(app.pos[View::Events.index()].follow);
+    assert_eq!(new_below(&app), 0);
+    assert_eq!(selected_id(&app), "evt-0048");
+    arrive(&mut app, 49..50);
+    assert_eq!(selected_id(&app), "evt-0049", "following the newest again");
+}
+
+#[test]
+fn pipeline_and_malformed_hold_their_row_too() {
+    let mut app = demo_app();
+    let mut seq = 40;
+    for (view, key) in [(View::Malformed, "4"), (View::Pipeline, "6")] {
+        press(&mut app, &format!("{key} k"));
+        let keys = app.list_keys();
+        let before = app.pos[view.index()].index_in(&keys);
+        let anchor = keys[before];
+        for i in 0..3 {
+            let m = match view {
+                View::Malformed => ServerMessage::Malformed(Box::new(fixtures::malformed(50 + i))),
+                _ => ServerMessage::Pipeline(Box::new(fixtures::pipeline(50 + i))),
+            };
+            seq += 1;
+            app.update(Action::Net(msg(seq, m)));
+        }
+        let keys = app.list_keys();
+        assert_eq!(keys[app.pos[view.index()].index_in(&keys)], anchor);
+        assert_eq!(new_below(&app), 3);
+    }
 }

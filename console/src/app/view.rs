@@ -41,6 +41,13 @@ impl View {
         }
     }
 
+    /// Rows of a list this view shows in a body `body` rows tall: less the list's borders and
+    /// header, and Malformed's line of reasons (as drawn in `ui/`).
+    pub(crate) fn list_rows(self, body: usize) -> usize {
+        let chrome = if self == View::Malformed { 4 } else { 3 };
+        body.saturating_sub(chrome).max(1)
+    }
+
     pub(crate) fn slug(self) -> &'static str {
         match self {
             View::Overview => "overview",
@@ -54,10 +61,20 @@ impl View {
 }
 
 /// A position in a list that can follow its newest entry (the bottom).
+///
+/// In a list with keys (every live tail) the selection and the first visible row are held by
+/// key, so they stay on the same rows while new rows arrive and old ones are evicted; in a list
+/// without keys (sorted tables) they are indices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ListPos {
     pub(crate) selected: usize,
     pub(crate) follow: bool,
+    /// The key of the selected row.
+    pub(crate) anchor: Option<i64>,
+    /// The key of the first visible row.
+    pub(crate) top: Option<i64>,
+    /// The newest key when following stopped: rows with a greater key arrived since.
+    pub(crate) seen: Option<i64>,
 }
 
 impl Default for ListPos {
@@ -65,8 +82,24 @@ impl Default for ListPos {
         ListPos {
             selected: 0,
             follow: true,
+            anchor: None,
+            top: None,
+            seen: None,
         }
     }
+}
+
+/// The first row whose key is at least `key` (the row itself, or, once it is gone, the oldest
+/// row after it); `None` when the list has no keys.
+fn find(keys: &[Option<i64>], key: i64) -> Option<usize> {
+    if keys.iter().all(Option::is_none) {
+        return None;
+    }
+    Some(
+        keys.iter()
+            .position(|k| k.is_some_and(|k| k >= key))
+            .unwrap_or(keys.len().saturating_sub(1)),
+    )
 }
 
 impl ListPos {
@@ -77,28 +110,97 @@ impl ListPos {
         all
     }
 
-    /// The selected index in a list of `len` entries.
+    /// A list that starts at its top and does not follow.
+    pub(crate) fn at_top() -> ListPos {
+        ListPos {
+            follow: false,
+            ..ListPos::default()
+        }
+    }
+
+    /// The selected index in a list of `len` entries without keys.
     pub(crate) fn index(&self, len: usize) -> usize {
+        self.index_in(&vec![None; len])
+    }
+
+    /// The selected index in a list with these keys.
+    pub(crate) fn index_in(&self, keys: &[Option<i64>]) -> usize {
+        let last = keys.len().saturating_sub(1);
         if self.follow {
-            len.saturating_sub(1)
+            return last;
+        }
+        self.anchor
+            .and_then(|a| find(keys, a))
+            .unwrap_or(self.selected.min(last))
+    }
+
+    /// The first visible row of a list with these keys, `height` rows tall: the same row as
+    /// before unless the selection left the window.
+    pub(crate) fn start_in(&self, keys: &[Option<i64>], height: usize) -> usize {
+        let len = keys.len();
+        let sel = self.index_in(keys);
+        if height == 0 || len <= height {
+            return 0;
+        }
+        let bottom_aligned = (sel + 1).saturating_sub(height).min(len - height);
+        let top = match self.top.and_then(|t| find(keys, t)) {
+            Some(top) if !self.follow => top,
+            _ => return bottom_aligned,
+        };
+        let top = if sel < top {
+            sel
+        } else if sel >= top + height {
+            sel + 1 - height
         } else {
-            self.selected.min(len.saturating_sub(1))
-        }
+            top
+        };
+        top.min(len - height)
     }
 
-    /// Moves by `delta`; going up stops following, reaching the bottom does not resume it
-    /// (`G` does).
+    /// Moves by `delta` in a list of `len` entries without keys.
     pub(crate) fn step(&mut self, len: usize, delta: isize) {
-        let cur = self.index(len) as isize;
-        let max = len.saturating_sub(1) as isize;
-        self.selected = (cur + delta).clamp(0, max.max(0)) as usize;
-        if delta < 0 {
-            self.follow = false;
-        }
+        self.step_in(&vec![None; len], delta, len.max(1));
     }
 
+    /// Moves by `delta` in a list with these keys, `height` rows visible; going up stops
+    /// following, reaching the bottom does not resume it (`G` does).
+    pub(crate) fn step_in(&mut self, keys: &[Option<i64>], delta: isize, height: usize) {
+        let height = height.max(1);
+        let cur = self.index_in(keys);
+        let start = self.start_in(keys, height);
+        let max = keys.len().saturating_sub(1) as isize;
+        let next = (cur as isize + delta).clamp(0, max.max(0)) as usize;
+        let start = if next < start {
+            next
+        } else if next >= start + height {
+            next + 1 - height
+        } else {
+            start
+        };
+        if delta < 0 && self.follow {
+            self.follow = false;
+            self.seen = keys.iter().rev().find_map(|k| *k);
+        }
+        self.selected = next;
+        self.anchor = keys.get(next).copied().flatten();
+        self.top = keys.get(start).copied().flatten();
+    }
+
+    /// Follows the newest entry again.
     pub(crate) fn bottom(&mut self) {
-        self.follow = true;
+        *self = ListPos::default();
+    }
+
+    /// Rows below the selection that arrived since following stopped (0 while following).
+    pub(crate) fn new_below(&self, keys: &[Option<i64>]) -> usize {
+        let Some(seen) = self.seen.filter(|_| !self.follow) else {
+            return 0;
+        };
+        let sel = self.index_in(keys);
+        keys.iter()
+            .skip(sel + 1)
+            .filter(|k| k.is_some_and(|k| k > seen))
+            .count()
     }
 }
 

@@ -19,11 +19,14 @@ impl<T> Entry<T> {
     }
 }
 
-/// The newest `cap` entries, oldest first.
+/// The newest `cap` entries, oldest first, each with its insertion number.
 #[derive(Debug, Clone)]
 pub(crate) struct Tail<T> {
-    entries: VecDeque<Entry<T>>,
+    entries: VecDeque<(u64, Entry<T>)>,
     cap: usize,
+    /// The insertion number of the next entry: never reused, not even after `clear`, so a list
+    /// position anchored on an entry can tell it from any entry that arrives later.
+    next: u64,
     /// Items pushed since the last reset (including those evicted).
     pub(crate) pushed: u64,
 }
@@ -33,6 +36,7 @@ impl<T> Tail<T> {
         Self {
             entries: VecDeque::with_capacity(cap.min(1024)),
             cap: cap.max(1),
+            next: 0,
             pushed: 0,
         }
     }
@@ -44,8 +48,8 @@ impl<T> Tail<T> {
 
     /// Adds a marker, unless the newest entry already is one (two gaps in a row read as one).
     pub(crate) fn mark(&mut self, text: impl Into<String>) {
-        if matches!(self.entries.back(), Some(Entry::Marker(_)) | None) {
-            if let Some(Entry::Marker(last)) = self.entries.back_mut() {
+        if matches!(self.entries.back(), Some((_, Entry::Marker(_))) | None) {
+            if let Some((_, Entry::Marker(last))) = self.entries.back_mut() {
                 *last = text.into();
             }
             return;
@@ -57,7 +61,8 @@ impl<T> Tail<T> {
         while self.entries.len() >= self.cap {
             self.entries.pop_front();
         }
-        self.entries.push_back(entry);
+        self.entries.push_back((self.next, entry));
+        self.next += 1;
     }
 
     pub(crate) fn clear(&mut self) {
@@ -71,11 +76,16 @@ impl<T> Tail<T> {
     }
 
     pub(crate) fn entries(&self) -> impl DoubleEndedIterator<Item = &Entry<T>> + '_ {
-        self.entries.iter()
+        self.entries.iter().map(|(_, e)| e)
+    }
+
+    /// The entries with their insertion numbers (increasing, stable while an entry is kept).
+    pub(crate) fn numbered(&self) -> impl DoubleEndedIterator<Item = (u64, &Entry<T>)> + '_ {
+        self.entries.iter().map(|(n, e)| (*n, e))
     }
 
     pub(crate) fn items(&self) -> impl DoubleEndedIterator<Item = &T> + '_ {
-        self.entries.iter().filter_map(Entry::item)
+        self.entries().filter_map(Entry::item)
     }
 }
 
@@ -92,6 +102,19 @@ mod tests {
         assert_eq!(t.len(), 3);
         assert_eq!(t.items().copied().collect::<Vec<_>>(), vec![7, 8, 9]);
         assert_eq!(t.pushed, 10);
+        let numbers: Vec<u64> = t.numbered().map(|(n, _)| n).collect();
+        assert_eq!(
+            numbers,
+            vec![7, 8, 9],
+            "an entry keeps its number as older ones go"
+        );
+        t.clear();
+        t.push(10);
+        assert_eq!(
+            t.numbered().next().map(|(n, _)| n),
+            Some(10),
+            "never reused"
+        );
     }
 
     #[test]

@@ -5,9 +5,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
+use super::block;
 use super::theme::Theme;
-use super::{block, window};
-use crate::app::rows::Row;
+use crate::app::rows::{self, Row, Shown};
 use crate::app::view::ListPos;
 
 /// What to draw.
@@ -27,7 +27,14 @@ pub(crate) fn render<T>(
     t: &Theme,
     fmt: impl Fn(&T, usize) -> Line<'static>,
 ) {
-    let outer = block(spec.title, t);
+    let keys = rows::keys(spec.rows);
+    let mut outer = block(spec.title, t);
+    let new = spec.pos.new_below(&keys);
+    if new > 0 {
+        outer = outer.title_bottom(
+            Line::styled(format!(" {new} new below · G to follow "), t.warn()).right_aligned(),
+        );
+    }
     let inner = outer.inner(area);
     f.render_widget(outer, area);
     if inner.height == 0 {
@@ -39,12 +46,12 @@ pub(crate) fn render<T>(
     if spec.rows.is_empty() {
         lines.push(Line::styled(spec.empty.to_owned(), t.dim()));
     }
-    let sel = spec.pos.index(spec.rows.len());
-    let start = window(spec.rows.len(), sel, height);
+    let sel = spec.pos.index_in(&keys);
+    let start = spec.pos.start_in(&keys, height);
     for (i, row) in spec.rows.iter().enumerate().skip(start).take(height) {
-        let line = match row {
-            Row::Item(item) => fmt(item, width),
-            Row::Marker(text) => {
+        let line = match row.shown {
+            Shown::Item(item) => fmt(item, width),
+            Shown::Marker(text) => {
                 let dash = t.hline().repeat(2);
                 Line::from(Span::styled(format!("{dash} {text} {dash}"), t.warn()))
             }
