@@ -157,10 +157,14 @@ pub async fn run_until(
         }
         banner = Some((creds, created));
     }
+    // Keys given without a feed token: the token of the data directory's development
+    // credentials (created if needed), and the banner says where it is.
+    let mut token_from_file = false;
     let feed_token = match &config.feed_token {
         Some(token) => token.clone(),
         None => {
             let (creds, _) = dev_credentials(&config.data_dir)?;
+            token_from_file = true;
             creds.feed_token
         }
     };
@@ -266,6 +270,7 @@ pub async fn run_until(
     print_banner(
         &running,
         banner.as_ref(),
+        token_from_file.then_some(feed_token.as_str()),
         &feed_token,
         config.clickhouse.url.is_some(),
     );
@@ -351,6 +356,7 @@ async fn metrics_ticker(
 fn print_banner(
     running: &Running,
     dev: Option<&(DevCredentials, bool)>,
+    token_from_file: Option<&str>,
     feed_token: &str,
     clickhouse: bool,
 ) {
@@ -384,6 +390,11 @@ fn print_banner(
         println!("  Watch live:");
         println!("    cargo run --release -p baddybugs-console -- --url ws://{}/v1/feed --token {feed_token}", running.addr);
         println!();
+    } else if let Some(token) = token_from_file {
+        println!(
+            "\n  No feed token is configured: the query API and the feed take the one in {}\n    feed token: {token}   (set --feed-token or BADDYBUGS_FEED_TOKEN to choose it)\n",
+            running.data_dir.join(DEV_CREDENTIALS_FILE).display()
+        );
     }
     println!(
         "baddybugs-ingest {} listening on {url}",

@@ -163,6 +163,33 @@ fn development_credentials_are_created_and_reused() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Issue 16: with `--api-key` and no `--feed-token` the token comes from the data directory's
+/// development credentials; the banner says so instead of leaving it to be found.
+#[test]
+fn a_key_without_a_feed_token_says_where_the_token_is() -> anyhow::Result<()> {
+    let server = TestServer::start_with(ServerOptions {
+        no_credentials: true,
+        args: vec!["--api-key".into(), "ops-key:ops-secret:optional".into()],
+        ..Default::default()
+    })?;
+    let creds: Value = serde_json::from_str(&std::fs::read_to_string(
+        server.data_dir.join("dev-credentials.json"),
+    )?)?;
+    let token = creds["feed_token"].as_str().unwrap();
+    assert!(
+        server.banner.contains("No feed token is configured")
+            && server.banner.contains(&format!("feed token: {token}")),
+        "{}",
+        server.banner
+    );
+    assert!(
+        !server.banner.contains("No API key is configured"),
+        "{}",
+        server.banner
+    );
+    Ok(())
+}
+
 /// Issue 14: the replay endpoint and `limit` answer as docs/PROTOCOL.md says.
 #[tokio::test]
 async fn replay_refusals_and_huge_limits_answer_as_documented() -> anyhow::Result<()> {
