@@ -114,7 +114,8 @@ impl App {
         };
         let f = &self.filter;
         let filter = EventFilter {
-            event_type: f.event_type.clone(),
+            // Type names are lower case: the server matches them exactly, the tail does not.
+            event_type: f.event_type.as_ref().map(|t| t.to_ascii_lowercase()),
             name: f.name.clone(),
             environment: f.environment.clone(),
             trace_id: f.trace_id.clone(),

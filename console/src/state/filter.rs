@@ -21,7 +21,8 @@ impl Filter {
         for token in text.split_whitespace() {
             let (key, value) = token.split_once(':').unwrap_or(("", token));
             let value = value.to_owned();
-            match key {
+            // Keys are case-insensitive like the values (`TYPE:request` is `type:request`).
+            match key.to_ascii_lowercase().as_str() {
                 "type" | "t" if !value.is_empty() => f.event_type = Some(value),
                 "name" | "n" if !value.is_empty() => f.name = Some(value),
                 "env" | "environment" | "e" if !value.is_empty() => f.environment = Some(value),
@@ -128,6 +129,17 @@ mod tests {
             "type:cache name:x env:production trace:abc reason:wrong_type cart"
         );
         assert!(Filter::parse("   ").is_empty());
+    }
+
+    /// Issue 16: `TYPE:request` matched nothing (the key was taken as free text).
+    #[test]
+    fn keys_and_values_are_case_insensitive() {
+        let f = Filter::parse("TYPE:Cache Env:PRODUCTION");
+        assert_eq!(f.event_type.as_deref(), Some("Cache"));
+        assert_eq!(f.environment.as_deref(), Some("PRODUCTION"));
+        assert!(f.words.is_empty(), "{:?}", f.words);
+        let e = fixtures::event(1, "cache", "cart:9b1deb4d");
+        assert!(f.matches_event(&e, &event_haystack(&e)));
     }
 
     #[test]
