@@ -6,7 +6,8 @@
 //! durable, or a 503 [`ApiError`] when it is not, in which case nothing of it is ever stored.
 //!
 //! In order: reserve the ids in the dedup window (a concurrent copy of the batch waits for this
-//! one's outcome: [`super::dedup`]) → build the batch metadata (batch id, receipt time, tenant,
+//! one's outcome: [`super::dedup`]; ids only its long tier may have seen are looked up in the
+//! store, at most 2 s, skipped while the store is down) → build the batch metadata (batch id, receipt time, tenant,
 //! client, stages) → encode one spool record (the events' exact bytes, the quarantined bytes,
 //! the metadata) → append it (group-committed fdatasync) → confirm the ids. A failed append
 //! releases the ids, so the agent's retry is stored. The ingest path, the quarantine of an
@@ -173,6 +174,12 @@ async fn stored_ids(
     ids: Vec<String>,
 ) -> std::collections::HashSet<String> {
     let asked = ids.len();
+    // A store the batcher cannot write to will not answer either: do not make every batch
+    // with a "maybe" wait the full timeout during an outage.
+    if !state.metrics.gauges.sink.lock().healthy {
+        state.metrics.dedup_store_checked(DedupCheck::Failed, asked);
+        return Default::default();
+    }
     let lookup = state
         .store
         .stored_event_ids(organization.to_owned(), application.to_owned(), ids);

@@ -288,14 +288,19 @@ impl SinkBatch {
         }
     }
 
-    /// The same range and part with the rows of `table` only.
-    pub fn only(&self, table: Table) -> SinkBatch {
-        let mut out = SinkBatch {
+    /// An empty batch of the same range and part.
+    fn same_range(&self) -> SinkBatch {
+        SinkBatch {
             first_lsn: self.first_lsn,
             last_lsn: self.last_lsn,
             part: self.part.clone(),
             ..SinkBatch::default()
-        };
+        }
+    }
+
+    /// The same range and part with the rows of `table` only.
+    pub fn only(&self, table: Table) -> SinkBatch {
+        let mut out = self.same_range();
         match table {
             Table::Events => out.events = self.events.clone(),
             Table::Spans => out.spans = self.spans.clone(),
@@ -309,12 +314,7 @@ impl SinkBatch {
     /// Splits the rows of `table` at `at`: `self` keeps the first ones, the returned batch (same
     /// range and part) holds the rest of that table's rows and nothing else.
     pub fn split_off(&mut self, table: Table, at: usize) -> SinkBatch {
-        let mut out = SinkBatch {
-            first_lsn: self.first_lsn,
-            last_lsn: self.last_lsn,
-            part: self.part.clone(),
-            ..SinkBatch::default()
-        };
+        let mut out = self.same_range();
         match table {
             Table::Events => out.events = self.events.split_off(at),
             Table::Spans => out.spans = self.spans.split_off(at),
