@@ -118,8 +118,14 @@ pub struct Running {
 }
 
 /// Runs until SIGTERM or SIGINT.
+///
+/// The signal handlers are installed here, before anything is opened or bound: a SIGTERM sent
+/// the moment the banner says "listening" (a supervisor stopping a node that has just started)
+/// is a clean stop, not the default action's kill. Test:
+/// `operations.rs::a_sigterm_right_after_the_banner_is_a_clean_stop`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    run_until(config, shutdown_signal(), |_| {}).await
+    let shutdown = shutdown_signal().context("cannot install the SIGTERM/SIGINT handlers")?;
+    run_until(config, shutdown, |_| {}).await
 }
 
 /// Runs until `shutdown` resolves; `on_ready` is told the bound address.
@@ -402,23 +408,26 @@ fn print_banner(
     );
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the SIGTERM and SIGINT handlers now, and returns the future that resolves on
+/// either. (Registering inside the future would leave the default action, an abrupt exit, in
+/// place until the future is first polled.)
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -286,11 +286,12 @@ impl TestServer {
         let Some(mut child) = self.child.take() else {
             return Ok(false);
         };
-        // The process may already be exiting after an earlier signal: a failed kill is fine.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
+        // Sent straight from this process (no `kill` child in between, so it can arrive the
+        // moment the banner is read). The process may already be exiting after an earlier
+        // signal: a failed kill is fine.
+        if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait()? {

@@ -190,6 +190,25 @@ fn a_key_without_a_feed_token_says_where_the_token_is() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A supervisor may stop a node the moment it has started. The handlers for SIGTERM are in place
+/// before the banner says "listening", so a SIGTERM sent as soon as the banner is read is a clean
+/// stop (exit 0 after flushing), never the default action's kill. Before the fix the handler was
+/// registered when the accept loop first polled it, and such a SIGTERM killed the process now
+/// and then (a CI run failed on it). Repeated, since the window was short.
+#[test]
+fn a_sigterm_right_after_the_banner_is_a_clean_stop() -> anyhow::Result<()> {
+    let mut server = TestServer::start()?;
+    for attempt in 0..15 {
+        assert!(
+            server.terminate()?,
+            "start {attempt}: SIGTERM right after the banner did not exit 0"
+        );
+        server.restart()?;
+    }
+    assert!(server.terminate()?);
+    Ok(())
+}
+
 /// Issue 14: the replay endpoint and `limit` answer as docs/PROTOCOL.md says.
 #[tokio::test]
 async fn replay_refusals_and_huge_limits_answer_as_documented() -> anyhow::Result<()> {
