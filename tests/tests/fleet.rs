@@ -1,0 +1,129 @@
+//! Issue 19: a fleet. Three real ingest nodes (each its own data directory and spool) store into
+//! one ClickHouse database (the real engine: chDB behind `tests/clickhouse/chfront.py`, or
+//! `CLICKHOUSE_URL`). The load generator sends realistic agent traffic to all of them
+//! round-robin and retries a failed batch on the next node, as agents behind a load balancer
+//! would; one node is killed with `kill -9` mid-run and restarted. Every acknowledged event must
+//! be readable exactly once through each node.
+
+use std::time::Duration;
+
+use baddybugs_loadgen::run::{run, AgentKey, RunOptions};
+use baddybugs_loadgen::{Mix, TrafficConfig};
+use baddybugs_tests::clickhouse::ClickHouseFront;
+use baddybugs_tests::server::{
+    get_json, wait_for, ServerOptions, TestServer, API_KEY, FEED_TOKEN, SECRET,
+};
+
+/// A node storing into `database` on `front`, with short flush and retry intervals.
+fn node(front: &ClickHouseFront, database: &str) -> anyhow::Result<TestServer> {
+    TestServer::start_with(ServerOptions {
+        args: vec!["--clickhouse-url".to_owned(), front.url()],
+        env: vec![
+            ("BADDYBUGS_CLICKHOUSE__DATABASE".into(), database.into()),
+            ("BADDYBUGS_BATCH__FLUSH_INTERVAL_MS".into(), "100".into()),
+            ("BADDYBUGS_BATCH__RETRY_MAX_MS".into(), "500".into()),
+        ],
+        ..Default::default()
+    })
+}
+
+/// Events a node has received since it started (`/v1/stats` `totals.received`).
+async fn received(client: &reqwest::Client, node: &TestServer) -> Option<u64> {
+    let (status, stats) = get_json(client, node, "/v1/stats").await.ok()?;
+    (status == 200).then(|| stats["totals"]["received"].as_u64().unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_with_a_node_killed_mid_run_stores_every_acknowledged_event_once(
+) -> anyhow::Result<()> {
+    let front = ClickHouseFront::start().await?;
+    let db = front.fresh_database("fleet").await?;
+    let mut nodes = vec![node(&front, &db)?, node(&front, &db)?, node(&front, &db)?];
+    let client = reqwest::Client::new();
+
+    let options = RunOptions {
+        urls: nodes.iter().map(|n| n.url("/v1/ingest")).collect(),
+        keys: vec![AgentKey {
+            key: API_KEY.into(),
+            secret: SECRET.into(),
+        }],
+        rate: 1_500.0,
+        duration: Some(Duration::from_secs(14)),
+        events: None,
+        concurrency: 6,
+        traffic: TrafficConfig {
+            seed: 19,
+            mix: Mix::Realistic,
+            malformed_ratio: 0.0,
+            batch_size: 50,
+        },
+        drain_timeout: Duration::from_secs(60),
+        max_retry_wait: Duration::from_secs(2),
+        verify_token: Some(FEED_TOKEN.into()),
+        verify_timeout: Duration::from_secs(120),
+        ..RunOptions::default()
+    };
+    let load = tokio::spawn(run(options));
+
+    // Node 1 dies under load, once it has taken a share of it.
+    wait_for(Duration::from_secs(60), "node 1 under load", || async {
+        (received(&client, &nodes[1]).await? >= 2_000).then_some(())
+    })
+    .await?;
+    nodes[1].kill9();
+    // The others carry on without it: they take the batches it can no longer answer.
+    let before = received(&client, &nodes[0]).await.unwrap_or(0);
+    wait_for(Duration::from_secs(60), "node 0 goes on", || async {
+        (received(&client, &nodes[0]).await? >= before + 2_000).then_some(())
+    })
+    .await?;
+    nodes[1].restart()?;
+    wait_for(
+        Duration::from_secs(60),
+        "node 1 back in the rotation",
+        || async { (received(&client, &nodes[1]).await? >= 500).then_some(()) },
+    )
+    .await?;
+
+    let summary = load.await??;
+    assert_eq!(
+        summary.given_up, 0,
+        "no batch given up: {:?}",
+        summary.samples
+    );
+    assert_eq!(summary.unexpected, 0, "{:?}", summary.samples);
+    assert!(
+        summary.net_errors > 0 || summary.unavailable_503 > 0,
+        "some batches met the dead node and went to another one"
+    );
+    let report = summary.verify.expect("verified");
+    assert!(report.expected >= 10_000, "{report:?}");
+    assert!(report.ok(), "{}", report.text());
+
+    // Every node reads the same store: each answers the same count for the run.
+    let mut counts = Vec::new();
+    for node in &nodes {
+        let (status, page) = get_json(&client, node, "/v1/stats").await?;
+        assert_eq!(status, 200);
+        assert_eq!(page["sink"]["kind"], "clickhouse");
+        counts.push(page["sink"]["lag_events"].as_u64());
+    }
+    assert_eq!(
+        counts,
+        vec![Some(0); 3],
+        "every node has stored what it took"
+    );
+    let raw = front
+        .query_text(&format!(
+            "SELECT count() - uniqExact(organization, application, event_id) FROM `{db}`.events"
+        ))
+        .await?;
+    // A batch the killed node had made durable but not answered is retried on another node
+    // and stored by both: reads collapse such rows, and this is how many there were.
+    eprintln!(
+        "fleet: {} acknowledged, {} rows stored twice across nodes",
+        report.expected,
+        raw.trim()
+    );
+    Ok(())
+}
