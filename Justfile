@@ -54,6 +54,10 @@ bench *ARGS:
 drills *ARGS:
     bash scripts/drills.sh {{ARGS}}
 
+# A fleet on one machine: chDB front + 3 nodes + load over them (--drill: kill -9 one, verify; --bench: stored rate with 1-3 nodes).
+fleet *ARGS:
+    bash scripts/fleet.sh {{ARGS}}
+
 # The load generator.
 loadgen *ARGS:
     cargo run --release -q -p baddybugs-loadgen --bin baddybugs-loadgen -- {{ARGS}}

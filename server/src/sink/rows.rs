@@ -334,3 +334,58 @@ impl SinkBatch {
             + self.traces.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(event_id: &str, batch_id: &str) -> SinkBatch {
+        let row = EventRow {
+            event_id: event_id.to_owned(),
+            lsn: 1,
+            index: 0,
+            batch_id: batch_id.to_owned(),
+            organization: "acme".to_owned(),
+            application: "shop".to_owned(),
+            environment: "production".to_owned(),
+            event_type: "cache".to_owned(),
+            name: "k".to_owned(),
+            timestamp_ms: 1,
+            timestamp_source: "timestamp".to_owned(),
+            received_ms: 2,
+            trace_id: String::new(),
+            session_id: None,
+            release: None,
+            host: None,
+            deployment_hash: None,
+            known_type: true,
+            columns: Columns::default(),
+            data: "{}".to_owned(),
+            envelope: "{}".to_owned(),
+        };
+        SinkBatch {
+            first_lsn: 1,
+            last_lsn: 1,
+            events: vec![row],
+            ..SinkBatch::default()
+        }
+    }
+
+    /// Several ingest nodes write to one ClickHouse and every spool numbers its records from 1:
+    /// the same LSN range on two nodes must not give the same token, or ClickHouse would drop
+    /// the second node's rows as a replay. A replay of the same rows must give the same token.
+    /// (End to end: `fleet.rs::a_fleet_with_a_node_killed_mid_run_stores_every_acknowledged_event_once`.)
+    #[test]
+    fn the_same_lsn_range_on_two_nodes_gives_two_tokens_and_a_replay_the_same_one() {
+        let node_a = batch("e-1", "batch-of-node-a");
+        let node_b = batch("e-2", "batch-of-node-b");
+        assert_ne!(node_a.dedup_token("events"), node_b.dedup_token("events"));
+        // Even a retried event (same id) that reached two nodes: the batch ids differ.
+        let retried = batch("e-1", "batch-of-node-b");
+        assert_ne!(node_a.dedup_token("events"), retried.dedup_token("events"));
+        assert_eq!(
+            node_a.dedup_token("events"),
+            batch("e-1", "batch-of-node-a").dedup_token("events")
+        );
+    }
+}
