@@ -73,6 +73,8 @@ pub(crate) struct Frozen {
 #[derive(Debug, Clone, PartialEq)]
 enum Pending {
     Older,
+    /// The stored copy of a rejection (batch id, index in the body).
+    Raw(String, Option<u32>),
     Trace(String),
     Traces,
 }
@@ -103,6 +105,8 @@ pub(crate) struct App {
     pub(crate) page: usize,
     /// The body's height in rows at the last draw (for keeping a list's window in place).
     pub(crate) body: usize,
+    /// The width inside a detail screen's border at the last draw (where its text wraps).
+    pub(crate) width: usize,
     pub(crate) dirty: bool,
     pub(crate) quit: bool,
     next_id: u64,
@@ -132,6 +136,7 @@ impl App {
             notice: None,
             page: 10,
             body: 14,
+            width: 78,
             dirty: true,
             quit: false,
             next_id: 0,
@@ -296,6 +301,7 @@ impl App {
         };
         match self.pending.remove(&reply.id) {
             Some(Pending::Older) => self.on_older(reply.data),
+            Some(Pending::Raw(batch, index)) => self.on_raw(&batch, index, reply.data),
             Some(Pending::Trace(trace_id)) => self.on_trace(&trace_id, reply.data),
             Some(Pending::Traces) => match reply.data {
                 Ok(v) => {

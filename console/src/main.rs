@@ -191,6 +191,7 @@ fn draw(
     let size = terminal.size()?;
     app.body = ui::body_height(app, size.height);
     app.page = app.body.saturating_sub(4).max(1);
+    app.width = size.width.saturating_sub(2) as usize;
     terminal.draw(|f| ui::render(f, app))?;
     app.dirty = false;
     if let Some(stats) = stats {

@@ -1,7 +1,8 @@
 //! The real console in a real terminal (tmux) against the real server: the Types view shows the
 //! posted types with their counts, the Malformed view the reason of a bad event, the Waterfalls
 //! view draws a lifecycle; the server is killed (the console says it is reconnecting and keeps
-//! its data) and restarted (it recovers on its own).
+//! its data) and restarted (it recovers on its own). Issue 16: a rejection's bytes are shown as
+//! sent; requests refused with 401 are on the Overview.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -82,34 +83,48 @@ impl Drop for Tmux {
     }
 }
 
-const LIFECYCLE: &str = r#"{"id":"66666666-0000-4000-8000-000000000001","trace_id":"7a0c3b1e2d4a4b6c8e0f1a2b3c4d5e6f","session_id":null,"release":null,"git_sha":null,"env":"production","type":"lifecycle","name":"http_request","payload":{"trace_id":"7a0c3b1e2d4a4b6c8e0f1a2b3c4d5e6f","total_duration_ms":84.3,"request":{"method":"GET","url":"\/api\/orders","full_url":"https:\/\/shop.test\/api\/orders","status_code":200},"phases":[{"name":"BOOTSTRAP","duration_ms":12.1,"start_offset_ms":0,"percentage":14.4},{"name":"MIDDLEWARE","duration_ms":0,"start_offset_ms":12.1,"percentage":0},{"name":"CONTROLLER","label":"OrderController@index","duration_ms":70.2,"start_offset_ms":12.1,"percentage":83.3}],"spans":[{"span_id":1,"trace_id":"7a0c3b1e2d4a4b6c8e0f1a2b3c4d5e6f","type":"QUERY","label":"select * from `orders`","duration_ms":3.2,"start_offset_ms":15,"depth":1,"sql":"select * from `orders` where `user_id` = ?","bindings":[7],"connection":"mysql"},{"span_id":2,"trace_id":"7a0c3b1e2d4a4b6c8e0f1a2b3c4d5e6f","type":"CACHE_HIT","label":"orders:7","duration_ms":0.4,"start_offset_ms":19,"depth":1,"key":"orders:7"}],"counts":{"queries":1,"cache_hits":1,"cache_misses":0,"cache_writes":0,"outgoing_requests":0,"jobs_dispatched":0},"route":{"name":"orders.index","uri":"api\/orders","methods":["GET","HEAD"],"parameters":[]},"controller":{"class":"App\\Http\\Controllers\\OrderController","action":"index","full":"App\\Http\\Controllers\\OrderController@index"},"middleware":{"global":[],"route":["api"],"total_count":1},"breakdown":{"bootstrap":{"duration_ms":12.1,"percentage":14.4},"middleware":{"duration_ms":0,"percentage":0},"controller":{"duration_ms":70.2,"percentage":83.3}},"memory":{"peak_bytes":4194304,"peak_mb":4,"current_bytes":2097152,"current_mb":2},"environment":{"php_version":"8.2.10","laravel_version":"10.48.4","sapi":"fpm-fcgi"},"timestamp":"2025-06-10T17:53:54+02:00"},"context":[],"timestamp":1749567234.202922,"datetime":"2025-06-10T17:53:54+02:00","host":"web-1","memory":4194304}"#;
-
-#[tokio::test]
-async fn console_in_tmux_against_the_real_server() -> anyhow::Result<()> {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        anyhow::bail!("tmux is required for this test (apt-get install tmux)");
-    }
-    let mut server = TestServer::start()?;
-    let client = reqwest::Client::new();
+/// The console in tmux (120×40, ASCII), connected to `server`; the log goes to `log_dir`.
+fn console_for(server: &TestServer, log_dir: &std::path::Path) -> anyhow::Result<Tmux> {
     let console = binary("baddybugs-console");
-    let log_dir = tempfile::tempdir()?;
-    let log = log_dir.path().join("console.log");
     let tmux = Tmux::start(&format!(
         "{} --url {} --token {FEED_TOKEN} --log-file {} --ascii",
         console.display(),
         server.feed_url(),
-        log.display()
+        log_dir.join("console.log").display()
     ))?;
     tmux.wait("connected", Duration::from_secs(20), |s| {
         s.contains("CONNECTED")
     })?;
+    Ok(tmux)
+}
+
+fn require_tmux() -> anyhow::Result<()> {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        anyhow::bail!("tmux is required for this test (apt-get install tmux)");
+    }
+    Ok(())
+}
+
+/// A rejected event as a PHP agent writes it: `\/` in a string, keys in its own order.
+const BAD: &str =
+    r#"{"type":"cache","name":"a\/b","id":"bad-1","payload":{"store":"redis","action":"explode"}}"#;
+
+const LIFECYCLE: &str = r#"{"id":"66666666-0000-4000-8000-000000000001","trace_id":"7a0c3b1e2d4a4b6c8e0f1a2b3c4d5e6f","session_id":null,"release":null,"git_sha":null,"env":"production","type":"lifecycle","name":"http_request","payload":{"trace_id":"7a0c3b1e2d4a4b6c8e0f1a2b3c4d5e6f","total_duration_ms":84.3,"request":{"method":"GET","url":"\/api\/orders","full_url":"https:\/\/shop.test\/api\/orders","status_code":200},"phases":[{"name":"BOOTSTRAP","duration_ms":12.1,"start_offset_ms":0,"percentage":14.4},{"name":"MIDDLEWARE","duration_ms":0,"start_offset_ms":12.1,"percentage":0},{"name":"CONTROLLER","label":"OrderController@index","duration_ms":70.2,"start_offset_ms":12.1,"percentage":83.3}],"spans":[{"span_id":1,"trace_id":"7a0c3b1e2d4a4b6c8e0f1a2b3c4d5e6f","type":"QUERY","label":"select * from `orders`","duration_ms":3.2,"start_offset_ms":15,"depth":1,"sql":"select * from `orders` where `user_id` = ?","bindings":[7],"connection":"mysql"},{"span_id":2,"trace_id":"7a0c3b1e2d4a4b6c8e0f1a2b3c4d5e6f","type":"CACHE_HIT","label":"orders:7","duration_ms":0.4,"start_offset_ms":19,"depth":1,"key":"orders:7"}],"counts":{"queries":1,"cache_hits":1,"cache_misses":0,"cache_writes":0,"outgoing_requests":0,"jobs_dispatched":0},"route":{"name":"orders.index","uri":"api\/orders","methods":["GET","HEAD"],"parameters":[]},"controller":{"class":"App\\Http\\Controllers\\OrderController","action":"index","full":"App\\Http\\Controllers\\OrderController@index"},"middleware":{"global":[],"route":["api"],"total_count":1},"breakdown":{"bootstrap":{"duration_ms":12.1,"percentage":14.4},"middleware":{"duration_ms":0,"percentage":0},"controller":{"duration_ms":70.2,"percentage":83.3}},"memory":{"peak_bytes":4194304,"peak_mb":4,"current_bytes":2097152,"current_mb":2},"environment":{"php_version":"8.2.10","laravel_version":"10.48.4","sapi":"fpm-fcgi"},"timestamp":"2025-06-10T17:53:54+02:00"},"context":[],"timestamp":1749567234.202922,"datetime":"2025-06-10T17:53:54+02:00","host":"web-1","memory":4194304}"#;
+
+#[tokio::test]
+async fn console_in_tmux_against_the_real_server() -> anyhow::Result<()> {
+    require_tmux()?;
+    let mut server = TestServer::start()?;
+    let client = reqwest::Client::new();
+    let log_dir = tempfile::tempdir()?;
+    let tmux = console_for(&server, log_dir.path())?;
 
     let mut events: Vec<String> = (0..7)
         .map(|i| format!(r#"{{"id":"66666666-1111-4000-8000-{i:012}","trace_id":"t-console","env":"production","type":"cache","name":"k{i}","payload":{{"action":"hit","store":"redis","tags":[]}},"timestamp":1749567234.5}}"#))
         .collect();
     events.extend((0..3).map(|i| format!(r#"{{"id":"66666666-2222-4000-8000-{i:012}","trace_id":"t-console","env":"production","type":"log","name":"error","payload":{{"level":"error","message":"boom {i}","context":[]}},"timestamp":1749567234.5}}"#)));
     events.push(LIFECYCLE.to_owned());
-    events.push(r#"{"id":"66666666-3333-4000-8000-000000000001","type":"cache","name":"bad","payload":{"action":"explode","store":"redis"}}"#.to_owned());
+    events.push(BAD.to_owned());
     let refs: Vec<&str> = events.iter().map(String::as_str).collect();
     let (status, body) = post_as_agent(&client, &server, &batch_body(&refs)).await?;
     assert_eq!(status, 202, "{body}");
@@ -134,9 +149,12 @@ async fn console_in_tmux_against_the_real_server() -> anyhow::Result<()> {
         s.contains("not_allowed")
     })?;
     tmux.keys(&["Enter"])?;
-    tmux.wait("the pointer", Duration::from_secs(10), |s| {
-        s.contains("/payload/action")
-    })?;
+    // Issue 16, item 2: the bytes as sent, PHP's `\/` and the key order kept.
+    tmux.wait(
+        "the pointer and the exact bytes",
+        Duration::from_secs(10),
+        |s| s.contains("/payload/action") && s.lines().any(|l| l.contains(BAD)),
+    )?;
     tmux.keys(&["Escape"])?;
 
     // Waterfalls view: a lifecycle drawn.
@@ -167,6 +185,40 @@ async fn console_in_tmux_against_the_real_server() -> anyhow::Result<()> {
     tmux.wait("connected again", Duration::from_secs(60), |s| {
         s.contains("CONNECTED") && !s.contains("RECONNECTING")
     })?;
+    tmux.keys(&["q"])?;
+    Ok(())
+}
+
+/// Issue 16, item 5: an agent with a wrong key is refused with 401 before any event is read;
+/// the Overview counts the 401s and the Warnings panel says what they mean.
+#[tokio::test]
+async fn requests_refused_with_401_are_on_the_overview() -> anyhow::Result<()> {
+    require_tmux()?;
+    let server = TestServer::start()?;
+    let client = reqwest::Client::new();
+    let log_dir = tempfile::tempdir()?;
+    let tmux = console_for(&server, log_dir.path())?;
+    let body = batch_body(&[
+        r#"{"id":"66666666-4444-4000-8000-000000000001","type":"cache","name":"k","payload":{"action":"hit","store":"redis"}}"#,
+    ]);
+    for _ in 0..3 {
+        let response = client
+            .post(server.url("/v1/ingest"))
+            .header("Authorization", "Bearer not-the-key")
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await?;
+        assert_eq!(response.status().as_u16(), 401);
+    }
+    tmux.keys(&["1"])?;
+    let screen = tmux.wait("the 401s on the Overview", Duration::from_secs(20), |s| {
+        s.contains("401 x3 (3 in 60 s)")
+    })?;
+    assert!(
+        screen.contains("HTTP 401 x3 in 60 s: wrong API key or signature"),
+        "the Warnings panel names the refusals:\n{screen}"
+    );
     tmux.keys(&["q"])?;
     Ok(())
 }

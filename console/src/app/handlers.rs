@@ -111,7 +111,7 @@ impl App {
                 *scroll = scroll_by(*scroll, delta, max);
             }
             Some(Screen::Malformed { item, scroll }) => {
-                let max = malformed_lines(item).len().saturating_sub(page);
+                let max = malformed_lines(item, self.width).len().saturating_sub(page);
                 *scroll = scroll_by(*scroll, delta, max);
             }
             Some(Screen::Trace { events, pos, .. }) => pos.step(events.len(), delta),
@@ -196,12 +196,14 @@ impl App {
             }),
             (View::Malformed, None) => {
                 let rows = rows::malformed(s, &self.filter, self.reason);
-                rows.get(self.pos[i].index_in(&rows::keys(&rows)))
+                let item = rows
+                    .get(self.pos[i].index_in(&rows::keys(&rows)))
                     .and_then(Row::item)
-                    .map(|m| Screen::Malformed {
-                        item: Box::new(m.clone()),
-                        scroll: 0,
-                    })
+                    .cloned();
+                if let Some(m) = item {
+                    return self.open_malformed(m);
+                }
+                None
             }
             (View::Waterfalls, None) => {
                 let rows = rows::lifecycles(s, &self.filter);
@@ -244,12 +246,19 @@ impl App {
 
     fn copy(&mut self) -> Vec<Command> {
         let text = match (self.view, self.screen()) {
-            (View::Malformed, Some(Screen::Malformed { item, .. })) => Some(item.raw.clone()),
+            (View::Malformed, Some(Screen::Malformed { item, .. })) => {
+                return self.copy_raw(item.raw.clone(), item.raw_size);
+            }
             (View::Malformed, None) => {
                 let rows = rows::malformed(self.shown(), &self.filter, self.reason);
-                rows.get(self.pos[self.view.index()].index_in(&rows::keys(&rows)))
+                let raw = rows
+                    .get(self.pos[self.view.index()].index_in(&rows::keys(&rows)))
                     .and_then(Row::item)
-                    .map(|m| m.raw.clone())
+                    .map(|m| (m.raw.clone(), m.raw_size));
+                match raw {
+                    Some((raw, size)) => return self.copy_raw(raw, size),
+                    None => None,
+                }
             }
             _ => self
                 .selected_event()
@@ -297,6 +306,24 @@ impl App {
         let mut contents = lines.join("\n");
         contents.push('\n');
         vec![Command::Save { path, contents }]
+    }
+}
+
+impl App {
+    /// Copies a rejection's bytes, saying when they are only the first part.
+    fn copy_raw(&mut self, raw: String, size: u64) -> Vec<Command> {
+        if (raw.len() as u64) < size {
+            self.say(format!(
+                "copied the first {} of {size} bytes (OSC 52): Enter loads them all from the store",
+                raw.len()
+            ));
+        } else {
+            self.say(format!(
+                "copied {} bytes to the clipboard (OSC 52)",
+                raw.len()
+            ));
+        }
+        vec![Command::Copy(raw)]
     }
 }
 

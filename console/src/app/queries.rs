@@ -1,10 +1,11 @@
 //! Answers from the store: a trace (`t`), and older events when scrolling past the live tail.
 
-use baddybugs_common::protocol::TailEvent;
-use baddybugs_common::query::{EventFilter, Query};
+use baddybugs_common::protocol::{TailEvent, TailMalformed};
+use baddybugs_common::query::{EventFilter, MalformedFilter, Query};
 use baddybugs_common::timestamp::parse_timestamp_str;
 use serde_json::Value;
 
+use super::detail::malformed_detail;
 use super::rows::{self, Row};
 use super::view::{ListPos, Screen, View};
 use super::{App, Command, Pending};
@@ -93,6 +94,109 @@ impl App {
                     }
                 }
             }
+        }
+    }
+
+    /// Opens one rejection at its fault; when the feed carried only the first bytes, asks the
+    /// store for all of them.
+    pub(super) fn open_malformed(&mut self, m: TailMalformed) -> Vec<Command> {
+        let scroll = self.fault_scroll(&m);
+        let cut = (m.raw.len() as u64) < m.raw_size;
+        let received = parse_timestamp_str(&m.received_at);
+        let query = (cut && self.live_is_connected())
+            .then_some(received)
+            .flatten()
+            .map(|at| {
+                // The stored row has the batch's receipt time to the millisecond.
+                let filter = MalformedFilter {
+                    application: Some(m.application.clone()),
+                    since_ms: Some(at),
+                    until_ms: Some(at + 1),
+                    limit: Some(1000),
+                    ..MalformedFilter::default()
+                };
+                (filter, Pending::Raw(m.batch_id.clone(), m.index))
+            });
+        self.stacks[self.view.index()].push(Screen::Malformed {
+            item: Box::new(m),
+            scroll,
+        });
+        match query {
+            Some((filter, pending)) => {
+                self.say("loading all the bytes from the store…");
+                vec![self.query(Query::Malformed(filter), pending)]
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Where a rejection's screen opens: a few rows above its fault.
+    fn fault_scroll(&self, m: &TailMalformed) -> u16 {
+        let (lines, focus) = malformed_detail(m, self.width);
+        let max = lines.len().saturating_sub(self.page.max(1));
+        focus
+            .map_or(0, |f| f.saturating_sub(3).min(max))
+            .min(u16::MAX as usize) as u16
+    }
+
+    /// The stored copy of a rejection: its bytes replace the feed's first part.
+    pub(super) fn on_raw(&mut self, batch: &str, index: Option<u32>, data: Result<Value, String>) {
+        let rows = match data {
+            Ok(v) => v.as_array().cloned().unwrap_or_default(),
+            Err(e) => {
+                self.say(format!("the stored bytes: {e}"));
+                return;
+            }
+        };
+        let row = rows.iter().find(|r| {
+            r.get("batch_id").and_then(Value::as_str) == Some(batch)
+                && r.get("index").and_then(Value::as_u64) == index.map(u64::from)
+        });
+        let Some(row) = row else {
+            self.say(
+                "the store has no copy of it yet (written within seconds): Esc, then Enter again",
+            );
+            return;
+        };
+        let raw = row
+            .get("raw")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let truncated = row
+            .get("truncated")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let mut opened = None;
+        for stack in &mut self.stacks {
+            for screen in stack.iter_mut() {
+                if let Screen::Malformed { item, .. } = screen {
+                    if item.batch_id == batch && item.index == index && raw.len() > item.raw.len() {
+                        item.raw = raw.clone();
+                        opened = Some((**item).clone());
+                    }
+                }
+            }
+        }
+        let Some(item) = opened else {
+            return;
+        };
+        let scroll = self.fault_scroll(&item);
+        for stack in &mut self.stacks {
+            if let Some(Screen::Malformed { item: i, scroll: s }) = stack.last_mut() {
+                if i.batch_id == batch && i.index == index {
+                    *s = scroll;
+                }
+            }
+        }
+        if truncated {
+            self.say(format!(
+                "the store keeps the first {} of {} bytes",
+                raw.len(),
+                item.raw_size
+            ));
+        } else {
+            self.say(format!("all {} bytes loaded from the store", raw.len()));
         }
     }
 

@@ -124,7 +124,7 @@ pub(crate) fn metrics(n: u64) -> ServerMessage {
             histo("end_to_end", 20.0),
         ],
         batch_sizes: histo("batch_events", 10.0),
-        responses: vec![(202, 5_000), (400, 3)],
+        responses: vec![(202, 5_000 + n * 40), (400, 3), (401, 21 * n)],
         buffers: BufferStats {
             memory_bytes: 12 << 20,
             memory_events: 4_200,
@@ -185,6 +185,9 @@ pub(crate) fn malformed(i: u64) -> TailMalformed {
     } else {
         ("/name", "string", "absent")
     };
+    let raw = format!(
+        r#"{{"id":"bad-{i}","type":"request","name":"GET \/orders","payload":{{"method":"GET","status":"ok","duration":12.5}},"env":"production"}}"#
+    );
     TailMalformed {
         batch_id: format!("batch-{i}"),
         index: Some(i as u32),
@@ -194,10 +197,8 @@ pub(crate) fn malformed(i: u64) -> TailMalformed {
         application: "shop".into(),
         agent_version: Some("2.4.0".into()),
         remote_addr: Some("10.0.0.7".into()),
-        raw: format!(
-            r#"{{"id":"bad-{i}","type":"request","name":"GET /orders","payload":{{"method":"GET","status":"ok","duration":12.5}},"env":"production"}}"#
-        ),
-        raw_size: 140,
+        raw_size: raw.len() as u64,
+        raw,
         received_at: at(i as i64 * 500),
     }
 }

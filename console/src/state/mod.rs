@@ -10,6 +10,7 @@ pub(crate) mod convert;
 pub(crate) mod filter;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub(crate) mod http;
 pub(crate) mod seq;
 pub(crate) mod tail;
 pub(crate) mod time;
@@ -20,6 +21,7 @@ use baddybugs_common::protocol::{
 };
 
 use self::filter::event_haystack;
+use self::http::HttpAnswers;
 use self::tail::Tail;
 use self::time::hms;
 
@@ -123,6 +125,8 @@ pub(crate) struct FeedState {
     pub(crate) hello: Option<Hello>,
     pub(crate) metrics: Option<MetricsSnapshot>,
     pub(crate) rates: Rates,
+    /// The ingest endpoint's answers by HTTP status.
+    pub(crate) http: HttpAnswers,
     /// Client time of the last frame (any kind).
     pub(crate) last_data_ms: Option<i64>,
     /// Since when the data on screen is stale (the connection dropped).
@@ -152,6 +156,7 @@ impl Default for FeedState {
             hello: None,
             metrics: None,
             rates: Rates::default(),
+            http: HttpAnswers::default(),
             last_data_ms: None,
             disconnected_at_ms: None,
             restart: None,
@@ -271,6 +276,7 @@ impl FeedState {
     fn reset_data(&mut self) {
         self.metrics = None;
         self.rates = Rates::default();
+        self.http = HttpAnswers::default();
         self.events.clear();
         self.older = Older::default();
         self.malformed.clear();
@@ -300,6 +306,7 @@ impl FeedState {
                 ..Rates::default()
             };
         }
+        self.http.record(m.uptime_secs, &m.responses);
         self.metrics = Some(m);
     }
 

@@ -94,5 +94,6 @@ pub(crate) fn render_detail(f: &mut Frame, m: &TailMalformed, scroll: u16, area:
         m.event_id.as_deref().unwrap_or("(no id)"),
         m.event_type.as_deref().unwrap_or("?")
     );
-    render_lines(f, title, malformed_lines(m), scroll, area, t);
+    let width = area.width.saturating_sub(2) as usize;
+    render_lines(f, title, malformed_lines(m, width), scroll, area, t);
 }

@@ -12,6 +12,7 @@ use super::block;
 use super::theme::{fit, Theme};
 use super::widgets::{histogram, sparkline};
 use crate::app::App;
+use crate::state::http::{meaning, WINDOW_SECS};
 use crate::state::time::{age, bytes, ms};
 use crate::state::{FeedState, Rates};
 
@@ -79,6 +80,17 @@ pub(crate) fn warnings(s: &FeedState) -> Vec<(bool, String)> {
             ),
         ));
     }
+    for c in s.http.recent_failures() {
+        out.push((
+            c.status >= 500,
+            format!(
+                "HTTP {} ×{} in {WINDOW_SECS:.0} s: {}",
+                c.status,
+                c.recent,
+                meaning(c.status)
+            ),
+        ));
+    }
     let Rates {
         received, rejected, ..
     } = s.rates;
@@ -122,6 +134,30 @@ fn ingest_lines<'a>(m: &MetricsSnapshot, r: &Rates, t: &Theme) -> Line<'a> {
     ])
 }
 
+/// The ingest endpoint's answers by status since start; refusals in red with their count in
+/// the last minute.
+fn http_line<'a>(s: &FeedState, t: &Theme) -> Line<'a> {
+    let counts = s.http.counts();
+    let mut spans = vec![Span::styled("HTTP answers  ", t.dim())];
+    if counts.is_empty() {
+        spans.push(Span::styled("none yet", t.dim()));
+    }
+    for (i, c) in counts.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" · ", t.dim()));
+        }
+        let style = if c.failed() { t.bad() } else { t.ok() };
+        spans.push(Span::styled(format!("{} ×{}", c.status, c.total), style));
+        if c.failed() && c.recent > 0 {
+            spans.push(Span::styled(
+                format!(" ({} in {WINDOW_SECS:.0} s)", c.recent),
+                t.bad(),
+            ));
+        }
+    }
+    Line::from(spans)
+}
+
 /// Draws the overview.
 pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     let s = app.shown();
@@ -136,10 +172,10 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     let spark_h: u16 = if big {
         6
     } else {
-        area.height.saturating_sub(mid_h + 10).clamp(2, 6)
+        area.height.saturating_sub(mid_h + 11).clamp(2, 6)
     };
     let [ingest, mid, lat] = Layout::vertical([
-        Constraint::Length(spark_h + 3),
+        Constraint::Length(spark_h + 4),
         Constraint::Length(mid_h),
         Constraint::Min(4),
     ])
@@ -152,9 +188,17 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         Paragraph::new(ingest_lines(m, &s.rates, t)),
         Rect { height: 1, ..inner },
     );
+    f.render_widget(
+        Paragraph::new(http_line(s, t)),
+        Rect {
+            y: inner.y + 1,
+            height: 1,
+            ..inner
+        },
+    );
     let spark = Rect {
-        y: inner.y + 1,
-        height: inner.height.saturating_sub(1),
+        y: inner.y + 2,
+        height: inner.height.saturating_sub(2),
         ..inner
     };
     sparkline::render(&m.totals.history, spark, f.buffer_mut(), t.accent(), t);
