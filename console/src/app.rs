@@ -73,6 +73,7 @@ pub(crate) struct Frozen {
 #[derive(Debug, Clone, PartialEq)]
 enum Pending {
     Older,
+    OlderMalformed,
     /// The stored copy of a rejection (batch id, index in the body).
     Raw(String, Option<u32>),
     Trace(String),
@@ -275,6 +276,11 @@ impl App {
     pub(crate) fn set_filter(&mut self, text: &str) {
         self.filter = Filter::parse(text);
         self.pos = ListPos::initial();
+        // Stored pages were asked for with the old filter (the server applies it).
+        self.live.older_malformed = Default::default();
+        if let Some(f) = &mut self.frozen {
+            f.state.older_malformed = Default::default();
+        }
     }
 
     fn toggle_freeze(&mut self) {
@@ -301,6 +307,7 @@ impl App {
         };
         match self.pending.remove(&reply.id) {
             Some(Pending::Older) => self.on_older(reply.data),
+            Some(Pending::OlderMalformed) => self.on_older_malformed(reply.data),
             Some(Pending::Raw(batch, index)) => self.on_raw(&batch, index, reply.data),
             Some(Pending::Trace(trace_id)) => self.on_trace(&trace_id, reply.data),
             Some(Pending::Traces) => match reply.data {

@@ -242,3 +242,12 @@ fn malformed_long_body() {
         a.update(Action::Net(msg(201, ServerMessage::Result { id, data })));
     });
 }
+
+/// Issue 16, item 3: a filter that matches no rejection says so with the counts.
+#[test]
+fn malformed_empty_filter() {
+    snap("malformed_empty_filter", |a| {
+        a.set_filter("reason:too_large");
+        press(a, "4");
+    });
+}

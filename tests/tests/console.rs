@@ -2,12 +2,15 @@
 //! posted types with their counts, the Malformed view the reason of a bad event, the Waterfalls
 //! view draws a lifecycle; the server is killed (the console says it is reconnecting and keeps
 //! its data) and restarted (it recovers on its own). Issue 16: a rejection's bytes are shown as
-//! sent; requests refused with 401 are on the Overview.
+//! sent; a rejection older than the live tail is found by paging the stored quarantine;
+//! requests refused with 401 are on the Overview.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use baddybugs_tests::server::{batch_body, binary, post_as_agent, TestServer, FEED_TOKEN};
+use baddybugs_tests::server::{
+    batch_body, binary, get_json, post_as_agent, wait_for, ServerOptions, TestServer, FEED_TOKEN,
+};
 
 struct Tmux {
     socket: String,
@@ -219,6 +222,58 @@ async fn requests_refused_with_401_are_on_the_overview() -> anyhow::Result<()> {
         screen.contains("HTTP 401 x3 in 60 s: wrong API key or signature"),
         "the Warnings panel names the refusals:\n{screen}"
     );
+    tmux.keys(&["q"])?;
+    Ok(())
+}
+
+/// Issue 16, item 3: the Malformed view pages back through the stored quarantine past the live
+/// tail (here the server keeps 5 for a new client), and finds the one rare rejection.
+#[tokio::test]
+async fn an_old_rejection_is_found_by_paging_the_quarantine() -> anyhow::Result<()> {
+    require_tmux()?;
+    let server = TestServer::start_with(ServerOptions {
+        config_toml: Some("[feed]\ntail_retention = 5\n[batch]\nflush_interval_ms = 100\n".into()),
+        ..ServerOptions::default()
+    })?;
+    let client = reqwest::Client::new();
+    let rare = r#"{"type":"cache","name":"rare","id":"old-rare","payload":{"action":"hit"}}"#;
+    let (status, body) = post_as_agent(&client, &server, &batch_body(&[rare])).await?;
+    assert_eq!(status, 202, "{body}");
+    let common: Vec<String> = (0..20)
+        .map(|i| format!(r#"{{"type":"cache","name":"c{i}","id":"common-{i}","payload":{{"action":"explode","store":"redis"}}}}"#))
+        .collect();
+    let refs: Vec<&str> = common.iter().map(String::as_str).collect();
+    let (status, body) = post_as_agent(&client, &server, &batch_body(&refs)).await?;
+    assert_eq!(status, 202, "{body}");
+    wait_for(
+        Duration::from_secs(20),
+        "21 rows in the quarantine",
+        || async {
+            let (_, v) = get_json(&client, &server, "/v1/malformed?limit=1000")
+                .await
+                .ok()?;
+            (v["malformed"].as_array()?.len() == 21).then_some(())
+        },
+    )
+    .await?;
+
+    let log_dir = tempfile::tempdir()?;
+    let tmux = console_for(&server, log_dir.path())?;
+    tmux.keys(&["4"])?;
+    let screen = tmux.wait("the live tail", Duration::from_secs(20), |s| {
+        s.contains("of 5 received")
+    })?;
+    assert!(
+        !screen.contains("/payload/store"),
+        "the rare rejection is older than the live tail:\n{screen}"
+    );
+    tmux.keys(&["g", "k"])?;
+    let screen = tmux.wait(
+        "the rare rejection from the store",
+        Duration::from_secs(20),
+        |s| s.contains("/payload/store") && s.contains("16 from the store"),
+    )?;
+    assert!(screen.contains("missing_field"), "{screen}");
     tmux.keys(&["q"])?;
     Ok(())
 }

@@ -73,6 +73,8 @@ impl App {
                     None => codes.first().copied(),
                     Some(i) => codes.get(i + 1).copied(),
                 };
+                // Stored pages were asked for with the old reason.
+                self.live.older_malformed = Default::default();
                 self.pos[self.view.index()] = ListPos::default();
                 Vec::new()
             }
@@ -129,8 +131,12 @@ impl App {
                 let i = self.view.index();
                 let at_top = self.pos[i].index_in(&keys) == 0;
                 self.pos[i].step_in(&keys, delta, self.view.list_rows(self.body));
-                if delta < 0 && at_top && self.view == View::Events {
-                    return self.fetch_older();
+                if delta < 0 && at_top {
+                    match self.view {
+                        View::Events => return self.fetch_older(),
+                        View::Malformed => return self.fetch_older_malformed(),
+                        _ => {}
+                    }
                 }
             }
         }

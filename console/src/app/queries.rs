@@ -12,6 +12,9 @@ use super::{App, Command, Pending};
 use crate::state::convert::{event_page, nest_spans, stored_event, trace_spans_waterfall};
 use crate::state::{EventRow, OLDER_CAP};
 
+/// Rejections asked for per page of the stored quarantine.
+const MALFORMED_PAGE: u32 = 100;
+
 impl App {
     pub(super) fn open_trace(&mut self) -> Vec<Command> {
         let (trace_id, event_id) = match (self.view, self.screen()) {
@@ -231,6 +234,93 @@ impl App {
         self.live.older.loading = true;
         self.say("loading older events from the store…");
         vec![self.query(Query::Events(filter), Pending::Older)]
+    }
+
+    /// Asks the stored quarantine for the page of rejections before the oldest one held
+    /// (newest first, the filter's type and reason applied by the server).
+    pub(super) fn fetch_older_malformed(&mut self) -> Vec<Command> {
+        let older = &self.live.older_malformed;
+        if older.loading || !self.live_is_connected() {
+            return Vec::new();
+        }
+        let until_ms = older.until_ms.or_else(|| {
+            older
+                .rows
+                .first()
+                .or_else(|| self.live.malformed.items().next())
+                .and_then(|m| parse_timestamp_str(&m.received_at))
+                // Inclusive of the oldest held row's millisecond: its neighbours may share it.
+                .map(|t| t + 1)
+        });
+        let f = &self.filter;
+        let filter = MalformedFilter {
+            event_type: f.event_type.as_ref().map(|t| t.to_ascii_lowercase()),
+            reason: self
+                .reason
+                .map(str::to_owned)
+                .or_else(|| f.reason.as_ref().map(|r| r.to_ascii_lowercase())),
+            until_ms,
+            limit: Some(MALFORMED_PAGE),
+            ..MalformedFilter::default()
+        };
+        self.live.older_malformed.loading = true;
+        self.say("loading older rejections from the store…");
+        vec![self.query(Query::Malformed(filter), Pending::OlderMalformed)]
+    }
+
+    pub(super) fn on_older_malformed(&mut self, data: Result<Value, String>) {
+        self.live.older_malformed.loading = false;
+        let page: Vec<TailMalformed> = match data {
+            Ok(v) => v
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| serde_json::from_value(r.clone()).ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Err(e) => {
+                self.say(format!("older rejections: {e}"));
+                return;
+            }
+        };
+        let full = page.len() >= MALFORMED_PAGE as usize;
+        let oldest_ms = page
+            .iter()
+            .filter_map(|m| parse_timestamp_str(&m.received_at))
+            .min();
+        let same =
+            |a: &TailMalformed, b: &TailMalformed| a.batch_id == b.batch_id && a.index == b.index;
+        let s = &self.live;
+        let mut fresh: Vec<TailMalformed> = page
+            .into_iter()
+            .filter(|m| {
+                !s.older_malformed.rows.iter().any(|o| same(o, m))
+                    && !s.malformed.items().any(|o| same(o, m))
+            })
+            .collect();
+        fresh.reverse();
+        let added = fresh.len();
+        let older = &mut self.live.older_malformed;
+        older.exhausted = !full || older.rows.len() + added >= OLDER_CAP;
+        // The next page: before this page's oldest millisecond, that millisecond included
+        // unless this page brought nothing new (then past it, so paging moves on).
+        if let Some(t) = oldest_ms {
+            older.until_ms = Some(if added == 0 { t } else { t + 1 });
+        }
+        fresh.append(&mut older.rows);
+        older.rows = fresh;
+        let exhausted = older.exhausted;
+        if let Some(f) = &mut self.frozen {
+            f.state.older_malformed = self.live.older_malformed.clone();
+        }
+        if exhausted {
+            self.say(format!(
+                "{added} older rejections loaded: the store has no more before them"
+            ));
+        } else {
+            self.say(format!("{added} older rejections loaded from the store"));
+        }
     }
 
     fn live_is_connected(&self) -> bool {

@@ -81,20 +81,29 @@ pub(crate) fn events<'a>(s: &'a FeedState, f: &Filter) -> Vec<Row<'a, TailEvent>
     older.chain(live).collect()
 }
 
+/// Stored older rejections (oldest first, keyed -1, -2, … back from the newest, as
+/// [`events`]), then the live tail.
 pub(crate) fn malformed<'a>(
     s: &'a FeedState,
     f: &Filter,
     reason: Option<&str>,
 ) -> Vec<Row<'a, TailMalformed>> {
-    rows(
-        &s.malformed,
-        |m| {
-            f.matches_malformed(m)
-                && reason.is_none_or(|r| m.reasons.iter().any(|p| p.code.as_str() == r))
-        },
-        |m| m,
-    )
-    .collect()
+    let keep = |m: &TailMalformed| {
+        f.matches_malformed(m)
+            && reason.is_none_or(|r| m.reasons.iter().any(|p| p.code.as_str() == r))
+    };
+    let n = s.older_malformed.rows.len() as i64;
+    let older = s
+        .older_malformed
+        .rows
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| keep(m))
+        .map(move |(i, m)| Row {
+            key: Some(i as i64 - n),
+            shown: Shown::Item(m),
+        });
+    older.chain(rows(&s.malformed, keep, |m| m)).collect()
 }
 
 /// The distinct reason codes of one rejection, in order.

@@ -503,3 +503,73 @@ fn pipeline_and_malformed_hold_their_row_too() {
         assert_eq!(new_below(&app), 3);
     }
 }
+
+/// A stored quarantine row as the `malformed` query answers it.
+fn stored_malformed(i: u64, offset_ms: i64) -> serde_json::Value {
+    let mut m = serde_json::to_value(fixtures::malformed(i)).unwrap();
+    m["received_at"] = json!(fixtures::at(offset_ms));
+    m["id"] = json!(format!("q-{i}"));
+    m["truncated"] = json!(false);
+    m
+}
+
+/// Issue 16, item 3: `k` at the top of Malformed pages back through the stored quarantine,
+/// the filter's reason applied by the server; rows the tail holds are not shown twice.
+#[test]
+fn scrolling_past_the_malformed_tail_pages_the_stored_quarantine() {
+    let mut app = demo_app();
+    app.set_filter("reason:WRONG_TYPE");
+    let c = press(&mut app, "4 g k");
+    let (id, query) = query_of(&c);
+    let Query::Malformed(filter) = query else {
+        panic!("{query:?}")
+    };
+    assert_eq!(filter.reason.as_deref(), Some("wrong_type"));
+    assert_eq!(
+        filter.until_ms,
+        Some(T0 + 1),
+        "the oldest held row's millisecond included"
+    );
+    assert!(press(&mut app, "k").is_empty(), "one request at a time");
+    let before = rows::malformed(app.shown(), &app.filter, app.reason).len();
+    // The tail's oldest row (malformed 0, at T0) again, and two older ones.
+    let data = json!([
+        stored_malformed(0, 0),
+        stored_malformed(90, -5_000),
+        stored_malformed(91, -9_000)
+    ]);
+    app.update(Action::Net(msg(300, ServerMessage::Result { id, data })));
+    let rows = rows::malformed(app.shown(), &app.filter, app.reason);
+    assert_eq!(rows.len(), before + 2, "no row twice");
+    assert_eq!(rows[0].item().unwrap().batch_id, "batch-91", "oldest first");
+    assert!(
+        app.live.older_malformed.exhausted,
+        "a short page is the store's last"
+    );
+    let c = press(&mut app, "g k");
+    assert!(
+        matches!(&query_of(&c).1, Query::Malformed(f) if f.until_ms == Some(T0 - 9_000 + 1)),
+        "the next page ends at this page's oldest row"
+    );
+}
+
+/// Issue 16, item 3: a filter that matches nothing says so, with the counts, instead of
+/// "every event was accepted".
+#[test]
+fn an_empty_malformed_filter_is_honest() {
+    let mut app = demo_app();
+    app.set_filter("reason:too_large");
+    press(&mut app, "4");
+    assert!(rows::malformed(app.shown(), &app.filter, app.reason).is_empty());
+    let backend = {
+        let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(200, 30)).unwrap();
+        t.draw(|f| crate::ui::render(f, &app)).unwrap();
+        t.backend().clone()
+    };
+    let screen = format!("{backend:?}");
+    assert!(!screen.contains("every event was accepted"), "{screen}");
+    assert!(
+        screen.contains("no rejection matches `reason:too_large` among the 5 here"),
+        "{screen}"
+    );
+}

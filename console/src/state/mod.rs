@@ -111,6 +111,18 @@ pub(crate) struct Older {
     pub(crate) loading: bool,
 }
 
+/// Rejections older than the live tail, fetched from the stored quarantine page by page.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OlderMalformed {
+    /// Oldest first.
+    pub(crate) rows: Vec<TailMalformed>,
+    /// The next page ends before this receipt time (epoch ms, exclusive).
+    pub(crate) until_ms: Option<i64>,
+    /// The last page was the store's last.
+    pub(crate) exhausted: bool,
+    pub(crate) loading: bool,
+}
+
 /// A reply to a `query` or `get`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Reply {
@@ -145,6 +157,10 @@ pub(crate) struct FeedState {
     pub(crate) events: Tail<EventRow>,
     pub(crate) older: Older,
     pub(crate) malformed: Tail<TailMalformed>,
+    pub(crate) older_malformed: OlderMalformed,
+    /// Tail messages still checked against the tails after a reconnect to the same server,
+    /// which sends its retained tails again: those already held are not added twice.
+    pub(crate) replay_checks: u64,
     pub(crate) lifecycles: Tail<Waterfall>,
     pub(crate) pipeline: Tail<PipelineTrace>,
 }
@@ -168,6 +184,8 @@ impl Default for FeedState {
             events: Tail::new(EVENTS_CAP),
             older: Older::default(),
             malformed: Tail::new(MALFORMED_CAP),
+            older_malformed: OlderMalformed::default(),
+            replay_checks: 0,
             lifecycles: Tail::new(LIFECYCLE_CAP),
             pipeline: Tail::new(PIPELINE_CAP),
         }
@@ -196,6 +214,7 @@ impl FeedState {
                     error,
                 };
                 self.older.loading = false;
+                self.older_malformed.loading = false;
             }
             FeedEvent::Gap { missed } => {
                 self.gap_frames += missed;
@@ -217,6 +236,9 @@ impl FeedState {
     }
 
     fn apply_message(&mut self, message: ServerMessage, now_ms: i64) -> Option<Reply> {
+        if self.replay_checks > 0 && self.is_replayed(&message) {
+            return None;
+        }
         match message {
             ServerMessage::Hello(hello) => self.apply_hello(hello, now_ms),
             ServerMessage::Metrics(m) => self.apply_metrics(*m),
@@ -261,6 +283,8 @@ impl FeedState {
             }
             Some(_) if self.disconnected_at_ms.is_some() => {
                 self.blips += 1;
+                // Each tail topic sends up to `tail_retention` messages again.
+                self.replay_checks = hello.tail_retention as u64 * 4;
                 let since = self.disconnected_at_ms.map(hms).unwrap_or_default();
                 self.mark_all(&format!(
                     "reconnected at {} (same server): messages between {since} and then were missed",
@@ -280,6 +304,8 @@ impl FeedState {
         self.events.clear();
         self.older = Older::default();
         self.malformed.clear();
+        self.older_malformed = OlderMalformed::default();
+        self.replay_checks = 0;
         self.lifecycles.clear();
         self.pipeline.clear();
         self.gap_frames = 0;
@@ -308,6 +334,31 @@ impl FeedState {
         }
         self.http.record(m.uptime_secs, &m.responses);
         self.metrics = Some(m);
+    }
+
+    /// Whether a tail message is one the tails already hold (counts one check).
+    fn is_replayed(&mut self, message: &ServerMessage) -> bool {
+        let held = match message {
+            ServerMessage::Event(e) => self.events.items().rev().any(|r| {
+                r.ev.id == e.id
+                    && r.ev.application == e.application
+                    && r.ev.organization == e.organization
+            }),
+            ServerMessage::Malformed(m) => self
+                .malformed
+                .items()
+                .rev()
+                .any(|h| h.batch_id == m.batch_id && h.index == m.index),
+            ServerMessage::Lifecycle(w) => self.lifecycles.items().rev().any(|h| h.id == w.id),
+            ServerMessage::Pipeline(p) => self
+                .pipeline
+                .items()
+                .rev()
+                .any(|h| h.batch_id == p.batch_id),
+            _ => return false,
+        };
+        self.replay_checks -= 1;
+        held
     }
 
     fn mark_all(&mut self, text: &str) {

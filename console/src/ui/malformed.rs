@@ -61,8 +61,16 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     let which = app
         .reason
         .map_or_else(|| "all reasons".to_owned(), |r| format!("reason {r}"));
+    let older = &s.older_malformed;
+    let stored = if older.loading {
+        " · loading older…".to_owned()
+    } else if !older.rows.is_empty() {
+        format!(" · {} from the store", older.rows.len())
+    } else {
+        String::new()
+    };
     let title = format!(
-        "Malformed · {shown} shown ({which}) of {} received · Enter: reasons + bytes · y: copy · Ctrl-S: save",
+        "Malformed · {shown} shown ({which}) of {} received{stored} · Enter: reasons + bytes · y: copy · Ctrl-S: save",
         s.malformed.pushed
     );
     let width = list.width.saturating_sub(2) as usize;
@@ -82,9 +90,30 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         header,
         rows: &rows,
         pos: app.pos[View::Malformed.index()],
-        empty: "no rejections yet: every event was accepted",
+        empty: &empty_text(app),
     };
     lists::render(f, list, spec, t, |m, w| line(m, w, t));
+}
+
+/// What an empty list says: never "every event was accepted" unless that is so.
+fn empty_text(app: &App) -> String {
+    let s = app.shown();
+    let held = s.malformed.pushed + s.older_malformed.rows.len() as u64;
+    let rejected = s.metrics.as_ref().map_or(0, |m| m.totals.rejected);
+    let filtered = !app.filter.is_empty() || app.reason.is_some();
+    if !filtered && held == 0 && rejected == 0 {
+        return "no rejections yet: every event was accepted".to_owned();
+    }
+    let since = format!("{rejected} rejected since the server started");
+    if filtered {
+        let mut what = app.filter.describe();
+        if let Some(r) = app.reason {
+            what = format!("{what} reason:{r}").trim().to_owned();
+        }
+        format!("no rejection matches `{what}` among the {held} here\n({since}) · k: search the store · Esc clears")
+    } else {
+        format!("no rejection in the live tail\n({since}) · k: load older ones from the store")
+    }
 }
 
 /// One rejection.
