@@ -650,6 +650,13 @@ pub struct Waterfall {
     /// sent); absent from older servers.
     #[serde(default)]
     pub sampled_one_in: Option<u32>,
+    /// The sending key's organization (of the request that sent the latest span, for an
+    /// assembled trace); empty from older servers.
+    #[serde(default)]
+    pub organization: String,
+    /// The sending key's application (as `organization`).
+    #[serde(default)]
+    pub application: String,
 }
 
 /// The server's own trace of one batch.

@@ -166,7 +166,7 @@ impl Default for KeyMap {
                 "filter",
                 &["/"],
                 A::StartFilter,
-                "filter: type:… name:… env:… trace:… reason:… text",
+                "filter: type: name: app: org: env: status: is:error trace: reason: text",
             ),
             b(
                 "freeze",

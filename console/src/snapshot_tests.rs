@@ -251,3 +251,28 @@ fn malformed_empty_filter() {
         press(a, "4");
     });
 }
+
+/// Issue 16, item 4: the application column, and `app:` narrowing the list to one application.
+#[test]
+fn events_of_one_app() {
+    snap("events_app_filter", |a| {
+        a.set_filter("app:blog");
+        press(a, "3");
+    });
+}
+
+/// Issue 16, item 9: a sampled tail says "1 in N" in its title; `name:` matches a part of
+/// the name, `status:` a class of codes.
+#[test]
+fn events_sampled_and_filtered() {
+    snap("events_sampled_filtered", |a| {
+        for i in 41..44 {
+            let mut e = crate::state::fixtures::event(i, "request", "GET /orders/7");
+            e.status_code = Some(if i == 42 { 503 } else { 200 });
+            e.sampled_one_in = Some(4);
+            a.update(Action::Net(msg(i, ServerMessage::Event(Box::new(e)))));
+        }
+        a.set_filter("name:get status:2xx");
+        press(a, "3");
+    });
+}

@@ -223,9 +223,12 @@ impl App {
         let filter = EventFilter {
             // Type names are lower case: the server matches them exactly, the tail does not.
             event_type: f.event_type.as_ref().map(|t| t.to_ascii_lowercase()),
-            name: f.name.clone(),
+            // `name:` matches a part of the name here, the store an exact name: filtered here.
             environment: f.environment.clone(),
             trace_id: f.trace_id.clone(),
+            application: f.application.clone(),
+            organization: f.organization.clone(),
+            is_error: f.is_error.then_some(true),
             until_ms,
             limit: Some(100),
             cursor,
@@ -259,6 +262,7 @@ impl App {
                 .reason
                 .map(str::to_owned)
                 .or_else(|| f.reason.as_ref().map(|r| r.to_ascii_lowercase())),
+            application: f.application.clone(),
             until_ms,
             limit: Some(MALFORMED_PAGE),
             ..MalformedFilter::default()

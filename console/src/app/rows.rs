@@ -133,10 +133,17 @@ pub(crate) fn reason_counts(s: &FeedState) -> Vec<(&'static str, usize)> {
 }
 
 pub(crate) fn lifecycles<'a>(s: &'a FeedState, f: &Filter) -> Vec<Row<'a, Waterfall>> {
+    let same = |want: &Option<String>, have: &str| {
+        want.as_ref().is_none_or(|v| v.eq_ignore_ascii_case(have))
+    };
     let keep = |w: &Waterfall| {
         f.trace_id
             .as_ref()
             .is_none_or(|t| w.trace_id.as_ref() == Some(t))
+            && same(&f.application, &w.application)
+            && same(&f.organization, &w.organization)
+            && crate::state::filter::status_matches(&f.status, w.status_code)
+            && (!f.is_error || w.status_code.is_some_and(|c| c >= 500))
             && f.words.iter().all(|word| {
                 w.url
                     .as_deref()

@@ -161,7 +161,7 @@ pub(crate) fn event(i: u64, event_type: &str, name: &str) -> TailEvent {
         trace_id: Some(format!("trace-{}", i % 3)),
         environment: Some("production".into()),
         organization: "acme".into(),
-        application: "shop".into(),
+        application: if i % 3 == 1 { "blog" } else { "shop" }.into(),
         duration_ms: (event_type == "request").then_some(42.5 + i as f64),
         status_code: (event_type == "request").then_some(200),
         is_error: false,
@@ -248,6 +248,8 @@ pub(crate) fn waterfall(i: u64) -> Waterfall {
         ],
         timestamp: at(i as i64 * 1000),
         sampled_one_in: None,
+        organization: "acme".into(),
+        application: if i % 2 == 1 { "blog" } else { "shop" }.into(),
     }
 }
 

@@ -7,7 +7,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::lists::{self, ListSpec};
-use super::theme::{fit, rfit, Theme};
+use super::theme::{app_column, app_text, fit, rfit, Theme};
 use super::widgets::waterfall;
 use super::{block, window};
 use crate::app::detail::{event_lines, Line as DLine, LineKind};
@@ -17,13 +17,18 @@ use crate::app::App;
 use crate::state::time::{clock_of, ms};
 
 fn event_line(e: &TailEvent, width: usize, t: &Theme) -> Line<'static> {
-    let name_w = width.saturating_sub(13 + 13 + 12 + 9 + 5).max(8);
+    let app_w = app_column(width);
+    let name_w = width.saturating_sub(13 + 13 + app_w + 12 + 9 + 5).max(8);
     let status = e.status_code.map_or_else(String::new, |c| c.to_string());
     let type_style = if e.is_error { t.bad() } else { t.accent() };
     Line::from(vec![
         Span::styled(fit(&clock_of(&e.timestamp), 13, t), t.dim()),
         Span::styled(fit(&e.event_type, 13, t), type_style),
         Span::raw(fit(&e.name, name_w, t)),
+        Span::styled(
+            fit(&app_text(&e.organization, &e.application, width), app_w, t),
+            t.accent(),
+        ),
         Span::styled(fit(e.environment.as_deref().unwrap_or(""), 12, t), t.dim()),
         Span::raw(rfit(&e.duration_ms.map_or_else(String::new, ms), 9)),
         Span::raw(rfit(&status, 5)),
@@ -31,13 +36,16 @@ fn event_line(e: &TailEvent, width: usize, t: &Theme) -> Line<'static> {
 }
 
 fn header(t: &Theme, width: usize) -> Line<'static> {
-    let name_w = width.saturating_sub(13 + 13 + 12 + 9 + 5).max(8);
+    let app_w = app_column(width);
+    let name_w = width.saturating_sub(13 + 13 + app_w + 12 + 9 + 5).max(8);
+    let app = if width >= 150 { "org/app" } else { "app" };
     Line::styled(
         format!(
-            "{}{}{}{}{}{}",
+            "{}{}{}{}{}{}{}",
             fit("time", 13, t),
             fit("type", 13, t),
             fit("name", name_w, t),
+            fit(app, app_w, t),
             fit("env", 12, t),
             rfit("duration", 9),
             rfit("code", 5)
@@ -63,8 +71,15 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     } else {
         String::new()
     };
+    // The server samples this tail under load: say so, as it says.
+    let sampled = s
+        .events
+        .items()
+        .next_back()
+        .and_then(|r| r.ev.sampled_one_in)
+        .map_or_else(String::new, |n| format!(" (sampled 1 in {n})"));
     let title = format!(
-        "Events · {} shown of {} received{older} · {state}",
+        "Events · {} shown of {} received{sampled}{older} · {state}",
         rows.iter().filter(|r| r.item().is_some()).count(),
         s.events.pushed
     );
