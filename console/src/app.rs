@@ -32,8 +32,12 @@ pub(crate) enum Command {
     Send(Box<ClientMessage>),
     /// Drop the connection (if any) and connect at once.
     Reconnect,
-    /// Put text on the clipboard with OSC 52.
-    Copy(String),
+    /// Put text on the clipboard; answer with `Action::Notice` saying what was done. `what`
+    /// names the text (`97 bytes`, `the first 16384 of 18334 bytes`).
+    Copy {
+        text: String,
+        what: String,
+    },
     /// Write a file; answer with `Action::Notice`.
     Save {
         path: PathBuf,

@@ -204,7 +204,7 @@ impl Default for KeyMap {
                 "copy",
                 &["y"],
                 A::Copy,
-                "Malformed / Events: copy the raw event (OSC 52)",
+                "Malformed / Events: copy the raw event (inside tmux through tmux, else OSC 52)",
             ),
             b(
                 "save",

@@ -276,3 +276,31 @@ fn events_sampled_and_filtered() {
         press(a, "3");
     });
 }
+
+/// Issue 16, item 8: long type names whole in Events and Types, and the sorted Types header
+/// never runs into its neighbour.
+#[test]
+fn long_type_names_and_sorted_header() {
+    for (w, h) in SIZES {
+        let mut app = demo_app();
+        for i in 41..44 {
+            let e = crate::state::fixtures::event(i, "security_threat", "sql injection");
+            app.update(Action::Net(msg(i, ServerMessage::Event(Box::new(e)))));
+        }
+        press(&mut app, "3");
+        let backend = draw(&mut app, w, h);
+        insta::assert_snapshot!(format!("events_long_types_{w}x{h}"), backend);
+        press(&mut app, "2 s");
+        let backend = draw(&mut app, w, h);
+        insta::assert_snapshot!(format!("types_sorted_by_rejected_{w}x{h}"), backend);
+    }
+}
+
+/// Issue 16, item 7: "failed, then slowest first" opens on its first row; a partial batch is
+/// not failed.
+#[test]
+fn pipeline_slowest_first() {
+    snap("pipeline_slowest", |a| {
+        press(a, "6 o");
+    });
+}

@@ -2,7 +2,7 @@
 //! posted types with their counts, the Malformed view the reason of a bad event, the Waterfalls
 //! view draws a lifecycle; the server is killed (the console says it is reconnecting and keeps
 //! its data) and restarted (it recovers on its own). Issue 16: a rejection's bytes are shown as
-//! sent; a rejection older than the live tail is found by paging the stored quarantine;
+//! sent and copied as sent; a rejection older than the live tail is found by paging the stored quarantine;
 //! requests refused with 401 are on the Overview.
 
 use std::process::Command;
@@ -47,6 +47,15 @@ impl Tmux {
             .status()?;
         anyhow::ensure!(status.success(), "tmux send-keys failed");
         Ok(())
+    }
+
+    /// tmux's newest paste buffer.
+    fn buffer(&self) -> String {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "show-buffer"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
     }
 
     fn screen(&self) -> String {
@@ -158,6 +167,13 @@ async fn console_in_tmux_against_the_real_server() -> anyhow::Result<()> {
         Duration::from_secs(10),
         |s| s.contains("/payload/action") && s.lines().any(|l| l.contains(BAD)),
     )?;
+    // Issue 16, item 10: under tmux the copy goes through tmux, and says so only once done.
+    tmux.keys(&["y"])?;
+    let copied = format!("copied {} bytes into tmux's paste buffer", BAD.len());
+    tmux.wait("the copy's notice", Duration::from_secs(10), |s| {
+        s.contains(&copied)
+    })?;
+    assert_eq!(tmux.buffer(), BAD, "the copy is the bytes as sent");
     tmux.keys(&["Escape"])?;
 
     // Waterfalls view: a lifecycle drawn.

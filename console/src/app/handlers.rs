@@ -80,7 +80,12 @@ impl App {
             }
             Action::ToggleOrder if self.view == View::Pipeline => {
                 self.slowest_first = !self.slowest_first;
-                self.pos[self.view.index()] = ListPos::default();
+                // "Slowest first" opens on the first (slowest) row, not following the end.
+                self.pos[self.view.index()] = if self.slowest_first {
+                    ListPos::at_top()
+                } else {
+                    ListPos::default()
+                };
                 if self.slowest_first {
                     let traces = TraceFilter {
                         order: TraceOrder::Slowest,
@@ -272,11 +277,8 @@ impl App {
         };
         match text {
             Some(t) => {
-                self.say(format!(
-                    "copied {} bytes to the clipboard (OSC 52)",
-                    t.len()
-                ));
-                vec![Command::Copy(t)]
+                let what = format!("{} bytes", t.len());
+                vec![Command::Copy { text: t, what }]
             }
             None => {
                 self.say("nothing to copy here");
@@ -318,18 +320,15 @@ impl App {
 impl App {
     /// Copies a rejection's bytes, saying when they are only the first part.
     fn copy_raw(&mut self, raw: String, size: u64) -> Vec<Command> {
-        if (raw.len() as u64) < size {
-            self.say(format!(
-                "copied the first {} of {size} bytes (OSC 52): Enter loads them all from the store",
+        let what = if (raw.len() as u64) < size {
+            format!(
+                "the first {} of {size} bytes (Enter loads them all)",
                 raw.len()
-            ));
+            )
         } else {
-            self.say(format!(
-                "copied {} bytes to the clipboard (OSC 52)",
-                raw.len()
-            ));
-        }
-        vec![Command::Copy(raw)]
+            format!("{} bytes", raw.len())
+        };
+        vec![Command::Copy { text: raw, what }]
     }
 }
 

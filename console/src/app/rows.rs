@@ -173,13 +173,18 @@ pub(crate) fn pipeline<'a>(
         }
     }
     all.sort_by(|a, b| {
-        let failed = |t: &PipelineTrace| t.outcome != "accepted";
         failed(b)
             .cmp(&failed(a))
             .then(b.total_ms.total_cmp(&a.total_ms))
             .then(a.batch_id.cmp(&b.batch_id))
     });
     all.into_iter().map(Row::unkeyed).collect()
+}
+
+/// A batch that failed: answered other than 2xx, or refused by the store. A batch with some
+/// rejected events (`partial`) is not a failure. (A stored trace has no status: 0.)
+pub(crate) fn failed(t: &PipelineTrace) -> bool {
+    (t.status != 0 && !(200..300).contains(&t.status)) || t.outcome == "refused"
 }
 
 /// Every type of the latest snapshot, sorted.

@@ -287,7 +287,9 @@ fn malformed_reason_copy_and_save() {
     assert_eq!(app.reason, None);
     let c = press(&mut app, "enter y");
     assert!(matches!(app.screen(), Some(Screen::Malformed { .. })));
-    assert!(matches!(&c[..], [Command::Copy(raw)] if raw.contains("\"status\":\"ok\"")));
+    assert!(
+        matches!(&c[..], [Command::Copy { text, what }] if text.contains("\"status\":\"ok\"") && what == "129 bytes")
+    );
     let c = press(&mut app, "esc ctrl-s");
     match &c[..] {
         [Command::Save { path, contents }] => {
@@ -306,6 +308,8 @@ fn malformed_reason_copy_and_save() {
 }
 
 #[test]
+/// Issue 16, item 7: a partial batch (some events rejected, 202) is not "failed"; the order
+/// opens on its first row.
 fn pipeline_order_asks_the_store_for_the_slowest() {
     let mut app = demo_app();
     let c = press(&mut app, "6 o");
@@ -314,8 +318,10 @@ fn pipeline_order_asks_the_store_for_the_slowest() {
         matches!(&query, Query::Traces(f) if f.order == TraceOrder::Slowest),
         "{query:?}"
     );
-    let data =
-        json!([{"batch_id": "stored-1", "outcome": "accepted", "total_us": 90_000, "stages": []}]);
+    let data = json!([
+        {"batch_id": "stored-1", "outcome": "accepted", "total_us": 90_000, "stages": []},
+        {"batch_id": "stored-2", "outcome": "refused", "total_us": 1_000, "stages": []}
+    ]);
     app.update(Action::Net(msg(400, ServerMessage::Result { id, data })));
     let rows = rows::pipeline(app.shown(), app.slowest_first, &app.stored_traces);
     let ids: Vec<&str> = rows
@@ -326,17 +332,24 @@ fn pipeline_order_asks_the_store_for_the_slowest() {
     assert_eq!(
         ids,
         vec![
-            "batch-002",
+            "stored-2",
             "stored-1",
             "batch-003",
+            "batch-002",
             "batch-001",
             "batch-000"
         ]
     );
-    press(&mut app, "g enter");
+    let keys = rows::keys(&rows);
+    assert_eq!(
+        app.pos[View::Pipeline.index()].index_in(&keys),
+        0,
+        "opens on the first row"
+    );
+    press(&mut app, "enter");
     assert!(matches!(
         app.screen(),
-        Some(Screen::Waterfall { trace: Some(_), .. })
+        Some(Screen::Waterfall { trace: Some(t), .. }) if t.batch_id == "stored-2"
     ));
 }
 

@@ -23,15 +23,18 @@ fn slowest_stage(p: &PipelineTrace) -> String {
 }
 
 fn line(p: &PipelineTrace, width: usize, t: &Theme) -> Line<'static> {
-    let outcome_style = if p.outcome == "accepted" {
+    let outcome_style = if rows::failed(p) {
+        t.bad()
+    } else if p.outcome == "accepted" {
         t.ok()
     } else {
-        t.bad()
+        // Partial: some events rejected, the batch itself went through.
+        t.warn()
     };
     let rest = width.saturating_sub(13 + 12 + 10 + 5 + 12 + 10 + 9);
     Line::from(vec![
         Span::styled(fit(&clock_of(&p.received_at), 13, t), t.dim()),
-        Span::raw(fit(&p.batch_id, 12, t)),
+        Span::raw(fit(&batch_suffix(&p.batch_id, t), 12, t)),
         Span::styled(fit(&p.outcome, 10, t), outcome_style),
         Span::raw(rfit(&p.status.to_string(), 4)),
         Span::raw(" "),
@@ -47,6 +50,17 @@ fn line(p: &PipelineTrace, width: usize, t: &Theme) -> Line<'static> {
             t.dim(),
         ),
     ])
+}
+
+/// The end of a batch id: ids of one minute share their beginning (time-ordered), the end
+/// tells them apart.
+fn batch_suffix(id: &str, t: &Theme) -> String {
+    let n = id.chars().count();
+    if n <= 11 {
+        return id.to_owned();
+    }
+    let tail: String = id.chars().skip(n - 9).collect();
+    format!("{}{tail}", t.ellipsis())
 }
 
 /// Draws the trace list.
