@@ -137,6 +137,9 @@ pub(crate) struct FeedState {
     pub(crate) hello: Option<Hello>,
     pub(crate) metrics: Option<MetricsSnapshot>,
     pub(crate) rates: Rates,
+    /// Rejected events per second at each snapshot this console saw, the last 60, oldest
+    /// first (the server's history counts received events only).
+    pub(crate) rejected_history: std::collections::VecDeque<Option<u64>>,
     /// The ingest endpoint's answers by HTTP status.
     pub(crate) http: HttpAnswers,
     /// Client time of the last frame (any kind).
@@ -173,6 +176,7 @@ impl Default for FeedState {
             metrics: None,
             rates: Rates::default(),
             http: HttpAnswers::default(),
+            rejected_history: std::collections::VecDeque::new(),
             last_data_ms: None,
             disconnected_at_ms: None,
             restart: None,
@@ -301,6 +305,7 @@ impl FeedState {
         self.metrics = None;
         self.rates = Rates::default();
         self.http = HttpAnswers::default();
+        self.rejected_history.clear();
         self.events.clear();
         self.older = Older::default();
         self.malformed.clear();
@@ -325,6 +330,11 @@ impl FeedState {
                     rejected: per(a.rejected, b.rejected),
                     duplicates: per(a.duplicates, b.duplicates),
                 };
+                self.rejected_history
+                    .push_back(Some(self.rates.rejected.round() as u64));
+                while self.rejected_history.len() > 60 {
+                    self.rejected_history.pop_front();
+                }
             }
         } else {
             self.rates = Rates {
