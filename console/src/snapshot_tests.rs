@@ -304,3 +304,12 @@ fn pipeline_slowest_first() {
         press(a, "6 o");
     });
 }
+
+/// Issue 16, item 8: at 60 columns the path (where the event is wrong) keeps its room.
+#[test]
+fn malformed_narrow() {
+    let mut app = demo_app();
+    press(&mut app, "4");
+    let backend = draw(&mut app, 60, 16);
+    insta::assert_snapshot!("malformed_60x16", backend);
+}
