@@ -182,6 +182,16 @@ impl App {
             }
         }
         let Some(item) = opened else {
+            // The store has no more than the row already shows (it keeps the first
+            // `ingest.quarantine_raw_cap_bytes` of one event).
+            let size = row
+                .get("raw_size")
+                .and_then(Value::as_u64)
+                .unwrap_or_default();
+            self.say(format!(
+                "the store keeps the first {} of {size} bytes",
+                raw.len()
+            ));
             return;
         };
         let scroll = self.fault_scroll(&item);

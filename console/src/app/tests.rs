@@ -586,3 +586,40 @@ fn an_empty_malformed_filter_is_honest() {
         "{screen}"
     );
 }
+
+/// Issue 16, item 2: a rejection cut on the feed asks the store for its bytes, and says so
+/// when the store holds no more than the feed did.
+#[test]
+fn a_cut_rejection_asks_the_store_and_tells_what_it_got() {
+    let mut app = demo_app();
+    let mut m = fixtures::malformed(9);
+    let full = m.raw.clone();
+    m.raw = full[..20].to_owned();
+    app.update(Action::Net(msg(300, ServerMessage::Malformed(Box::new(m)))));
+    let c = press(&mut app, "4 G enter");
+    let (id, query) = query_of(&c);
+    let Query::Malformed(filter) = query else {
+        panic!("{query:?}")
+    };
+    assert_eq!(filter.application.as_deref(), Some("shop"));
+    assert_eq!(
+        filter.until_ms,
+        filter.since_ms.map(|t| t + 1),
+        "its millisecond"
+    );
+    let mut row = stored_malformed(9, 9 * 500);
+    row["raw"] = json!(full[..20]);
+    row["truncated"] = json!(true);
+    app.update(Action::Net(msg(
+        301,
+        ServerMessage::Result {
+            id,
+            data: json!([row]),
+        },
+    )));
+    let notice = app.notice.as_ref().map(|n| n.0.clone()).unwrap_or_default();
+    assert_eq!(
+        notice,
+        format!("the store keeps the first 20 of {} bytes", full.len())
+    );
+}
