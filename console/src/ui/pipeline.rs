@@ -31,10 +31,12 @@ fn line(p: &PipelineTrace, width: usize, t: &Theme) -> Line<'static> {
         // Partial: some events rejected, the batch itself went through.
         t.warn()
     };
-    let rest = width.saturating_sub(13 + 12 + 10 + 5 + 12 + 10 + 9);
+    let app_w = app_width(width);
+    let rest = width.saturating_sub(13 + 12 + app_w + 10 + 5 + 12 + 10 + 9);
     Line::from(vec![
         Span::styled(fit(&clock_of(&p.received_at), 13, t), t.dim()),
         Span::raw(fit(&batch_suffix(&p.batch_id, t), 12, t)),
+        Span::styled(fit(&p.application, app_w, t), t.accent()),
         Span::styled(fit(&p.outcome, 10, t), outcome_style),
         Span::raw(rfit(&p.status.to_string(), 4)),
         Span::raw(" "),
@@ -63,6 +65,15 @@ fn batch_suffix(id: &str, t: &Theme) -> String {
     format!("{}{tail}", t.ellipsis())
 }
 
+/// The application column, from 100 columns on (below, the slowest stage needs the room).
+fn app_width(width: usize) -> usize {
+    if width >= 100 {
+        11
+    } else {
+        0
+    }
+}
+
 /// Draws the trace list.
 pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     let s = app.shown();
@@ -73,12 +84,14 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         "recent"
     };
     let width = area.width.saturating_sub(2) as usize;
-    let rest = width.saturating_sub(13 + 12 + 10 + 5 + 12 + 10 + 9);
+    let app_w = app_width(width);
+    let rest = width.saturating_sub(13 + 12 + app_w + 10 + 5 + 12 + 10 + 9);
     let header = Line::styled(
         format!(
-            "{}{}{}{} {}{}{}  {}",
+            "{}{}{}{}{} {}{}{}  {}",
             fit("received", 13, t),
             fit("batch", 12, t),
+            fit("app", app_w, t),
             fit("outcome", 10, t),
             rfit("http", 4),
             fit("acc/rej/dup", 12, t),
