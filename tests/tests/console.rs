@@ -3,7 +3,8 @@
 //! view draws a lifecycle; the server is killed (the console says it is reconnecting and keeps
 //! its data) and restarted (it recovers on its own). Issue 16: a rejection's bytes are shown as
 //! sent and copied as sent; a rejection older than the live tail is found by paging the stored quarantine;
-//! requests refused with 401 are on the Overview.
+//! requests refused with 401 are on the Overview; a scrolled list holds its selected row
+//! while events keep arriving.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -56,6 +57,42 @@ impl Tmux {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
+    }
+
+    /// The selected row of a list (drawn reversed) as plain text, from the screen with its
+    /// attributes.
+    fn selected_row(&self) -> Option<String> {
+        let out = Command::new("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "capture-pane",
+                "-p",
+                "-e",
+                "-t",
+                "console",
+            ])
+            .output()
+            .ok()?;
+        let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+        screen.lines().find_map(|line| {
+            let mut text = String::new();
+            let mut reversed = false;
+            let mut rest = line;
+            while let Some(i) = rest.find("\x1b[") {
+                text.push_str(&rest[..i]);
+                let after = &rest[i + 2..];
+                let end = after.find(|c: char| c.is_ascii_alphabetic())?;
+                if after.as_bytes()[end] == b'm' && after[..end].split(';').any(|p| p == "7") {
+                    reversed = true;
+                }
+                rest = &after[end + 1..];
+            }
+            text.push_str(rest);
+            // A list row starts with the list's border (the tab bar has a reversed tab too).
+            let in_list = text.starts_with('|') || text.starts_with('│');
+            (reversed && in_list).then_some(text)
+        })
     }
 
     fn screen(&self) -> String {
@@ -290,6 +327,85 @@ async fn an_old_rejection_is_found_by_paging_the_quarantine() -> anyhow::Result<
         |s| s.contains("/payload/store") && s.contains("16 from the store"),
     )?;
     assert!(screen.contains("missing_field"), "{screen}");
+    tmux.keys(&["q"])?;
+    Ok(())
+}
+
+/// The name `ev-N` in a row of the Events list.
+fn event_name(row: &str) -> Option<String> {
+    row.split_whitespace()
+        .find(|w| w.starts_with("ev-"))
+        .map(str::to_owned)
+}
+
+/// Issue 16 (item 1's check): under a steady stream of events, a list scrolled up keeps the
+/// same row selected while new rows arrive below it, and `G` follows again.
+// Two workers: the waits below block theirs while the load runs on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrolled_list_holds_its_row_under_load() -> anyhow::Result<()> {
+    require_tmux()?;
+    let server = std::sync::Arc::new(TestServer::start()?);
+    let log_dir = tempfile::tempdir()?;
+    let tmux = console_for(&server, log_dir.path())?;
+    tmux.keys(&["3"])?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (server, stop) = (server.clone(), stop.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut n = 0;
+            // The load itself: 5 events every 50 ms until told to stop.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let events: Vec<String> = (n..n + 5)
+                    .map(|i| format!(r#"{{"type":"cache","name":"ev-{i}","id":"load-{i}","payload":{{"action":"hit","store":"redis"}}}}"#))
+                    .collect();
+                n += 5;
+                let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+                let _ = post_as_agent(&client, &server, &batch_body(&refs)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tmux.wait("events flowing", Duration::from_secs(20), |s| {
+        s.contains("ev-40")
+    })?;
+    tmux.keys(&["k", "k", "k"])?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let held = loop {
+        if let Some(name) = tmux.selected_row().as_deref().and_then(event_name) {
+            break name;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no selected event row:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let new_below = |s: &str| {
+        s.split(" new below")
+            .next()
+            .filter(|head| head.len() < s.len())
+            .and_then(|head| head.split_whitespace().last()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let screen = tmux.wait(
+        "30 new rows below the selection",
+        Duration::from_secs(30),
+        |s| new_below(s) >= 30,
+    )?;
+    let now = tmux.selected_row().as_deref().and_then(event_name);
+    assert_eq!(
+        now.as_deref(),
+        Some(held.as_str()),
+        "the selected row stayed put:\n{screen}"
+    );
+    tmux.keys(&["G"])?;
+    tmux.wait("following again", Duration::from_secs(10), |s| {
+        s.contains("following") && new_below(s) == 0
+    })?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await?;
     tmux.keys(&["q"])?;
     Ok(())
 }
