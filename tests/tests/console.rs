@@ -275,6 +275,10 @@ async fn requests_refused_with_401_are_on_the_overview() -> anyhow::Result<()> {
         screen.contains("HTTP 401 x3 in 60 s: wrong API key or signature"),
         "the Warnings panel names the refusals:\n{screen}"
     );
+    // And the server's error code (the panel wraps the line: look for the part).
+    tmux.wait("the refusals' code", Duration::from_secs(10), |s| {
+        s.contains("unknown_key x3")
+    })?;
     tmux.keys(&["q"])?;
     Ok(())
 }

@@ -3,8 +3,8 @@
 use baddybugs_common::protocol::StageName;
 use baddybugs_common::protocol::{
     Bucket, BufferStats, Hello, Histo, MetricsSnapshot, PipelineStage, PipelineTrace, ReasonSample,
-    ReasonStats, ServerEnvelope, ServerMessage, SinkStats, TailEvent, TailMalformed, TypeStats,
-    Waterfall, WaterfallSpan,
+    ReasonStats, Refusal, ServerEnvelope, ServerMessage, SinkStats, TailEvent, TailMalformed,
+    TypeStats, Waterfall, WaterfallSpan,
 };
 use baddybugs_common::{Problem, ReasonCode};
 use serde_json::json;
@@ -125,6 +125,18 @@ pub(crate) fn metrics(n: u64) -> ServerMessage {
         ],
         batch_sizes: histo("batch_events", 10.0),
         responses: vec![(202, 5_000 + n * 40), (400, 3), (401, 21 * n)],
+        refusals: vec![
+            Refusal {
+                status: 400,
+                code: "bad_request".into(),
+                count: 3,
+            },
+            Refusal {
+                status: 401,
+                code: "unknown_key".into(),
+                count: 21 * n,
+            },
+        ],
         buffers: BufferStats {
             memory_bytes: 12 << 20,
             memory_events: 4_200,

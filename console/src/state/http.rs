@@ -5,14 +5,24 @@
 
 use std::collections::VecDeque;
 
+use baddybugs_common::protocol::Refusal;
+
 /// How far back "recent" reaches, in seconds of server uptime.
 pub(crate) const WINDOW_SECS: f64 = 60.0;
 
 /// The response counts of the recent snapshots.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct HttpAnswers {
-    /// (server uptime in s, responses by status), oldest first, spanning at most the window.
-    samples: VecDeque<(f64, Vec<(u16, u64)>)>,
+    /// (server uptime in s, responses by status, refusals by status and code), oldest first,
+    /// spanning at most the window.
+    samples: VecDeque<Sample>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Sample {
+    at: f64,
+    responses: Vec<(u16, u64)>,
+    refusals: Vec<Refusal>,
 }
 
 /// One status: its total since start and its count in the last 60 s.
@@ -32,17 +42,26 @@ impl StatusCount {
 
 impl HttpAnswers {
     /// Adds a snapshot's counts (`uptime_secs` from the same snapshot).
-    pub(crate) fn record(&mut self, uptime_secs: f64, responses: &[(u16, u64)]) {
-        if self.samples.back().is_some_and(|(at, _)| *at > uptime_secs) {
+    pub(crate) fn record(
+        &mut self,
+        uptime_secs: f64,
+        responses: &[(u16, u64)],
+        refusals: &[Refusal],
+    ) {
+        if self.samples.back().is_some_and(|s| s.at > uptime_secs) {
             // Uptime went back: another server instance. Its counts start again.
             self.samples.clear();
         }
-        self.samples.push_back((uptime_secs, responses.to_vec()));
+        self.samples.push_back(Sample {
+            at: uptime_secs,
+            responses: responses.to_vec(),
+            refusals: refusals.to_vec(),
+        });
         // Keep one sample at or before the window's start, the base of "recent".
         while self
             .samples
             .get(1)
-            .is_some_and(|(at, _)| uptime_secs - at >= WINDOW_SECS)
+            .is_some_and(|s| uptime_secs - s.at >= WINDOW_SECS)
         {
             self.samples.pop_front();
         }
@@ -50,10 +69,10 @@ impl HttpAnswers {
 
     /// Every status answered, by status code.
     pub(crate) fn counts(&self) -> Vec<StatusCount> {
-        let Some((_, latest)) = self.samples.back() else {
+        let Some(latest) = self.samples.back().map(|s| &s.responses) else {
             return Vec::new();
         };
-        let base = self.samples.front().map(|(_, r)| r.as_slice());
+        let base = self.samples.front().map(|s| s.responses.as_slice());
         let single = self.samples.len() == 1;
         latest
             .iter()
@@ -74,6 +93,35 @@ impl HttpAnswers {
                 }
             })
             .collect()
+    }
+
+    /// The error codes a status was answered with in the last 60 s, with their counts, the
+    /// most frequent first (servers of before the codes send none).
+    pub(crate) fn recent_codes(&self, status: u16) -> Vec<(String, u64)> {
+        let (Some(first), Some(last)) = (self.samples.front(), self.samples.back()) else {
+            return Vec::new();
+        };
+        let single = self.samples.len() == 1;
+        let mut out: Vec<(String, u64)> = last
+            .refusals
+            .iter()
+            .filter(|r| r.status == status)
+            .filter_map(|r| {
+                let before = first
+                    .refusals
+                    .iter()
+                    .find(|b| b.status == status && b.code == r.code)
+                    .map_or(0, |b| b.count);
+                let n = if single {
+                    r.count
+                } else {
+                    r.count.saturating_sub(before)
+                };
+                (n > 0).then(|| (r.code.clone(), n))
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        out
     }
 
     /// The refused (non-2xx) statuses with a count in the last 60 s.
@@ -110,7 +158,7 @@ mod tests {
     #[test]
     fn counts_totals_and_the_last_minute() {
         let mut h = HttpAnswers::default();
-        h.record(10.0, &[(202, 100)]);
+        h.record(10.0, &[(202, 100)], &[]);
         assert_eq!(
             h.counts(),
             vec![StatusCount {
@@ -120,7 +168,13 @@ mod tests {
             }]
         );
         assert!(h.recent_failures().is_empty());
-        h.record(11.0, &[(202, 150), (401, 3)]);
+        let refused = |n| Refusal {
+            status: 401,
+            code: "unknown_key".into(),
+            count: n,
+        };
+        h.record(11.0, &[(202, 150), (401, 3)], &[refused(3)]);
+        assert_eq!(h.recent_codes(401), vec![("unknown_key".to_owned(), 3)]);
         assert_eq!(
             h.recent_failures(),
             vec![StatusCount {
@@ -131,12 +185,13 @@ mod tests {
         );
         // 70 s later with no new 401: still counted in total, no longer recent.
         for t in 12..=81 {
-            h.record(t as f64, &[(202, 150), (401, 3)]);
+            h.record(t as f64, &[(202, 150), (401, 3)], &[refused(3)]);
         }
         assert!(h.recent_failures().is_empty(), "{:?}", h.counts());
+        assert!(h.recent_codes(401).is_empty());
         assert_eq!(h.counts()[1].total, 3);
         // Another instance (uptime back to 1 s): its own counts.
-        h.record(1.0, &[(413, 2)]);
+        h.record(1.0, &[(413, 2)], &[]);
         assert_eq!(h.recent_failures()[0].status, 413);
         assert_eq!(h.counts().len(), 1);
     }

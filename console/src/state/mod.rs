@@ -342,7 +342,7 @@ impl FeedState {
                 ..Rates::default()
             };
         }
-        self.http.record(m.uptime_secs, &m.responses);
+        self.http.record(m.uptime_secs, &m.responses, &m.refusals);
         self.metrics = Some(m);
     }
 

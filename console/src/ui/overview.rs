@@ -81,10 +81,21 @@ pub(crate) fn warnings(s: &FeedState) -> Vec<(bool, String)> {
         ));
     }
     for c in s.http.recent_failures() {
+        let codes: Vec<String> = s
+            .http
+            .recent_codes(c.status)
+            .into_iter()
+            .map(|(code, n)| format!("{code} ×{n}"))
+            .collect();
+        let codes = if codes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", codes.join(", "))
+        };
         out.push((
             c.status >= 500,
             format!(
-                "HTTP {} ×{} in {WINDOW_SECS:.0} s: {}",
+                "HTTP {} ×{} in {WINDOW_SECS:.0} s: {}{codes}",
                 c.status,
                 c.recent,
                 meaning(c.status)
