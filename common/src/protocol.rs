@@ -501,6 +501,17 @@ pub struct FeedClientStats {
     pub topics: Vec<Topic>,
 }
 
+/// Requests the ingest endpoint refused with one status and error code.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: u16,
+    /// The `error` code of the answer's body (`unknown_key`, `too_large`, `rate_limited` …).
+    pub code: String,
+    /// Since start.
+    pub count: u64,
+}
+
 /// The `metrics` topic (and `/v1/stats`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricsSnapshot {
@@ -522,6 +533,10 @@ pub struct MetricsSnapshot {
     pub batch_sizes: Histo,
     /// HTTP responses by status.
     pub responses: Vec<(u16, u64)>,
+    /// The ingest endpoint's refusals (non-2xx) by status and error code; absent from older
+    /// servers.
+    #[serde(default)]
+    pub refusals: Vec<Refusal>,
     /// Buffers and spool.
     pub buffers: BufferStats,
     /// The store.
@@ -650,6 +665,13 @@ pub struct Waterfall {
     /// sent); absent from older servers.
     #[serde(default)]
     pub sampled_one_in: Option<u32>,
+    /// The sending key's organization (of the request that sent the latest span, for an
+    /// assembled trace); empty from older servers.
+    #[serde(default)]
+    pub organization: String,
+    /// The sending key's application (as `organization`).
+    #[serde(default)]
+    pub application: String,
 }
 
 /// The server's own trace of one batch.

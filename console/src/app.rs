@@ -32,8 +32,12 @@ pub(crate) enum Command {
     Send(Box<ClientMessage>),
     /// Drop the connection (if any) and connect at once.
     Reconnect,
-    /// Put text on the clipboard with OSC 52.
-    Copy(String),
+    /// Put text on the clipboard; answer with `Action::Notice` saying what was done. `what`
+    /// names the text (`97 bytes`, `the first 16384 of 18334 bytes`).
+    Copy {
+        text: String,
+        what: String,
+    },
     /// Write a file; answer with `Action::Notice`.
     Save {
         path: PathBuf,
@@ -73,6 +77,9 @@ pub(crate) struct Frozen {
 #[derive(Debug, Clone, PartialEq)]
 enum Pending {
     Older,
+    OlderMalformed,
+    /// The stored copy of a rejection (batch id, index in the body).
+    Raw(String, Option<u32>),
     Trace(String),
     Traces,
 }
@@ -103,6 +110,8 @@ pub(crate) struct App {
     pub(crate) page: usize,
     /// The body's height in rows at the last draw (for keeping a list's window in place).
     pub(crate) body: usize,
+    /// The width inside a detail screen's border at the last draw (where its text wraps).
+    pub(crate) width: usize,
     pub(crate) dirty: bool,
     pub(crate) quit: bool,
     next_id: u64,
@@ -132,6 +141,7 @@ impl App {
             notice: None,
             page: 10,
             body: 14,
+            width: 78,
             dirty: true,
             quit: false,
             next_id: 0,
@@ -270,6 +280,11 @@ impl App {
     pub(crate) fn set_filter(&mut self, text: &str) {
         self.filter = Filter::parse(text);
         self.pos = ListPos::initial();
+        // Stored pages were asked for with the old filter (the server applies it).
+        self.live.older_malformed = Default::default();
+        if let Some(f) = &mut self.frozen {
+            f.state.older_malformed = Default::default();
+        }
     }
 
     fn toggle_freeze(&mut self) {
@@ -296,6 +311,8 @@ impl App {
         };
         match self.pending.remove(&reply.id) {
             Some(Pending::Older) => self.on_older(reply.data),
+            Some(Pending::OlderMalformed) => self.on_older_malformed(reply.data),
+            Some(Pending::Raw(batch, index)) => self.on_raw(&batch, index, reply.data),
             Some(Pending::Trace(trace_id)) => self.on_trace(&trace_id, reply.data),
             Some(Pending::Traces) => match reply.data {
                 Ok(v) => {

@@ -166,7 +166,7 @@ impl Default for KeyMap {
                 "filter",
                 &["/"],
                 A::StartFilter,
-                "filter: type:… name:… env:… trace:… reason:… text",
+                "filter: type: name: app: org: env: status: is:error trace: reason: text",
             ),
             b(
                 "freeze",
@@ -204,7 +204,7 @@ impl Default for KeyMap {
                 "copy",
                 &["y"],
                 A::Copy,
-                "Malformed / Events: copy the raw event (OSC 52)",
+                "Malformed / Events: copy the raw event (inside tmux through tmux, else OSC 52)",
             ),
             b(
                 "save",

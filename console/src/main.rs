@@ -17,7 +17,7 @@ mod state;
 mod stats;
 mod ui;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -163,10 +163,10 @@ fn execute(app: &mut App, commands: Vec<Command>, net: &mpsc::UnboundedSender<Ne
             Command::Reconnect => {
                 let _ = net.send(NetCommand::Reconnect);
             }
-            Command::Copy(text) => {
-                let seq = osc52::sequence(&text, std::env::var_os("TMUX").is_some());
-                let mut out = std::io::stdout();
-                let _ = out.write_all(seq.as_bytes()).and_then(|()| out.flush());
+            Command::Copy { text, what } => {
+                let notice = osc52::copy(&text, &what);
+                let more = app.update(Action::Notice(notice));
+                execute(app, more, net);
             }
             Command::Save { path, contents } => {
                 let notice = match std::fs::write(&path, contents) {
@@ -191,6 +191,7 @@ fn draw(
     let size = terminal.size()?;
     app.body = ui::body_height(app, size.height);
     app.page = app.body.saturating_sub(4).max(1);
+    app.width = size.width.saturating_sub(2) as usize;
     terminal.draw(|f| ui::render(f, app))?;
     app.dirty = false;
     if let Some(stats) = stats {

@@ -1,4 +1,4 @@
-//! Snapshots of every view at 80×24 and 120×40, from fixtures and a fixed clock
+//! Snapshots of every view at 80×24 and 200×50, from fixtures and a fixed clock
 //! (`ratatui::backend::TestBackend` + `insta`; accepted snapshots live in `src/snapshots/`).
 
 use baddybugs_common::protocol::ServerMessage;
@@ -13,12 +13,13 @@ use crate::state::fixtures::{hello, msg, T0};
 use crate::state::FeedEvent;
 use crate::ui;
 
-const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
+const SIZES: [(u16, u16); 2] = [(80, 24), (200, 50)];
 
 fn draw(app: &mut App, w: u16, h: u16) -> TestBackend {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
     app.body = ui::body_height(app, h);
     app.page = app.body.saturating_sub(4).max(1);
+    app.width = w.saturating_sub(2) as usize;
     terminal.draw(|f| ui::render(f, app)).unwrap();
     terminal.backend().clone()
 }
@@ -210,4 +211,105 @@ fn events_scrolled_with_new_rows_below() {
         let backend = draw(&mut app, w, h);
         insta::assert_snapshot!(format!("events_new_below_{w}x{h}"), backend);
     }
+}
+
+/// Issue 16, item 2: a long single-line body broken at its end. The feed carries its first
+/// 16 KiB; opening it loads every byte from the store, wrapped, opened at the parse error.
+#[test]
+fn malformed_long_body() {
+    snap("malformed_long_body", |a| {
+        let mut raw = r#"{"events":[{"type":"log","name":"a\/b","payload":{"message":""#.to_owned();
+        raw.push_str(&"0123456789".repeat(1_826));
+        let mut m = crate::state::fixtures::malformed(7);
+        m.reasons = vec![baddybugs_common::Problem::new(
+            baddybugs_common::ReasonCode::InvalidJson,
+            "",
+            "JSON",
+            format!("EOF while parsing a string at line 1 column {}", raw.len()),
+        )];
+        m.raw = raw[..16_384].to_owned();
+        m.raw_size = raw.len() as u64;
+        a.update(Action::Net(msg(200, ServerMessage::Malformed(Box::new(m)))));
+        let c = press(a, "4 G enter");
+        let Some(crate::app::Command::Send(message)) = c.into_iter().next() else {
+            panic!("no query for the stored bytes");
+        };
+        let baddybugs_common::protocol::ClientMessage::Query { id, .. } = *message else {
+            panic!("no query");
+        };
+        let data = json!([{"id": "q-7", "batch_id": "batch-7", "index": 7, "raw": raw,
+            "raw_size": raw.len(), "truncated": false}]);
+        a.update(Action::Net(msg(201, ServerMessage::Result { id, data })));
+    });
+}
+
+/// Issue 16, item 3: a filter that matches no rejection says so with the counts.
+#[test]
+fn malformed_empty_filter() {
+    snap("malformed_empty_filter", |a| {
+        a.set_filter("reason:too_large");
+        press(a, "4");
+    });
+}
+
+/// Issue 16, item 4: the application column, and `app:` narrowing the list to one application.
+#[test]
+fn events_of_one_app() {
+    snap("events_app_filter", |a| {
+        a.set_filter("app:blog");
+        press(a, "3");
+    });
+}
+
+/// Issue 16, item 9: a sampled tail says "1 in N" in its title; `name:` matches a part of
+/// the name, `status:` a class of codes.
+#[test]
+fn events_sampled_and_filtered() {
+    snap("events_sampled_filtered", |a| {
+        for i in 41..44 {
+            let mut e = crate::state::fixtures::event(i, "request", "GET /orders/7");
+            e.status_code = Some(if i == 42 { 503 } else { 200 });
+            e.sampled_one_in = Some(4);
+            a.update(Action::Net(msg(i, ServerMessage::Event(Box::new(e)))));
+        }
+        a.set_filter("name:get status:2xx");
+        press(a, "3");
+    });
+}
+
+/// Issue 16, item 8: long type names whole in Events and Types, and the sorted Types header
+/// never runs into its neighbour.
+#[test]
+fn long_type_names_and_sorted_header() {
+    for (w, h) in SIZES {
+        let mut app = demo_app();
+        for i in 41..44 {
+            let e = crate::state::fixtures::event(i, "security_threat", "sql injection");
+            app.update(Action::Net(msg(i, ServerMessage::Event(Box::new(e)))));
+        }
+        press(&mut app, "3");
+        let backend = draw(&mut app, w, h);
+        insta::assert_snapshot!(format!("events_long_types_{w}x{h}"), backend);
+        press(&mut app, "2 s");
+        let backend = draw(&mut app, w, h);
+        insta::assert_snapshot!(format!("types_sorted_by_rejected_{w}x{h}"), backend);
+    }
+}
+
+/// Issue 16, item 7: "failed, then slowest first" opens on its first row; a partial batch is
+/// not failed.
+#[test]
+fn pipeline_slowest_first() {
+    snap("pipeline_slowest", |a| {
+        press(a, "6 o");
+    });
+}
+
+/// Issue 16, item 8: at 60 columns the path (where the event is wrong) keeps its room.
+#[test]
+fn malformed_narrow() {
+    let mut app = demo_app();
+    press(&mut app, "4");
+    let backend = draw(&mut app, 60, 16);
+    insta::assert_snapshot!("malformed_60x16", backend);
 }

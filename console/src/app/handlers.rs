@@ -73,12 +73,19 @@ impl App {
                     None => codes.first().copied(),
                     Some(i) => codes.get(i + 1).copied(),
                 };
+                // Stored pages were asked for with the old reason.
+                self.live.older_malformed = Default::default();
                 self.pos[self.view.index()] = ListPos::default();
                 Vec::new()
             }
             Action::ToggleOrder if self.view == View::Pipeline => {
                 self.slowest_first = !self.slowest_first;
-                self.pos[self.view.index()] = ListPos::default();
+                // "Slowest first" opens on the first (slowest) row, not following the end.
+                self.pos[self.view.index()] = if self.slowest_first {
+                    ListPos::at_top()
+                } else {
+                    ListPos::default()
+                };
                 if self.slowest_first {
                     let traces = TraceFilter {
                         order: TraceOrder::Slowest,
@@ -111,7 +118,7 @@ impl App {
                 *scroll = scroll_by(*scroll, delta, max);
             }
             Some(Screen::Malformed { item, scroll }) => {
-                let max = malformed_lines(item).len().saturating_sub(page);
+                let max = malformed_lines(item, self.width).len().saturating_sub(page);
                 *scroll = scroll_by(*scroll, delta, max);
             }
             Some(Screen::Trace { events, pos, .. }) => pos.step(events.len(), delta),
@@ -129,8 +136,12 @@ impl App {
                 let i = self.view.index();
                 let at_top = self.pos[i].index_in(&keys) == 0;
                 self.pos[i].step_in(&keys, delta, self.view.list_rows(self.body));
-                if delta < 0 && at_top && self.view == View::Events {
-                    return self.fetch_older();
+                if delta < 0 && at_top {
+                    match self.view {
+                        View::Events => return self.fetch_older(),
+                        View::Malformed => return self.fetch_older_malformed(),
+                        _ => {}
+                    }
                 }
             }
         }
@@ -196,12 +207,14 @@ impl App {
             }),
             (View::Malformed, None) => {
                 let rows = rows::malformed(s, &self.filter, self.reason);
-                rows.get(self.pos[i].index_in(&rows::keys(&rows)))
+                let item = rows
+                    .get(self.pos[i].index_in(&rows::keys(&rows)))
                     .and_then(Row::item)
-                    .map(|m| Screen::Malformed {
-                        item: Box::new(m.clone()),
-                        scroll: 0,
-                    })
+                    .cloned();
+                if let Some(m) = item {
+                    return self.open_malformed(m);
+                }
+                None
             }
             (View::Waterfalls, None) => {
                 let rows = rows::lifecycles(s, &self.filter);
@@ -244,12 +257,19 @@ impl App {
 
     fn copy(&mut self) -> Vec<Command> {
         let text = match (self.view, self.screen()) {
-            (View::Malformed, Some(Screen::Malformed { item, .. })) => Some(item.raw.clone()),
+            (View::Malformed, Some(Screen::Malformed { item, .. })) => {
+                return self.copy_raw(item.raw.clone(), item.raw_size);
+            }
             (View::Malformed, None) => {
                 let rows = rows::malformed(self.shown(), &self.filter, self.reason);
-                rows.get(self.pos[self.view.index()].index_in(&rows::keys(&rows)))
+                let raw = rows
+                    .get(self.pos[self.view.index()].index_in(&rows::keys(&rows)))
                     .and_then(Row::item)
-                    .map(|m| m.raw.clone())
+                    .map(|m| (m.raw.clone(), m.raw_size));
+                match raw {
+                    Some((raw, size)) => return self.copy_raw(raw, size),
+                    None => None,
+                }
             }
             _ => self
                 .selected_event()
@@ -257,11 +277,8 @@ impl App {
         };
         match text {
             Some(t) => {
-                self.say(format!(
-                    "copied {} bytes to the clipboard (OSC 52)",
-                    t.len()
-                ));
-                vec![Command::Copy(t)]
+                let what = format!("{} bytes", t.len());
+                vec![Command::Copy { text: t, what }]
             }
             None => {
                 self.say("nothing to copy here");
@@ -297,6 +314,21 @@ impl App {
         let mut contents = lines.join("\n");
         contents.push('\n');
         vec![Command::Save { path, contents }]
+    }
+}
+
+impl App {
+    /// Copies a rejection's bytes, saying when they are only the first part.
+    fn copy_raw(&mut self, raw: String, size: u64) -> Vec<Command> {
+        let what = if (raw.len() as u64) < size {
+            format!(
+                "the first {} of {size} bytes (Enter loads them all)",
+                raw.len()
+            )
+        } else {
+            format!("{} bytes", raw.len())
+        };
+        vec![Command::Copy { text: raw, what }]
     }
 }
 

@@ -81,20 +81,29 @@ pub(crate) fn events<'a>(s: &'a FeedState, f: &Filter) -> Vec<Row<'a, TailEvent>
     older.chain(live).collect()
 }
 
+/// Stored older rejections (oldest first, keyed -1, -2, … back from the newest, as
+/// [`events`]), then the live tail.
 pub(crate) fn malformed<'a>(
     s: &'a FeedState,
     f: &Filter,
     reason: Option<&str>,
 ) -> Vec<Row<'a, TailMalformed>> {
-    rows(
-        &s.malformed,
-        |m| {
-            f.matches_malformed(m)
-                && reason.is_none_or(|r| m.reasons.iter().any(|p| p.code.as_str() == r))
-        },
-        |m| m,
-    )
-    .collect()
+    let keep = |m: &TailMalformed| {
+        f.matches_malformed(m)
+            && reason.is_none_or(|r| m.reasons.iter().any(|p| p.code.as_str() == r))
+    };
+    let n = s.older_malformed.rows.len() as i64;
+    let older = s
+        .older_malformed
+        .rows
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| keep(m))
+        .map(move |(i, m)| Row {
+            key: Some(i as i64 - n),
+            shown: Shown::Item(m),
+        });
+    older.chain(rows(&s.malformed, keep, |m| m)).collect()
 }
 
 /// The distinct reason codes of one rejection, in order.
@@ -124,10 +133,17 @@ pub(crate) fn reason_counts(s: &FeedState) -> Vec<(&'static str, usize)> {
 }
 
 pub(crate) fn lifecycles<'a>(s: &'a FeedState, f: &Filter) -> Vec<Row<'a, Waterfall>> {
+    let same = |want: &Option<String>, have: &str| {
+        want.as_ref().is_none_or(|v| v.eq_ignore_ascii_case(have))
+    };
     let keep = |w: &Waterfall| {
         f.trace_id
             .as_ref()
             .is_none_or(|t| w.trace_id.as_ref() == Some(t))
+            && same(&f.application, &w.application)
+            && same(&f.organization, &w.organization)
+            && crate::state::filter::status_matches(&f.status, w.status_code)
+            && (!f.is_error || w.status_code.is_some_and(|c| c >= 500))
             && f.words.iter().all(|word| {
                 w.url
                     .as_deref()
@@ -157,13 +173,18 @@ pub(crate) fn pipeline<'a>(
         }
     }
     all.sort_by(|a, b| {
-        let failed = |t: &PipelineTrace| t.outcome != "accepted";
         failed(b)
             .cmp(&failed(a))
             .then(b.total_ms.total_cmp(&a.total_ms))
             .then(a.batch_id.cmp(&b.batch_id))
     });
     all.into_iter().map(Row::unkeyed).collect()
+}
+
+/// A batch that failed: answered other than 2xx, or refused by the store. A batch with some
+/// rejected events (`partial`) is not a failure. (A stored trace has no status: 0.)
+pub(crate) fn failed(t: &PipelineTrace) -> bool {
+    (t.status != 0 && !(200..300).contains(&t.status)) || t.outcome == "refused"
 }
 
 /// Every type of the latest snapshot, sorted.

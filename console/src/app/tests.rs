@@ -287,7 +287,9 @@ fn malformed_reason_copy_and_save() {
     assert_eq!(app.reason, None);
     let c = press(&mut app, "enter y");
     assert!(matches!(app.screen(), Some(Screen::Malformed { .. })));
-    assert!(matches!(&c[..], [Command::Copy(raw)] if raw.contains("\"status\":\"ok\"")));
+    assert!(
+        matches!(&c[..], [Command::Copy { text, what }] if text.contains("\"status\":\"ok\"") && what == "129 bytes")
+    );
     let c = press(&mut app, "esc ctrl-s");
     match &c[..] {
         [Command::Save { path, contents }] => {
@@ -306,6 +308,8 @@ fn malformed_reason_copy_and_save() {
 }
 
 #[test]
+/// Issue 16, item 7: a partial batch (some events rejected, 202) is not "failed"; the order
+/// opens on its first row.
 fn pipeline_order_asks_the_store_for_the_slowest() {
     let mut app = demo_app();
     let c = press(&mut app, "6 o");
@@ -314,8 +318,10 @@ fn pipeline_order_asks_the_store_for_the_slowest() {
         matches!(&query, Query::Traces(f) if f.order == TraceOrder::Slowest),
         "{query:?}"
     );
-    let data =
-        json!([{"batch_id": "stored-1", "outcome": "accepted", "total_us": 90_000, "stages": []}]);
+    let data = json!([
+        {"batch_id": "stored-1", "outcome": "accepted", "total_us": 90_000, "stages": []},
+        {"batch_id": "stored-2", "outcome": "refused", "total_us": 1_000, "stages": []}
+    ]);
     app.update(Action::Net(msg(400, ServerMessage::Result { id, data })));
     let rows = rows::pipeline(app.shown(), app.slowest_first, &app.stored_traces);
     let ids: Vec<&str> = rows
@@ -326,17 +332,24 @@ fn pipeline_order_asks_the_store_for_the_slowest() {
     assert_eq!(
         ids,
         vec![
-            "batch-002",
+            "stored-2",
             "stored-1",
             "batch-003",
+            "batch-002",
             "batch-001",
             "batch-000"
         ]
     );
-    press(&mut app, "g enter");
+    let keys = rows::keys(&rows);
+    assert_eq!(
+        app.pos[View::Pipeline.index()].index_in(&keys),
+        0,
+        "opens on the first row"
+    );
+    press(&mut app, "enter");
     assert!(matches!(
         app.screen(),
-        Some(Screen::Waterfall { trace: Some(_), .. })
+        Some(Screen::Waterfall { trace: Some(t), .. }) if t.batch_id == "stored-2"
     ));
 }
 
@@ -502,4 +515,111 @@ fn pipeline_and_malformed_hold_their_row_too() {
         assert_eq!(keys[app.pos[view.index()].index_in(&keys)], anchor);
         assert_eq!(new_below(&app), 3);
     }
+}
+
+/// A stored quarantine row as the `malformed` query answers it.
+fn stored_malformed(i: u64, offset_ms: i64) -> serde_json::Value {
+    let mut m = serde_json::to_value(fixtures::malformed(i)).unwrap();
+    m["received_at"] = json!(fixtures::at(offset_ms));
+    m["id"] = json!(format!("q-{i}"));
+    m["truncated"] = json!(false);
+    m
+}
+
+/// Issue 16, item 3: `k` at the top of Malformed pages back through the stored quarantine,
+/// the filter's reason applied by the server; rows the tail holds are not shown twice.
+#[test]
+fn scrolling_past_the_malformed_tail_pages_the_stored_quarantine() {
+    let mut app = demo_app();
+    app.set_filter("reason:WRONG_TYPE");
+    let c = press(&mut app, "4 g k");
+    let (id, query) = query_of(&c);
+    let Query::Malformed(filter) = query else {
+        panic!("{query:?}")
+    };
+    assert_eq!(filter.reason.as_deref(), Some("wrong_type"));
+    assert_eq!(
+        filter.until_ms,
+        Some(T0 + 1),
+        "the oldest held row's millisecond included"
+    );
+    assert!(press(&mut app, "k").is_empty(), "one request at a time");
+    let before = rows::malformed(app.shown(), &app.filter, app.reason).len();
+    // The tail's oldest row (malformed 0, at T0) again, and two older ones.
+    let data = json!([
+        stored_malformed(0, 0),
+        stored_malformed(90, -5_000),
+        stored_malformed(91, -9_000)
+    ]);
+    app.update(Action::Net(msg(300, ServerMessage::Result { id, data })));
+    let rows = rows::malformed(app.shown(), &app.filter, app.reason);
+    assert_eq!(rows.len(), before + 2, "no row twice");
+    assert_eq!(rows[0].item().unwrap().batch_id, "batch-91", "oldest first");
+    assert!(
+        app.live.older_malformed.exhausted,
+        "a short page is the store's last"
+    );
+    let c = press(&mut app, "g k");
+    assert!(
+        matches!(&query_of(&c).1, Query::Malformed(f) if f.until_ms == Some(T0 - 9_000 + 1)),
+        "the next page ends at this page's oldest row"
+    );
+}
+
+/// Issue 16, item 3: a filter that matches nothing says so, with the counts, instead of
+/// "every event was accepted".
+#[test]
+fn an_empty_malformed_filter_is_honest() {
+    let mut app = demo_app();
+    app.set_filter("reason:too_large");
+    press(&mut app, "4");
+    assert!(rows::malformed(app.shown(), &app.filter, app.reason).is_empty());
+    let backend = {
+        let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(200, 30)).unwrap();
+        t.draw(|f| crate::ui::render(f, &app)).unwrap();
+        t.backend().clone()
+    };
+    let screen = format!("{backend:?}");
+    assert!(!screen.contains("every event was accepted"), "{screen}");
+    assert!(
+        screen.contains("no rejection matches `reason:too_large` among the 5 here"),
+        "{screen}"
+    );
+}
+
+/// Issue 16, item 2: a rejection cut on the feed asks the store for its bytes, and says so
+/// when the store holds no more than the feed did.
+#[test]
+fn a_cut_rejection_asks_the_store_and_tells_what_it_got() {
+    let mut app = demo_app();
+    let mut m = fixtures::malformed(9);
+    let full = m.raw.clone();
+    m.raw = full[..20].to_owned();
+    app.update(Action::Net(msg(300, ServerMessage::Malformed(Box::new(m)))));
+    let c = press(&mut app, "4 G enter");
+    let (id, query) = query_of(&c);
+    let Query::Malformed(filter) = query else {
+        panic!("{query:?}")
+    };
+    assert_eq!(filter.application.as_deref(), Some("shop"));
+    assert_eq!(
+        filter.until_ms,
+        filter.since_ms.map(|t| t + 1),
+        "its millisecond"
+    );
+    let mut row = stored_malformed(9, 9 * 500);
+    row["raw"] = json!(full[..20]);
+    row["truncated"] = json!(true);
+    app.update(Action::Net(msg(
+        301,
+        ServerMessage::Result {
+            id,
+            data: json!([row]),
+        },
+    )));
+    let notice = app.notice.as_ref().map(|n| n.0.clone()).unwrap_or_default();
+    assert_eq!(
+        notice,
+        format!("the store keeps the first 20 of {} bytes", full.len())
+    );
 }

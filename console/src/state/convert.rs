@@ -160,6 +160,8 @@ pub(crate) fn trace_waterfall(t: &PipelineTrace) -> Waterfall {
             .collect(),
         timestamp: t.received_at.clone(),
         sampled_one_in: None,
+        organization: String::new(),
+        application: t.application.clone(),
     }
 }
 
@@ -208,6 +210,8 @@ pub(crate) fn trace_spans_waterfall(trace_id: &str, data: &Value) -> Option<Wate
         spans,
         timestamp: String::new(),
         sampled_one_in: None,
+        organization: s(&rows[0], "organization"),
+        application: s(&rows[0], "application"),
     })
 }
 

@@ -1,5 +1,6 @@
-//! The `/` filter: `type:cache env:production name:… trace:… reason:… free text`, applied on the
-//! client to the tails (the feed keeps sending everything, so clearing a filter loses nothing).
+//! The `/` filter: `type:cache env:production app:shop org:acme name:… status:500 is:error
+//! trace:… reason:… free text` (a value with spaces in quotes: `name:"GET /orders"`), applied on the client to the tails (the feed keeps sending everything, so clearing a
+//! filter loses nothing) and, for the pages of history, by the server where it can.
 
 use baddybugs_common::protocol::{TailEvent, TailMalformed};
 
@@ -11,6 +12,14 @@ pub(crate) struct Filter {
     pub(crate) environment: Option<String>,
     pub(crate) trace_id: Option<String>,
     pub(crate) reason: Option<String>,
+    /// The sending key's application (`app:` or `application:`).
+    pub(crate) application: Option<String>,
+    /// The sending key's organization (`org:` or `organization:`).
+    pub(crate) organization: Option<String>,
+    /// `status:500` or a class, `status:5xx`.
+    pub(crate) status: Option<String>,
+    /// `is:error`: only events flagged as errors.
+    pub(crate) is_error: bool,
     /// Lower-cased words that must all appear somewhere.
     pub(crate) words: Vec<String>,
 }
@@ -18,9 +27,10 @@ pub(crate) struct Filter {
 impl Filter {
     pub(crate) fn parse(text: &str) -> Self {
         let mut f = Filter::default();
-        for token in text.split_whitespace() {
+        for token in tokens(text) {
+            let token = token.as_str();
             let (key, value) = token.split_once(':').unwrap_or(("", token));
-            let value = value.to_owned();
+            let value = value.trim_matches('"').to_owned();
             // Keys are case-insensitive like the values (`TYPE:request` is `type:request`).
             match key.to_ascii_lowercase().as_str() {
                 "type" | "t" if !value.is_empty() => f.event_type = Some(value),
@@ -28,6 +38,10 @@ impl Filter {
                 "env" | "environment" | "e" if !value.is_empty() => f.environment = Some(value),
                 "trace" | "trace_id" if !value.is_empty() => f.trace_id = Some(value),
                 "reason" | "r" if !value.is_empty() => f.reason = Some(value),
+                "app" | "application" if !value.is_empty() => f.application = Some(value),
+                "org" | "organization" if !value.is_empty() => f.organization = Some(value),
+                "status" | "code" if !value.is_empty() => f.status = Some(value),
+                "is" if value.eq_ignore_ascii_case("error") => f.is_error = true,
                 _ => f.words.push(token.to_lowercase()),
             }
         }
@@ -43,7 +57,11 @@ impl Filter {
         let mut parts = Vec::new();
         let mut add = |k: &str, v: &Option<String>| {
             if let Some(v) = v {
-                parts.push(format!("{k}:{v}"));
+                if v.contains(' ') {
+                    parts.push(format!("{k}:\"{v}\""));
+                } else {
+                    parts.push(format!("{k}:{v}"));
+                }
             }
         };
         add("type", &self.event_type);
@@ -51,6 +69,12 @@ impl Filter {
         add("env", &self.environment);
         add("trace", &self.trace_id);
         add("reason", &self.reason);
+        add("app", &self.application);
+        add("org", &self.organization);
+        add("status", &self.status);
+        if self.is_error {
+            parts.push("is:error".to_owned());
+        }
         parts.extend(self.words.iter().cloned());
         parts.join(" ")
     }
@@ -58,9 +82,13 @@ impl Filter {
     /// `haystack` is the lower-cased text of the whole event (see [`event_haystack`]).
     pub(crate) fn matches_event(&self, e: &TailEvent, haystack: &str) -> bool {
         eq(&self.event_type, Some(&e.event_type))
-            && eq(&self.name, Some(&e.name))
+            && contains(&self.name, &e.name)
+            && status_matches(&self.status, e.status_code)
+            && (!self.is_error || e.is_error)
             && eq(&self.environment, e.environment.as_ref())
             && eq(&self.trace_id, e.trace_id.as_ref())
+            && eq(&self.application, Some(&e.application))
+            && eq(&self.organization, Some(&e.organization))
             && self.reason.is_none()
             && self.words.iter().all(|w| haystack.contains(w.as_str()))
     }
@@ -71,9 +99,13 @@ impl Filter {
                 .iter()
                 .any(|p| p.code.as_str().eq_ignore_ascii_case(r))
         });
+        // The feed's rejections carry no organization: `org:` does not narrow them.
         reason_ok
             && eq(&self.event_type, m.event_type.as_ref())
+            && eq(&self.application, Some(&m.application))
             && self.name.is_none()
+            && self.status.is_none()
+            && !self.is_error
             && self.environment.is_none()
             && self.trace_id.is_none()
             && self.words.iter().all(|w| {
@@ -82,6 +114,52 @@ impl Filter {
                         .iter()
                         .any(|p| p.message.to_lowercase().contains(w.as_str()))
             })
+    }
+}
+
+/// The words of a filter; a `"…"` keeps its spaces (`name:"GET /orders"` is one word).
+fn tokens(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            c if c.is_whitespace() && !quoted => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// `name:` matches any part of the name, in any case.
+fn contains(want: &Option<String>, have: &str) -> bool {
+    want.as_ref()
+        .is_none_or(|w| have.to_lowercase().contains(&w.to_lowercase()))
+}
+
+/// `status:404` matches that code, `status:4xx` any code of the class; nothing else matches.
+pub(crate) fn status_matches(want: &Option<String>, have: Option<u16>) -> bool {
+    let Some(want) = want else {
+        return true;
+    };
+    let Some(code) = have else {
+        return false;
+    };
+    let want = want.to_ascii_lowercase();
+    match want.strip_suffix("xx") {
+        Some(class) if class.len() == 1 => class.parse::<u16>().is_ok_and(|c| code / 100 == c),
+        _ => want.parse::<u16>().is_ok_and(|w| w == code),
     }
 }
 
@@ -95,13 +173,14 @@ fn eq(want: &Option<String>, have: Option<&String>) -> bool {
 /// The lower-cased text a free-text filter searches (computed once per event).
 pub(crate) fn event_haystack(e: &TailEvent) -> String {
     let mut s = format!(
-        "{} {} {} {} {} {}",
+        "{} {} {} {} {} {} {}",
         e.id,
         e.event_type,
         e.name,
         e.trace_id.as_deref().unwrap_or(""),
         e.environment.as_deref().unwrap_or(""),
-        e.application
+        e.application,
+        e.organization
     );
     s.push(' ');
     s.push_str(&e.data.to_string());
@@ -129,6 +208,68 @@ mod tests {
             "type:cache name:x env:production trace:abc reason:wrong_type cart"
         );
         assert!(Filter::parse("   ").is_empty());
+    }
+
+    /// Issue 16, item 9: `name:` is a substring (quoted when it has spaces), `status:` a code
+    /// or class, `is:error` the error flag.
+    #[test]
+    fn name_status_and_error_filters() {
+        let mut e = fixtures::event(0, "request", "GET /orders");
+        let hay = event_haystack(&e);
+        for text in [
+            "name:GET",
+            "name:get",
+            "name:\"GET /orders\"",
+            "status:200",
+            "status:2xx",
+        ] {
+            assert!(Filter::parse(text).matches_event(&e, &hay), "{text}");
+        }
+        for text in [
+            "name:\"GET /users\"",
+            "status:500",
+            "status:5xx",
+            "is:error",
+            "status:x",
+        ] {
+            assert!(!Filter::parse(text).matches_event(&e, &hay), "{text}");
+        }
+        assert_eq!(
+            Filter::parse("name:\"GET /orders\" is:error status:5xx").describe(),
+            "name:\"GET /orders\" status:5xx is:error"
+        );
+        e.status_code = Some(503);
+        e.is_error = true;
+        assert!(Filter::parse("type:request status:5xx is:error").matches_event(&e, &hay));
+        assert!(!Filter::parse("is:error").matches_malformed(&fixtures::malformed(0)));
+    }
+
+    /// Issue 16, item 4: `app:shop` (also `application:`) and `org:` match the sending key's
+    /// application and organization, not payload text.
+    #[test]
+    fn app_and_org_match_the_key_not_the_payload() {
+        let e = fixtures::event(0, "cache", "k");
+        let hay = event_haystack(&e);
+        for text in ["app:shop", "application:SHOP", "org:acme app:shop"] {
+            assert!(Filter::parse(text).matches_event(&e, &hay), "{text}");
+        }
+        let mut blog = e.clone();
+        blog.application = "blog".into();
+        blog.data = serde_json::json!({"note": "from the shop"});
+        let hay = event_haystack(&blog);
+        assert!(!Filter::parse("app:shop").matches_event(&blog, &hay));
+        assert!(
+            Filter::parse("shop").matches_event(&blog, &hay),
+            "free text still searches"
+        );
+        assert!(!Filter::parse("org:other").matches_event(&e, &event_haystack(&e)));
+        assert_eq!(
+            Filter::parse("application:shop org:acme").describe(),
+            "app:shop org:acme"
+        );
+        let m = fixtures::malformed(1);
+        assert!(Filter::parse("app:shop").matches_malformed(&m));
+        assert!(!Filter::parse("app:blog").matches_malformed(&m));
     }
 
     /// Issue 16: `TYPE:request` matched nothing (the key was taken as free text).

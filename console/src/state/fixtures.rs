@@ -3,8 +3,8 @@
 use baddybugs_common::protocol::StageName;
 use baddybugs_common::protocol::{
     Bucket, BufferStats, Hello, Histo, MetricsSnapshot, PipelineStage, PipelineTrace, ReasonSample,
-    ReasonStats, ServerEnvelope, ServerMessage, SinkStats, TailEvent, TailMalformed, TypeStats,
-    Waterfall, WaterfallSpan,
+    ReasonStats, Refusal, ServerEnvelope, ServerMessage, SinkStats, TailEvent, TailMalformed,
+    TypeStats, Waterfall, WaterfallSpan,
 };
 use baddybugs_common::{Problem, ReasonCode};
 use serde_json::json;
@@ -124,7 +124,19 @@ pub(crate) fn metrics(n: u64) -> ServerMessage {
             histo("end_to_end", 20.0),
         ],
         batch_sizes: histo("batch_events", 10.0),
-        responses: vec![(202, 5_000), (400, 3)],
+        responses: vec![(202, 5_000 + n * 40), (400, 3), (401, 21 * n)],
+        refusals: vec![
+            Refusal {
+                status: 400,
+                code: "bad_request".into(),
+                count: 3,
+            },
+            Refusal {
+                status: 401,
+                code: "unknown_key".into(),
+                count: 21 * n,
+            },
+        ],
         buffers: BufferStats {
             memory_bytes: 12 << 20,
             memory_events: 4_200,
@@ -161,7 +173,7 @@ pub(crate) fn event(i: u64, event_type: &str, name: &str) -> TailEvent {
         trace_id: Some(format!("trace-{}", i % 3)),
         environment: Some("production".into()),
         organization: "acme".into(),
-        application: "shop".into(),
+        application: if i % 3 == 1 { "blog" } else { "shop" }.into(),
         duration_ms: (event_type == "request").then_some(42.5 + i as f64),
         status_code: (event_type == "request").then_some(200),
         is_error: false,
@@ -185,6 +197,9 @@ pub(crate) fn malformed(i: u64) -> TailMalformed {
     } else {
         ("/name", "string", "absent")
     };
+    let raw = format!(
+        r#"{{"id":"bad-{i}","type":"request","name":"GET \/orders","payload":{{"method":"GET","status":"ok","duration":12.5}},"env":"production"}}"#
+    );
     TailMalformed {
         batch_id: format!("batch-{i}"),
         index: Some(i as u32),
@@ -194,10 +209,8 @@ pub(crate) fn malformed(i: u64) -> TailMalformed {
         application: "shop".into(),
         agent_version: Some("2.4.0".into()),
         remote_addr: Some("10.0.0.7".into()),
-        raw: format!(
-            r#"{{"id":"bad-{i}","type":"request","name":"GET /orders","payload":{{"method":"GET","status":"ok","duration":12.5}},"env":"production"}}"#
-        ),
-        raw_size: 140,
+        raw_size: raw.len() as u64,
+        raw,
         received_at: at(i as i64 * 500),
     }
 }
@@ -247,6 +260,8 @@ pub(crate) fn waterfall(i: u64) -> Waterfall {
         ],
         timestamp: at(i as i64 * 1000),
         sampled_one_in: None,
+        organization: "acme".into(),
+        application: if i % 2 == 1 { "blog" } else { "shop" }.into(),
     }
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod convert;
 pub(crate) mod filter;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub(crate) mod http;
 pub(crate) mod seq;
 pub(crate) mod tail;
 pub(crate) mod time;
@@ -20,6 +21,7 @@ use baddybugs_common::protocol::{
 };
 
 use self::filter::event_haystack;
+use self::http::HttpAnswers;
 use self::tail::Tail;
 use self::time::hms;
 
@@ -109,6 +111,18 @@ pub(crate) struct Older {
     pub(crate) loading: bool,
 }
 
+/// Rejections older than the live tail, fetched from the stored quarantine page by page.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OlderMalformed {
+    /// Oldest first.
+    pub(crate) rows: Vec<TailMalformed>,
+    /// The next page ends before this receipt time (epoch ms, exclusive).
+    pub(crate) until_ms: Option<i64>,
+    /// The last page was the store's last.
+    pub(crate) exhausted: bool,
+    pub(crate) loading: bool,
+}
+
 /// A reply to a `query` or `get`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Reply {
@@ -123,6 +137,11 @@ pub(crate) struct FeedState {
     pub(crate) hello: Option<Hello>,
     pub(crate) metrics: Option<MetricsSnapshot>,
     pub(crate) rates: Rates,
+    /// Rejected events per second at each snapshot this console saw, the last 60, oldest
+    /// first (the server's history counts received events only).
+    pub(crate) rejected_history: std::collections::VecDeque<Option<u64>>,
+    /// The ingest endpoint's answers by HTTP status.
+    pub(crate) http: HttpAnswers,
     /// Client time of the last frame (any kind).
     pub(crate) last_data_ms: Option<i64>,
     /// Since when the data on screen is stale (the connection dropped).
@@ -141,6 +160,10 @@ pub(crate) struct FeedState {
     pub(crate) events: Tail<EventRow>,
     pub(crate) older: Older,
     pub(crate) malformed: Tail<TailMalformed>,
+    pub(crate) older_malformed: OlderMalformed,
+    /// Tail messages still checked against the tails after a reconnect to the same server,
+    /// which sends its retained tails again: those already held are not added twice.
+    pub(crate) replay_checks: u64,
     pub(crate) lifecycles: Tail<Waterfall>,
     pub(crate) pipeline: Tail<PipelineTrace>,
 }
@@ -152,6 +175,8 @@ impl Default for FeedState {
             hello: None,
             metrics: None,
             rates: Rates::default(),
+            http: HttpAnswers::default(),
+            rejected_history: std::collections::VecDeque::new(),
             last_data_ms: None,
             disconnected_at_ms: None,
             restart: None,
@@ -163,6 +188,8 @@ impl Default for FeedState {
             events: Tail::new(EVENTS_CAP),
             older: Older::default(),
             malformed: Tail::new(MALFORMED_CAP),
+            older_malformed: OlderMalformed::default(),
+            replay_checks: 0,
             lifecycles: Tail::new(LIFECYCLE_CAP),
             pipeline: Tail::new(PIPELINE_CAP),
         }
@@ -191,6 +218,7 @@ impl FeedState {
                     error,
                 };
                 self.older.loading = false;
+                self.older_malformed.loading = false;
             }
             FeedEvent::Gap { missed } => {
                 self.gap_frames += missed;
@@ -212,6 +240,9 @@ impl FeedState {
     }
 
     fn apply_message(&mut self, message: ServerMessage, now_ms: i64) -> Option<Reply> {
+        if self.replay_checks > 0 && self.is_replayed(&message) {
+            return None;
+        }
         match message {
             ServerMessage::Hello(hello) => self.apply_hello(hello, now_ms),
             ServerMessage::Metrics(m) => self.apply_metrics(*m),
@@ -256,6 +287,8 @@ impl FeedState {
             }
             Some(_) if self.disconnected_at_ms.is_some() => {
                 self.blips += 1;
+                // Each tail topic sends up to `tail_retention` messages again.
+                self.replay_checks = hello.tail_retention as u64 * 4;
                 let since = self.disconnected_at_ms.map(hms).unwrap_or_default();
                 self.mark_all(&format!(
                     "reconnected at {} (same server): messages between {since} and then were missed",
@@ -271,9 +304,13 @@ impl FeedState {
     fn reset_data(&mut self) {
         self.metrics = None;
         self.rates = Rates::default();
+        self.http = HttpAnswers::default();
+        self.rejected_history.clear();
         self.events.clear();
         self.older = Older::default();
         self.malformed.clear();
+        self.older_malformed = OlderMalformed::default();
+        self.replay_checks = 0;
         self.lifecycles.clear();
         self.pipeline.clear();
         self.gap_frames = 0;
@@ -293,6 +330,11 @@ impl FeedState {
                     rejected: per(a.rejected, b.rejected),
                     duplicates: per(a.duplicates, b.duplicates),
                 };
+                self.rejected_history
+                    .push_back(Some(self.rates.rejected.round() as u64));
+                while self.rejected_history.len() > 60 {
+                    self.rejected_history.pop_front();
+                }
             }
         } else {
             self.rates = Rates {
@@ -300,7 +342,33 @@ impl FeedState {
                 ..Rates::default()
             };
         }
+        self.http.record(m.uptime_secs, &m.responses, &m.refusals);
         self.metrics = Some(m);
+    }
+
+    /// Whether a tail message is one the tails already hold (counts one check).
+    fn is_replayed(&mut self, message: &ServerMessage) -> bool {
+        let held = match message {
+            ServerMessage::Event(e) => self.events.items().rev().any(|r| {
+                r.ev.id == e.id
+                    && r.ev.application == e.application
+                    && r.ev.organization == e.organization
+            }),
+            ServerMessage::Malformed(m) => self
+                .malformed
+                .items()
+                .rev()
+                .any(|h| h.batch_id == m.batch_id && h.index == m.index),
+            ServerMessage::Lifecycle(w) => self.lifecycles.items().rev().any(|h| h.id == w.id),
+            ServerMessage::Pipeline(p) => self
+                .pipeline
+                .items()
+                .rev()
+                .any(|h| h.batch_id == p.batch_id),
+            _ => return false,
+        };
+        self.replay_checks -= 1;
+        held
     }
 
     fn mark_all(&mut self, text: &str) {

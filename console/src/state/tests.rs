@@ -163,3 +163,47 @@ fn first_metrics_uses_server_rate() {
     s.apply(msg(1, metrics(0)), T0);
     assert_eq!(s.rates.received, 285.0);
 }
+
+/// Issue 16, item 3: after a reconnect (`R`) to the same server, the tails it sends again are
+/// not added twice; what is new is.
+#[test]
+fn a_reconnect_does_not_double_the_replayed_tails() {
+    let mut s = fed();
+    s.apply(
+        FeedEvent::Disconnected {
+            error: "reconnect requested".into(),
+            attempt: 1,
+            retry_in_ms: 0,
+        },
+        T0 + 100,
+    );
+    s.apply(FeedEvent::Connected, T0 + 101);
+    s.apply(msg(1, hello("inst-a")), T0 + 102);
+    let items = |s: &FeedState| s.malformed.items().count();
+    let before = (s.events.items().count(), items(&s));
+    let mut seq = 2;
+    for i in 0..5 {
+        s.apply(
+            msg(
+                seq,
+                ServerMessage::Malformed(Box::new(fixtures::malformed(i))),
+            ),
+            T0 + 103,
+        );
+        seq += 1;
+    }
+    for i in 20..24 {
+        let e = fixtures::event(i, "cache", "k");
+        s.apply(msg(seq, ServerMessage::Event(Box::new(e))), T0 + 103);
+        seq += 1;
+    }
+    assert_eq!((s.events.items().count(), items(&s)), before);
+    s.apply(
+        msg(
+            seq,
+            ServerMessage::Malformed(Box::new(fixtures::malformed(5))),
+        ),
+        T0 + 104,
+    );
+    assert_eq!(items(&s), before.1 + 1, "a new rejection is added");
+}

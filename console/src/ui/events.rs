@@ -7,7 +7,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::lists::{self, ListSpec};
-use super::theme::{fit, rfit, Theme};
+use super::theme::{app_column, app_text, fit, rfit, Theme};
 use super::widgets::waterfall;
 use super::{block, window};
 use crate::app::detail::{event_lines, Line as DLine, LineKind};
@@ -16,28 +16,49 @@ use crate::app::view::{Screen, View};
 use crate::app::App;
 use crate::state::time::{clock_of, ms};
 
-fn event_line(e: &TailEvent, width: usize, t: &Theme) -> Line<'static> {
-    let name_w = width.saturating_sub(13 + 13 + 12 + 9 + 5).max(8);
+/// The type column: from 120 columns on, the longest type shown, whole (`security_threat` was
+/// cut at 12), up to 26 columns; below, 13 (the name needs the room more).
+fn type_column<'a>(types: impl Iterator<Item = &'a str>, width: usize) -> usize {
+    if width < 120 {
+        return 13;
+    }
+    (types.map(|t| t.chars().count()).max().unwrap_or(0) + 2).clamp(13, 26)
+}
+
+fn event_line(e: &TailEvent, width: usize, type_w: usize, t: &Theme) -> Line<'static> {
+    let app_w = app_column(width);
+    let name_w = width
+        .saturating_sub(13 + type_w + app_w + 12 + 9 + 5)
+        .max(8);
     let status = e.status_code.map_or_else(String::new, |c| c.to_string());
     let type_style = if e.is_error { t.bad() } else { t.accent() };
     Line::from(vec![
         Span::styled(fit(&clock_of(&e.timestamp), 13, t), t.dim()),
-        Span::styled(fit(&e.event_type, 13, t), type_style),
+        Span::styled(fit(&e.event_type, type_w, t), type_style),
         Span::raw(fit(&e.name, name_w, t)),
+        Span::styled(
+            fit(&app_text(&e.organization, &e.application, width), app_w, t),
+            t.accent(),
+        ),
         Span::styled(fit(e.environment.as_deref().unwrap_or(""), 12, t), t.dim()),
         Span::raw(rfit(&e.duration_ms.map_or_else(String::new, ms), 9)),
         Span::raw(rfit(&status, 5)),
     ])
 }
 
-fn header(t: &Theme, width: usize) -> Line<'static> {
-    let name_w = width.saturating_sub(13 + 13 + 12 + 9 + 5).max(8);
+fn header(t: &Theme, width: usize, type_w: usize) -> Line<'static> {
+    let app_w = app_column(width);
+    let name_w = width
+        .saturating_sub(13 + type_w + app_w + 12 + 9 + 5)
+        .max(8);
+    let app = if width >= 150 { "org/app" } else { "app" };
     Line::styled(
         format!(
-            "{}{}{}{}{}{}",
+            "{}{}{}{}{}{}{}",
             fit("time", 13, t),
-            fit("type", 13, t),
+            fit("type", type_w, t),
             fit("name", name_w, t),
+            fit(app, app_w, t),
             fit("env", 12, t),
             rfit("duration", 9),
             rfit("code", 5)
@@ -63,20 +84,33 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     } else {
         String::new()
     };
+    // The server samples this tail under load: say so, as it says.
+    let sampled = s
+        .events
+        .items()
+        .next_back()
+        .and_then(|r| r.ev.sampled_one_in)
+        .map_or_else(String::new, |n| format!(" (sampled 1 in {n})"));
     let title = format!(
-        "Events · {} shown of {} received{older} · {state}",
+        "Events · {} shown of {} received{sampled}{older} · {state}",
         rows.iter().filter(|r| r.item().is_some()).count(),
         s.events.pushed
     );
     let width = area.width.saturating_sub(2) as usize;
+    let type_w = type_column(
+        rows.iter()
+            .filter_map(|r| r.item())
+            .map(|e| e.event_type.as_str()),
+        width,
+    );
     let spec = ListSpec {
         title,
-        header: header(t, width),
+        header: header(t, width, type_w),
         rows: &rows,
         pos,
         empty: "no events yet (or none match the filter: Esc clears it)",
     };
-    lists::render(f, area, spec, t, |e, w| event_line(e, w, t));
+    lists::render(f, area, spec, t, |e, w| event_line(e, w, type_w, t));
 }
 
 fn styled(lines: Vec<DLine>, t: &Theme) -> Vec<Line<'static>> {
@@ -156,7 +190,8 @@ pub(crate) fn render_trace(f: &mut Frame, screen: &Screen, area: Rect, t: &Theme
     let inner = b.inner(list_area);
     f.render_widget(b, list_area);
     let width = inner.width as usize;
-    let mut lines = vec![header(t, width)];
+    let type_w = type_column(events.iter().map(|e| e.event_type.as_str()), width);
+    let mut lines = vec![header(t, width, type_w)];
     let height = inner.height.saturating_sub(1) as usize;
     let sel = pos.index(events.len());
     for (i, e) in events
@@ -165,7 +200,7 @@ pub(crate) fn render_trace(f: &mut Frame, screen: &Screen, area: Rect, t: &Theme
         .skip(window(events.len(), sel, height))
         .take(height)
     {
-        let line = event_line(e, width, t);
+        let line = event_line(e, width, type_w, t);
         lines.push(if i == sel {
             line.patch_style(t.selected())
         } else {

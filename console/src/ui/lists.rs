@@ -44,7 +44,11 @@ pub(crate) fn render<T>(
     let mut lines = vec![spec.header];
     let height = inner.height.saturating_sub(1) as usize;
     if spec.rows.is_empty() {
-        lines.push(Line::styled(spec.empty.to_owned(), t.dim()));
+        lines.extend(
+            spec.empty
+                .lines()
+                .map(|l| Line::styled(l.to_owned(), t.dim())),
+        );
     }
     let sel = spec.pos.index_in(&keys);
     let start = spec.pos.start_in(&keys, height);

@@ -146,7 +146,7 @@ pub(crate) fn render(f: &mut Frame, app: &App) {
             Span::raw(text.clone()),
             Span::styled("▏", t.accent()),
             Span::styled(
-                "   type:… name:… env:… trace:… reason:… words · Enter applies · Esc cancels",
+                "   type: name: app: env: status: is:error reason: words · Enter applies · Esc cancels",
                 t.dim(),
             ),
         ]);

@@ -12,6 +12,7 @@ use super::block;
 use super::theme::{fit, Theme};
 use super::widgets::{histogram, sparkline};
 use crate::app::App;
+use crate::state::http::{meaning, WINDOW_SECS};
 use crate::state::time::{age, bytes, ms};
 use crate::state::{FeedState, Rates};
 
@@ -79,6 +80,28 @@ pub(crate) fn warnings(s: &FeedState) -> Vec<(bool, String)> {
             ),
         ));
     }
+    for c in s.http.recent_failures() {
+        let codes: Vec<String> = s
+            .http
+            .recent_codes(c.status)
+            .into_iter()
+            .map(|(code, n)| format!("{code} ×{n}"))
+            .collect();
+        let codes = if codes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", codes.join(", "))
+        };
+        out.push((
+            c.status >= 500,
+            format!(
+                "HTTP {} ×{} in {WINDOW_SECS:.0} s: {}{codes}",
+                c.status,
+                c.recent,
+                meaning(c.status)
+            ),
+        ));
+    }
     let Rates {
         received, rejected, ..
     } = s.rates;
@@ -99,6 +122,76 @@ pub(crate) fn warnings(s: &FeedState) -> Vec<(bool, String)> {
         ));
     }
     out
+}
+
+/// Rejections by reason (with their rate over the last 60 s) and by type (since start), the
+/// most frequent first, and the rejected rate over the last minute.
+fn rejection_line<'a>(s: &FeedState, m: &MetricsSnapshot, t: &Theme) -> Line<'a> {
+    let mut spans = vec![Span::styled("rejected by reason  ", t.dim())];
+    if m.reasons.is_empty() {
+        spans.push(Span::styled("none", t.ok()));
+        return Line::from(spans);
+    }
+    for (i, r) in m.reasons.iter().take(3).enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" · ", t.dim()));
+        }
+        spans.push(Span::styled(format!("{} {}", r.code, r.count), t.bad()));
+        spans.push(Span::styled(format!(" ({})", rate(r.rate_60s)), t.dim()));
+    }
+    let mut by_type: Vec<_> = m.types.iter().filter(|ty| ty.rejected > 0).collect();
+    by_type.sort_by(|a, b| {
+        b.rejected
+            .cmp(&a.rejected)
+            .then(a.event_type.cmp(&b.event_type))
+    });
+    if !by_type.is_empty() {
+        spans.push(Span::styled("   by type  ", t.dim()));
+        for (i, ty) in by_type.iter().take(3).enumerate() {
+            if i > 0 {
+                spans.push(Span::styled(" · ", t.dim()));
+            }
+            spans.push(Span::raw(format!("{} {}", ty.event_type, ty.rejected)));
+        }
+    }
+    if s.rejected_history.iter().flatten().any(|v| *v > 0) {
+        let values: Vec<Option<u64>> = s.rejected_history.iter().copied().collect();
+        spans.push(Span::styled("   /s ", t.dim()));
+        spans.push(Span::styled(sparkline::inline(&values, 20, t), t.bad()));
+    }
+    Line::from(spans)
+}
+
+/// The received-per-second chart, its baseline below the smallest value when there is room to
+/// say so (the scale is labelled at the left), else at 0.
+fn throughput(history: &[Option<u64>], area: Rect, f: &mut Frame, t: &Theme) {
+    const LABEL_W: u16 = 9;
+    let shown = &history[history.len().saturating_sub(area.width as usize)..];
+    let (min, max) = shown
+        .iter()
+        .flatten()
+        .fold((u64::MAX, 0), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let room = area.width as usize >= shown.len() + LABEL_W as usize;
+    if !room || max == 0 || area.height < 2 {
+        sparkline::render(history, area, f.buffer_mut(), t.accent(), t);
+        return;
+    }
+    // A third of the chart's height below the smallest value.
+    let base = min.saturating_sub((max - min).max(3) / 2);
+    let chart = Rect {
+        x: area.x + LABEL_W,
+        width: area.width - LABEL_W,
+        ..area
+    };
+    sparkline::render_from(history, base, chart, f.buffer_mut(), t.accent(), t);
+    let buf = f.buffer_mut();
+    buf.set_string(area.x, area.y, format!("{max:>6}/s"), t.dim());
+    buf.set_string(
+        area.x,
+        area.y + area.height - 1,
+        format!("{base:>6}/s"),
+        t.dim(),
+    );
 }
 
 fn ingest_lines<'a>(m: &MetricsSnapshot, r: &Rates, t: &Theme) -> Line<'a> {
@@ -122,6 +215,30 @@ fn ingest_lines<'a>(m: &MetricsSnapshot, r: &Rates, t: &Theme) -> Line<'a> {
     ])
 }
 
+/// The ingest endpoint's answers by status since start; refusals in red with their count in
+/// the last minute.
+fn http_line<'a>(s: &FeedState, t: &Theme) -> Line<'a> {
+    let counts = s.http.counts();
+    let mut spans = vec![Span::styled("HTTP answers since start  ", t.dim())];
+    if counts.is_empty() {
+        spans.push(Span::styled("none yet", t.dim()));
+    }
+    for (i, c) in counts.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" · ", t.dim()));
+        }
+        let style = if c.failed() { t.bad() } else { t.ok() };
+        spans.push(Span::styled(format!("{} ×{}", c.status, c.total), style));
+        if c.failed() && c.recent > 0 {
+            spans.push(Span::styled(
+                format!(" ({} in {WINDOW_SECS:.0} s)", c.recent),
+                t.bad(),
+            ));
+        }
+    }
+    Line::from(spans)
+}
+
 /// Draws the overview.
 pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     let s = app.shown();
@@ -136,32 +253,51 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     let spark_h: u16 = if big {
         6
     } else {
-        area.height.saturating_sub(mid_h + 10).clamp(2, 6)
+        area.height.saturating_sub(mid_h + 12).clamp(2, 6)
     };
     let [ingest, mid, lat] = Layout::vertical([
-        Constraint::Length(spark_h + 3),
+        Constraint::Length(spark_h + 5),
         Constraint::Length(mid_h),
         Constraint::Min(4),
     ])
     .areas(area);
 
-    let b = block("Ingest · last 60 s", t);
+    let b = block(
+        "Ingest · rates of the last second · received/s over the last 60 s",
+        t,
+    );
     let inner = b.inner(ingest);
     f.render_widget(b, ingest);
     f.render_widget(
         Paragraph::new(ingest_lines(m, &s.rates, t)),
         Rect { height: 1, ..inner },
     );
+    f.render_widget(
+        Paragraph::new(http_line(s, t)),
+        Rect {
+            y: inner.y + 1,
+            height: 1,
+            ..inner
+        },
+    );
+    f.render_widget(
+        Paragraph::new(rejection_line(s, m, t)),
+        Rect {
+            y: inner.y + 2,
+            height: 1,
+            ..inner
+        },
+    );
     let spark = Rect {
-        y: inner.y + 1,
-        height: inner.height.saturating_sub(1),
+        y: inner.y + 3,
+        height: inner.height.saturating_sub(3),
         ..inner
     };
-    sparkline::render(&m.totals.history, spark, f.buffer_mut(), t.accent(), t);
+    throughput(&m.totals.history, spark, f, t);
 
     let [buffers, warn] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(mid);
-    let bb = block("Spool · memory · sink", t);
+    let bb = block("Spool · memory · sink · now", t);
     let inner = bb.inner(buffers);
     f.render_widget(bb, buffers);
     let bu = &m.buffers;
@@ -215,7 +351,7 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     }
     f.render_widget(Paragraph::new(lines), inner);
 
-    let wb = block("Warnings", t);
+    let wb = block("Warnings · now and the last 60 s", t);
     let warnings = warnings(s);
     let lines: Vec<Line> = if warnings.is_empty() {
         vec![Line::styled("none", t.ok())]
@@ -239,7 +375,7 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
 }
 
 fn render_latency(f: &mut Frame, m: &MetricsSnapshot, area: Rect, t: &Theme) {
-    let lb = block("Latency", t);
+    let lb = block("Latency · since the server started", t);
     let inner = lb.inner(area);
     f.render_widget(lb, area);
     let histos: Vec<_> = LATENCIES

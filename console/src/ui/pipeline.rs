@@ -23,15 +23,20 @@ fn slowest_stage(p: &PipelineTrace) -> String {
 }
 
 fn line(p: &PipelineTrace, width: usize, t: &Theme) -> Line<'static> {
-    let outcome_style = if p.outcome == "accepted" {
+    let outcome_style = if rows::failed(p) {
+        t.bad()
+    } else if p.outcome == "accepted" {
         t.ok()
     } else {
-        t.bad()
+        // Partial: some events rejected, the batch itself went through.
+        t.warn()
     };
-    let rest = width.saturating_sub(13 + 12 + 10 + 5 + 12 + 10 + 9);
+    let app_w = app_width(width);
+    let rest = width.saturating_sub(13 + 12 + app_w + 10 + 5 + 12 + 10 + 9);
     Line::from(vec![
         Span::styled(fit(&clock_of(&p.received_at), 13, t), t.dim()),
-        Span::raw(fit(&p.batch_id, 12, t)),
+        Span::raw(fit(&batch_suffix(&p.batch_id, t), 12, t)),
+        Span::styled(fit(&p.application, app_w, t), t.accent()),
         Span::styled(fit(&p.outcome, 10, t), outcome_style),
         Span::raw(rfit(&p.status.to_string(), 4)),
         Span::raw(" "),
@@ -49,6 +54,26 @@ fn line(p: &PipelineTrace, width: usize, t: &Theme) -> Line<'static> {
     ])
 }
 
+/// The end of a batch id: ids of one minute share their beginning (time-ordered), the end
+/// tells them apart.
+fn batch_suffix(id: &str, t: &Theme) -> String {
+    let n = id.chars().count();
+    if n <= 11 {
+        return id.to_owned();
+    }
+    let tail: String = id.chars().skip(n - 9).collect();
+    format!("{}{tail}", t.ellipsis())
+}
+
+/// The application column, from 100 columns on (below, the slowest stage needs the room).
+fn app_width(width: usize) -> usize {
+    if width >= 100 {
+        11
+    } else {
+        0
+    }
+}
+
 /// Draws the trace list.
 pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     let s = app.shown();
@@ -59,12 +84,14 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         "recent"
     };
     let width = area.width.saturating_sub(2) as usize;
-    let rest = width.saturating_sub(13 + 12 + 10 + 5 + 12 + 10 + 9);
+    let app_w = app_width(width);
+    let rest = width.saturating_sub(13 + 12 + app_w + 10 + 5 + 12 + 10 + 9);
     let header = Line::styled(
         format!(
-            "{}{}{}{} {}{}{}  {}",
+            "{}{}{}{}{} {}{}{}  {}",
             fit("received", 13, t),
             fit("batch", 12, t),
+            fit("app", app_w, t),
             fit("outcome", 10, t),
             rfit("http", 4),
             fit("acc/rej/dup", 12, t),

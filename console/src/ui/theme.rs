@@ -169,6 +169,25 @@ impl Theme {
 
 /// Pads or cuts `s` to exactly `w` columns (counting chars), as a table cell: a value that does
 /// not leave one column free is cut with an ellipsis before a space.
+/// The width of the application column and what it shows: the application, and from 150
+/// columns on `organization/application`.
+pub(crate) fn app_column(width: usize) -> usize {
+    if width >= 150 {
+        24
+    } else {
+        11
+    }
+}
+
+/// The text of the application column (see [`app_column`]).
+pub(crate) fn app_text(organization: &str, application: &str, width: usize) -> String {
+    if width >= 150 && !organization.is_empty() {
+        format!("{organization}/{application}")
+    } else {
+        application.to_owned()
+    }
+}
+
 pub(crate) fn fit(s: &str, w: usize, theme: &Theme) -> String {
     let n = s.chars().count();
     if n < w || (n == w && w < 2) {

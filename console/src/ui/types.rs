@@ -18,7 +18,7 @@ const COLS: [(TypeSort, &str, usize); 6] = [
     (TypeSort::Name, "type", 0),
     (TypeSort::Rate, "rate/s", 9),
     (TypeSort::Total, "total", 10),
-    (TypeSort::Rejected, "rejected", 9),
+    (TypeSort::Rejected, "rejected", 10),
     (TypeSort::Duplicates, "dups", 7),
     (TypeSort::P99, "p99", 9),
 ];
@@ -36,7 +36,16 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     f.render_widget(outer, area);
     let width = inner.width as usize;
     let fixed: usize = COLS.iter().map(|c| c.2).sum();
-    let name_w = 16.min(width.saturating_sub(fixed + 4)).max(8);
+    // The whole longest name (`security_threat` was cut), as the width allows.
+    let longest = list
+        .iter()
+        .map(|ty| ty.event_type.chars().count())
+        .max()
+        .unwrap_or(4);
+    let name_w = (longest + 2)
+        .clamp(16, 32)
+        .min(width.saturating_sub(fixed + 4))
+        .max(8);
     let spark_w = width.saturating_sub(fixed + name_w + 2);
     let arrow = match (app.type_desc, t.ascii) {
         (true, false) => "▼",
@@ -56,10 +65,11 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         } else {
             t.dim()
         };
+        // A space before every numeric label: a sorted one (`rejected▼`) fills its column.
         let text = if w == 0 {
             fit(&label, name_w, t)
         } else {
-            rfit(&label, w)
+            format!(" {}", rfit(&label, w - 1))
         };
         header.push(Span::styled(text, style));
     }
@@ -83,7 +93,7 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
             Span::styled(fit(&ty.event_type, name_w, t), t.bold()),
             Span::raw(rfit(&format!("{:.1}", ty.rate_10s), 9)),
             Span::raw(rfit(&ty.received.to_string(), 10)),
-            Span::styled(rfit(&ty.rejected.to_string(), 9), rej_style),
+            Span::styled(rfit(&ty.rejected.to_string(), 10), rej_style),
             Span::raw(rfit(&ty.duplicates.to_string(), 7)),
             Span::raw(rfit(&ty.duration_p99_ms.map_or_else(|| "—".into(), ms), 9)),
         ];

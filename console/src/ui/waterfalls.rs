@@ -9,7 +9,7 @@ use ratatui::Frame;
 
 use super::block;
 use super::lists::{self, ListSpec};
-use super::theme::{fit, rfit, Theme};
+use super::theme::{app_column, app_text, fit, rfit, Theme};
 use super::widgets::waterfall;
 use crate::app::rows;
 use crate::app::view::View;
@@ -17,7 +17,8 @@ use crate::app::App;
 use crate::state::time::{clock_of, ms};
 
 fn line(w: &Waterfall, width: usize, t: &Theme) -> Line<'static> {
-    let url_w = width.saturating_sub(13 + 8 + 5 + 10 + 9).max(8);
+    let app_w = app_column(width);
+    let url_w = width.saturating_sub(13 + 8 + app_w + 5 + 10 + 9).max(8);
     let status = w.status_code.unwrap_or(0);
     let status_style = if status >= 500 {
         t.bad()
@@ -30,6 +31,10 @@ fn line(w: &Waterfall, width: usize, t: &Theme) -> Line<'static> {
         Span::styled(fit(&clock_of(&w.timestamp), 13, t), t.dim()),
         Span::styled(fit(w.method.as_deref().unwrap_or("—"), 8, t), t.bold()),
         Span::raw(fit(w.url.as_deref().unwrap_or(&w.id), url_w, t)),
+        Span::styled(
+            fit(&app_text(&w.organization, &w.application, width), app_w, t),
+            t.accent(),
+        ),
         Span::styled(
             rfit(
                 &w.status_code.map_or_else(|| "—".into(), |c| c.to_string()),
@@ -50,12 +55,18 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     let s = app.shown();
     let rows = rows::lifecycles(s, &app.filter);
     let width = area.width.saturating_sub(2) as usize;
+    let app_w = app_column(width);
     let header = Line::styled(
         format!(
-            "{}{}{}{}{}{}",
+            "{}{}{}{}{}{}{}",
             fit("time", 13, t),
             fit("method", 8, t),
-            fit("url", width.saturating_sub(13 + 8 + 5 + 10 + 9).max(8), t),
+            fit(
+                "url",
+                width.saturating_sub(13 + 8 + app_w + 5 + 10 + 9).max(8),
+                t
+            ),
+            fit(if width >= 150 { "org/app" } else { "app" }, app_w, t),
             rfit("code", 5),
             rfit("total", 10),
             rfit("queries", 9)

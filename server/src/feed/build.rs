@@ -223,6 +223,8 @@ pub(super) fn lifecycle(
         spans,
         timestamp: format_millis(event.envelope.timestamp_ms),
         sampled_one_in,
+        organization: meta.organization.clone(),
+        application: meta.application.clone(),
     };
     (
         ServerMessage::Lifecycle(Box::new(waterfall)),
@@ -269,6 +271,7 @@ impl TraceAssembler {
         &self,
         trace_id: &str,
         sampled_one_in: Option<u32>,
+        meta: &BatchMeta,
     ) -> Option<ServerMessage> {
         let entry = self.traces.get(trace_id)?;
         let origin = entry
@@ -312,6 +315,8 @@ impl TraceAssembler {
             spans,
             timestamp: format_millis(entry.0),
             sampled_one_in,
+            organization: meta.organization.clone(),
+            application: meta.application.clone(),
         };
         Some(ServerMessage::Lifecycle(Box::new(waterfall)))
     }

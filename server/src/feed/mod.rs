@@ -529,7 +529,7 @@ impl FeedHub {
             if !keep {
                 continue;
             }
-            let Some(message) = self.traces.lock().waterfall(&trace_id, one_in) else {
+            let Some(message) = self.traces.lock().waterfall(&trace_id, one_in, meta) else {
                 continue;
             };
             let Some(checked) = recheck(batch, last) else {

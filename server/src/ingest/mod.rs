@@ -55,7 +55,10 @@ pub async fn ingest(State(state): State<Arc<AppState>>, request: Request) -> Res
     let started = Instant::now();
     let response = match handle(&state, request, started).await {
         Ok(response) => response,
-        Err(err) => err.into_response(),
+        Err(err) => {
+            state.metrics.refusal(err.status().as_u16(), err.code());
+            err.into_response()
+        }
     };
     state.metrics.response(response.status().as_u16());
     state

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use baddybugs_common::protocol::{
     Bucket, BufferStats, FeedClientStats, Histo, MetricsSnapshot, ReasonSample, ReasonStats,
-    SinkStats, TypeStats,
+    Refusal, SinkStats, TypeStats,
 };
 use baddybugs_common::timestamp::format_millis;
 use baddybugs_common::{catalog, Problem, ReasonCode};
@@ -229,6 +229,8 @@ pub struct Metrics {
     histograms: [Mutex<Histogram<u64>>; 5],
     batch_sizes: Mutex<Histogram<u64>>,
     responses: Mutex<HashMap<u16, u64>>,
+    /// Refused ingest requests by (status, error code): both from closed sets, so bounded.
+    refusals: Mutex<std::collections::BTreeMap<(u16, &'static str), u64>>,
     /// Failed spool operations by (op, kind): both from closed sets, so bounded.
     spool_errors: Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
     bytes_received: AtomicU64,
@@ -274,6 +276,7 @@ impl Metrics {
             histograms: std::array::from_fn(|_| Mutex::new(new_histogram())),
             batch_sizes: Mutex::new(new_histogram()),
             responses: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(std::collections::BTreeMap::new()),
             spool_errors: Mutex::new(std::collections::BTreeMap::new()),
             bytes_received: AtomicU64::new(0),
             bytes_inflated: AtomicU64::new(0),
@@ -419,6 +422,23 @@ impl Metrics {
     /// Counts a response status.
     pub fn response(&self, status: u16) {
         *self.responses.lock().entry(status).or_default() += 1;
+    }
+
+    /// Counts a refused ingest request by its status and error code (`ApiError::code`).
+    pub fn refusal(&self, status: u16, code: &'static str) {
+        *self.refusals.lock().entry((status, code)).or_default() += 1;
+    }
+
+    fn refusals(&self) -> Vec<Refusal> {
+        self.refusals
+            .lock()
+            .iter()
+            .map(|((status, code), count)| Refusal {
+                status: *status,
+                code: (*code).to_owned(),
+                count: *count,
+            })
+            .collect()
     }
 
     /// Counts body bytes.
@@ -584,6 +604,7 @@ impl Metrics {
             latencies,
             batch_sizes,
             responses,
+            refusals: self.refusals(),
             buffers,
             sink: self.gauges.sink.lock().clone(),
             feed_clients: self.gauges.feed_clients.lock().clone(),
@@ -652,6 +673,7 @@ impl Metrics {
             .map(|(k, v)| (*k, *v))
             .collect();
         snap.responses.sort();
+        snap.refusals = self.refusals();
         snap.uptime_secs = self.started.elapsed().as_secs_f64();
         snap.buffers = self.gauges.buffers.lock().clone();
         snap.buffers.rss_bytes = rss_bytes();
@@ -749,6 +771,31 @@ pub fn rss_bytes() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16, item 5: a refused request is counted by its status and error code, in the
+    /// snapshot the feed sends and in `/v1/stats`.
+    #[test]
+    fn refusals_are_counted_by_status_and_code() {
+        let m = Arc::new(Metrics::new("i".into()));
+        m.refusal(401, "unknown_key");
+        m.refusal(401, "unknown_key");
+        m.refusal(413, "too_large");
+        let expected = vec![
+            Refusal {
+                status: 401,
+                code: "unknown_key".into(),
+                count: 2,
+            },
+            Refusal {
+                status: 413,
+                code: "too_large".into(),
+                count: 1,
+            },
+        ];
+        assert_eq!(m.tick().refusals, expected);
+        m.refusal(413, "too_large");
+        assert_eq!(m.current().refusals[1].count, 2);
+    }
 
     #[test]
     fn counts_rates_and_reasons() {

@@ -136,20 +136,43 @@ pub(crate) fn render(h: &Histo, area: Rect, buf: &mut Buffer, theme: &Theme) {
     values.truncate(bars.width as usize);
     let width = values.len() as u16;
     sparkline::render(&values, Rect { width, ..bars }, buf, theme.accent(), theme);
-    let (first, last) = (buckets.first(), buckets.last());
-    if let (Some(first), Some(last)) = (first, last) {
-        let axis = format!("≤{}", value(h, first.le));
-        let end = format!("≤{}", value(h, last.le));
-        let w = (per * n).min(bars.width as usize);
-        let pad = w.saturating_sub(axis.chars().count() + end.chars().count());
-        let text = format!("{axis}{}{end}", " ".repeat(pad));
-        let axis_text = if theme.ascii {
-            text.replace('≤', "<")
+    let w = (per * n).min(bars.width as usize);
+    let axis = axis_labels(buckets, per, w, |le| value(h, le));
+    let axis = if theme.ascii {
+        axis.replace('≤', "<")
+    } else {
+        axis
+    };
+    buf.set_string(bars.x, area.y + area.height - 1, axis, theme.dim());
+}
+
+/// The axis under the bars: each bucket's upper bound under its bar, where it fits without
+/// touching the previous label (the first and the last always).
+fn axis_labels(
+    buckets: &[Bucket],
+    per: usize,
+    width: usize,
+    value: impl Fn(f64) -> String,
+) -> String {
+    let mut out: Vec<char> = vec![' '; width];
+    let mut free = 0;
+    let n = buckets.len();
+    for (i, b) in buckets.iter().enumerate() {
+        let label: Vec<char> = format!("≤{}", value(b.le)).chars().collect();
+        // The last label ends at the right edge; the others start under their bar.
+        let at = if i + 1 == n && n > 1 {
+            width.saturating_sub(label.len())
         } else {
-            text
+            i * per
         };
-        buf.set_string(bars.x, area.y + area.height - 1, axis_text, theme.dim());
+        if at < free || at + label.len() > width {
+            continue;
+        }
+        // The last label goes in even if it must displace the one before it.
+        out[at..at + label.len()].copy_from_slice(&label);
+        free = at + label.len() + 1;
     }
+    out.into_iter().collect::<String>().trim_end().to_owned()
 }
 
 #[cfg(test)]
@@ -174,5 +197,21 @@ mod tests {
         assert_eq!(fitted(u, 10), vec![Some(3), Some(0), Some(5), Some(1)]);
         assert_eq!(fitted(u, 2), vec![Some(3), Some(6)]);
         assert!(used(&Histo::default()).is_empty());
+    }
+
+    /// Issue 16, item 6: the axis labels every bucket it has room for, not only the ends.
+    #[test]
+    fn axis_labels_the_buckets_that_fit() {
+        let buckets: Vec<Bucket> = [1.0, 2.0, 4.0, 8.0, 16.0]
+            .iter()
+            .map(|le| Bucket { le: *le, count: 1 })
+            .collect();
+        let axis = axis_labels(&buckets, 4, 20, |v| format!("{v}"));
+        assert_eq!(
+            axis, "≤1  ≤2  ≤4  ≤8   ≤16",
+            "the last ends at the right edge"
+        );
+        let axis = axis_labels(&buckets, 2, 10, |v| format!("{v}"));
+        assert_eq!(axis, "≤1  ≤4 ≤16", "labels never touch");
     }
 }

@@ -34,6 +34,19 @@ pub(crate) fn render(
     style: Style,
     theme: &Theme,
 ) {
+    render_from(values, 0, area, buf, style, theme);
+}
+
+/// As [`render`], the baseline at `base` instead of 0 (values above it fill the height, so a
+/// rate that varies by a few percent does not draw a solid block); the caller labels it.
+pub(crate) fn render_from(
+    values: &[Option<u64>],
+    base: u64,
+    area: Rect,
+    buf: &mut Buffer,
+    style: Style,
+    theme: &Theme,
+) {
     if area.width == 0 || area.height == 0 {
         return;
     }
@@ -41,7 +54,14 @@ pub(crate) fn render(
     let start = values.len().saturating_sub(w);
     let shown = &values[start..];
     let offset = w - shown.len();
-    let max = shown.iter().flatten().copied().max().unwrap_or(0).max(1);
+    let max = shown
+        .iter()
+        .flatten()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(base + 1);
+    let span = (max - base) as f64;
     let rows = area.height as usize;
     for (i, v) in shown.iter().enumerate() {
         let x = area.x + (offset + i) as u16;
@@ -51,7 +71,8 @@ pub(crate) fn render(
                 buf[(x, y)].set_symbol(theme.gap()).set_style(theme.dim());
             }
             Some(v) => {
-                let mut eighths = ((*v as f64 / max as f64) * (rows * 8) as f64).round() as usize;
+                let above = v.saturating_sub(base) as f64;
+                let mut eighths = ((above / span) * (rows * 8) as f64).round() as usize;
                 if *v > 0 {
                     eighths = eighths.max(1);
                 }
