@@ -373,7 +373,12 @@ async fn a_scrolled_list_holds_its_row_under_load() -> anyhow::Result<()> {
     tmux.wait("events flowing", Duration::from_secs(20), |s| {
         s.contains("ev-40")
     })?;
-    tmux.keys(&["k", "k", "k"])?;
+    // One key, then the frame that shows it handled (the title says "scrolled"): reading the
+    // selection before the console has handled every key pressed would race with it.
+    tmux.keys(&["k"])?;
+    tmux.wait("the list scrolled", Duration::from_secs(10), |s| {
+        s.contains("scrolled")
+    })?;
     let deadline = Instant::now() + Duration::from_secs(10);
     let held = loop {
         if let Some(name) = tmux.selected_row().as_deref().and_then(event_name) {
