@@ -46,20 +46,8 @@ trap cleanup EXIT
 
 log "building release binaries and the ClickHouse front"
 cargo build --release -q -p baddybugs-ingest -p baddybugs-loadgen >&2
-if [ -n "${CLICKHOUSE_URL:-}" ]; then CH_URL="$CLICKHOUSE_URL"; else
-  bash tests/clickhouse/setup.sh >&2
-  CH_URL="http://127.0.0.1:$CH_PORT"
-fi
-
-start_front() { # a fresh chDB data dir on CH_PORT (no-op with CLICKHOUSE_URL)
-  [ -n "${CLICKHOUSE_URL:-}" ] && return 0
-  rm -rf "$WORK/ch"
-  "$PY" tests/clickhouse/chfront.py --port "$CH_PORT" --data-dir "$WORK/ch" > "$WORK/ch.out" 2> "$WORK/ch.err" &
-  CH_PID=$!
-  for _ in $(seq 1 600); do grep -q LISTENING "$WORK/ch.out" 2>/dev/null && return 0; sleep 0.1; done
-  echo "the ClickHouse front did not start" >&2; cat "$WORK/ch.err" >&2; exit 1
-}
-stop_front() { [ -n "$CH_PID" ] && { kill "$CH_PID"; wait "$CH_PID" 2>/dev/null || true; CH_PID=""; }; return 0; }
+# shellcheck source=scripts/chfront.sh
+source "$ROOT/scripts/chfront.sh"
 start_server() { # fresh data dir and database, fsync always, ClickHouse store
   local name="$1" db="bench_$1_$$"
   [ -n "${CLICKHOUSE_URL:-}" ] || true

@@ -33,7 +33,6 @@ cd "$ROOT"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 SERVER="$TARGET/release/baddybugs-ingest"
 LOADGEN="$TARGET/release/baddybugs-loadgen"
-PY="$TARGET/chdb-venv/bin/python"
 BASE_PORT=18300 CH_PORT=18325
 KEY="fleet-key:fleet-secret" TOKEN="fleet-token"
 WORK="$(mktemp -d)"
@@ -48,20 +47,8 @@ trap cleanup EXIT
 
 log "building release binaries and the ClickHouse front"
 cargo build --release -q -p baddybugs-ingest -p baddybugs-loadgen -p baddybugs-console >&2
-if [ -n "${CLICKHOUSE_URL:-}" ]; then CH_URL="$CLICKHOUSE_URL"; else
-  bash tests/clickhouse/setup.sh >&2
-  CH_URL="http://127.0.0.1:$CH_PORT"
-fi
-
-start_front() { # a fresh chDB data dir (no-op with CLICKHOUSE_URL)
-  [ -n "${CLICKHOUSE_URL:-}" ] && return 0
-  rm -rf "$WORK/ch"
-  "$PY" tests/clickhouse/chfront.py --port "$CH_PORT" --data-dir "$WORK/ch" > "$WORK/ch.out" 2> "$WORK/ch.err" &
-  CH_PID=$!
-  for _ in $(seq 1 600); do grep -q LISTENING "$WORK/ch.out" 2>/dev/null && return 0; sleep 0.1; done
-  echo "the ClickHouse front did not start" >&2; cat "$WORK/ch.err" >&2; exit 1
-}
-stop_front() { [ -n "$CH_PID" ] && { kill "$CH_PID"; wait "$CH_PID" 2>/dev/null || true; CH_PID=""; }; return 0; }
+# shellcheck source=scripts/chfront.sh
+source "$ROOT/scripts/chfront.sh"
 port() { echo $((BASE_PORT + $1)); }
 start_node() { # node number (1..), database
   local n="$1" db="$2"

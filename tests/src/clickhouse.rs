@@ -378,3 +378,23 @@ fn url_port(url: &str) -> u16 {
         _ => 80,
     }
 }
+
+/// A real server storing into `database` on `front`, with short flush (100 ms) and retry
+/// (500 ms) intervals; `extra` flags are appended to its command line.
+pub fn server_on(
+    front: &ClickHouseFront,
+    database: &str,
+    extra: &[&str],
+) -> anyhow::Result<crate::server::TestServer> {
+    let mut args = vec!["--clickhouse-url".to_owned(), front.url()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    crate::server::TestServer::start_with(crate::server::ServerOptions {
+        args,
+        env: vec![
+            ("BADDYBUGS_CLICKHOUSE__DATABASE".into(), database.into()),
+            ("BADDYBUGS_BATCH__FLUSH_INTERVAL_MS".into(), "100".into()),
+            ("BADDYBUGS_BATCH__RETRY_MAX_MS".into(), "500".into()),
+        ],
+        ..Default::default()
+    })
+}

@@ -9,31 +9,10 @@ use std::time::Duration;
 
 use baddybugs_ingest::config::ClickHouseConfig;
 use baddybugs_ingest::sink::clickhouse::ClickHouseStore;
-use baddybugs_tests::clickhouse::ClickHouseFront;
+use baddybugs_tests::clickhouse::{server_on, ClickHouseFront};
 use baddybugs_tests::load::{assert_stored_exactly_once, load};
-use baddybugs_tests::server::{
-    batch_body, get_json, post_as_agent, wait_for, ServerOptions, TestServer,
-};
+use baddybugs_tests::server::{batch_body, get_json, post_as_agent, wait_for, TestServer};
 use tokio::sync::Mutex;
-
-/// A server storing into `database` on `front`, with short flush and retry intervals.
-fn server_on(
-    front: &ClickHouseFront,
-    database: &str,
-    extra: &[&str],
-) -> anyhow::Result<TestServer> {
-    let mut args = vec!["--clickhouse-url".to_owned(), front.url()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    TestServer::start_with(ServerOptions {
-        args,
-        env: vec![
-            ("BADDYBUGS_CLICKHOUSE__DATABASE".into(), database.into()),
-            ("BADDYBUGS_BATCH__FLUSH_INTERVAL_MS".into(), "100".into()),
-            ("BADDYBUGS_BATCH__RETRY_MAX_MS".into(), "500".into()),
-        ],
-        ..Default::default()
-    })
-}
 
 struct Load {
     stop: Arc<AtomicBool>,

@@ -6,7 +6,7 @@ use baddybugs_common::protocol::{PipelineTrace, TailEvent, TailMalformed, TypeSt
 use super::view::TypeSort;
 use crate::state::filter::Filter;
 use crate::state::tail::{Entry, Tail};
-use crate::state::FeedState;
+use crate::state::{EventRow, FeedState};
 
 /// What a row shows: an item, or a marker where the stream had a gap.
 #[derive(Debug, Clone, Copy)]
@@ -63,22 +63,33 @@ fn rows<'a, T: 'a, U: 'a>(
     })
 }
 
+/// Rows fetched from the store, oldest first, before a live tail: a row's key counts back from
+/// the newest stored row (-1, -2, …), below every live key, so pages added at the front keep
+/// the keys of the rows already shown.
+fn stored<'a, T, U>(
+    older: &'a [T],
+    keep: impl Fn(&T) -> bool,
+    map: impl Fn(&'a T) -> &'a U,
+) -> Vec<Row<'a, U>> {
+    let n = older.len() as i64;
+    older
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| keep(t))
+        .map(|(i, t)| Row {
+            key: Some(i as i64 - n),
+            shown: Shown::Item(map(t)),
+        })
+        .collect()
+}
+
 /// Stored older events (oldest first), then the live tail. Older pages are added at the front,
 /// so a stored row's key counts back from the newest stored row: -1, -2, … (below every live key).
 pub(crate) fn events<'a>(s: &'a FeedState, f: &Filter) -> Vec<Row<'a, TailEvent>> {
-    let n = s.older.rows.len() as i64;
-    let older = s
-        .older
-        .rows
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| f.matches_event(&r.ev, &r.hay))
-        .map(move |(i, r)| Row {
-            key: Some(i as i64 - n),
-            shown: Shown::Item(&r.ev),
-        });
-    let live = rows(&s.events, |r| f.matches_event(&r.ev, &r.hay), |r| &r.ev);
-    older.chain(live).collect()
+    let keep = |r: &EventRow| f.matches_event(&r.ev, &r.hay);
+    let mut out = stored(&s.older.rows, keep, |r| &r.ev);
+    out.extend(rows(&s.events, keep, |r| &r.ev));
+    out
 }
 
 /// Stored older rejections (oldest first, keyed -1, -2, … back from the newest, as
@@ -92,18 +103,9 @@ pub(crate) fn malformed<'a>(
         f.matches_malformed(m)
             && reason.is_none_or(|r| m.reasons.iter().any(|p| p.code.as_str() == r))
     };
-    let n = s.older_malformed.rows.len() as i64;
-    let older = s
-        .older_malformed
-        .rows
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| keep(m))
-        .map(move |(i, m)| Row {
-            key: Some(i as i64 - n),
-            shown: Shown::Item(m),
-        });
-    older.chain(rows(&s.malformed, keep, |m| m)).collect()
+    let mut out = stored(&s.older_malformed.rows, keep, |m| m);
+    out.extend(rows(&s.malformed, keep, |m| m));
+    out
 }
 
 /// The distinct reason codes of one rejection, in order.
