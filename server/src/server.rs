@@ -269,6 +269,18 @@ pub async fn run_until(
         stop_rx.clone(),
     ));
 
+    let copies = (config.clickhouse.copies_check_secs > 0).then(|| {
+        tokio::spawn(crate::sink::copies::count_copies(
+            store.clone(),
+            metrics.clone(),
+            crate::sink::copies::CopiesCheck {
+                every: Duration::from_secs(config.clickhouse.copies_check_secs),
+                window: Duration::from_secs(config.clickhouse.copies_window_secs),
+            },
+            stop_rx.clone(),
+        ))
+    });
+
     let running = Running {
         addr,
         data_dir: config.data_dir.clone(),
@@ -307,6 +319,9 @@ pub async fn run_until(
         tracing::warn!("the store did not take everything within the grace period; the rest stays in the spool");
     }
     ticker.abort();
+    if let Some(copies) = copies {
+        copies.abort();
+    }
     drop(state);
     spool.close().context("closing the spool")?;
     tracing::info!("stopped");

@@ -448,7 +448,7 @@ fn node_row(screen: &str, node: &str) -> Option<String> {
 #[tokio::test]
 async fn the_fleet_overview_flags_a_dead_node_and_sees_it_recover() -> anyhow::Result<()> {
     require_tmux()?;
-    let mut nodes = vec![
+    let mut nodes = [
         TestServer::start()?,
         TestServer::start()?,
         TestServer::start()?,
