@@ -10,6 +10,7 @@ pub(crate) mod convert;
 pub(crate) mod filter;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub(crate) mod fleet;
 pub(crate) mod http;
 pub(crate) mod seq;
 pub(crate) mod tail;
@@ -166,6 +167,8 @@ pub(crate) struct FeedState {
     pub(crate) replay_checks: u64,
     pub(crate) lifecycles: Tail<Waterfall>,
     pub(crate) pipeline: Tail<PipelineTrace>,
+    /// In fleet mode, the nodes' names by index (a row's `node`); empty for one server.
+    pub(crate) node_names: Vec<String>,
 }
 
 impl Default for FeedState {
@@ -192,6 +195,7 @@ impl Default for FeedState {
             replay_checks: 0,
             lifecycles: Tail::new(LIFECYCLE_CAP),
             pipeline: Tail::new(PIPELINE_CAP),
+            node_names: Vec::new(),
         }
     }
 }

@@ -5,6 +5,7 @@ mod events;
 mod help;
 mod lists;
 mod malformed;
+mod nodes;
 mod overview;
 mod pipeline;
 pub(crate) mod theme;

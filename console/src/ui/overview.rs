@@ -315,12 +315,16 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     } else {
         area.height.saturating_sub(mid_h + 12).clamp(2, 6)
     };
-    let [ingest, mid, lat] = Layout::vertical([
+    let [ingest, mid, fleet, lat] = Layout::vertical([
         Constraint::Length(spark_h + 5),
         Constraint::Length(mid_h),
+        Constraint::Length(super::nodes::height(app)),
         Constraint::Min(4),
     ])
     .areas(area);
+    if fleet.height > 0 {
+        super::nodes::render(f, app, fleet, t);
+    }
 
     let b = block(
         "Ingest · rates of the last second · per second over the last 60 s",
@@ -341,7 +345,10 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         },
     );
     let mut text_lines = vec![rejection_line(s, m, t)];
-    text_lines.extend(sender_line(s, t));
+    // The senders where the charts keep two rows (else the Warnings name them).
+    if inner.height >= 6 {
+        text_lines.extend(sender_line(s, t));
+    }
     let used = 2 + text_lines.len() as u16;
     f.render_widget(
         Paragraph::new(text_lines),
@@ -415,7 +422,12 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     f.render_widget(Paragraph::new(lines), inner);
 
     let wb = block("Warnings · now and the last 60 s", t);
-    let warnings = warnings(s);
+    let mut warnings = {
+        let mut fleet = super::nodes::warnings(app);
+        fleet.extend(warnings(s));
+        fleet
+    };
+    warnings.sort_by_key(|(serious, _)| !serious);
     let lines: Vec<Line> = if warnings.is_empty() {
         vec![Line::styled("none", t.ok())]
     } else {

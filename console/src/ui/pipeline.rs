@@ -126,13 +126,15 @@ fn batch_suffix(id: &str, t: &Theme) -> String {
 /// Draws the trace list.
 pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     let s = app.shown();
-    let rows = rows::pipeline(s, app.slowest_first, &app.stored_traces);
+    let rows = rows::pipeline(s, &app.filter, app.slowest_first, &app.stored_traces);
     let order = if app.slowest_first {
         "failed, then slowest first"
     } else {
         "recent"
     };
-    let width = area.width.saturating_sub(2) as usize;
+    // In a fleet the list puts the node column first.
+    let width =
+        (area.width.saturating_sub(2) as usize).saturating_sub(lists::node_width(&s.node_names));
     let items: Vec<&PipelineTrace> = rows.iter().filter_map(|r| r.item()).collect();
     let w = Widths::of(&items, width);
     let header = Line::styled(
@@ -160,6 +162,7 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         rows: &rows,
         pos: app.pos[View::Pipeline.index()],
         empty: "no batches yet",
+        nodes: &s.node_names,
     };
     lists::render(f, area, spec, t, |p, _| line(p, w, t));
 }
