@@ -298,7 +298,7 @@ console_round() { # ROUND: one console session under load; appends to console-ro
   : > "$WORK/keys.txt"; : > "$WORK/keys-echo.txt"
   for _ in $(seq 1 "$KEY_ROUNDS"); do
     key_until console:0 2 "Types ·" >> "$WORK/keys.txt"; sleep 0.3
-    key_until console:0 1 "Ingest · last 60 s" >> "$WORK/keys.txt"; sleep 0.3
+    key_until console:0 1 "Ingest · rates" >> "$WORK/keys.txt"; sleep 0.3
     key_until console:echo 2 "KEY 2" >> "$WORK/keys-echo.txt"; sleep 0.3
     key_until console:echo 1 "KEY 1" >> "$WORK/keys-echo.txt"; sleep 0.3
   done
@@ -347,7 +347,7 @@ bench_console() {
   md "Each round: a fresh server (release, embedded SQLite, \`fsync = \"always\"\`); \`baddybugs-console --stats-file …\` in \`tmux new-session -d -x 120 -y 40\`"
   md "(every topic subscribed, Overview view); \`baddybugs-loadgen --rate $CONSOLE_RATE --concurrency 16 --seed 7\`; after 5 s of warm-up,"
   md "${CONSOLE_SECS} s of samples (console CPU from /proc/PID/stat, RSS every second, its stats file), then $((KEY_ROUNDS * 2)) view switches"
-  md "(\`2\` until the screen shows \`Types ·\`, \`1\` until \`Ingest · last 60 s\`), still under load. $rounds round(s); medians."
+  md "(\`2\` until the screen shows \`Types ·\`, \`1\` until \`Ingest · rates\`), still under load. $rounds round(s); medians."
   md ""
   md "| figure | median over rounds (a \"max\" or \"worst\" is each round's, then the median) | target |"
   md "|---|---|---|"

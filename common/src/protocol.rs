@@ -379,6 +379,9 @@ pub struct TypeStats {
     pub rate_60s: f64,
     /// Received per second, the last 60 seconds, oldest first (`None` where no snapshot ran).
     pub history: Vec<Option<u64>>,
+    /// Rejected per second over the last 60 s; absent from older servers.
+    #[serde(default)]
+    pub rejected_rate_60s: f64,
     /// p99 of the events' own `duration_ms` column, when the type has one.
     pub duration_p99_ms: Option<f64>,
 }
@@ -529,6 +532,61 @@ pub struct Refusal {
     pub count: u64,
 }
 
+/// Refused ingest requests of one sender, status and error code.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SenderRefusal {
+    /// Who sent them, never the key itself: `organization/application` of a known key,
+    /// `key sha256:` and the first 8 hex digits of the SHA-256 of an unknown one, `no key`, or
+    /// `other` once [`MAX_SENDERS`] senders are counted.
+    pub sender: String,
+    /// HTTP status.
+    pub status: u16,
+    /// The `error` code of the answer's body.
+    pub code: String,
+    /// Since start.
+    pub count: u64,
+}
+
+/// Distinct senders (and applications) the server counts apart; the rest are `other`.
+pub const MAX_SENDERS: usize = 64;
+
+/// Counts of one application (a key's organization and application) since start, with its
+/// rates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppStats {
+    /// Organization (empty for the `other` bucket).
+    pub organization: String,
+    /// Application (`other` for the applications past [`MAX_SENDERS`]).
+    pub application: String,
+    /// Events received.
+    pub received: u64,
+    /// Accepted.
+    pub accepted: u64,
+    /// Rejected.
+    pub rejected: u64,
+    /// Duplicates.
+    pub duplicates: u64,
+    /// Received per second over the last 10 s.
+    pub rate_10s: f64,
+    /// … over the last 60 s.
+    pub rate_60s: f64,
+    /// Rejected per second over the last 60 s.
+    pub rejected_rate_60s: f64,
+}
+
+/// Accepted, rejected and duplicate events per second, the last 60 seconds, oldest first
+/// (`None` where no snapshot ran).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Throughput {
+    /// Accepted per second.
+    pub accepted: Vec<Option<u64>>,
+    /// Rejected per second.
+    pub rejected: Vec<Option<u64>>,
+    /// Duplicates per second.
+    pub duplicates: Vec<Option<u64>>,
+}
+
 /// The `metrics` topic (and `/v1/stats`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricsSnapshot {
@@ -554,6 +612,17 @@ pub struct MetricsSnapshot {
     /// servers.
     #[serde(default)]
     pub refusals: Vec<Refusal>,
+    /// The same refusals by sender (bounded: [`MAX_SENDERS`], then `other`); absent from
+    /// older servers.
+    #[serde(default)]
+    pub refusals_by_sender: Vec<SenderRefusal>,
+    /// Per application, the most events first (bounded: [`MAX_SENDERS`], then `other`);
+    /// absent from older servers.
+    #[serde(default)]
+    pub apps: Vec<AppStats>,
+    /// Accepted, rejected and duplicates per second, the last 60 s; absent from older servers.
+    #[serde(default)]
+    pub throughput: Throughput,
     /// Buffers and spool.
     pub buffers: BufferStats,
     /// The store.
@@ -704,6 +773,10 @@ pub struct PipelineTrace {
     pub outcome: String,
     /// HTTP status answered.
     pub status: u16,
+    /// Why a request was refused (`refused`): the answer's error code and message; absent
+    /// otherwise and from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Total, ms.
     pub total_ms: f64,
     /// Stages.

@@ -337,3 +337,52 @@ fn malformed_narrow() {
     let backend = draw(&mut app, 60, 16);
     insta::assert_snapshot!("malformed_60x16", backend);
 }
+
+fn with_refusals(a: &mut App) {
+    use crate::state::fixtures::refused;
+    for (i, (status, reason)) in [
+        (401, "unknown_key: unknown API key"),
+        (
+            413,
+            "too_large: body over ingest.max_body_bytes (1048576 bytes)",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let trace = refused(i as u64 + 1, status, reason);
+        a.update(Action::NetFrom(
+            0,
+            msg(200 + i as u64, ServerMessage::Pipeline(Box::new(trace))),
+        ));
+    }
+}
+
+/// Issue 16, item 5: a request refused before any event was read (a wrong key, a body over
+/// the limit) is a Pipeline row with its sender, status and reason, failed (not partial).
+#[test]
+fn pipeline_refused() {
+    snap("pipeline_refused", |a| {
+        with_refusals(a);
+        press(a, "6");
+    });
+}
+
+/// Issue 16, item 7: the refused requests come first in "failed, then slowest first", from
+/// the first frame.
+#[test]
+fn pipeline_refused_slowest_first() {
+    snap("pipeline_refused_slowest", |a| {
+        with_refusals(a);
+        press(a, "6 o");
+    });
+}
+
+/// Issue 16, item 5: the detail of a refused request says who sent it and why.
+#[test]
+fn pipeline_refused_detail() {
+    snap("pipeline_refused_detail", |a| {
+        with_refusals(a);
+        press(a, "6 G enter");
+    });
+}

@@ -51,6 +51,7 @@ fn batch_of(text: &str) -> SinkBatch {
             lsn: 1,
             payload: &payload,
             appended_ms: 0,
+            durable_ms: 0,
         }],
         |_, _| false,
     );

@@ -182,6 +182,7 @@ fn build(records: &[Vec<u8>], first_lsn: u64) -> (SinkBatch, BuildStats) {
             lsn: first_lsn + i as u64,
             payload,
             appended_ms: 0,
+            durable_ms: 0,
         })
         .collect();
     build_batch(&refs, |t, _| t.lsn.is_multiple_of(20))

@@ -3,7 +3,8 @@
 //! view draws a lifecycle; the server is killed (the console says it is reconnecting and keeps
 //! its data) and restarted (it recovers on its own). Issue 16: a rejection's bytes are shown as
 //! sent and copied as sent; a rejection older than the live tail is found by paging the stored quarantine;
-//! requests refused with 401 are on the Overview; a scrolled list holds its selected row
+//! requests refused with 401 are on the Overview (with their sender) and in Pipeline; the
+//! Types view counts per application; a scrolled list holds its selected row
 //! while events keep arriving. Issue 19: with three nodes the console's fleet Overview flags the
 //! node killed with `kill -9` and sees it come back.
 
@@ -194,6 +195,19 @@ async fn console_in_tmux_against_the_real_server() -> anyhow::Result<()> {
             && line_of("log").is_some_and(|l| l.split_whitespace().any(|w| w == "3"))
     })?;
     assert!(types.contains("lifecycle"));
+    // Issue 16, item 4: the same per application (the test key's), its 12 events, 1 rejected.
+    tmux.wait("the application's counts", Duration::from_secs(20), |s| {
+        s.contains("by application")
+            && s.lines().any(|l| {
+                let words: Vec<&str> = l
+                    .trim_start_matches(['|', '│', ' '])
+                    .split_whitespace()
+                    .collect();
+                words.first() == Some(&"default/default")
+                    && words.get(2) == Some(&"12")
+                    && words.get(3) == Some(&"1")
+            })
+    })?;
 
     // Malformed view: the reason of the bad event.
     tmux.keys(&["4"])?;
@@ -282,6 +296,30 @@ async fn requests_refused_with_401_are_on_the_overview() -> anyhow::Result<()> {
     tmux.wait("the refusals' code", Duration::from_secs(10), |s| {
         s.contains("unknown_key x3")
     })?;
+    // Who sent them: a fingerprint of the wrong key, never the key itself.
+    use sha2::Digest;
+    let sender = format!(
+        "key sha256:{}",
+        &hex::encode(sha2::Sha256::digest(b"not-the-key"))[..8]
+    );
+    let screen = tmux.wait("the refusals by sender", Duration::from_secs(10), |s| {
+        s.contains(&format!("{sender} 401 unknown_key x3 (3 in 60 s)"))
+    })?;
+    assert!(!screen.contains("not-the-key"), "the key is never shown");
+    // Pipeline lists each refused request with its status and reason.
+    tmux.keys(&["6"])?;
+    tmux.wait(
+        "the refused requests in Pipeline",
+        Duration::from_secs(10),
+        |s| {
+            s.lines()
+                .filter(|l| {
+                    l.contains(" refused ") && l.contains(" 401 ") && l.contains("unknown_key")
+                })
+                .count()
+                == 3
+        },
+    )?;
     tmux.keys(&["q"])?;
     Ok(())
 }

@@ -85,6 +85,7 @@ fn built(records: &[(u64, Vec<u8>)]) -> SinkBatch {
             lsn: *lsn,
             payload,
             appended_ms: 0,
+            durable_ms: 0,
         })
         .collect();
     build_batch(&refs, |_, _| true).0

@@ -79,6 +79,7 @@ fn build(records: &[(u64, Vec<u8>)]) -> SinkBatch {
             lsn: *lsn,
             payload,
             appended_ms: 0,
+            durable_ms: 0,
         })
         .collect();
     let (batch, stats) = build_batch(&refs, |_, _| true);

@@ -87,7 +87,12 @@ pub(crate) fn stored_trace(v: &Value) -> PipelineTrace {
         application: s(v, "application"),
         received_at: s(v, "received_at"),
         outcome: s(v, "outcome"),
-        status: u16::try_from(u(v, "status")).unwrap_or_default(),
+        // The store keeps the traces of acknowledged batches only: each was answered 202.
+        status: u16::try_from(u(v, "status"))
+            .ok()
+            .filter(|s| *s != 0)
+            .unwrap_or(202),
+        reason: opt_s(v, "reason"),
         total_ms,
         stages,
         bytes_compressed: u(v, "bytes_compressed"),

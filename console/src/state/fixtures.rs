@@ -2,9 +2,9 @@
 
 use baddybugs_common::protocol::StageName;
 use baddybugs_common::protocol::{
-    Bucket, BufferStats, Hello, Histo, MetricsSnapshot, PipelineStage, PipelineTrace, ReasonSample,
-    ReasonStats, Refusal, ServerEnvelope, ServerMessage, SinkStats, TailEvent, TailMalformed,
-    TypeStats, Waterfall, WaterfallSpan,
+    AppStats, Bucket, BufferStats, Hello, Histo, MetricsSnapshot, PipelineStage, PipelineTrace,
+    ReasonSample, ReasonStats, Refusal, SenderRefusal, ServerEnvelope, ServerMessage, SinkStats,
+    TailEvent, TailMalformed, Throughput, TypeStats, Waterfall, WaterfallSpan,
 };
 use baddybugs_common::{Problem, ReasonCode};
 use serde_json::json;
@@ -59,7 +59,49 @@ fn stats(name: &str, received: u64, rejected: u64, dups: u64, p99: Option<f64>) 
         rate_10s: (received % 89) as f64 / 3.0,
         rate_60s: (received % 83) as f64 / 3.0,
         history: history(received % 11),
+        rejected_rate_60s: rejected as f64 / 60.0,
         duration_p99_ms: p99,
+    }
+}
+
+/// Per-second values around `base` that vary by about `swing`, with a gap of two seconds.
+fn series(base: u64, swing: u64, seed: u64) -> Vec<Option<u64>> {
+    (0..60u64)
+        .map(|i| (!(30..32).contains(&i)).then(|| base + (i * 7 + seed * 5) % (swing + 1)))
+        .collect()
+}
+
+fn app(application: &str, received: u64, rejected: u64, rate: f64) -> AppStats {
+    AppStats {
+        organization: "acme".into(),
+        application: application.into(),
+        received,
+        accepted: received - rejected,
+        rejected,
+        duplicates: 0,
+        rate_10s: rate,
+        rate_60s: rate * 0.95,
+        rejected_rate_60s: rejected as f64 / 3_600.0,
+    }
+}
+
+/// A request refused before any event was read.
+pub(crate) fn refused(i: u64, status: u16, reason: &str) -> PipelineTrace {
+    PipelineTrace {
+        batch_id: format!("0193a5b2-7c4e-7d11-9f00-00000000{i:04}"),
+        application: "key sha256:9f86d081".into(),
+        received_at: at(i as i64 * 700 + 350),
+        outcome: "refused".into(),
+        status,
+        reason: Some(reason.into()),
+        total_ms: 0.4,
+        stages: Vec::new(),
+        bytes_compressed: 0,
+        bytes_inflated: 0,
+        events: 0,
+        accepted: 0,
+        rejected: 0,
+        duplicates: 0,
     }
 }
 
@@ -137,6 +179,29 @@ pub(crate) fn metrics(n: u64) -> ServerMessage {
                 count: 21 * n,
             },
         ],
+        refusals_by_sender: vec![
+            SenderRefusal {
+                sender: "acme/blog".into(),
+                status: 400,
+                code: "bad_request".into(),
+                count: 3,
+            },
+            SenderRefusal {
+                sender: "key sha256:9f86d081".into(),
+                status: 401,
+                code: "unknown_key".into(),
+                count: 21 * n,
+            },
+        ],
+        apps: vec![
+            app("shop", 18_000 + n * 180, 30, 171.3),
+            app("blog", 11_000 + n * 105, 16, 99.8),
+        ],
+        throughput: Throughput {
+            accepted: series(262, 40, n),
+            rejected: series(4, 9, n + 1),
+            duplicates: series(0, 3, n + 2),
+        },
         buffers: BufferStats {
             memory_bytes: 12 << 20,
             memory_events: 4_200,
@@ -284,6 +349,7 @@ pub(crate) fn pipeline(i: u64) -> PipelineTrace {
         received_at: at(i as i64 * 700),
         outcome: if i == 2 { "partial" } else { "accepted" }.into(),
         status: 202,
+        reason: None,
         total_ms: 10.2 + i as f64,
         stages: stages
             .iter()

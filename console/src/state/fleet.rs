@@ -7,7 +7,7 @@
 //! are the sum of the connected nodes' rates, so a node that is down adds nothing it is not doing.
 
 use baddybugs_common::protocol::{
-    Histo, MetricsSnapshot, ReasonStats, Refusal, SinkStats, TypeStats,
+    AppStats, Histo, MetricsSnapshot, ReasonStats, Refusal, SinkStats, TypeStats,
 };
 
 use super::{Conn, FeedEvent, FeedState, Rates, Reply};
@@ -203,8 +203,12 @@ impl FeedState {
             }
         }
         // Nodes have their own uptimes: the fleet's clock is the console's.
-        self.http
-            .record(now_ms as f64 / 1000.0, &merged.responses, &merged.refusals);
+        self.http.record(
+            now_ms as f64 / 1000.0,
+            &merged.responses,
+            &merged.refusals,
+            &merged.refusals_by_sender,
+        );
         self.metrics = Some(merged);
     }
 }
@@ -305,6 +309,30 @@ pub(crate) fn merge_metrics(nodes: &[&MetricsSnapshot]) -> MetricsSnapshot {
                 None => out.refusals.push(Refusal::clone(r)),
             }
         }
+        for r in &m.refusals_by_sender {
+            match out
+                .refusals_by_sender
+                .iter_mut()
+                .find(|x| x.sender == r.sender && x.status == r.status && x.code == r.code)
+            {
+                Some(x) => x.count += r.count,
+                None => out.refusals_by_sender.push(r.clone()),
+            }
+        }
+        for a in &m.apps {
+            match out
+                .apps
+                .iter_mut()
+                .find(|x| x.organization == a.organization && x.application == a.application)
+            {
+                Some(x) => add_app(x, a),
+                None => out.apps.push(a.clone()),
+            }
+        }
+        let (t, n) = (&mut out.throughput, &m.throughput);
+        add_series(&mut t.accepted, &n.accepted);
+        add_series(&mut t.rejected, &n.rejected);
+        add_series(&mut t.duplicates, &n.duplicates);
         let (b, a) = (&mut out.buffers, &m.buffers);
         b.memory_bytes += a.memory_bytes;
         b.memory_events += a.memory_events;
@@ -321,6 +349,14 @@ pub(crate) fn merge_metrics(nodes: &[&MetricsSnapshot]) -> MetricsSnapshot {
         out.feed_clients.extend(m.feed_clients.iter().cloned());
     }
     out.responses.sort_unstable();
+    // The most events first, `other` (an empty organization) last, as a node sends them.
+    out.apps.sort_by(|a, b| {
+        a.organization
+            .is_empty()
+            .cmp(&b.organization.is_empty())
+            .then(b.received.cmp(&a.received))
+            .then_with(|| a.application.cmp(&b.application))
+    });
     out.reasons
         .sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(&b.code)));
     out
@@ -333,6 +369,34 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// Adds a per-second series to another: histories end now on every node, so they are added
+/// aligned on their newest second.
+fn add_series(into: &mut Vec<Option<u64>>, s: &[Option<u64>]) {
+    let (a, b) = (into.len(), s.len());
+    if b > a {
+        let mut longer = vec![None; b - a];
+        longer.append(into);
+        *into = longer;
+    }
+    let offset = into.len() - b;
+    for (slot, v) in into[offset..].iter_mut().zip(s) {
+        *slot = match (*slot, *v) {
+            (Some(x), Some(y)) => Some(x + y),
+            (x, y) => x.or(y),
+        };
+    }
+}
+
+fn add_app(into: &mut AppStats, a: &AppStats) {
+    into.received += a.received;
+    into.accepted += a.accepted;
+    into.rejected += a.rejected;
+    into.duplicates += a.duplicates;
+    into.rate_10s += a.rate_10s;
+    into.rate_60s += a.rate_60s;
+    into.rejected_rate_60s += a.rejected_rate_60s;
+}
+
 fn add_type(into: &mut TypeStats, t: &TypeStats) {
     into.received += t.received;
     into.accepted += t.accepted;
@@ -341,20 +405,8 @@ fn add_type(into: &mut TypeStats, t: &TypeStats) {
     into.rate_1s += t.rate_1s;
     into.rate_10s += t.rate_10s;
     into.rate_60s += t.rate_60s;
-    // Histories end now on every node: add them aligned on their newest second.
-    let (a, b) = (into.history.len(), t.history.len());
-    if b > a {
-        let mut longer = vec![None; b - a];
-        longer.append(&mut into.history);
-        into.history = longer;
-    }
-    let offset = into.history.len() - b;
-    for (slot, v) in into.history[offset..].iter_mut().zip(&t.history) {
-        *slot = match (*slot, *v) {
-            (Some(x), Some(y)) => Some(x + y),
-            (x, y) => x.or(y),
-        };
-    }
+    into.rejected_rate_60s += t.rejected_rate_60s;
+    add_series(&mut into.history, &t.history);
     into.duration_p99_ms = max_opt(into.duration_p99_ms, t.duration_p99_ms);
 }
 
@@ -482,6 +534,27 @@ mod tests {
                 .sum();
             assert_eq!(ty.received, sum, "{}", ty.event_type);
         }
+        // Issue 16's figures add up too: per application, per sender, the rates of the minute.
+        let shop = |m: &MetricsSnapshot| {
+            m.apps
+                .iter()
+                .find(|x| x.application == "shop")
+                .map_or(0, |x| x.received)
+        };
+        assert_eq!(shop(&m), shop(&a) + shop(&b));
+        assert_eq!(m.apps[0].application, "shop", "the most events first");
+        let wrong_key = |m: &MetricsSnapshot| {
+            m.refusals_by_sender
+                .iter()
+                .find(|r| r.sender.starts_with("key sha256:"))
+                .map_or(0, |r| r.count)
+        };
+        assert_eq!(wrong_key(&m), wrong_key(&a) + wrong_key(&b));
+        let last = |m: &MetricsSnapshot| m.throughput.accepted.last().copied().flatten();
+        assert_eq!(
+            last(&m),
+            Some(last(&a).unwrap_or(0) + last(&b).unwrap_or(0))
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use baddybugs_common::protocol::Refusal;
+use baddybugs_common::protocol::{Refusal, SenderRefusal};
 
 /// How far back "recent" reaches, in seconds of server uptime.
 pub(crate) const WINDOW_SECS: f64 = 60.0;
@@ -23,6 +23,18 @@ struct Sample {
     at: f64,
     responses: Vec<(u16, u64)>,
     refusals: Vec<Refusal>,
+    senders: Vec<SenderRefusal>,
+}
+
+/// Refusals of one sender with one status and code: since start and in the last 60 s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SenderCount {
+    /// `organization/application`, or a key's fingerprint (never the key).
+    pub(crate) sender: String,
+    pub(crate) status: u16,
+    pub(crate) code: String,
+    pub(crate) total: u64,
+    pub(crate) recent: u64,
 }
 
 /// One status: its total since start and its count in the last 60 s.
@@ -47,6 +59,7 @@ impl HttpAnswers {
         uptime_secs: f64,
         responses: &[(u16, u64)],
         refusals: &[Refusal],
+        senders: &[SenderRefusal],
     ) {
         if self.samples.back().is_some_and(|s| s.at > uptime_secs) {
             // Uptime went back: another server instance. Its counts start again.
@@ -56,6 +69,7 @@ impl HttpAnswers {
             at: uptime_secs,
             responses: responses.to_vec(),
             refusals: refusals.to_vec(),
+            senders: senders.to_vec(),
         });
         // Keep one sample at or before the window's start, the base of "recent".
         while self
@@ -124,6 +138,44 @@ impl HttpAnswers {
         out
     }
 
+    /// Refusals by sender (servers of before the senders send none): those of the last 60 s
+    /// first, the most frequent first.
+    pub(crate) fn senders(&self) -> Vec<SenderCount> {
+        let (Some(first), Some(last)) = (self.samples.front(), self.samples.back()) else {
+            return Vec::new();
+        };
+        let single = self.samples.len() == 1;
+        let mut out: Vec<SenderCount> = last
+            .senders
+            .iter()
+            .map(|r| {
+                let before = first
+                    .senders
+                    .iter()
+                    .find(|b| b.sender == r.sender && b.status == r.status && b.code == r.code)
+                    .map_or(0, |b| b.count);
+                SenderCount {
+                    sender: r.sender.clone(),
+                    status: r.status,
+                    code: r.code.clone(),
+                    total: r.count,
+                    recent: if single {
+                        r.count
+                    } else {
+                        r.count.saturating_sub(before)
+                    },
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.recent
+                .cmp(&a.recent)
+                .then(b.total.cmp(&a.total))
+                .then_with(|| a.sender.cmp(&b.sender))
+        });
+        out
+    }
+
     /// The refused (non-2xx) statuses with a count in the last 60 s.
     pub(crate) fn recent_failures(&self) -> Vec<StatusCount> {
         self.counts()
@@ -158,7 +210,7 @@ mod tests {
     #[test]
     fn counts_totals_and_the_last_minute() {
         let mut h = HttpAnswers::default();
-        h.record(10.0, &[(202, 100)], &[]);
+        h.record(10.0, &[(202, 100)], &[], &[]);
         assert_eq!(
             h.counts(),
             vec![StatusCount {
@@ -173,7 +225,15 @@ mod tests {
             code: "unknown_key".into(),
             count: n,
         };
-        h.record(11.0, &[(202, 150), (401, 3)], &[refused(3)]);
+        let sender = |n| SenderRefusal {
+            sender: "key sha256:9f86d081".into(),
+            status: 401,
+            code: "unknown_key".into(),
+            count: n,
+        };
+        h.record(11.0, &[(202, 150), (401, 3)], &[refused(3)], &[sender(3)]);
+        let senders = h.senders();
+        assert_eq!((senders[0].total, senders[0].recent), (3, 3));
         assert_eq!(h.recent_codes(401), vec![("unknown_key".to_owned(), 3)]);
         assert_eq!(
             h.recent_failures(),
@@ -185,13 +245,19 @@ mod tests {
         );
         // 70 s later with no new 401: still counted in total, no longer recent.
         for t in 12..=81 {
-            h.record(t as f64, &[(202, 150), (401, 3)], &[refused(3)]);
+            h.record(
+                t as f64,
+                &[(202, 150), (401, 3)],
+                &[refused(3)],
+                &[sender(3)],
+            );
         }
         assert!(h.recent_failures().is_empty(), "{:?}", h.counts());
         assert!(h.recent_codes(401).is_empty());
+        assert_eq!((h.senders()[0].total, h.senders()[0].recent), (3, 0));
         assert_eq!(h.counts()[1].total, 3);
         // Another instance (uptime back to 1 s): its own counts.
-        h.record(1.0, &[(413, 2)], &[]);
+        h.record(1.0, &[(413, 2)], &[], &[]);
         assert_eq!(h.recent_failures()[0].status, 413);
         assert_eq!(h.counts().len(), 1);
     }

@@ -346,7 +346,12 @@ impl FeedState {
                 ..Rates::default()
             };
         }
-        self.http.record(m.uptime_secs, &m.responses, &m.refusals);
+        self.http.record(
+            m.uptime_secs,
+            &m.responses,
+            &m.refusals,
+            &m.refusals_by_sender,
+        );
         self.metrics = Some(m);
     }
 

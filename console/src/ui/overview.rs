@@ -1,5 +1,6 @@
-//! View 1: ingest rates with a 60 s sparkline, spool and memory gauges, sink health, the
-//! latency panel, and warnings.
+//! View 1: ingest rates with the accepted, rejected and duplicate rates of the last 60 s,
+//! refusals by status and by sender, rejections by reason and by type, spool and memory gauges,
+//! sink health, the latency panel, and warnings.
 
 use baddybugs_common::protocol::MetricsSnapshot;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -10,6 +11,7 @@ use ratatui::Frame;
 
 use super::block;
 use super::theme::{fit, Theme};
+use super::widgets::rate_chart::{self, RateChart};
 use super::widgets::{histogram, sparkline};
 use crate::app::App;
 use crate::state::http::{meaning, WINDOW_SECS};
@@ -92,6 +94,19 @@ pub(crate) fn warnings(s: &FeedState) -> Vec<(bool, String)> {
         } else {
             format!(" ({})", codes.join(", "))
         };
+        let senders: Vec<String> = s
+            .http
+            .senders()
+            .into_iter()
+            .filter(|r| r.status == c.status && r.recent > 0)
+            .take(2)
+            .map(|r| r.sender)
+            .collect();
+        let codes = if senders.is_empty() {
+            codes
+        } else {
+            format!("{codes} from {}", senders.join(", "))
+        };
         out.push((
             c.status >= 500,
             format!(
@@ -152,9 +167,16 @@ fn rejection_line<'a>(s: &FeedState, m: &MetricsSnapshot, t: &Theme) -> Line<'a>
                 spans.push(Span::styled(" · ", t.dim()));
             }
             spans.push(Span::raw(format!("{} {}", ty.event_type, ty.rejected)));
+            if ty.rejected_rate_60s > 0.0 {
+                spans.push(Span::styled(
+                    format!(" ({})", rate(ty.rejected_rate_60s)),
+                    t.dim(),
+                ));
+            }
         }
     }
-    if s.rejected_history.iter().flatten().any(|v| *v > 0) {
+    // A server of before the throughput series: the rejected rate this console saw.
+    if m.throughput.rejected.is_empty() && s.rejected_history.iter().flatten().any(|v| *v > 0) {
         let values: Vec<Option<u64>> = s.rejected_history.iter().copied().collect();
         spans.push(Span::styled("   /s ", t.dim()));
         spans.push(Span::styled(sparkline::inline(&values, 20, t), t.bad()));
@@ -162,36 +184,74 @@ fn rejection_line<'a>(s: &FeedState, m: &MetricsSnapshot, t: &Theme) -> Line<'a>
     Line::from(spans)
 }
 
-/// The received-per-second chart, its baseline below the smallest value when there is room to
-/// say so (the scale is labelled at the left), else at 0.
-fn throughput(history: &[Option<u64>], area: Rect, f: &mut Frame, t: &Theme) {
-    const LABEL_W: u16 = 9;
-    let shown = &history[history.len().saturating_sub(area.width as usize)..];
-    let (min, max) = shown
-        .iter()
-        .flatten()
-        .fold((u64::MAX, 0), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-    let room = area.width as usize >= shown.len() + LABEL_W as usize;
-    if !room || max == 0 || area.height < 2 {
-        sparkline::render(history, area, f.buffer_mut(), t.accent(), t);
+/// The accepted, rejected and duplicate rates of the last 60 s side by side, each on its own
+/// scale (a few rejections a second would be flat on the accepted rate's scale), labelled;
+/// from a server of before these series, the received rate alone.
+fn throughput(m: &MetricsSnapshot, area: Rect, f: &mut Frame, t: &Theme) {
+    let buf = f.buffer_mut();
+    let tp = &m.throughput;
+    if tp.accepted.is_empty() {
+        let chart = RateChart {
+            name: "received/s",
+            short: "rcv/s",
+            values: &m.totals.history,
+            style: t.accent(),
+        };
+        rate_chart::render(&chart, area, buf, t);
         return;
     }
-    // A third of the chart's height below the smallest value.
-    let base = min.saturating_sub((max - min).max(3) / 2);
-    let chart = Rect {
-        x: area.x + LABEL_W,
-        width: area.width - LABEL_W,
-        ..area
+    // Where three charts of 60 columns fit, a third each; else the accepted rate gets half.
+    let widths = if area.width >= 3 * 66 {
+        [Constraint::Ratio(1, 3); 3]
+    } else {
+        [
+            Constraint::Percentage(50),
+            Constraint::Percentage(25),
+            Constraint::Percentage(25),
+        ]
     };
-    sparkline::render_from(history, base, chart, f.buffer_mut(), t.accent(), t);
-    let buf = f.buffer_mut();
-    buf.set_string(area.x, area.y, format!("{max:>6}/s"), t.dim());
-    buf.set_string(
-        area.x,
-        area.y + area.height - 1,
-        format!("{base:>6}/s"),
-        t.dim(),
-    );
+    let areas = Layout::horizontal(widths).spacing(1).split(area);
+    let charts = [
+        ("accepted/s", "acc/s", &tp.accepted, t.ok()),
+        ("rejected/s", "rej/s", &tp.rejected, t.bad()),
+        ("duplicates/s", "dup/s", &tp.duplicates, t.warn()),
+    ];
+    for ((name, short, values, style), area) in charts.into_iter().zip(areas.iter()) {
+        let chart = RateChart {
+            name,
+            short,
+            values,
+            style,
+        };
+        rate_chart::render(&chart, *area, buf, t);
+    }
+}
+
+/// Refusals by sender (an application, or the fingerprint of a key that is not configured),
+/// those of the last 60 s first; `None` when the server counts none.
+fn sender_line<'a>(s: &FeedState, t: &Theme) -> Option<Line<'a>> {
+    let senders = s.http.senders();
+    if senders.is_empty() {
+        return None;
+    }
+    let mut spans = vec![Span::styled("refused by sender  ", t.dim())];
+    for (i, r) in senders.iter().take(4).enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" · ", t.dim()));
+        }
+        spans.push(Span::styled(r.sender.clone(), t.bold()));
+        spans.push(Span::styled(
+            format!(" {} {} ×{}", r.status, r.code, r.total),
+            t.bad(),
+        ));
+        if r.recent > 0 {
+            spans.push(Span::styled(
+                format!(" ({} in {WINDOW_SECS:.0} s)", r.recent),
+                t.bad(),
+            ));
+        }
+    }
+    Some(Line::from(spans))
 }
 
 fn ingest_lines<'a>(m: &MetricsSnapshot, r: &Rates, t: &Theme) -> Line<'a> {
@@ -267,7 +327,7 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     }
 
     let b = block(
-        "Ingest · rates of the last second · received/s over the last 60 s",
+        "Ingest · rates of the last second · per second over the last 60 s",
         t,
     );
     let inner = b.inner(ingest);
@@ -284,20 +344,26 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
             ..inner
         },
     );
+    let mut text_lines = vec![rejection_line(s, m, t)];
+    // The senders where the charts keep two rows (else the Warnings name them).
+    if inner.height >= 6 {
+        text_lines.extend(sender_line(s, t));
+    }
+    let used = 2 + text_lines.len() as u16;
     f.render_widget(
-        Paragraph::new(rejection_line(s, m, t)),
+        Paragraph::new(text_lines),
         Rect {
             y: inner.y + 2,
-            height: 1,
+            height: (used - 2).min(inner.height.saturating_sub(2)),
             ..inner
         },
     );
     let spark = Rect {
-        y: inner.y + 3,
-        height: inner.height.saturating_sub(3),
+        y: inner.y + used,
+        height: inner.height.saturating_sub(used),
         ..inner
     };
-    throughput(&m.totals.history, spark, f, t);
+    throughput(m, spark, f, t);
 
     let [buffers, warn] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(mid);

@@ -1,5 +1,8 @@
 //! View 2: every event type with its rate, total, rejections, duplicates, p99 and a sparkline;
-//! sortable by column; Enter tails the type.
+//! sortable by column; Enter tails the type. Below, the same per application (the sending
+//! key's), with its rates.
+
+use baddybugs_common::protocol::AppStats;
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -32,8 +35,20 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         list.len()
     );
     let outer = block(title, t);
-    let inner = outer.inner(area);
+    let mut inner = outer.inner(area);
     f.render_widget(outer, area);
+    let apps = s.metrics.as_ref().map_or(&[][..], |m| m.apps.as_slice());
+    if !apps.is_empty() && inner.height >= 8 {
+        // The applications below the types: a third of the height at most.
+        let h = (apps.len() as u16 + 2).min(inner.height / 3).max(3);
+        let below = Rect {
+            y: inner.y + inner.height - h,
+            height: h,
+            ..inner
+        };
+        inner.height -= h;
+        render_apps(f, apps, below, t);
+    }
     let width = inner.width as usize;
     let fixed: usize = COLS.iter().map(|c| c.2).sum();
     // The whole longest name (`security_threat` was cut), as the width allows.
@@ -112,4 +127,89 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         });
     }
     f.render_widget(Paragraph::new(lines), inner);
+}
+
+/// `organization/application`, or the application alone (the `other` bucket).
+fn app_label(a: &AppStats) -> String {
+    if a.organization.is_empty() {
+        a.application.clone()
+    } else {
+        format!("{}/{}", a.organization, a.application)
+    }
+}
+
+/// The width of the application column: the longest label whole, as the width allows.
+pub(crate) fn app_width(apps: &[AppStats], width: usize, fixed: usize) -> usize {
+    let longest = apps
+        .iter()
+        .map(|a| app_label(a).chars().count())
+        .max()
+        .unwrap_or(0);
+    (longest + 2)
+        .clamp(14, 40)
+        .min(width.saturating_sub(fixed))
+        .max(8)
+}
+
+/// The per-application table: received rate over 10 s, totals, rejected and its rate over
+/// 60 s, duplicates.
+fn render_apps(f: &mut Frame, apps: &[AppStats], area: Rect, t: &Theme) {
+    const APP_COLS: [(&str, usize); 5] = [
+        ("rate/s", 9),
+        ("total", 10),
+        ("rejected", 10),
+        ("rej/s", 8),
+        ("dups", 7),
+    ];
+    let width = area.width as usize;
+    let fixed: usize = APP_COLS.iter().map(|c| c.1).sum();
+    let name_w = app_width(apps, width, fixed);
+    let rule = format!("{} by application ", t.hline().repeat(2));
+    let rule = format!(
+        "{rule}{}",
+        t.hline().repeat(width.saturating_sub(rule.chars().count()))
+    );
+    let mut header = vec![Span::styled(fit("application", name_w, t), t.dim())];
+    for (label, w) in APP_COLS {
+        header.push(Span::styled(format!(" {}", rfit(label, w - 1)), t.dim()));
+    }
+    let mut lines = vec![Line::styled(rule, t.dim()), Line::from(header)];
+    let rows = (area.height as usize).saturating_sub(2);
+    for a in apps.iter().take(rows) {
+        let rej_style = if a.rejected > 0 { t.bad() } else { t.dim() };
+        lines.push(Line::from(vec![
+            Span::styled(fit(&app_label(a), name_w, t), t.bold()),
+            Span::raw(rfit(&format!("{:.1}", a.rate_10s), 9)),
+            Span::raw(rfit(&a.received.to_string(), 10)),
+            Span::styled(rfit(&a.rejected.to_string(), 10), rej_style),
+            Span::styled(rfit(&format!("{:.2}", a.rejected_rate_60s), 8), rej_style),
+            Span::raw(rfit(&a.duplicates.to_string(), 7)),
+        ]));
+    }
+    f.render_widget(Paragraph::new(lines), area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(org: &str, name: &str) -> AppStats {
+        AppStats {
+            organization: org.into(),
+            application: name.into(),
+            ..AppStats::default()
+        }
+    }
+
+    #[test]
+    fn the_application_column_fits_the_longest_name_as_the_width_allows() {
+        let apps = [app("acme", "shop"), app("acme", "checkout-service-eu-west")];
+        // `acme/checkout-service-eu-west` (29) and two spaces.
+        assert_eq!(app_width(&apps, 200, 44), 31);
+        // Narrow: what is left after the numbers, never below 8.
+        assert_eq!(app_width(&apps, 60, 44), 16);
+        assert_eq!(app_width(&apps, 40, 44), 8);
+        // Short names keep a readable column.
+        assert_eq!(app_width(&[app("", "other")], 200, 44), 14);
+    }
 }

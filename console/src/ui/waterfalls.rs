@@ -109,6 +109,13 @@ pub(crate) fn render_detail(
     t: &Theme,
 ) {
     let title = match trace {
+        Some(p) if p.reason.is_some() => format!(
+            "Refused request · {} · HTTP {} · {} · {}",
+            p.application,
+            p.status,
+            p.reason.as_deref().unwrap_or_default(),
+            ms(p.total_ms)
+        ),
         Some(p) => format!(
             "Batch {} · {} · HTTP {} · {} events ({} accepted, {} rejected, {} dup) · {}",
             p.batch_id,
@@ -132,5 +139,40 @@ pub(crate) fn render_detail(
     let b = block(title, t);
     let inner = b.inner(area);
     f.render_widget(b, area);
+    if let Some(p) = trace.filter(|p| p.reason.is_some()) {
+        f.render_widget(refused_detail(p, t), inner);
+        return;
+    }
     waterfall::render(w, Some(selected), folded, inner, f.buffer_mut(), t);
+}
+
+/// A refused request has no stages to draw: who sent it, what was answered and why.
+fn refused_detail<'a>(p: &PipelineTrace, t: &Theme) -> ratatui::widgets::Paragraph<'a> {
+    use ratatui::text::{Line, Span};
+    let field = |k: &str, v: String| {
+        Line::from(vec![
+            Span::styled(format!("{k:<10}"), t.dim()),
+            Span::raw(v),
+        ])
+    };
+    let lines = vec![
+        Line::styled(
+            format!(
+                "Refused with HTTP {} before any event was read: nothing was stored.",
+                p.status
+            ),
+            t.bad(),
+        ),
+        Line::raw(""),
+        field("sender", p.application.clone()),
+        field("reason", p.reason.clone().unwrap_or_default()),
+        field("received", p.received_at.clone()),
+        field("answered", format!("in {}", ms(p.total_ms))),
+        Line::raw(""),
+        Line::styled(
+            "An agent drops a batch refused with 4xx (except 429); it retries 429 and 503.",
+            t.dim(),
+        ),
+    ];
+    ratatui::widgets::Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false })
 }

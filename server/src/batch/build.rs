@@ -16,6 +16,8 @@ pub struct RecordRef<'a> {
     pub payload: &'a [u8],
     /// When the spool appended it, epoch ms.
     pub appended_ms: u64,
+    /// When it was durable (its fsync returned), epoch ms.
+    pub durable_ms: u64,
 }
 
 /// What the builder learnt besides the rows (for metrics and the feed).
@@ -192,11 +194,13 @@ fn add_record(
     }
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut stages: Vec<Stage> = meta.stages.clone();
-    // The record was encoded before the append: the spool's own clock closes `spooled`
-    // (millisecond precision), and the 202 follows it at once.
+    // The record was encoded before the append: the spool's own clock closes `spooled` when
+    // the record was durable (the write and the wait for its group's fsync, millisecond
+    // precision), and the 202 follows it at once.
     let enriched_us = meta.stages.last().map_or(0, |s| s.start_us + s.duration_us);
+    let durable_ms = spooled.durable_ms.max(spooled.appended_ms);
     let spooled_at_us =
-        ((spooled.appended_ms as i64 - meta.received_ms).max(0) as u64 * 1000).max(enriched_us);
+        ((durable_ms as i64 - meta.received_ms).max(0) as u64 * 1000).max(enriched_us);
     let acked_us = spooled_at_us;
     let inserted_at_us = ((now_ms - meta.received_ms).max(0) as u64) * 1000;
     stages.extend([
@@ -246,5 +250,54 @@ fn add_record(
     // Sampling looks at the request's own time (to its 202), not at the batcher's wait.
     if trace_filter(&trace, acked_us) {
         batch.traces.push(trace);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{self, BatchMeta};
+
+    /// Issue 16, item 7: the `spooled` stage ends when the record was durable, so the wait for
+    /// the disk (write and fsync) is in it, not in `inserted`.
+    #[test]
+    fn the_spooled_stage_holds_the_wait_for_the_disk() {
+        let received_ms = 1_767_225_600_000;
+        let meta = BatchMeta {
+            batch_id: "0190e0e0-0000-7000-8000-000000000001".to_owned(),
+            received_ms,
+            organization: "acme".to_owned(),
+            application: "shop".to_owned(),
+            remote_addr: None,
+            agent_version: None,
+            bytes_compressed: 0,
+            bytes_inflated: 0,
+            total_events: 0,
+            duplicates: 0,
+            quarantined: Vec::new(),
+            stages: vec![Stage {
+                stage: StageName::Enriched,
+                start_us: 0,
+                duration_us: 1_000,
+            }],
+        };
+        let payload = record::encode(&meta, &[], &[]);
+        let (batch, _) = build_batch(
+            &[RecordRef {
+                lsn: 1,
+                payload: &payload,
+                appended_ms: received_ms as u64 + 2,
+                durable_ms: received_ms as u64 + 1_502,
+            }],
+            |_, _| true,
+        );
+        let stages = &batch.traces[0].stages;
+        let spooled = stages.iter().find(|s| s.stage == StageName::Spooled);
+        assert_eq!(
+            spooled.map(|s| (s.start_us, s.duration_us)),
+            Some((1_000, 1_501_000))
+        );
+        let acked = stages.iter().find(|s| s.stage == StageName::Acknowledged);
+        assert_eq!(acked.map(|s| s.start_us), Some(1_502_000));
     }
 }

@@ -274,6 +274,7 @@ impl Batcher {
                         lsn: e.lsn,
                         payload: &e.payload,
                         appended_ms: e.appended_unix_ms,
+                        durable_ms: e.durable_unix_ms,
                     })
                     .collect();
                 let keep_trace = |t: &TraceRow, acked_us: u64| {

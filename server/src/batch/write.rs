@@ -129,6 +129,10 @@ impl Writer {
             sink.last_write_at = Some(baddybugs_common::timestamp::format_millis(now));
         }
         if let Some(observer) = &b.on_traces {
+            let mut traces = traces;
+            for trace in &mut traces {
+                trace.stored_at(now);
+            }
             observer(&traces);
         }
         Ok(())

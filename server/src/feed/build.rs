@@ -346,6 +346,7 @@ pub(super) fn pipeline(trace: &TraceRow) -> (ServerMessage, Facets) {
         received_at: format_millis(trace.received_ms),
         outcome: trace.outcome.clone(),
         status: 202,
+        reason: None,
         total_ms: trace.total_us as f64 / 1000.0,
         stages,
         bytes_compressed: trace.bytes_compressed,

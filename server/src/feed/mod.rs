@@ -28,7 +28,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baddybugs_common::protocol::{FeedFilter, MetricsSnapshot, ServerMessage, Topic};
+use baddybugs_common::protocol::{
+    FeedFilter, MetricsSnapshot, PipelineTrace, ServerMessage, Topic,
+};
 use baddybugs_common::CheckedEvent;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -552,6 +554,24 @@ impl FeedHub {
                 true,
             );
         }
+    }
+
+    /// Publishes a refused ingest request (401, 413, 415, 429, 503 …) as a pipeline row:
+    /// outcome `refused`, its status and reason. It never reaches the spool, so the batcher
+    /// cannot publish it; `trace` is only built when a client listens to the pipeline tail.
+    pub fn publish_refused(&self, trace: impl FnOnce() -> PipelineTrace) {
+        if !self.listening(Topic::Pipeline) {
+            return;
+        }
+        let message = ServerMessage::Pipeline(Box::new(trace()));
+        let facets = Facets {
+            is_error: Some(true),
+            ..Facets::default()
+        };
+        self.broadcast(
+            build::outgoing(Some(Topic::Pipeline), &message, facets),
+            true,
+        );
     }
 
     /// Publishes a metrics snapshot.

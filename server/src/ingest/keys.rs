@@ -134,11 +134,26 @@ impl KeyRing {
         let key = bearer(headers).ok_or(AuthError::MissingKey)?;
         self.keys.get(key).cloned().ok_or(AuthError::UnknownKey)
     }
+
+    /// Who sent a request, as the metrics and the feed name it (never the key itself): the
+    /// key's `organization/application`, or a fingerprint of a key that is not configured.
+    pub fn sender(&self, authorization: Option<&http::HeaderValue>) -> String {
+        let token = authorization.and_then(bearer_of);
+        match token.and_then(|t| self.keys.get(t)) {
+            Some(info) => format!("{}/{}", info.organization, info.application),
+            None => crate::metrics::sender_of_key(token),
+        }
+    }
 }
 
 /// The bearer token of a request, if any.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_of(headers.get(http::header::AUTHORIZATION)?)
+}
+
+/// The bearer token of an `Authorization` value, if any.
+fn bearer_of(value: &http::HeaderValue) -> Option<&str> {
+    let value = value.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

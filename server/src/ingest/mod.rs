@@ -40,11 +40,12 @@ use serde_json::{json, Value};
 use crate::config::UndecodableBody;
 use crate::feed::AcceptedBatch;
 use crate::http::error::ApiError;
-use crate::metrics::Latency;
+use crate::metrics::{BatchCounts, Latency};
 use crate::record::Quarantined;
 use crate::state::AppState;
 use admit::{Admitted, RequestFacts};
-use baddybugs_common::protocol::StageName;
+use baddybugs_common::protocol::{PipelineTrace, StageName};
+use baddybugs_common::timestamp::format_millis;
 use decode::{Decoded, DecodedBody, Undecodable};
 use submit::{EventToStore, Submission, Submitted};
 use trace::StageTimer;
@@ -53,10 +54,15 @@ use validate::Validated;
 /// The handler.
 pub async fn ingest(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
+    // Kept to name the sender of a refused request (a cheap clone: the value is shared).
+    let authorization = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .cloned();
     let response = match handle(&state, request, started).await {
         Ok(response) => response,
         Err(err) => {
-            state.metrics.refusal(err.status().as_u16(), err.code());
+            refused(&state, &err, authorization.as_ref(), started);
             err.into_response()
         }
     };
@@ -65,6 +71,41 @@ pub async fn ingest(State(state): State<Arc<AppState>>, request: Request) -> Res
         .metrics
         .record_latency(Latency::Request, started.elapsed().as_micros() as u64);
     response
+}
+
+/// Counts a refused request by status and code, and by sender (never the key itself), and shows
+/// it in the pipeline tail with its reason: it never reaches the spool, so no batch trace
+/// tells of it.
+fn refused(
+    state: &AppState,
+    err: &ApiError,
+    authorization: Option<&axum::http::HeaderValue>,
+    started: Instant,
+) {
+    let (status, code) = (err.status().as_u16(), err.code());
+    state.metrics.refusal(status, code);
+    let sender = state.keys.sender(authorization);
+    state.metrics.sender_refusal(sender.clone(), status, code);
+    state.feed.publish_refused(|| {
+        let took = started.elapsed();
+        let received_ms = chrono::Utc::now().timestamp_millis() - took.as_millis() as i64;
+        PipelineTrace {
+            batch_id: uuid::Uuid::now_v7().to_string(),
+            application: sender,
+            received_at: format_millis(received_ms),
+            outcome: "refused".into(),
+            status,
+            reason: Some(format!("{code}: {err}")),
+            total_ms: took.as_secs_f64() * 1000.0,
+            stages: Vec::new(),
+            bytes_compressed: 0,
+            bytes_inflated: 0,
+            events: 0,
+            accepted: 0,
+            rejected: 0,
+            duplicates: 0,
+        }
+    });
 }
 
 async fn handle(
@@ -104,6 +145,16 @@ async fn handle(
                 reservation.confirm(facts.received_ms);
             }
             record_accepted(state, &checked, &submitted, body.events.len());
+            let duplicates = submitted.duplicate_count() as u64;
+            state.metrics.app_batch(
+                &key.organization,
+                &key.application,
+                BatchCounts {
+                    accepted: checked.accepted.len() as u64 - duplicates,
+                    rejected: checked.rejected.len() as u64,
+                    duplicates,
+                },
+            );
             tap_feed(state, &submitted, &body, &checked);
             Ok(respond(&submitted, &checked))
         }
@@ -144,6 +195,14 @@ async fn reserve_signature<'s>(
     for e in &checked.accepted {
         state.metrics.duplicate(&e.event_type);
     }
+    state.metrics.app_batch(
+        &key.organization,
+        &key.application,
+        BatchCounts {
+            duplicates: checked.accepted.len() as u64,
+            ..BatchCounts::default()
+        },
+    );
     Ok(SignatureCheck::Replayed(replayed(checked.accepted.len())))
 }
 
@@ -347,6 +406,14 @@ async fn quarantine_body(
         message,
     };
     state.metrics.rejected(None, std::slice::from_ref(&problem));
+    state.metrics.app_batch(
+        organization,
+        application,
+        BatchCounts {
+            rejected: 1,
+            ..BatchCounts::default()
+        },
+    );
     let entry = Quarantined {
         index: None,
         event_type: None,

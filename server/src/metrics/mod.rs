@@ -26,6 +26,9 @@ use parking_lot::Mutex;
 use crate::sink::Table;
 
 mod prometheus;
+mod senders;
+
+pub use senders::{sender_of_key, BatchCounts};
 
 /// Label used for types the catalog does not know.
 pub const UNKNOWN_TYPE: &str = "unknown_type";
@@ -217,6 +220,8 @@ impl DedupCheck {
 struct History {
     /// Per label: received totals at each past tick, newest last (61 kept).
     totals: HashMap<String, VecDeque<Option<u64>>>,
+    /// Per label: rejected totals at each past tick.
+    rejected: HashMap<String, senders::Series>,
 }
 
 /// The registry. Cheap to share (`Arc<Metrics>`).
@@ -245,6 +250,8 @@ pub struct Metrics {
     pub connections: ConnectionCounters,
     warnings: Mutex<HashMap<ReasonCode, u64>>,
     history: Mutex<History>,
+    /// By application and by sender.
+    senders: senders::Senders,
     last_snapshot: Mutex<Option<Arc<MetricsSnapshot>>>,
 }
 
@@ -288,7 +295,9 @@ impl Metrics {
             warnings: Mutex::new(HashMap::new()),
             history: Mutex::new(History {
                 totals: HashMap::new(),
+                rejected: HashMap::new(),
             }),
+            senders: senders::Senders::default(),
             last_snapshot: Mutex::new(None),
         }
     }
@@ -429,6 +438,17 @@ impl Metrics {
         *self.refusals.lock().entry((status, code)).or_default() += 1;
     }
 
+    /// Counts a refused ingest request of one sender (an application, or a key's
+    /// fingerprint: [`sender_of_key`]) by its status and error code.
+    pub fn sender_refusal(&self, sender: String, status: u16, code: &'static str) {
+        self.senders.refusal(sender, status, code);
+    }
+
+    /// Counts the events of one request for its application.
+    pub fn app_batch(&self, organization: &str, application: &str, counts: BatchCounts) {
+        self.senders.batch(organization, application, counts);
+    }
+
     fn refusals(&self) -> Vec<Refusal> {
         self.refusals
             .lock()
@@ -492,6 +512,10 @@ impl Metrics {
         for name in names {
             let c = &self.types[*name];
             let received = c.received.load(Ordering::Relaxed);
+            let rejected = c.rejected.load(Ordering::Relaxed);
+            let rejected_series = history.rejected.entry((*name).to_owned()).or_default();
+            rejected_series.push(rejected);
+            let rejected_rate_60s = rejected_series.rate(60);
             let series = history.totals.entry((*name).to_owned()).or_default();
             series.push_back(Some(received));
             while series.len() > 61 {
@@ -534,8 +558,9 @@ impl Metrics {
                 event_type: (*name).to_owned(),
                 received,
                 accepted: c.accepted.load(Ordering::Relaxed),
-                rejected: c.rejected.load(Ordering::Relaxed),
+                rejected,
                 duplicates: c.duplicates.load(Ordering::Relaxed),
+                rejected_rate_60s,
                 rate_1s: rate(1),
                 rate_10s: rate(10),
                 rate_60s: rate(60),
@@ -554,10 +579,13 @@ impl Metrics {
             totals.rate_1s += stats.rate_1s;
             totals.rate_10s += stats.rate_10s;
             totals.rate_60s += stats.rate_60s;
+            totals.rejected_rate_60s += stats.rejected_rate_60s;
             types.push(stats);
         }
         totals.history = total_series;
         drop(history);
+        self.senders
+            .tick(totals.accepted, totals.rejected, totals.duplicates);
 
         let mut reasons: Vec<ReasonStats> = {
             let mut map = self.reasons.lock();
@@ -605,6 +633,9 @@ impl Metrics {
             batch_sizes,
             responses,
             refusals: self.refusals(),
+            refusals_by_sender: self.senders.refusals(),
+            apps: self.senders.apps(),
+            throughput: self.senders.throughput(),
             buffers,
             sink: self.gauges.sink.lock().clone(),
             feed_clients: self.gauges.feed_clients.lock().clone(),
@@ -674,6 +705,8 @@ impl Metrics {
             .collect();
         snap.responses.sort();
         snap.refusals = self.refusals();
+        snap.refusals_by_sender = self.senders.refusals();
+        snap.apps = self.senders.apps();
         snap.uptime_secs = self.started.elapsed().as_secs_f64();
         snap.buffers = self.gauges.buffers.lock().clone();
         snap.buffers.rss_bytes = rss_bytes();

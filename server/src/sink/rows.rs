@@ -163,6 +163,24 @@ pub struct TraceRow {
     pub duplicates: u32,
 }
 
+impl TraceRow {
+    /// Ends the `inserted` stage (and the total) at `stored_ms`, when the store write that
+    /// carried the batch returned. The row written to the store cannot know its own write's
+    /// end, so it ends when the batch was built; the live feed's copy, published after the
+    /// write, includes the wait for the store.
+    pub fn stored_at(&mut self, stored_ms: i64) {
+        let end_us = ((stored_ms - self.received_ms).max(0) as u64) * 1000;
+        if let Some(inserted) = self
+            .stages
+            .iter_mut()
+            .find(|s| s.stage == baddybugs_common::protocol::StageName::Inserted)
+        {
+            inserted.duration_us = end_us.saturating_sub(inserted.start_us);
+        }
+        self.total_us = self.total_us.max(end_us);
+    }
+}
+
 /// A table a batch writes, in the order both stores write them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
@@ -387,5 +405,41 @@ mod tests {
             node_a.dedup_token("events"),
             batch("e-1", "batch-of-node-a").dedup_token("events")
         );
+    }
+
+    /// Issue 16, item 7: the live copy of a slow batch's trace shows the wait for the store in
+    /// its `inserted` stage, not a total that no stage explains.
+    #[test]
+    fn a_trace_published_after_the_write_ends_at_the_write() {
+        use baddybugs_common::protocol::StageName;
+        let stage = |stage, start_us, duration_us| Stage {
+            stage,
+            start_us,
+            duration_us,
+        };
+        let mut trace = TraceRow {
+            batch_id: "b".into(),
+            lsn: 1,
+            received_ms: 1_000,
+            organization: "acme".into(),
+            application: "shop".into(),
+            outcome: "accepted".into(),
+            total_us: 9_000,
+            stages: vec![
+                stage(StageName::Spooled, 1_000, 2_000),
+                stage(StageName::Acknowledged, 3_000, 0),
+                stage(StageName::Inserted, 3_000, 6_000),
+            ],
+            bytes_compressed: 0,
+            bytes_inflated: 0,
+            events: 1,
+            accepted: 1,
+            rejected: 0,
+            duplicates: 0,
+        };
+        trace.stored_at(6_400);
+        assert_eq!(trace.total_us, 5_400_000);
+        assert_eq!(trace.stages[2].duration_us, 5_397_000);
+        assert_eq!(trace.stages[0].duration_us, 2_000, "the other stages stay");
     }
 }

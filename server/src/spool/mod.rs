@@ -283,6 +283,10 @@ pub struct SpoolEntry {
     pub lsn: u64,
     /// When it was appended, epoch ms.
     pub appended_unix_ms: u64,
+    /// When it was durable (its group's fsync returned; with `fsync = interval`, when it was
+    /// written), epoch ms: the wait for the disk ends there. Records found at start say when
+    /// they were appended.
+    pub durable_unix_ms: u64,
     /// The record.
     pub payload: Vec<u8>,
 }
@@ -374,6 +378,8 @@ pub(crate) struct Shared {
 pub(crate) struct IndexEntry {
     pub lsn: u64,
     pub appended_ms: u64,
+    /// When it was durable (see [`SpoolEntry::durable_unix_ms`]), epoch ms.
+    pub durable_ms: u64,
     /// `Shared::indexed_events` before this record: pending events are a subtraction away.
     pub events_before: u64,
 }
@@ -391,10 +397,11 @@ impl Shared {
     }
 
     /// Adds a record to the index.
-    pub(crate) fn push_index(&mut self, lsn: u64, appended_ms: u64, events: u64) {
+    pub(crate) fn push_index(&mut self, lsn: u64, appended_ms: u64, durable_ms: u64, events: u64) {
         self.index.push_back(IndexEntry {
             lsn,
             appended_ms,
+            durable_ms,
             events_before: self.indexed_events,
         });
         self.indexed_events += events;
@@ -604,7 +611,7 @@ impl Spool {
         {
             let mut shared = shared.lock();
             for (lsn, appended_ms, events) in index {
-                shared.push_index(lsn, appended_ms, events);
+                shared.push_index(lsn, appended_ms, appended_ms, events);
             }
         }
         let (tx, rx) = mpsc::channel(1024);
@@ -901,7 +908,7 @@ impl SpoolReader {
         .map_err(|_| SpoolError::Closed)
         .and_then(|r| r);
         // Failing reads are a `/readyz` reason and a metric until one succeeds.
-        let (entries, new_position) = match read {
+        let (mut entries, new_position) = match read {
             Ok(read) => {
                 let mut shared = self.spool.inner.shared.lock();
                 if shared.health.read_error.is_some() {
@@ -915,6 +922,16 @@ impl SpoolReader {
                 return Err(error);
             }
         };
+        {
+            // The index remembers when each record became durable (the frame cannot: it is
+            // written before its fsync).
+            let shared = self.spool.inner.shared.lock();
+            for entry in &mut entries {
+                if let Some(indexed) = shared.entry(entry.lsn).filter(|e| e.lsn == entry.lsn) {
+                    entry.durable_unix_ms = indexed.durable_ms;
+                }
+            }
+        }
         if let Some(last) = entries.last() {
             self.next_lsn = last.lsn + 1;
             self.position = new_position;
@@ -966,6 +983,8 @@ fn read_range(
             entries.push(SpoolEntry {
                 lsn: f.lsn,
                 appended_unix_ms: f.appended_ms,
+                // Filled from the index by the reader (this runs off the lock).
+                durable_unix_ms: f.appended_ms,
                 payload: f.payload,
             });
             true

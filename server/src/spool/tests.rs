@@ -847,3 +847,67 @@ async fn a_checkpoint_behind_the_reclaimed_segments_resumes_at_the_oldest_record
     );
     spool.close().unwrap();
 }
+
+/// Real files whose `fdatasync` takes the given milliseconds: a slow disk.
+struct SlowSyncIo(u64);
+
+struct SlowSyncFile(Box<dyn SegmentFile>, u64);
+
+impl SegmentIo for SlowSyncIo {
+    fn create(&self, path: &Path) -> std::io::Result<Box<dyn SegmentFile>> {
+        Ok(Box::new(SlowSyncFile(
+            super::io::RealIo.create(path)?,
+            self.0,
+        )))
+    }
+
+    fn open_append(&self, path: &Path) -> std::io::Result<Box<dyn SegmentFile>> {
+        Ok(Box::new(SlowSyncFile(
+            super::io::RealIo.open_append(path)?,
+            self.0,
+        )))
+    }
+}
+
+impl SegmentFile for SlowSyncFile {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(buf)
+    }
+
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.0.truncate(len)
+    }
+
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        // The disk is slow: that is what is measured, not a wait for a condition.
+        std::thread::sleep(Duration::from_millis(self.1));
+        self.0.sync_data()
+    }
+
+    fn sync_all(&mut self) -> std::io::Result<()> {
+        self.0.sync_all()
+    }
+}
+
+/// Issue 16, item 7: a record read back says when it became durable, after its fsync, so the
+/// pipeline trace's `spooled` stage holds the wait for the disk (the frame's own time is taken
+/// before the fsync).
+#[tokio::test]
+async fn a_record_says_when_its_fsync_made_it_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.io = Arc::new(SlowSyncIo(300));
+    let (spool, _) = Spool::open(c).unwrap();
+    spool.append(vec![record(0)]).await.unwrap();
+    let mut reader = spool.reader("sink").unwrap();
+    let all = read_all(&mut reader).await;
+    assert_eq!(all.len(), 1);
+    let waited = all[0].durable_unix_ms - all[0].appended_unix_ms;
+    assert!(waited >= 250, "durable {waited} ms after the append");
+    spool.close().unwrap();
+    // Read again after a restart, a record says when it was appended (its fsync is long past).
+    let (spool, _) = Spool::open(config(dir.path())).unwrap();
+    let all = read_all(&mut spool.reader("sink").unwrap()).await;
+    assert_eq!(all[0].durable_unix_ms, all[0].appended_unix_ms);
+    spool.close().unwrap();
+}

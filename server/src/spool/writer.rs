@@ -302,6 +302,9 @@ impl Writer {
         if self.staged.is_empty() {
             return;
         }
+        // After the group's fsync (`always`), or the write (`interval`): the records are as
+        // durable as the 202 says from now on.
+        let durable_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
         {
             let mut s = self.shared.lock();
             for staged in self.staged.drain(..) {
@@ -312,7 +315,12 @@ impl Writer {
                 s.bytes_on_disk += staged.bytes;
                 s.last_lsn = staged.last;
                 for (i, events) in staged.events.iter().enumerate() {
-                    s.push_index(staged.first + i as u64, staged.appended_ms, *events);
+                    s.push_index(
+                        staged.first + i as u64,
+                        staged.appended_ms,
+                        durable_ms.max(staged.appended_ms),
+                        *events,
+                    );
                 }
             }
         }
