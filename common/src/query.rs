@@ -240,6 +240,74 @@ impl MalformedFilter {
     }
 }
 
+/// Filters of `GET /v1/drift` (all optional, all must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriftFilter {
+    /// `type`, exact.
+    pub event_type: Option<String>,
+    /// `kind`: `unknown_field`, `coerced`, `unknown_type` or `unknown_envelope_field`.
+    pub kind: Option<crate::drift::DriftKind>,
+    /// `application`: the key was seen from this application.
+    pub application: Option<String>,
+    /// `agent_version`: the key was seen with this `X-Agent-Version`.
+    pub agent_version: Option<String>,
+    /// `since`: last seen ≥ this (epoch ms); given as a date-time or as a duration back from
+    /// now (`24h`, `30m`, `7d`).
+    pub since_ms: Option<i64>,
+}
+
+impl DriftFilter {
+    /// Reads the parameters (`type`, `kind`, `application`, `agent_version`, `since`);
+    /// `now_ms` anchors a relative `since`.
+    pub fn from_params(params: &Params, now_ms: i64) -> Result<DriftFilter, ParamError> {
+        let kind = text(params, "kind")
+            .map(|k| {
+                crate::drift::DriftKind::parse(&k).ok_or(ParamError {
+                    param: "kind",
+                    problem:
+                        "must be unknown_field, coerced, unknown_type or unknown_envelope_field",
+                })
+            })
+            .transpose()?;
+        let since_ms = text(params, "since")
+            .map(|v| {
+                parse_duration_ms(&v)
+                    .map(|d| now_ms.saturating_sub(d))
+                    .or_else(|| parse_timestamp_str(&v))
+                    .ok_or(ParamError {
+                        param: "since",
+                        problem: "is neither a duration (24h, 30m, 7d) nor a date-time (RFC 3339, \
+                                  epoch seconds or milliseconds)",
+                    })
+            })
+            .transpose()?;
+        Ok(DriftFilter {
+            event_type: text(params, "type"),
+            kind,
+            application: text(params, "application"),
+            agent_version: text(params, "agent_version"),
+            since_ms,
+        })
+    }
+}
+
+/// A duration as `<digits><unit>` with unit `ms`, `s`, `m`, `h` or `d`, in milliseconds.
+pub fn parse_duration_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = text.split_at(split);
+    let n: i64 = digits.parse().ok()?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(unit_ms)
+}
+
 /// The order of pipeline traces.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum TraceOrder {
@@ -453,6 +521,27 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn drift_filters_read_durations_dates_and_kinds() {
+        let f = DriftFilter::from_params(
+            &params(&[("since", "24h"), ("kind", "coerced"), ("type", "request")]),
+            100_000_000,
+        )
+        .unwrap();
+        assert_eq!(f.since_ms, Some(100_000_000 - 86_400_000));
+        assert_eq!(f.kind, Some(crate::drift::DriftKind::Coerced));
+        assert_eq!(f.event_type.as_deref(), Some("request"));
+        let f = DriftFilter::from_params(&params(&[("since", "1749567234")]), 0).unwrap();
+        assert_eq!(f.since_ms, Some(1_749_567_234_000));
+        let err = DriftFilter::from_params(&params(&[("kind", "odd")]), 0).unwrap_err();
+        assert_eq!(err.param, "kind");
+        let err = DriftFilter::from_params(&params(&[("since", "soon")]), 0).unwrap_err();
+        assert_eq!(err.param, "since");
+        assert_eq!(parse_duration_ms("90s"), Some(90_000));
+        assert_eq!(parse_duration_ms("h"), None);
+        assert_eq!(parse_duration_ms("5y"), None);
     }
 
     #[test]

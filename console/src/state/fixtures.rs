@@ -159,6 +159,7 @@ pub(crate) fn metrics(n: u64) -> ServerMessage {
             last_write_at: Some(at(0)),
         },
         feed_clients: vec![],
+        drift: Default::default(),
     }))
 }
 

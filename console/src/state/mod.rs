@@ -250,6 +250,8 @@ impl FeedState {
             ServerMessage::Malformed(m) => self.malformed.push(*m),
             ServerMessage::Lifecycle(w) => self.lifecycles.push(*w),
             ServerMessage::Pipeline(p) => self.pipeline.push(*p),
+            // No Drift view yet: the keys stay readable through `GET /v1/drift`.
+            ServerMessage::Drift(_) => {}
             ServerMessage::Dropped { count, .. } => {
                 self.server_dropped += count;
                 self.mark_all(&format!(
