@@ -109,3 +109,83 @@ pub(super) fn query_drift(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(merge_rows(rows, filter))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::sink::sqlite::SqliteStore;
+    use crate::sink::Store;
+
+    fn row(path: &str, kind: DriftKind, count: u64, first: i64, last: i64, app: &str) -> DriftRow {
+        DriftRow {
+            event_type: "log".into(),
+            path: path.into(),
+            kind,
+            count,
+            first_seen_ms: first,
+            last_seen_ms: last,
+            agent_versions: vec!["1.0.0".into()],
+            applications: vec![app.into()],
+            sample: format!("\"{app}\""),
+            example_event_id: Some(format!("{app}-{first}")),
+        }
+    }
+
+    /// Flushes add up in the key's one row; the first occurrence's sample stays; the reads
+    /// filter like the API.
+    #[tokio::test]
+    async fn flushes_merge_into_one_row_per_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
+        store
+            .write_drift(vec![
+                row("/payload/a", DriftKind::UnknownField, 2, 100, 200, "shop"),
+                row("/payload/b", DriftKind::Coerced, 1, 150, 150, "shop"),
+            ])
+            .await
+            .unwrap();
+        store
+            .write_drift(vec![row(
+                "/payload/a",
+                DriftKind::UnknownField,
+                3,
+                50,
+                400,
+                "blog",
+            )])
+            .await
+            .unwrap();
+        let all = store.query_drift(DriftFilter::default()).await.unwrap();
+        assert_eq!(all.len(), 2);
+        let a = &all[0];
+        assert_eq!(
+            (a.path.as_str(), a.count),
+            ("/payload/a", 5),
+            "newest first: {all:?}"
+        );
+        assert_eq!((a.first_seen_ms, a.last_seen_ms), (50, 400));
+        assert_eq!(a.applications, ["blog", "shop"]);
+        assert_eq!(a.example_event_id.as_deref(), Some("blog-50"));
+        let coerced = DriftFilter {
+            kind: Some(DriftKind::Coerced),
+            ..Default::default()
+        };
+        assert_eq!(
+            store.query_drift(coerced).await.unwrap()[0].path,
+            "/payload/b"
+        );
+        let recent = DriftFilter {
+            since_ms: Some(300),
+            ..Default::default()
+        };
+        assert_eq!(store.query_drift(recent).await.unwrap().len(), 1);
+        let other_type = DriftFilter {
+            event_type: Some("request".into()),
+            ..Default::default()
+        };
+        assert!(store.query_drift(other_type).await.unwrap().is_empty());
+    }
+}
