@@ -107,30 +107,46 @@ impl DriftRegistry {
             ..
         } = &mut *inner;
         for (event_type, event_id, divergences) in &batch.events {
+            let type_name = cut(event_type, MAX_NAME_BYTES);
             for d in divergences.iter() {
                 let kind_index = DriftKind::ALL
                     .iter()
                     .position(|k| *k == d.kind)
                     .unwrap_or(0);
                 counters.by_kind[kind_index].fetch_add(1, Ordering::Relaxed);
-                let type_name = cut(event_type, MAX_NAME_BYTES);
-                if !types.contains_key(&type_name) && types.len() >= self.config.max_types {
-                    *other_types_overflow += 1;
-                    counters.overflow.fetch_add(1, Ordering::Relaxed);
-                    continue;
+                if !types.contains_key(&type_name) {
+                    if types.len() >= self.config.max_types {
+                        *other_types_overflow += 1;
+                        counters.overflow.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    types.insert(type_name.clone(), TypeDrift::default());
                 }
-                let entry = types.entry(type_name).or_default();
-                let path = cut(&d.path, MAX_NAME_BYTES);
-                let key = (path, d.kind);
-                let known = entry.keys.contains_key(&key);
+                let Some(entry) = types.get_mut(&type_name) else {
+                    continue;
+                };
+                let key = (cut(&d.path, MAX_NAME_BYTES), d.kind);
+                let known = match entry.keys.get_mut(&key) {
+                    // The common case of a known key: counted in place.
+                    Some(Some(pending)) => {
+                        pending.count += 1;
+                        pending.last_seen_ms = pending.last_seen_ms.max(batch.received_ms);
+                        if let Some(v) = batch.agent_version {
+                            add_bounded(&mut pending.agent_versions, &cut(v, MAX_NAME_BYTES));
+                        }
+                        add_bounded(&mut pending.applications, batch.application);
+                        continue;
+                    }
+                    Some(None) => true,
+                    None => false,
+                };
                 if !known && entry.keys.len() >= self.config.max_keys_per_type {
                     entry.overflow += 1;
                     counters.overflow.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                let sample = cut(&d.sample, self.config.sample_bytes);
                 let occurrence = DriftRow {
-                    event_type: cut(event_type, MAX_NAME_BYTES),
+                    event_type: type_name.clone(),
                     path: key.0.clone(),
                     kind: d.kind,
                     count: 1,
@@ -141,7 +157,7 @@ impl DriftRegistry {
                         .map(|v| vec![cut(v, MAX_NAME_BYTES)])
                         .unwrap_or_default(),
                     applications: vec![batch.application.to_owned()],
-                    sample,
+                    sample: cut(&d.sample, self.config.sample_bytes),
                     example_event_id: event_id.map(str::to_owned),
                 };
                 if !known {
@@ -157,10 +173,7 @@ impl DriftRegistry {
                         seen_at: format_millis(batch.received_ms),
                     });
                 }
-                match entry.keys.entry(key).or_default() {
-                    Some(pending) => pending.merge(&occurrence),
-                    slot @ None => *slot = Some(occurrence),
-                }
+                entry.keys.insert(key, Some(occurrence));
             }
         }
         notices
