@@ -973,7 +973,7 @@ mod tests {
         assert_eq!(err.id.as_deref(), Some("q2"));
         assert_eq!(
             err.message,
-            "unknown query kind \"nope\": use events, malformed, exception_groups, trace or traces"
+            "unknown query kind \"nope\": use events, malformed, exception_groups, trace, traces or drift"
         );
         let err = ClientMessage::parse(
             r#"{"op":"query","id":"q5","kind":"events","params":{"limit":"x"}}"#,

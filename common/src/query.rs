@@ -291,6 +291,20 @@ impl DriftFilter {
     }
 }
 
+impl DriftFilter {
+    fn to_params(&self) -> Map<String, Value> {
+        let mut out = Map::new();
+        put_text(&mut out, "type", &self.event_type);
+        if let Some(kind) = self.kind {
+            out.insert("kind".into(), Value::from(kind.as_str()));
+        }
+        put_text(&mut out, "application", &self.application);
+        put_text(&mut out, "agent_version", &self.agent_version);
+        put_time(&mut out, "since", self.since_ms);
+        out
+    }
+}
+
 /// A duration as `<digits><unit>` with unit `ms`, `s`, `m`, `h` or `d`, in milliseconds.
 pub fn parse_duration_ms(text: &str) -> Option<i64> {
     let text = text.trim();
@@ -391,12 +405,15 @@ pub enum Query {
     },
     /// `traces`: the server's own pipeline traces.
     Traces(TraceFilter),
+    /// `drift`: the schema drift keys (as `GET /v1/drift`).
+    Drift(DriftFilter),
 }
 
 /// Why a query cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryError {
-    /// A `kind` that is none of `events`, `malformed`, `exception_groups`, `trace`, `traces`.
+    /// A `kind` that is none of `events`, `malformed`, `exception_groups`, `trace`, `traces`,
+    /// `drift`.
     UnknownKind(String),
     /// `trace` without its `trace_id`.
     MissingTraceId,
@@ -409,7 +426,7 @@ impl fmt::Display for QueryError {
         match self {
             QueryError::UnknownKind(kind) => write!(
                 f,
-                "unknown query kind {kind:?}: use events, malformed, exception_groups, trace or traces"
+                "unknown query kind {kind:?}: use events, malformed, exception_groups, trace, traces or drift"
             ),
             QueryError::MissingTraceId => f.write_str("`trace` needs params.trace_id"),
             QueryError::Param(err) => err.fmt(f),
@@ -441,6 +458,7 @@ impl Query {
             Query::ExceptionGroups(_) => "exception_groups",
             Query::Trace { .. } => "trace",
             Query::Traces(_) => "traces",
+            Query::Drift(_) => "drift",
         }
     }
 
@@ -454,6 +472,10 @@ impl Query {
                 trace_id: text(params, "trace_id").ok_or(QueryError::MissingTraceId)?,
             },
             "traces" => Query::Traces(TraceFilter::from_params(params)?),
+            "drift" => Query::Drift(DriftFilter::from_params(
+                params,
+                chrono::Utc::now().timestamp_millis(),
+            )?),
             other => return Err(QueryError::UnknownKind(other.to_owned())),
         })
     }
@@ -470,6 +492,7 @@ impl Query {
                 out
             }
             Query::Traces(f) => f.to_params(),
+            Query::Drift(f) => f.to_params(),
         })
     }
 }
@@ -583,6 +606,14 @@ mod tests {
                 limit: Some(20),
             }),
             Query::Traces(TraceFilter::default()),
+            Query::Drift(DriftFilter {
+                event_type: Some("log".into()),
+                kind: Some(crate::drift::DriftKind::UnknownField),
+                application: Some("shop".into()),
+                agent_version: Some("1.0.0".into()),
+                since_ms: Some(1_749_567_234_123),
+            }),
+            Query::Drift(DriftFilter::default()),
         ];
         for query in queries {
             let back = Query::from_params(query.kind(), &params_from_json(&query.to_params()));
@@ -655,7 +686,7 @@ mod tests {
             Query::from_params("nope", &Params::new())
                 .unwrap_err()
                 .to_string(),
-            "unknown query kind \"nope\": use events, malformed, exception_groups, trace or traces"
+            "unknown query kind \"nope\": use events, malformed, exception_groups, trace, traces or drift"
         );
         assert_eq!(
             Query::from_params("trace", &Params::new()),

@@ -1,6 +1,6 @@
 //! Schema drift (issue 17) through the real binary: each of the four kinds posted by an agent is
 //! found in `GET /v1/drift` (path, kind, count, sample, example id), on the feed's `drift`
-//! topic, in the stored table read by `baddybugs-ingest drift` and again after a crash and
+//! topic and through its `query`, in the stored table read by `baddybugs-ingest drift` and again after a crash and
 //! restart; the filters; a hostile agent sending 100,000 distinct field names leaves at most
 //! the cap per type, the rest counted as overflow; `BADDYBUGS_DRIFT__ENABLED=false` turns it off.
 
@@ -180,6 +180,29 @@ async fn every_kind_is_reported_live_stored_and_kept_across_a_restart() -> anyho
     let (status, body) = get_json(&client, &server, "/v1/drift").await?;
     assert_eq!(status, 200, "{body}");
     check_all(&body);
+
+    // The feed's `query` answers the same, for a client that only speaks the feed.
+    ws.send(Message::Text(
+        json!({"op":"query","id":"d1","kind":"drift","params":{"kind":"coerced"}}).to_string(),
+    ))
+    .await?;
+    let result = loop {
+        let Some(frame) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await? else {
+            anyhow::bail!("feed closed");
+        };
+        if let Message::Text(text) = frame? {
+            let value: Value = serde_json::from_str(text.as_str())?;
+            if value["kind"] == "result" && value["id"] == "d1" {
+                break value;
+            }
+        }
+    };
+    let rows = result["data"]["drift"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(rows.len(), 1, "{result}");
+    assert_eq!(rows[0]["path"], "/payload/level_value", "{result}");
 
     // The same batch again: duplicates are not drift again.
     let (status, again) = post_as_agent(&client, &server, &batch_body(&refs)).await?;

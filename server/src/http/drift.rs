@@ -15,6 +15,7 @@ use baddybugs_common::query::DriftFilter;
 
 use crate::http::error::ApiError;
 use crate::http::query::{bad_param, require_token, sink_error};
+use crate::query::QueryService;
 use crate::state::AppState;
 
 /// `GET /v1/drift`
@@ -26,10 +27,9 @@ pub async fn list_drift(
     require_token(&state, &headers, &query)?;
     let now = chrono::Utc::now().timestamp_millis();
     let filter = DriftFilter::from_params(&query, now).map_err(bad_param)?;
-    let stored = state
-        .store
-        .query_drift(filter.clone())
+    let report = QueryService::new(state.store.clone(), state.drift.clone())
+        .drift(filter)
         .await
         .map_err(sink_error)?;
-    Ok(Json(state.drift.report(stored, &filter)).into_response())
+    Ok(Json(report).into_response())
 }

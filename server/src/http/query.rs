@@ -62,7 +62,7 @@ pub(crate) fn bad_param(err: ParamError) -> ApiError {
 }
 
 fn queries(state: &AppState) -> QueryService {
-    QueryService::new(state.store.clone())
+    QueryService::new(state.store.clone(), state.drift.clone())
 }
 
 /// `GET /v1/events`
