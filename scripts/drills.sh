@@ -15,6 +15,8 @@
 #   8. slow trickle: 64 ingest requests of the agent's key trickling one body byte every 500 ms.
 #   9. the spool's disk fills up (a 6 MiB tmpfs under the spool, root only): writes fail with
 #      ENOSPC, ingest answers 503, the store drains the spool, ingest resumes.
+#  10. a fleet (issue 19): three nodes on one ClickHouse (the chDB front), the load round-robin
+#      over them, one node killed with kill -9 and restarted (`scripts/fleet.sh --drill`).
 # Prints a markdown table: sent, acknowledged, stored, lost (must be 0), doubled (must be 0).
 # A drill whose verification did not report (no `verify` in the load generator's summary) fails;
 # so does an abuse drill where a /healthz probe failed, or where stalled or trickled uploads
@@ -236,6 +238,17 @@ if want 9; then
       stop_server
       umount "$D/spool" || true
     fi
+  fi
+fi
+
+# 10. A fleet of three nodes on one ClickHouse: kill -9 of one under load, restart, verify the union.
+if want 10; then
+  log "10: fleet of three nodes (scripts/fleet.sh --drill)"
+  if OUT="$(bash "$ROOT/scripts/fleet.sh" --drill)"; then
+    grep '^| fleet of 3' <<<"$OUT"
+  else
+    grep '^| fleet of 3' <<<"$OUT" || echo "| fleet of 3 | did not run to the end: see scripts/fleet.sh --drill | | | | | |"
+    FAILED=1
   fi
 fi
 

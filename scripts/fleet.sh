@@ -3,8 +3,8 @@
 # of one ClickHouse (the real engine, chDB behind tests/clickhouse/chfront.py, or CLICKHOUSE_URL).
 #
 #   scripts/fleet.sh [--nodes N] [--rate R]   run N nodes (3) and a load of R events/s (500)
-#                                            spread over them; prints each node's console
-#                                            command; Ctrl-C stops everything
+#                                            spread over them; prints the console command
+#                                            that watches the fleet; Ctrl-C stops everything
 #   scripts/fleet.sh --drill                 kill -9 one node of three under load, restart it,
 #                                            verify every acknowledged event is stored once
 #                                            (markdown row; exit 1 when lost or doubled)
@@ -82,10 +82,13 @@ run)
   start_front
   for n in $(seq 1 "$NODES"); do start_node "$n" fleet; done
   echo "fleet: $NODES nodes on ClickHouse $CH_URL (database fleet):"
+  CONSOLE_URLS=""
   for n in $(seq 1 "$NODES"); do
     echo "  node $n: http://127.0.0.1:$(port "$n")  data $WORK/fleet-data$n"
-    echo "    console: cargo run --release -p baddybugs-console -- --url ws://127.0.0.1:$(port "$n")/v1/feed --token $TOKEN"
+    CONSOLE_URLS="$CONSOLE_URLS --url ws://127.0.0.1:$(port "$n")/v1/feed"
   done
+  echo "  watch the fleet: cargo run --release -p baddybugs-console --$CONSOLE_URLS --token $TOKEN"
+  echo "  (one node: give one --url)"
   echo "load: $RATE events/s round-robin over the nodes; Ctrl-C stops everything."
   # shellcheck disable=SC2046
   "$LOADGEN" $(urls "$NODES") --api-key "$KEY" --rate "$RATE" --duration 24h --malformed-ratio 0.02 -q &

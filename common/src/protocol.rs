@@ -470,6 +470,19 @@ pub struct BufferStats {
     pub rss_bytes: Option<u64>,
 }
 
+/// Extra copies of events in the store: an event stored twice, typically an agent retry that
+/// reached a second node of a fleet after the first had stored the batch. Reads show each event
+/// once; the copies take room until the TTL removes them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoreCopies {
+    /// Rows beyond the first of each event, among the events received in the window.
+    pub copies: u64,
+    /// How far back the count looked, by receipt time, seconds.
+    pub window_secs: u64,
+    /// When it was counted, RFC 3339.
+    pub checked_at: String,
+}
+
 /// The store's health.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SinkStats {
@@ -491,6 +504,10 @@ pub struct SinkStats {
     pub lag_secs: Option<f64>,
     /// Last successful write, RFC 3339.
     pub last_write_at: Option<String>,
+    /// The last count of extra copies of events (ClickHouse only: SQLite keeps one row per
+    /// event by its key); absent until counted, and from older servers.
+    #[serde(default)]
+    pub store_copies: Option<StoreCopies>,
 }
 
 /// One feed client.

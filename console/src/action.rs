@@ -3,6 +3,7 @@
 //! Apart from `app` so that `keymap` (key → action) and `app` (action → state) each depend on
 //! it and not on each other.
 
+use crate::state::tail::NodeIx;
 use crate::state::FeedEvent;
 
 /// Everything that can happen to the console.
@@ -10,8 +11,8 @@ use crate::state::FeedEvent;
 pub(crate) enum Action {
     /// The clock, epoch ms.
     Tick(i64),
-    /// A network report.
-    Net(FeedEvent),
+    /// A network report, of node N of a fleet (always 0 when watching one server).
+    NetFrom(NodeIx, FeedEvent),
     /// The terminal changed size.
     Resize,
     /// A message for the status line (e.g. where a file was saved).

@@ -6,6 +6,8 @@
 
 pub(crate) mod detail;
 mod drift;
+#[cfg(test)]
+mod fleet_tests;
 mod handlers;
 mod queries;
 pub(crate) mod rows;
@@ -22,7 +24,9 @@ use baddybugs_common::query::Query;
 use crate::action::Action;
 use crate::keymap::{KeyMap, Mode};
 use crate::state::filter::Filter;
-use crate::state::{FeedEvent, FeedState};
+use crate::state::fleet::Node;
+use crate::state::tail::NodeIx;
+use crate::state::{FeedEvent, FeedState, Reply};
 use view::{ListPos, Screen, TypeSort, View};
 
 /// What the app asks the outside world to do.
@@ -51,6 +55,8 @@ pub(crate) enum Command {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) url: String,
+    /// Every node's feed URL in fleet mode (two or more); empty when watching one server.
+    pub(crate) fleet: Vec<String>,
     pub(crate) ascii: bool,
     pub(crate) color: bool,
     pub(crate) save_dir: PathBuf,
@@ -60,6 +66,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             url: "ws://127.0.0.1:8080/v1/feed".into(),
+            fleet: Vec::new(),
             ascii: false,
             color: true,
             save_dir: PathBuf::from("."),
@@ -92,7 +99,10 @@ enum Pending {
 /// The console.
 #[derive(Debug)]
 pub(crate) struct App {
+    /// What the views show: the one server's feed, or in fleet mode the nodes' merged.
     pub(crate) live: FeedState,
+    /// In fleet mode, each node's own feed; empty when watching one server.
+    pub(crate) nodes: Vec<Node>,
     pub(crate) frozen: Option<Frozen>,
     pub(crate) settings: Settings,
     pub(crate) keymap: KeyMap,
@@ -127,8 +137,18 @@ pub(crate) struct App {
 
 impl App {
     pub(crate) fn new(settings: Settings, keymap: KeyMap, now_ms: i64) -> Self {
+        let nodes: Vec<Node> = if settings.fleet.len() > 1 {
+            crate::state::fleet::nodes(&settings.fleet)
+        } else {
+            Vec::new()
+        };
+        let live = FeedState {
+            node_names: nodes.iter().map(|n| n.name.clone()).collect(),
+            ..FeedState::default()
+        };
         App {
-            live: FeedState::default(),
+            live,
+            nodes,
             frozen: None,
             settings,
             keymap,
@@ -215,7 +235,8 @@ impl App {
         self.dirty = true;
         match action {
             Action::Tick(_) => Vec::new(),
-            Action::Net(event) => self.on_net(event),
+            Action::NetFrom(ix, event) if !self.nodes.is_empty() => self.on_node(ix, event),
+            Action::NetFrom(_, event) => self.on_net(event),
             Action::Resize => Vec::new(),
             Action::Notice(text) => {
                 self.say(text);
@@ -317,6 +338,36 @@ impl App {
             }
             return Vec::new();
         };
+        self.on_reply(reply)
+    }
+
+    /// A report of node `ix` of the fleet.
+    fn on_node(&mut self, ix: NodeIx, event: FeedEvent) -> Vec<Command> {
+        let Some(node) = self.nodes.get(ix as usize) else {
+            return Vec::new();
+        };
+        let was_restart = node.state.restart.clone();
+        let reply = self
+            .live
+            .apply_from(&mut self.nodes, ix, event, self.now_ms);
+        let node = &self.nodes[ix as usize];
+        if node.state.restart != was_restart {
+            let text = format!("node {} restarted: its counters start again", node.name);
+            self.say(text);
+        }
+        match reply {
+            Some(reply) => self.on_reply(reply),
+            None => Vec::new(),
+        }
+    }
+
+    /// The node queries go to: the first one connected (in a fleet writing to one ClickHouse,
+    /// any node reads the same store), else the first.
+    pub(crate) fn query_node(&self) -> NodeIx {
+        self.nodes.iter().position(Node::is_up).unwrap_or(0) as NodeIx
+    }
+
+    fn on_reply(&mut self, reply: Reply) -> Vec<Command> {
         match self.pending.remove(&reply.id) {
             Some(Pending::Older) => self.on_older(reply.data),
             Some(Pending::OlderMalformed) => self.on_older_malformed(reply.data),

@@ -19,6 +19,8 @@ pub(crate) enum Keys {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct FileConfig {
     pub(crate) url: Option<String>,
+    /// Every node's feed URL, to watch a fleet (`--url` given on the command line wins).
+    pub(crate) fleet: Vec<String>,
     pub(crate) token: Option<String>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) log_file: Option<PathBuf>,

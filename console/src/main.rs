@@ -39,9 +39,11 @@ use net::{NetCommand, Target};
 #[derive(Debug, Parser)]
 #[command(name = "baddybugs-console", version)]
 struct Cli {
-    /// Feed URL [default: ws://127.0.0.1:8080/v1/feed]
+    /// Feed URL [default: ws://127.0.0.1:8080/v1/feed]. Repeat it to watch a fleet: one
+    /// connection per node, fleet totals and a row per node on the Overview, a node column in
+    /// the lists (the token is the same for every node)
     #[arg(long)]
-    url: Option<String>,
+    url: Vec<String>,
     /// Feed token (else the config file's, else the feed_token in <data-dir>/dev-credentials.json)
     #[arg(long, env = "BADDYBUGS_FEED_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -94,7 +96,8 @@ fn init_logging(path: &std::path::Path) -> Result<tracing_appender::non_blocking
 }
 
 struct Resolved {
-    target: Target,
+    /// One per node (one for a single server).
+    targets: Vec<Target>,
     settings: Settings,
     keymap: KeyMap,
     log_file: PathBuf,
@@ -113,10 +116,14 @@ fn resolve(cli: Cli) -> Result<Resolved> {
     let file = FileConfig::load(&config_path, explicit).map_err(anyhow::Error::msg)?;
     let keymap = KeyMap::with_overrides(&file.key_overrides())
         .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
-    let url = cli
-        .url
-        .or(file.url.clone())
-        .unwrap_or_else(|| Settings::default().url);
+    let urls: Vec<String> = if !cli.url.is_empty() {
+        cli.url
+    } else if !file.fleet.is_empty() {
+        file.fleet.clone()
+    } else {
+        vec![file.url.clone().unwrap_or_else(|| Settings::default().url)]
+    };
+    let url = urls[0].clone();
     let data_dir = cli
         .data_dir
         .or(file.data_dir.clone())
@@ -137,7 +144,12 @@ fn resolve(cli: Cli) -> Result<Resolved> {
         .or_else(|| config::home_path(".local/state/baddybugs/console.log"))
         .unwrap_or_else(|| "baddybugs-console.log".into());
     let settings = Settings {
-        url: url.clone(),
+        url,
+        fleet: if urls.len() > 1 {
+            urls.clone()
+        } else {
+            Vec::new()
+        },
         ascii: cli.ascii || file.ascii.unwrap_or(false),
         color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         save_dir: cli
@@ -146,7 +158,13 @@ fn resolve(cli: Cli) -> Result<Resolved> {
             .unwrap_or_else(|| ".".into()),
     };
     Ok(Resolved {
-        target: Target { url, token },
+        targets: urls
+            .into_iter()
+            .map(|url| Target {
+                url,
+                token: token.clone(),
+            })
+            .collect(),
         settings,
         keymap,
         log_file,
@@ -154,19 +172,26 @@ fn resolve(cli: Cli) -> Result<Resolved> {
     })
 }
 
-fn execute(app: &mut App, commands: Vec<Command>, net: &mpsc::UnboundedSender<NetCommand>) {
+/// The network tasks' command channels, one per node.
+type Nets = [mpsc::UnboundedSender<NetCommand>];
+
+fn execute(app: &mut App, commands: Vec<Command>, nets: &Nets) {
     for command in commands {
         match command {
             Command::Send(message) => {
-                let _ = net.send(NetCommand::Send(message));
+                if let Some(node) = nets.get(app.query_node() as usize) {
+                    let _ = node.send(NetCommand::Send(message));
+                }
             }
             Command::Reconnect => {
-                let _ = net.send(NetCommand::Reconnect);
+                for node in nets {
+                    let _ = node.send(NetCommand::Reconnect);
+                }
             }
             Command::Copy { text, what } => {
                 let notice = osc52::copy(&text, &what);
                 let more = app.update(Action::Notice(notice));
-                execute(app, more, net);
+                execute(app, more, nets);
             }
             Command::Save { path, contents } => {
                 let notice = match std::fs::write(&path, contents) {
@@ -174,7 +199,7 @@ fn execute(app: &mut App, commands: Vec<Command>, net: &mpsc::UnboundedSender<Ne
                     Err(e) => format!("cannot save to {}: {e}", path.display()),
                 };
                 let more = app.update(Action::Notice(notice));
-                execute(app, more, net);
+                execute(app, more, nets);
             }
             Command::Quit => app.quit = true,
         }
@@ -201,12 +226,12 @@ fn draw(
 }
 
 /// Applies up to `most` reports already waiting; returns how many.
-fn drain(app: &mut App, rx: &mut mpsc::Receiver<state::FeedEvent>, most: usize) -> u64 {
+fn drain(app: &mut App, rx: &mut Reports, most: usize) -> u64 {
     let mut applied = 0;
     while applied < most as u64 {
         match rx.try_recv() {
-            Ok(report) => {
-                app.update(Action::Net(report));
+            Ok((node, report)) => {
+                app.update(Action::NetFrom(node, report));
                 applied += 1;
             }
             Err(_) => break,
@@ -215,10 +240,26 @@ fn drain(app: &mut App, rx: &mut mpsc::Receiver<state::FeedEvent>, most: usize) 
     applied
 }
 
-async fn run_tui(resolved: Resolved, first: net::Ws) -> Result<()> {
+/// What the network tasks report, tagged with their node.
+type Reports = mpsc::Receiver<(state::tail::NodeIx, state::FeedEvent)>;
+
+async fn run_tui(resolved: Resolved, firsts: Vec<Option<net::Ws>>) -> Result<()> {
+    // One channel for every node: a fleet's reports are applied in the order they came.
     let (tx, mut rx) = mpsc::channel(1024);
-    let (net_tx, net_rx) = mpsc::unbounded_channel();
-    let net_task = tokio::spawn(net::run(first, resolved.target.clone(), tx, net_rx));
+    let mut nets = Vec::new();
+    let mut net_tasks = Vec::new();
+    for (node, (target, first)) in resolved.targets.iter().zip(firsts).enumerate() {
+        let (net_tx, net_rx) = mpsc::unbounded_channel();
+        let reports = net::Reports::new(node as state::tail::NodeIx, tx.clone());
+        net_tasks.push(tokio::spawn(net::run(
+            first,
+            target.clone(),
+            reports,
+            net_rx,
+        )));
+        nets.push(net_tx);
+    }
+    drop(tx);
     let mut stats = match &resolved.stats_file {
         Some(path) => Some(
             stats::Stats::open(path)
@@ -238,7 +279,7 @@ async fn run_tui(resolved: Resolved, first: net::Ws) -> Result<()> {
                     let read_at = Instant::now();
                     if let Some(action) = app.keymap.action(app.mode(), &key) {
                         let commands = app.update(action);
-                        execute(&mut app, commands, &net_tx);
+                        execute(&mut app, commands, &nets);
                         // A key is answered at once, not at the next frame tick.
                         if app.dirty && !app.quit {
                             if let Some(stats) = &mut stats {
@@ -260,8 +301,8 @@ async fn run_tui(resolved: Resolved, first: net::Ws) -> Result<()> {
             // While a frame is pending, reports wait in the channel and are applied all at
             // once just before it is drawn: one wake-up per frame instead of one per message
             // (thousands a second under load). The channel holds 1024, over 30 ms of a busy feed.
-            Some(report) = rx.recv(), if !app.dirty => {
-                app.update(Action::Net(report));
+            Some((node, report)) = rx.recv(), if !app.dirty => {
+                app.update(Action::NetFrom(node, report));
                 let applied = 1 + drain(&mut app, &mut rx, 512);
                 if let Some(stats) = &mut stats {
                     stats.applied(applied);
@@ -270,7 +311,7 @@ async fn run_tui(resolved: Resolved, first: net::Ws) -> Result<()> {
             _ = frame.tick() => {
                 let applied = drain(&mut app, &mut rx, 4096);
                 let commands = app.update(Action::Tick(now_ms()));
-                execute(&mut app, commands, &net_tx);
+                execute(&mut app, commands, &nets);
                 if app.dirty {
                     if let Err(e) = draw(&mut terminal, &mut app, &mut stats) {
                         break Err(e);
@@ -287,7 +328,9 @@ async fn run_tui(resolved: Resolved, first: net::Ws) -> Result<()> {
         }
     };
     ratatui::restore();
-    net_task.abort();
+    for task in net_tasks {
+        task.abort();
+    }
     result
 }
 
@@ -297,12 +340,27 @@ async fn start(cli: Cli) -> Result<()> {
     }
     let resolved = resolve(cli)?;
     let _guard = init_logging(&resolved.log_file)?;
-    tracing::info!(url = %resolved.target.url, "console starting");
-    let first = match net::connect(&resolved.target).await {
-        Ok(ws) => ws,
-        Err(e) => bail!("{}", e.explain(&resolved.target.url)),
-    };
-    run_tui(resolved, first).await
+    let urls: Vec<&str> = resolved.targets.iter().map(|t| t.url.as_str()).collect();
+    tracing::info!(urls = ?urls, "console starting");
+    // Every node at once; a fleet starts while one node answers (the others are shown down and
+    // retried), a single server only once it answers.
+    let attempts = futures_util::future::join_all(resolved.targets.iter().map(net::connect)).await;
+    if attempts.iter().all(Result::is_err) {
+        let why: Vec<String> = resolved
+            .targets
+            .iter()
+            .zip(&attempts)
+            .filter_map(|(t, a)| a.as_ref().err().map(|e| e.explain(&t.url)))
+            .collect();
+        bail!("{}", why.join("\n"));
+    }
+    for (t, a) in resolved.targets.iter().zip(&attempts) {
+        if let Err(e) = a {
+            tracing::warn!(url = %t.url, error = %e.explain(&t.url), "node down at start");
+        }
+    }
+    let firsts = attempts.into_iter().map(Result::ok).collect();
+    run_tui(resolved, firsts).await
 }
 
 #[tokio::main]

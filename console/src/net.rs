@@ -16,6 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -23,6 +24,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::state::backoff::Backoff;
 use crate::state::seq::{SeqCheck, SeqTracker};
+use crate::state::tail::NodeIx;
 use crate::state::FeedEvent;
 
 /// An open feed connection.
@@ -31,6 +33,32 @@ pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A connection that stays silent this long is considered lost (metrics come every second).
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the network task of one node reports: the app's channel, each report tagged with the
+/// node (always 0 when the console watches one server).
+#[derive(Debug, Clone)]
+pub(crate) struct Reports {
+    node: NodeIx,
+    tx: mpsc::Sender<(NodeIx, FeedEvent)>,
+}
+
+impl Reports {
+    /// Reports of node `node` into `tx`.
+    pub(crate) fn new(node: NodeIx, tx: mpsc::Sender<(NodeIx, FeedEvent)>) -> Self {
+        Reports { node, tx }
+    }
+
+    async fn send(&self, event: FeedEvent) -> Result<(), ()> {
+        self.tx.send((self.node, event)).await.map_err(|_| ())
+    }
+
+    fn try_send(&self, event: FeedEvent) -> Result<(), TrySendError<FeedEvent>> {
+        self.tx.try_send((self.node, event)).map_err(|e| match e {
+            TrySendError::Full((_, event)) => TrySendError::Full(event),
+            TrySendError::Closed((_, event)) => TrySendError::Closed(event),
+        })
+    }
+}
 
 /// Where to connect.
 #[derive(Debug, Clone)]
@@ -129,15 +157,15 @@ pub(crate) async fn connect(target: &Target) -> Result<Ws, ConnectError> {
 }
 
 /// Runs the network task until the app goes away. `first` is the connection `main` opened to
-/// check the settings before entering the TUI.
+/// check the settings before entering the TUI (`None` for a fleet node that was down then).
 pub(crate) async fn run(
-    first: Ws,
+    first: Option<Ws>,
     target: Target,
-    tx: mpsc::Sender<FeedEvent>,
+    tx: Reports,
     mut commands: mpsc::UnboundedReceiver<NetCommand>,
 ) {
     let mut backoff = Backoff::default();
-    let mut next = Some(first);
+    let mut next = first;
     loop {
         let ws = match next.take() {
             Some(ws) => ws,
@@ -179,7 +207,7 @@ pub(crate) async fn run(
 async fn wait(
     backoff: &mut Backoff,
     error: String,
-    tx: &mpsc::Sender<FeedEvent>,
+    tx: &Reports,
     commands: &mut mpsc::UnboundedReceiver<NetCommand>,
 ) -> bool {
     let delay = backoff.next_delay(rand::thread_rng().gen::<f64>());
@@ -228,14 +256,14 @@ fn not_connected(message: ClientMessage) -> Option<FeedEvent> {
 
 /// One connection's forwarding state.
 struct Session<'a> {
-    tx: &'a mpsc::Sender<FeedEvent>,
+    tx: &'a Reports,
     seq: SeqTracker,
     pending_metrics: Option<FeedEvent>,
     lagged: u64,
 }
 
 impl<'a> Session<'a> {
-    fn new(tx: &'a mpsc::Sender<FeedEvent>) -> Self {
+    fn new(tx: &'a Reports) -> Self {
         Session {
             tx,
             seq: SeqTracker::default(),
@@ -298,15 +326,15 @@ impl<'a> Session<'a> {
         if let Some(metrics) = self.pending_metrics.take() {
             match self.tx.try_send(metrics) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(m)) => self.pending_metrics = Some(m),
-                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(TrySendError::Full(m)) => self.pending_metrics = Some(m),
+                Err(TrySendError::Closed(_)) => return false,
             }
         }
         if self.lagged > 0 {
             match self.tx.try_send(FeedEvent::LagDropped(self.lagged)) {
                 Ok(()) => self.lagged = 0,
-                Err(mpsc::error::TrySendError::Full(_)) => {}
-                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Closed(_)) => return false,
             }
         }
         true
@@ -349,11 +377,11 @@ impl<'a> Session<'a> {
             }
             return match self.tx.try_send(event) {
                 Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(TrySendError::Full(_)) => {
                     self.lagged += 1;
                     true
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                Err(TrySendError::Closed(_)) => false,
             };
         }
         self.tx.send(event).await.is_ok()
@@ -486,6 +514,7 @@ mod tests {
         };
         let ws = connect(&target).await.unwrap();
         let (tx, _rx) = mpsc::channel(16);
+        let tx = Reports::new(0, tx);
         let (_commands_tx, mut commands) = mpsc::unbounded_channel();
         let session = Session::new(&tx).run(ws, &mut commands);
         let answered = tokio::time::timeout(Duration::from_secs(10), async {
@@ -503,6 +532,7 @@ mod tests {
     #[tokio::test]
     async fn lagging_app_gets_coalesced_metrics_and_a_drop_count() {
         let (tx, mut rx) = mpsc::channel(2);
+        let tx = Reports::new(3, tx);
         let mut s = Session::new(&tx);
         let metrics = |seq: u64| {
             serde_json::to_string(&ServerEnvelope {
@@ -533,9 +563,9 @@ mod tests {
         }
         assert!(s.flush());
         match rx.recv().await.unwrap() {
-            FeedEvent::Message(env) => assert_eq!(env.seq, 5),
+            (3, FeedEvent::Message(env)) => assert_eq!(env.seq, 5),
             other => panic!("{other:?}"),
         }
-        assert_eq!(rx.recv().await.unwrap(), FeedEvent::LagDropped(1));
+        assert_eq!(rx.recv().await.unwrap(), (3, FeedEvent::LagDropped(1)));
     }
 }

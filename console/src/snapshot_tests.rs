@@ -59,7 +59,10 @@ fn events_filtered_and_paused() {
         a.set_filter("type:cache env:production");
         press(a, "3 space");
         for i in 100..103 {
-            a.update(Action::Net(msg(i, ServerMessage::Pong { nonce: None })));
+            a.update(Action::NetFrom(
+                0,
+                msg(i, ServerMessage::Pong { nonce: None }),
+            ));
         }
     });
 }
@@ -93,7 +96,10 @@ fn trace() {
             {"id": "evt-0001", "type": "query", "name": "select orders", "timestamp": "2025-06-10T18:27:59.250Z", "environment": "production"},
             {"id": "evt-0003", "type": "request", "name": "GET /orders", "timestamp": "2025-06-10T18:27:59.750Z", "environment": "production", "duration_ms": 45.5, "status_code": 200}
         ], "spans": []});
-        a.update(Action::Net(msg(500, ServerMessage::Result { id, data })));
+        a.update(Action::NetFrom(
+            0,
+            msg(500, ServerMessage::Result { id, data }),
+        ));
     });
 }
 
@@ -159,11 +165,14 @@ fn disconnected() {
     snap("disconnected", |a| {
         press(a, "3");
         a.update(Action::Tick(T0 + 5_000));
-        a.update(Action::Net(FeedEvent::Disconnected {
-            error: "the server closed the connection".into(),
-            attempt: 2,
-            retry_in_ms: 8_000,
-        }));
+        a.update(Action::NetFrom(
+            0,
+            FeedEvent::Disconnected {
+                error: "the server closed the connection".into(),
+                attempt: 2,
+                retry_in_ms: 8_000,
+            },
+        ));
         a.update(Action::Tick(T0 + 12_000));
     });
 }
@@ -171,14 +180,17 @@ fn disconnected() {
 #[test]
 fn restarted() {
     snap("restarted", |a| {
-        a.update(Action::Net(FeedEvent::Disconnected {
-            error: "connection lost".into(),
-            attempt: 1,
-            retry_in_ms: 300,
-        }));
+        a.update(Action::NetFrom(
+            0,
+            FeedEvent::Disconnected {
+                error: "connection lost".into(),
+                attempt: 1,
+                retry_in_ms: 300,
+            },
+        ));
         a.update(Action::Tick(T0 + 3_000));
-        a.update(Action::Net(FeedEvent::Connected));
-        a.update(Action::Net(msg(1, hello("inst-b"))));
+        a.update(Action::NetFrom(0, FeedEvent::Connected));
+        a.update(Action::NetFrom(0, msg(1, hello("inst-b"))));
         a.update(Action::Tick(T0 + 4_000));
     });
 }
@@ -229,7 +241,10 @@ fn malformed_long_body() {
         )];
         m.raw = raw[..16_384].to_owned();
         m.raw_size = raw.len() as u64;
-        a.update(Action::Net(msg(200, ServerMessage::Malformed(Box::new(m)))));
+        a.update(Action::NetFrom(
+            0,
+            msg(200, ServerMessage::Malformed(Box::new(m))),
+        ));
         let c = press(a, "4 G enter");
         let Some(crate::app::Command::Send(message)) = c.into_iter().next() else {
             panic!("no query for the stored bytes");
@@ -239,7 +254,10 @@ fn malformed_long_body() {
         };
         let data = json!([{"id": "q-7", "batch_id": "batch-7", "index": 7, "raw": raw,
             "raw_size": raw.len(), "truncated": false}]);
-        a.update(Action::Net(msg(201, ServerMessage::Result { id, data })));
+        a.update(Action::NetFrom(
+            0,
+            msg(201, ServerMessage::Result { id, data }),
+        ));
     });
 }
 
@@ -270,7 +288,10 @@ fn events_sampled_and_filtered() {
             let mut e = crate::state::fixtures::event(i, "request", "GET /orders/7");
             e.status_code = Some(if i == 42 { 503 } else { 200 });
             e.sampled_one_in = Some(4);
-            a.update(Action::Net(msg(i, ServerMessage::Event(Box::new(e)))));
+            a.update(Action::NetFrom(
+                0,
+                msg(i, ServerMessage::Event(Box::new(e))),
+            ));
         }
         a.set_filter("name:get status:2xx");
         press(a, "3");
@@ -285,7 +306,10 @@ fn long_type_names_and_sorted_header() {
         let mut app = demo_app();
         for i in 41..44 {
             let e = crate::state::fixtures::event(i, "security_threat", "sql injection");
-            app.update(Action::Net(msg(i, ServerMessage::Event(Box::new(e)))));
+            app.update(Action::NetFrom(
+                0,
+                msg(i, ServerMessage::Event(Box::new(e))),
+            ));
         }
         press(&mut app, "3");
         let backend = draw(&mut app, w, h);
@@ -312,4 +336,30 @@ fn malformed_narrow() {
     press(&mut app, "4");
     let backend = draw(&mut app, 60, 16);
     insta::assert_snapshot!("malformed_60x16", backend);
+}
+
+/// Issue 17: the Drift view, the stored keys by type, newest first.
+#[test]
+fn drift() {
+    snap("drift", |a| {
+        press(a, "7");
+        a.live.drift.answer(Ok(json!({"drift": [
+            {"type": "log", "path": "/payload/region", "kind": "unknown_field", "count": 1204,
+             "first_seen": "2026-12-01T09:12:00.000Z", "last_seen": "2026-12-03T07:20:11.532Z",
+             "agent_versions": ["1.4.2", "1.5.0"], "applications": ["shop"],
+             "sample": "\"eu-west-1\"", "example_event_id": "drift-1"},
+            {"type": "request", "path": "/payload/status_code", "kind": "coerced", "count": 88,
+             "first_seen": "2026-12-02T10:00:00.000Z", "last_seen": "2026-12-03T07:19:00.000Z",
+             "agent_versions": ["1.5.0"], "applications": ["shop", "blog"],
+             "sample": "\"200\"", "example_event_id": "drift-2"},
+            {"type": "queue_depth", "path": "", "kind": "unknown_type", "count": 12,
+             "first_seen": "2026-12-03T07:00:00.000Z", "last_seen": "2026-12-03T07:18:00.000Z",
+             "agent_versions": [], "applications": ["blog"],
+             "sample": "{\"queue\":\"default\",\"depth\":4}", "example_event_id": null},
+            {"type": "log", "path": "/deploy_ring", "kind": "unknown_envelope_field", "count": 3,
+             "first_seen": "2026-12-03T06:00:00.000Z", "last_seen": "2026-12-03T06:30:00.000Z",
+             "agent_versions": ["1.5.0"], "applications": ["shop"],
+             "sample": "\"canary\"", "example_event_id": "drift-4"}
+        ], "overflow": []})));
+    });
 }

@@ -350,6 +350,11 @@ pub struct ClickHouseConfig {
     /// Longest an insert, a query or the migration may take before it counts as failed
     /// (retryable), seconds.
     pub timeout_secs: u64,
+    /// How often the node counts the extra copies of events stored twice (an agent retry that
+    /// reached a second node of a fleet), seconds; 0 turns the count off.
+    pub copies_check_secs: u64,
+    /// How far back that count looks, by receipt time, seconds.
+    pub copies_window_secs: u64,
 }
 
 impl Default for ClickHouseConfig {
@@ -365,6 +370,8 @@ impl Default for ClickHouseConfig {
             quarantine_ttl_days: 30,
             cluster: None,
             timeout_secs: 60,
+            copies_check_secs: 60,
+            copies_window_secs: 600,
         }
     }
 }

@@ -280,6 +280,18 @@ pub async fn run_until(
         stop_rx.clone(),
     ));
 
+    let copies = (config.clickhouse.copies_check_secs > 0).then(|| {
+        tokio::spawn(crate::sink::copies::count_copies(
+            store.clone(),
+            metrics.clone(),
+            crate::sink::copies::CopiesCheck {
+                every: Duration::from_secs(config.clickhouse.copies_check_secs),
+                window: Duration::from_secs(config.clickhouse.copies_window_secs),
+            },
+            stop_rx.clone(),
+        ))
+    });
+
     let running = Running {
         addr,
         data_dir: config.data_dir.clone(),
@@ -323,6 +335,9 @@ pub async fn run_until(
         );
     }
     ticker.abort();
+    if let Some(copies) = copies {
+        copies.abort();
+    }
     drop(state);
     spool.close().context("closing the spool")?;
     tracing::info!("stopped");

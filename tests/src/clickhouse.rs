@@ -386,15 +386,27 @@ pub fn server_on(
     database: &str,
     extra: &[&str],
 ) -> anyhow::Result<crate::server::TestServer> {
+    server_on_with_env(front, database, extra, &[])
+}
+
+/// [`server_on`], with more environment variables (`BADDYBUGS_…` settings).
+pub fn server_on_with_env(
+    front: &ClickHouseFront,
+    database: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<crate::server::TestServer> {
     let mut args = vec!["--clickhouse-url".to_owned(), front.url()];
     args.extend(extra.iter().map(|s| s.to_string()));
+    let mut vars: Vec<(String, String)> = vec![
+        ("BADDYBUGS_CLICKHOUSE__DATABASE".into(), database.into()),
+        ("BADDYBUGS_BATCH__FLUSH_INTERVAL_MS".into(), "100".into()),
+        ("BADDYBUGS_BATCH__RETRY_MAX_MS".into(), "500".into()),
+    ];
+    vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     crate::server::TestServer::start_with(crate::server::ServerOptions {
         args,
-        env: vec![
-            ("BADDYBUGS_CLICKHOUSE__DATABASE".into(), database.into()),
-            ("BADDYBUGS_BATCH__FLUSH_INTERVAL_MS".into(), "100".into()),
-            ("BADDYBUGS_BATCH__RETRY_MAX_MS".into(), "500".into()),
-        ],
+        env: vars,
         ..Default::default()
     })
 }

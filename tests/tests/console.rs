@@ -4,7 +4,8 @@
 //! its data) and restarted (it recovers on its own). Issue 16: a rejection's bytes are shown as
 //! sent and copied as sent; a rejection older than the live tail is found by paging the stored quarantine;
 //! requests refused with 401 are on the Overview; a scrolled list holds its selected row
-//! while events keep arriving.
+//! while events keep arriving. Issue 19: with three nodes the console's fleet Overview flags the
+//! node killed with `kill -9` and sees it come back.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -110,10 +111,12 @@ impl Tmux {
         timeout: Duration,
         check: impl Fn(&str) -> bool,
     ) -> anyhow::Result<String> {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         loop {
             let screen = self.screen();
             if check(&screen) {
+                eprintln!("{what}: after {:.1} s", started.elapsed().as_secs_f64());
                 return Ok(screen);
             }
             if Instant::now() > deadline {
@@ -415,6 +418,148 @@ async fn a_scrolled_list_holds_its_row_under_load() -> anyhow::Result<()> {
     })?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     load.await?;
+    tmux.keys(&["q"])?;
+    Ok(())
+}
+
+/// The port of a test server, as fleet mode names a node when every node is on one host.
+fn port_of(server: &TestServer) -> String {
+    let url = server.url("/");
+    let port = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap_or_default();
+    format!(":{port}")
+}
+
+/// The line of the Overview's Nodes panel for `node`.
+fn node_row(screen: &str, node: &str) -> Option<String> {
+    screen
+        .lines()
+        .map(|l| l.trim_start_matches(['|', '│', ' ']))
+        .find(|l| l.split_whitespace().next() == Some(node))
+        .map(str::to_owned)
+}
+
+/// Issue 19: `--url` three times watches a fleet: fleet totals, a row per node, each node's
+/// events with its name; a node killed with `kill -9` is flagged down (and in Warnings) while
+/// the others keep going, and its return as a new instance is seen without a keypress.
+#[tokio::test]
+async fn the_fleet_overview_flags_a_dead_node_and_sees_it_recover() -> anyhow::Result<()> {
+    require_tmux()?;
+    let mut nodes = [
+        TestServer::start()?,
+        TestServer::start()?,
+        TestServer::start()?,
+    ];
+    let client = reqwest::Client::new();
+    let log_dir = tempfile::tempdir()?;
+    let console = binary("baddybugs-console");
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("--url {}", n.feed_url()))
+        .collect();
+    let tmux = Tmux::start(&format!(
+        "{} {} --token {FEED_TOKEN} --log-file {} --ascii",
+        console.display(),
+        urls.join(" "),
+        log_dir.path().join("console.log").display()
+    ))?;
+    let names: Vec<String> = nodes.iter().map(port_of).collect();
+    tmux.wait("every node up", Duration::from_secs(30), |s| {
+        s.contains("FLEET 3 of 3 nodes up")
+            && names
+                .iter()
+                .all(|n| node_row(s, n).is_some_and(|row| row.contains("up ")))
+    })?;
+
+    // One event per node: the Events view shows each with its node.
+    for (i, node) in nodes.iter().enumerate() {
+        let event = format!(
+            r#"{{"id":"66666666-5555-4000-8000-{i:012}","type":"cache","name":"from-node-{i}","payload":{{"action":"hit","store":"redis"}}}}"#
+        );
+        let (status, body) = post_as_agent(&client, node, &batch_body(&[&event])).await?;
+        assert_eq!(status, 202, "{body}");
+    }
+    tmux.keys(&["3"])?;
+    tmux.wait(
+        "each node's event with its node",
+        Duration::from_secs(20),
+        |s| {
+            (0..3).all(|i| {
+                s.lines().any(|l| {
+                    l.contains(&format!("from-node-{i}"))
+                        && l.trim_start_matches(['|', '│', ' ']).starts_with(&names[i])
+                })
+            })
+        },
+    )?;
+    // `node:` keeps one node's rows.
+    tmux.keys(&["/"])?;
+    tmux.keys(&[&format!("node{}", names[1])])?;
+    tmux.keys(&["Enter"])?;
+    tmux.wait(
+        "only the second node's event",
+        Duration::from_secs(10),
+        |s| s.contains("from-node-1") && !s.contains("from-node-0") && !s.contains("from-node-2"),
+    )?;
+    tmux.keys(&["Escape", "1"])?;
+
+    // The third node dies: flagged down on its row and in Warnings; the others stay up.
+    nodes[2].kill9();
+    let screen = tmux.wait("the dead node flagged", Duration::from_secs(30), |s| {
+        s.contains("FLEET 2 of 3 nodes up")
+            && node_row(s, &names[2]).is_some_and(|row| row.contains("DOWN"))
+            && s.contains(&format!("node {}: DOWN", names[2]))
+    })?;
+    for name in &names[..2] {
+        let row = node_row(&screen, name).unwrap_or_default();
+        assert!(row.contains("up "), "{name} stays up: {row}\n{screen}");
+    }
+
+    // It comes back (a new instance): seen on its own, the flag gone.
+    nodes[2].restart()?;
+    tmux.wait("the node back", Duration::from_secs(60), |s| {
+        s.contains("FLEET 3 of 3 nodes up")
+            && node_row(s, &names[2]).is_some_and(|row| row.contains("up ") && !row.contains('!'))
+            && !s.contains(&format!("node {}: DOWN", names[2]))
+    })?;
+    tmux.keys(&["q"])?;
+    Ok(())
+}
+
+/// Issue 17: an agent sends a field the catalog does not know. The Overview warns of the new
+/// key at once; the Drift view (7) lists it with its kind and sample, read from the server; Enter
+/// opens the event that showed it, from the store.
+#[tokio::test]
+async fn a_new_field_is_warned_listed_in_drift_and_its_example_opens() -> anyhow::Result<()> {
+    require_tmux()?;
+    let server = TestServer::start()?;
+    let client = reqwest::Client::new();
+    let log_dir = tempfile::tempdir()?;
+    let tmux = console_for(&server, log_dir.path())?;
+    let event = r#"{"id":"66666666-8888-4000-8000-000000000001","type":"cache","name":"k","payload":{"action":"hit","store":"redis","zone_hint":"eu-west-1"},"timestamp":1749567234.5}"#;
+    let (status, body) = post_as_agent(&client, &server, &batch_body(&[event])).await?;
+    assert_eq!(status, 202, "{body}");
+
+    tmux.wait("the new key in Warnings", Duration::from_secs(20), |s| {
+        // The line wraps in the Warnings panel.
+        s.contains("schema drift: new unknown_field") && s.contains("cache/payload/zone_hint")
+    })?;
+    tmux.keys(&["7"])?;
+    tmux.wait("the key in the Drift view", Duration::from_secs(20), |s| {
+        s.lines().any(|l| {
+            l.contains("cache")
+                && l.contains("/payload/zone_hint")
+                && l.contains("unknown_field")
+                && l.contains("\"eu-west-1\"")
+        })
+    })?;
+    tmux.keys(&["Enter"])?;
+    tmux.wait("the example event", Duration::from_secs(20), |s| {
+        s.contains("66666666-8888-4000-8000-000000000001") && s.contains("zone_hint")
+    })?;
     tmux.keys(&["q"])?;
     Ok(())
 }

@@ -3,14 +3,18 @@
 //! `CLICKHOUSE_URL`). The load generator sends realistic agent traffic to all of them
 //! round-robin and retries a failed batch on the next node, as agents behind a load balancer
 //! would; one node is killed with `kill -9` mid-run and restarted. Every acknowledged event must
-//! be readable exactly once through each node.
+//! be readable exactly once through each node. And an agent retry that reached two nodes (both
+//! stored it) is read once through either, and counted as an extra copy in each node's stats.
 
 use std::time::Duration;
 
 use baddybugs_loadgen::run::{run, AgentKey, RunOptions};
 use baddybugs_loadgen::{Mix, TrafficConfig};
-use baddybugs_tests::clickhouse::{server_on, ClickHouseFront};
-use baddybugs_tests::server::{get_json, wait_for, TestServer, API_KEY, FEED_TOKEN, SECRET};
+use baddybugs_tests::clickhouse::{server_on, server_on_with_env, ClickHouseFront};
+use baddybugs_tests::server::{
+    batch_body, count_events, get_json, post_as_agent, wait_for, wait_until_stored, TestServer,
+    API_KEY, FEED_TOKEN, SECRET,
+};
 
 /// Events a node has received since it started (`/v1/stats` `totals.received`).
 async fn received(client: &reqwest::Client, node: &TestServer) -> Option<u64> {
@@ -108,5 +112,58 @@ async fn a_fleet_with_a_node_killed_mid_run_stores_every_acknowledged_event_once
         report.expected,
         raw.trim()
     );
+    Ok(())
+}
+
+/// Issue 19, item 3: the agent sent a batch to node A, which stored it and died before answering
+/// (here: simply answered), and sent it again to node B, whose duplicate window never saw it.
+/// Both nodes store it; `GET /v1/events` through either lists each event once, a lookup by id
+/// finds one, and each node's `/v1/stats` counts the extra copies (`sink.store_copies`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_stored_by_two_nodes_is_read_once_and_counted_as_a_copy() -> anyhow::Result<()> {
+    let front = ClickHouseFront::start().await?;
+    let db = front.fresh_database("fleet_copies").await?;
+    let every_second = [("BADDYBUGS_CLICKHOUSE__COPIES_CHECK_SECS", "1")];
+    let nodes = [
+        server_on_with_env(&front, &db, &[], &every_second)?,
+        server_on_with_env(&front, &db, &[], &every_second)?,
+    ];
+    let client = reqwest::Client::new();
+    let events: Vec<String> = (0..5)
+        .map(|i| format!(r#"{{"id":"66666666-7777-4000-8000-{i:012}","type":"cache","name":"k{i}","payload":{{"action":"hit","store":"redis"}},"timestamp":1749567234.{i}}}"#))
+        .collect();
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    let body = batch_body(&refs);
+    for node in &nodes {
+        let (status, answer) = post_as_agent(&client, node, &body).await?;
+        assert_eq!(status, 202, "{answer}");
+        assert_eq!(
+            answer["duplicates"], 0,
+            "each node takes it as new: {answer}"
+        );
+        wait_until_stored(&client, node, Duration::from_secs(60)).await?;
+    }
+    for node in &nodes {
+        let ids = count_events(&client, node, "type=cache").await?;
+        assert_eq!(ids.len(), 5, "each event once: {ids:?}");
+        let (status, found) = get_json(
+            &client,
+            node,
+            "/v1/events/66666666-7777-4000-8000-000000000003",
+        )
+        .await?;
+        assert_eq!(status, 200, "one event, not two: {found}");
+        assert_eq!(
+            found["id"], "66666666-7777-4000-8000-000000000003",
+            "{found}"
+        );
+        let copies = wait_for(Duration::from_secs(30), "the copies counted", || async {
+            let (_, stats) = get_json(&client, node, "/v1/stats").await.ok()?;
+            let copies = &stats["sink"]["store_copies"];
+            (copies["copies"].as_u64() == Some(5)).then(|| copies.clone())
+        })
+        .await?;
+        assert_eq!(copies["window_secs"], 600, "{copies}");
+    }
     Ok(())
 }

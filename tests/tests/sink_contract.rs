@@ -771,3 +771,99 @@ async fn two_tenants_with_the_same_event_ids_are_stored_apart_in_both_stores() -
     );
     Ok(())
 }
+
+/// Issue 19: an agent retry that reached a second node after the first had stored the batch
+/// (and died before answering) is stored by both nodes, under two batch ids. SQLite keeps one
+/// row by its key; ClickHouse keeps both rows and every read shows the event once, the first
+/// received: listed page by page (a page never holds a copy, the pages never repeat one), and
+/// looked up by id.
+#[tokio::test]
+async fn an_event_stored_by_two_nodes_is_read_once_in_both_stores() -> anyhow::Result<()> {
+    let stores = stores("contract_two_nodes").await?;
+    let texts: Vec<String> = agent_fixtures().iter().map(|f| f.text.clone()).collect();
+    let received_ms = now_ms();
+    // Each node numbers its spool from 1: the same LSN, another batch id, a later receipt.
+    let first = build(&[(
+        1,
+        record_of("0190a0a0-0000-7000-8000-0000000000a1", received_ms, &texts),
+    )]);
+    let retry = build(&[(
+        1,
+        record_of(
+            "0190a0a0-0000-7000-8000-0000000000b2",
+            received_ms + 1_500,
+            &texts,
+        ),
+    )]);
+    assert_ne!(
+        first.dedup_token("events"),
+        retry.dedup_token("events"),
+        "two nodes' inserts"
+    );
+    write_all(&stores, &first).await?;
+    write_all(&stores, &retry).await?;
+
+    for page_size in [3, 1000] {
+        let mut answers = Vec::new();
+        for (name, store) in &stores.all {
+            let filter = EventFilter {
+                limit: Some(page_size),
+                ..EventFilter::default()
+            };
+            answers.push((*name, pages(store, filter).await));
+        }
+        let listed = same(&format!("events in pages of {page_size}"), answers);
+        let ids: Vec<&str> = listed
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["id"].as_str()).collect())
+            .unwrap_or_default();
+        let unique: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+        assert_eq!(
+            ids.len(),
+            first.events.len(),
+            "pages of {page_size}: {ids:?}"
+        );
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "pages of {page_size}: an event twice"
+        );
+        assert!(
+            listed
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|e| e["batch_id"] == "0190a0a0-0000-7000-8000-0000000000a1"),
+            "the first received copy is the one read"
+        );
+    }
+    for row in &first.events {
+        let mut answers = Vec::new();
+        for (name, store) in &stores.all {
+            answers.push((
+                *name,
+                store.get_event(EventLookup::id(&row.event_id)).await?,
+            ));
+        }
+        let found = same(&format!("{} by id", row.event_id), answers);
+        assert_eq!(found.as_array().map(Vec::len), Some(1), "{}", row.event_id);
+    }
+    Ok(())
+}
+
+/// Every event, following the cursor with the filter's own page size.
+async fn pages(store: &Arc<dyn Store>, mut filter: EventFilter) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let page = store.query_events(filter.clone()).await.expect("query");
+        out.extend(
+            page.events
+                .iter()
+                .map(|e| serde_json::to_value(e).expect("json")),
+        );
+        match page.next_cursor {
+            Some(cursor) => filter.cursor = Some(cursor),
+            None => return out,
+        }
+    }
+}

@@ -122,7 +122,9 @@ mod tests {
         assert!(matches!(query, Query::Drift(_)));
         assert_eq!(app.pending.get(&id), Some(&Pending::Drift));
         // One at a time: no second query while the first is out.
-        assert!(app.update(Action::Tick(app.now_ms + DRIFT_REFRESH_MS)).is_empty());
+        assert!(app
+            .update(Action::Tick(app.now_ms + DRIFT_REFRESH_MS))
+            .is_empty());
         app.update(Action::NetFrom(
             0,
             msg(
@@ -140,7 +142,10 @@ mod tests {
         assert_eq!(app.live.drift.rows()[0].count, 7);
         let later = app.now_ms + DRIFT_REFRESH_MS;
         let again = app.update(Action::Tick(later));
-        assert!(sent_query(&again).is_some(), "asked again after {DRIFT_REFRESH_MS} ms");
+        assert!(
+            sent_query(&again).is_some(),
+            "asked again after {DRIFT_REFRESH_MS} ms"
+        );
     }
 
     #[test]
@@ -154,7 +159,8 @@ mod tests {
         assert!(
             warned
                 .iter()
-                .any(|(_, w)| w.contains("schema drift: new unknown_field log/payload/region in shop")),
+                .any(|(_, w)| w
+                    .contains("schema drift: new unknown_field log/payload/region in shop")),
             "{warned:?}"
         );
         press(&mut app, "7");

@@ -22,9 +22,12 @@ impl App {
             View::Events => rows::keys(&rows::events(s, &self.filter)),
             View::Malformed => rows::keys(&rows::malformed(s, &self.filter, self.reason)),
             View::Waterfalls => rows::keys(&rows::lifecycles(s, &self.filter)),
-            View::Pipeline => {
-                rows::keys(&rows::pipeline(s, self.slowest_first, &self.stored_traces))
-            }
+            View::Pipeline => rows::keys(&rows::pipeline(
+                s,
+                &self.filter,
+                self.slowest_first,
+                &self.stored_traces,
+            )),
             View::Drift => vec![None; s.drift.rows().len()],
         }
     }
@@ -248,7 +251,7 @@ impl App {
                 };
             }
             (View::Pipeline, None) => {
-                let rows = rows::pipeline(s, self.slowest_first, &self.stored_traces);
+                let rows = rows::pipeline(s, &self.filter, self.slowest_first, &self.stored_traces);
                 rows.get(self.pos[i].index_in(&rows::keys(&rows)))
                     .and_then(Row::item)
                     .map(|t| Screen::Waterfall {
@@ -313,7 +316,12 @@ impl App {
             View::Events => jsonl(rows::events(s, &self.filter)),
             View::Malformed => jsonl(rows::malformed(s, &self.filter, self.reason)),
             View::Waterfalls => jsonl(rows::lifecycles(s, &self.filter)),
-            View::Pipeline => jsonl(rows::pipeline(s, self.slowest_first, &self.stored_traces)),
+            View::Pipeline => jsonl(rows::pipeline(
+                s,
+                &self.filter,
+                self.slowest_first,
+                &self.stored_traces,
+            )),
             View::Drift => s
                 .drift
                 .rows()

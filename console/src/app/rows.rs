@@ -5,7 +5,7 @@ use baddybugs_common::protocol::{PipelineTrace, TailEvent, TailMalformed, TypeSt
 
 use super::view::TypeSort;
 use crate::state::filter::Filter;
-use crate::state::tail::{Entry, Tail};
+use crate::state::tail::{Entry, NodeIx, Tail};
 use crate::state::{EventRow, FeedState};
 
 /// What a row shows: an item, or a marker where the stream had a gap.
@@ -23,6 +23,8 @@ pub(crate) enum Shown<'a, T> {
 pub(crate) struct Row<'a, T> {
     pub(crate) key: Option<i64>,
     pub(crate) shown: Shown<'a, T>,
+    /// The fleet node a live row came from; `None` for rows read from the store.
+    pub(crate) node: Option<NodeIx>,
 }
 
 impl<'a, T> Row<'a, T> {
@@ -37,6 +39,7 @@ impl<'a, T> Row<'a, T> {
         Row {
             key: None,
             shown: Shown::Item(item),
+            node: None,
         }
     }
 }
@@ -46,21 +49,41 @@ pub(crate) fn keys<T>(rows: &[Row<'_, T>]) -> Vec<Option<i64>> {
     rows.iter().map(|r| r.key).collect()
 }
 
-/// A tail's rows, keyed by the tail's insertion numbers (never negative).
+/// A tail's rows, keyed by the tail's insertion numbers (never negative); in a fleet, only
+/// the rows of the nodes `node:` names.
 fn rows<'a, T: 'a, U: 'a>(
+    s: &'a FeedState,
+    f: &Filter,
     tail: &'a Tail<T>,
     keep: impl Fn(&T) -> bool,
     map: impl Fn(&'a T) -> &'a U,
-) -> impl Iterator<Item = Row<'a, U>> {
-    tail.numbered().filter_map(move |(n, e)| {
-        let shown = match e {
-            Entry::Item(t) if keep(t) => Shown::Item(map(t)),
-            Entry::Item(_) => return None,
-            Entry::Marker(m) => Shown::Marker(m.as_str()),
-        };
-        let key = Some(i64::try_from(n).unwrap_or(i64::MAX));
-        Some(Row { key, shown })
-    })
+) -> Vec<Row<'a, U>> {
+    tail.numbered()
+        .filter_map(|(n, node, e)| {
+            let shown = match e {
+                Entry::Item(t) if node_matches(s, f, node) && keep(t) => Shown::Item(map(t)),
+                Entry::Item(_) => return None,
+                Entry::Marker(m) => Shown::Marker(m.as_str()),
+            };
+            let key = Some(i64::try_from(n).unwrap_or(i64::MAX));
+            Some(Row {
+                key,
+                shown,
+                node: (!s.node_names.is_empty()).then_some(node),
+            })
+        })
+        .collect()
+}
+
+/// Whether a live row of `node` passes the filter's `node:` term (a case-insensitive substring
+/// of the node's name); always true outside a fleet.
+fn node_matches(s: &FeedState, f: &Filter, node: NodeIx) -> bool {
+    let Some(want) = &f.node else {
+        return true;
+    };
+    s.node_names
+        .get(node as usize)
+        .is_none_or(|name| name.to_ascii_lowercase().contains(want.as_str()))
 }
 
 /// Rows fetched from the store, oldest first, before a live tail: a row's key counts back from
@@ -79,6 +102,7 @@ fn stored<'a, T, U>(
         .map(|(i, t)| Row {
             key: Some(i as i64 - n),
             shown: Shown::Item(map(t)),
+            node: None,
         })
         .collect()
 }
@@ -87,8 +111,12 @@ fn stored<'a, T, U>(
 /// so a stored row's key counts back from the newest stored row: -1, -2, … (below every live key).
 pub(crate) fn events<'a>(s: &'a FeedState, f: &Filter) -> Vec<Row<'a, TailEvent>> {
     let keep = |r: &EventRow| f.matches_event(&r.ev, &r.hay);
-    let mut out = stored(&s.older.rows, keep, |r| &r.ev);
-    out.extend(rows(&s.events, keep, |r| &r.ev));
+    // Stored rows do not say which node took them: a `node:` filter shows live rows only.
+    let mut out = match f.node {
+        None => stored(&s.older.rows, keep, |r| &r.ev),
+        Some(_) => Vec::new(),
+    };
+    out.extend(rows(s, f, &s.events, keep, |r| &r.ev));
     out
 }
 
@@ -103,8 +131,11 @@ pub(crate) fn malformed<'a>(
         f.matches_malformed(m)
             && reason.is_none_or(|r| m.reasons.iter().any(|p| p.code.as_str() == r))
     };
-    let mut out = stored(&s.older_malformed.rows, keep, |m| m);
-    out.extend(rows(&s.malformed, keep, |m| m));
+    let mut out = match f.node {
+        None => stored(&s.older_malformed.rows, keep, |m| m),
+        Some(_) => Vec::new(),
+    };
+    out.extend(rows(s, f, &s.malformed, keep, |m| m));
     out
 }
 
@@ -155,32 +186,46 @@ pub(crate) fn lifecycles<'a>(s: &'a FeedState, f: &Filter) -> Vec<Row<'a, Waterf
                     || w.id.to_lowercase().contains(word.as_str())
             })
     };
-    rows(&s.lifecycles, keep, |w| w).collect()
+    rows(s, f, &s.lifecycles, keep, |w| w)
 }
 
 /// The live pipeline traces, or, in "slowest and failed first" order, those and the stored
-/// ones merged: failed first, then by duration.
+/// ones merged: failed first, then by duration. In a fleet, `node:` keeps one node's live rows.
 pub(crate) fn pipeline<'a>(
     s: &'a FeedState,
+    f: &Filter,
     slowest: bool,
     stored: &'a [PipelineTrace],
 ) -> Vec<Row<'a, PipelineTrace>> {
     if !slowest {
-        return rows(&s.pipeline, |_| true, |p| p).collect();
+        return rows(s, f, &s.pipeline, |_| true, |p| p);
     }
-    let mut all: Vec<&PipelineTrace> = s.pipeline.items().collect();
-    for t in stored {
-        if !all.iter().any(|a| a.batch_id == t.batch_id) {
-            all.push(t);
+    let fleet = !s.node_names.is_empty();
+    let mut all: Vec<(Option<NodeIx>, &PipelineTrace)> = s
+        .pipeline
+        .numbered()
+        .filter(|(_, node, _)| node_matches(s, f, *node))
+        .filter_map(|(_, node, e)| Some((fleet.then_some(node), e.item()?)))
+        .collect();
+    if f.node.is_none() {
+        for t in stored {
+            if !all.iter().any(|(_, a)| a.batch_id == t.batch_id) {
+                all.push((None, t));
+            }
         }
     }
-    all.sort_by(|a, b| {
+    all.sort_by(|(_, a), (_, b)| {
         failed(b)
             .cmp(&failed(a))
             .then(b.total_ms.total_cmp(&a.total_ms))
             .then(a.batch_id.cmp(&b.batch_id))
     });
-    all.into_iter().map(Row::unkeyed).collect()
+    all.into_iter()
+        .map(|(node, t)| Row {
+            node,
+            ..Row::unkeyed(t)
+        })
+        .collect()
 }
 
 /// A batch that failed: answered other than 2xx, or refused by the store. A batch with some

@@ -12,7 +12,7 @@ use crate::state::fixtures::{self, demo_feed, msg, T0};
 pub(crate) fn demo_app() -> App {
     let mut app = App::new(Settings::default(), KeyMap::default(), T0);
     for e in demo_feed() {
-        app.update(Action::Net(e));
+        app.update(Action::NetFrom(0, e));
     }
     app.update(Action::Tick(T0 + 2_000));
     app
@@ -158,10 +158,13 @@ fn freeze_keeps_the_view_while_the_feed_flows() {
     press(&mut app, "3 space");
     let before = rows::events(app.shown(), &app.filter).len();
     for i in 100..110 {
-        app.update(Action::Net(msg(
-            i,
-            ServerMessage::Event(Box::new(fixtures::event(i, "log", "late"))),
-        )));
+        app.update(Action::NetFrom(
+            0,
+            msg(
+                i,
+                ServerMessage::Event(Box::new(fixtures::event(i, "log", "late"))),
+            ),
+        ));
     }
     assert_eq!(rows::events(app.shown(), &app.filter).len(), before);
     assert_eq!(app.arrived_while_frozen(), Some(10));
@@ -190,7 +193,10 @@ fn trace_is_fetched_from_the_store() {
     let data = json!({"events": [{"id": "a", "type": "request", "name": "GET /", "timestamp": "2025-06-10T18:28:00Z"},
                                   {"id": "b", "type": "query", "name": "select", "timestamp": "2025-06-10T18:27:59Z"}],
                       "spans": []});
-    app.update(Action::Net(msg(200, ServerMessage::Result { id, data })));
+    app.update(Action::NetFrom(
+        0,
+        msg(200, ServerMessage::Result { id, data }),
+    ));
     match app.screen() {
         Some(Screen::Trace {
             loading: false,
@@ -226,7 +232,10 @@ fn scrolling_past_the_live_tail_fetches_older_events() {
     let mut old = serde_json::to_value(fixtures::event(900, "log", "old")).unwrap();
     old["id"] = json!("old-1");
     let data = json!({"events": [old], "next_cursor": "cur-2"});
-    app.update(Action::Net(msg(300, ServerMessage::Result { id, data })));
+    app.update(Action::NetFrom(
+        0,
+        msg(300, ServerMessage::Result { id, data }),
+    ));
     let rows = rows::events(app.shown(), &app.filter);
     assert_eq!(rows[0].item().unwrap().id, "old-1");
     assert_eq!(
@@ -324,8 +333,16 @@ fn pipeline_order_asks_the_store_for_the_slowest() {
         {"batch_id": "stored-1", "outcome": "accepted", "total_us": 90_000, "stages": []},
         {"batch_id": "stored-2", "outcome": "refused", "total_us": 1_000, "stages": []}
     ]);
-    app.update(Action::Net(msg(400, ServerMessage::Result { id, data })));
-    let rows = rows::pipeline(app.shown(), app.slowest_first, &app.stored_traces);
+    app.update(Action::NetFrom(
+        0,
+        msg(400, ServerMessage::Result { id, data }),
+    ));
+    let rows = rows::pipeline(
+        app.shown(),
+        &app.filter,
+        app.slowest_first,
+        &app.stored_traces,
+    );
     let ids: Vec<&str> = rows
         .iter()
         .filter_map(|r| r.item())
@@ -382,7 +399,10 @@ fn ticks_only_redraw_when_the_second_changes() {
 pub(crate) fn arrive(app: &mut App, seqs: std::ops::Range<u64>) {
     for i in seqs {
         let e = fixtures::event(i, "trace_span", "late");
-        app.update(Action::Net(msg(i, ServerMessage::Event(Box::new(e)))));
+        app.update(Action::NetFrom(
+            0,
+            msg(i, ServerMessage::Event(Box::new(e))),
+        ));
     }
 }
 
@@ -457,16 +477,19 @@ fn an_evicted_selection_moves_to_the_oldest_row_left() {
     let before = first(&app);
     for i in 0..crate::state::LIFECYCLE_CAP as u64 - 4 {
         let w = fixtures::waterfall(100 + i);
-        app.update(Action::Net(msg(
-            41 + i,
-            ServerMessage::Lifecycle(Box::new(w)),
-        )));
+        app.update(Action::NetFrom(
+            0,
+            msg(41 + i, ServerMessage::Lifecycle(Box::new(w))),
+        ));
     }
     assert_eq!(first(&app), before, "still kept, still selected");
     for i in 0..2 {
         let w = fixtures::waterfall(900 + i);
         let seq = 41 + crate::state::LIFECYCLE_CAP as u64 + i;
-        app.update(Action::Net(msg(seq, ServerMessage::Lifecycle(Box::new(w)))));
+        app.update(Action::NetFrom(
+            0,
+            msg(seq, ServerMessage::Lifecycle(Box::new(w))),
+        ));
     }
     let rows = rows::lifecycles(app.shown(), &app.filter);
     assert_eq!(
@@ -511,7 +534,7 @@ fn pipeline_and_malformed_hold_their_row_too() {
                 _ => ServerMessage::Pipeline(Box::new(fixtures::pipeline(50 + i))),
             };
             seq += 1;
-            app.update(Action::Net(msg(seq, m)));
+            app.update(Action::NetFrom(0, msg(seq, m)));
         }
         let keys = app.list_keys();
         assert_eq!(keys[app.pos[view.index()].index_in(&keys)], anchor);
@@ -553,7 +576,10 @@ fn scrolling_past_the_malformed_tail_pages_the_stored_quarantine() {
         stored_malformed(90, -5_000),
         stored_malformed(91, -9_000)
     ]);
-    app.update(Action::Net(msg(300, ServerMessage::Result { id, data })));
+    app.update(Action::NetFrom(
+        0,
+        msg(300, ServerMessage::Result { id, data }),
+    ));
     let rows = rows::malformed(app.shown(), &app.filter, app.reason);
     assert_eq!(rows.len(), before + 2, "no row twice");
     assert_eq!(rows[0].item().unwrap().batch_id, "batch-91", "oldest first");
@@ -597,7 +623,10 @@ fn a_cut_rejection_asks_the_store_and_tells_what_it_got() {
     let mut m = fixtures::malformed(9);
     let full = m.raw.clone();
     m.raw = full[..20].to_owned();
-    app.update(Action::Net(msg(300, ServerMessage::Malformed(Box::new(m)))));
+    app.update(Action::NetFrom(
+        0,
+        msg(300, ServerMessage::Malformed(Box::new(m))),
+    ));
     let c = press(&mut app, "4 G enter");
     let (id, query) = query_of(&c);
     let Query::Malformed(filter) = query else {
@@ -612,13 +641,16 @@ fn a_cut_rejection_asks_the_store_and_tells_what_it_got() {
     let mut row = stored_malformed(9, 9 * 500);
     row["raw"] = json!(full[..20]);
     row["truncated"] = json!(true);
-    app.update(Action::Net(msg(
-        301,
-        ServerMessage::Result {
-            id,
-            data: json!([row]),
-        },
-    )));
+    app.update(Action::NetFrom(
+        0,
+        msg(
+            301,
+            ServerMessage::Result {
+                id,
+                data: json!([row]),
+            },
+        ),
+    ));
     let notice = app.notice.as_ref().map(|n| n.0.clone()).unwrap_or_default();
     assert_eq!(
         notice,

@@ -155,7 +155,10 @@ mod tests {
     #[test]
     fn stored_keys_replace_and_live_ones_stay_until_stored() {
         let mut d = DriftKeys::default();
-        d.announce(notice("/payload/new_field", "2026-12-03T08:00:00.000Z"), 1_000);
+        d.announce(
+            notice("/payload/new_field", "2026-12-03T08:00:00.000Z"),
+            1_000,
+        );
         d.announce(notice("/payload/other", "2026-12-03T08:00:01.000Z"), 2_000);
         d.answer(Ok(json!({"drift": [{
             "type": "request", "path": "/payload/new_field", "kind": "unknown_field",

@@ -20,6 +20,8 @@ pub(crate) struct Filter {
     pub(crate) status: Option<String>,
     /// `is:error`: only events flagged as errors.
     pub(crate) is_error: bool,
+    /// `node:NAME` in a fleet: live rows of the nodes whose name contains it (lower-cased).
+    pub(crate) node: Option<String>,
     /// Lower-cased words that must all appear somewhere.
     pub(crate) words: Vec<String>,
 }
@@ -42,6 +44,7 @@ impl Filter {
                 "org" | "organization" if !value.is_empty() => f.organization = Some(value),
                 "status" | "code" if !value.is_empty() => f.status = Some(value),
                 "is" if value.eq_ignore_ascii_case("error") => f.is_error = true,
+                "node" if !value.is_empty() => f.node = Some(value.to_ascii_lowercase()),
                 _ => f.words.push(token.to_lowercase()),
             }
         }
@@ -72,6 +75,7 @@ impl Filter {
         add("app", &self.application);
         add("org", &self.organization);
         add("status", &self.status);
+        add("node", &self.node);
         if self.is_error {
             parts.push("is:error".to_owned());
         }

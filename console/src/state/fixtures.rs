@@ -157,6 +157,7 @@ pub(crate) fn metrics(n: u64) -> ServerMessage {
             lag_events: 4_200,
             lag_secs: Some(2.5),
             last_write_at: Some(at(0)),
+            store_copies: None,
         },
         feed_clients: vec![],
         drift: Default::default(),

@@ -11,6 +11,7 @@ pub(crate) mod drift;
 pub(crate) mod filter;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub(crate) mod fleet;
 pub(crate) mod http;
 pub(crate) mod seq;
 pub(crate) mod tail;
@@ -169,6 +170,8 @@ pub(crate) struct FeedState {
     pub(crate) pipeline: Tail<PipelineTrace>,
     /// Schema drift keys: stored (asked by the Drift view) and announced live.
     pub(crate) drift: self::drift::DriftKeys,
+    /// In fleet mode, the nodes' names by index (a row's `node`); empty for one server.
+    pub(crate) node_names: Vec<String>,
 }
 
 impl Default for FeedState {
@@ -196,6 +199,7 @@ impl Default for FeedState {
             lifecycles: Tail::new(LIFECYCLE_CAP),
             pipeline: Tail::new(PIPELINE_CAP),
             drift: Default::default(),
+            node_names: Vec::new(),
         }
     }
 }

@@ -11,12 +11,33 @@ use super::theme::{fit, rfit, Theme};
 use super::{block, window};
 use crate::app::view::View;
 use crate::app::App;
-use crate::state::time::clock_of;
 
-/// Fixed columns: kind, count, first seen, last seen.
+/// Fixed columns: kind (whole, or short below 150 columns), count, first seen, last seen.
 const KIND_W: usize = 23;
+const SHORT_KIND_W: usize = 13;
 const COUNT_W: usize = 9;
-const SEEN_W: usize = 13;
+const SEEN_W: usize = 12;
+
+/// The kind as a narrow screen shows it.
+fn short_kind(kind: &str) -> &str {
+    match kind {
+        "unknown_field" => "new field",
+        "unknown_type" => "new type",
+        "unknown_envelope_field" => "new envelope",
+        other => other,
+    }
+}
+
+/// `12-03 07:20`: a key lives for days, so the date is part of when.
+fn when(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_else(|_| rfc3339.chars().take(11).collect())
+}
 
 /// Draws the drift table.
 pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
@@ -51,13 +72,14 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         .unwrap_or(6)
         .clamp(6, 40);
     let wide = width >= 150;
-    let fixed = type_w + path_w + KIND_W + COUNT_W + if wide { 2 * SEEN_W + 28 } else { SEEN_W };
+    let kind_w = if wide { KIND_W } else { SHORT_KIND_W };
+    let fixed = type_w + path_w + kind_w + COUNT_W + if wide { 2 * SEEN_W + 28 } else { SEEN_W };
     let sample_w = width.saturating_sub(fixed).max(8);
     let mut header = format!(
         "{}{}{}{}",
         fit("type", type_w, t),
         fit("path", path_w, t),
-        fit("kind", KIND_W, t),
+        fit("kind", kind_w, t),
         format!("{} ", rfit("count", COUNT_W - 1)),
     );
     if wide {
@@ -85,13 +107,24 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         let mut spans = vec![
             Span::styled(fit(&e.event_type, type_w, t), t.bold()),
             Span::styled(fit(&e.path, path_w, t), t.accent()),
-            Span::styled(fit(e.kind.as_str(), KIND_W, t), t.warn()),
+            Span::styled(
+                fit(
+                    if wide {
+                        e.kind.as_str()
+                    } else {
+                        short_kind(e.kind.as_str())
+                    },
+                    kind_w,
+                    t,
+                ),
+                t.warn(),
+            ),
             Span::raw(format!("{} ", rfit(&e.count.to_string(), COUNT_W - 1))),
         ];
         if wide {
-            spans.push(Span::styled(fit(&clock_of(&e.first_seen), SEEN_W, t), t.dim()));
+            spans.push(Span::styled(fit(&when(&e.first_seen), SEEN_W, t), t.dim()));
         }
-        spans.push(Span::raw(fit(&clock_of(&e.last_seen), SEEN_W, t)));
+        spans.push(Span::raw(fit(&when(&e.last_seen), SEEN_W, t)));
         if wide {
             let who = format!(
                 "{} · {}",

@@ -96,7 +96,9 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         rows.iter().filter(|r| r.item().is_some()).count(),
         s.events.pushed
     );
-    let width = area.width.saturating_sub(2) as usize;
+    // In a fleet the list puts the node column first.
+    let width =
+        (area.width.saturating_sub(2) as usize).saturating_sub(lists::node_width(&s.node_names));
     let type_w = type_column(
         rows.iter()
             .filter_map(|r| r.item())
@@ -109,6 +111,7 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         rows: &rows,
         pos,
         empty: "no events yet (or none match the filter: Esc clears it)",
+        nodes: &s.node_names,
     };
     lists::render(f, area, spec, t, |e, w| event_line(e, w, type_w, t));
 }

@@ -87,7 +87,9 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         "Malformed · {shown} shown ({which}) of {} received{stored} · Enter: reasons + bytes · y: copy · Ctrl-S: save",
         s.malformed.pushed
     );
-    let width = list.width.saturating_sub(2) as usize;
+    // In a fleet the list puts the node column first.
+    let width =
+        (list.width.saturating_sub(2) as usize).saturating_sub(lists::node_width(&s.node_names));
     let longest = rows
         .iter()
         .filter_map(|r| r.item())
@@ -113,6 +115,7 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         rows: &rows,
         pos: app.pos[View::Malformed.index()],
         empty: &empty_text(app),
+        nodes: &s.node_names,
     };
     lists::render(f, list, spec, t, |m, w| line(m, w, longest, t));
 }

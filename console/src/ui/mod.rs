@@ -6,6 +6,7 @@ mod events;
 mod help;
 mod lists;
 mod malformed;
+mod nodes;
 pub(crate) mod overview;
 mod pipeline;
 pub(crate) mod theme;

@@ -274,12 +274,16 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     } else {
         area.height.saturating_sub(mid_h + 12).clamp(2, 6)
     };
-    let [ingest, mid, lat] = Layout::vertical([
+    let [ingest, mid, fleet, lat] = Layout::vertical([
         Constraint::Length(spark_h + 5),
         Constraint::Length(mid_h),
+        Constraint::Length(super::nodes::height(app)),
         Constraint::Min(4),
     ])
     .areas(area);
+    if fleet.height > 0 {
+        super::nodes::render(f, app, fleet, t);
+    }
 
     let b = block(
         "Ingest · rates of the last second · received/s over the last 60 s",
@@ -371,7 +375,12 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     f.render_widget(Paragraph::new(lines), inner);
 
     let wb = block("Warnings · now and the last 60 s", t);
-    let warnings = warnings(s);
+    let mut warnings = {
+        let mut fleet = super::nodes::warnings(app);
+        fleet.extend(warnings(s));
+        fleet
+    };
+    warnings.sort_by_key(|(serious, _)| !serious);
     let lines: Vec<Line> = if warnings.is_empty() {
         vec![Line::styled("none", t.ok())]
     } else {

@@ -77,13 +77,15 @@ fn app_width(width: usize) -> usize {
 /// Draws the trace list.
 pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     let s = app.shown();
-    let rows = rows::pipeline(s, app.slowest_first, &app.stored_traces);
+    let rows = rows::pipeline(s, &app.filter, app.slowest_first, &app.stored_traces);
     let order = if app.slowest_first {
         "failed, then slowest first"
     } else {
         "recent"
     };
-    let width = area.width.saturating_sub(2) as usize;
+    // In a fleet the list puts the node column first.
+    let width =
+        (area.width.saturating_sub(2) as usize).saturating_sub(lists::node_width(&s.node_names));
     let app_w = app_width(width);
     let rest = width.saturating_sub(13 + 12 + app_w + 10 + 5 + 12 + 10 + 9);
     let header = Line::styled(
@@ -107,6 +109,7 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         rows: &rows,
         pos: app.pos[View::Pipeline.index()],
         empty: "no batches yet",
+        nodes: &s.node_names,
     };
     lists::render(f, area, spec, t, |p, w| line(p, w, t));
 }

@@ -54,7 +54,9 @@ fn line(w: &Waterfall, width: usize, t: &Theme) -> Line<'static> {
 pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     let s = app.shown();
     let rows = rows::lifecycles(s, &app.filter);
-    let width = area.width.saturating_sub(2) as usize;
+    // In a fleet the list puts the node column first.
+    let width =
+        (area.width.saturating_sub(2) as usize).saturating_sub(lists::node_width(&s.node_names));
     let app_w = app_column(width);
     let header = Line::styled(
         format!(
@@ -89,6 +91,7 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
         rows: &rows,
         pos: app.pos[View::Waterfalls.index()],
         empty: "no lifecycles yet",
+        nodes: &s.node_names,
     };
     lists::render(f, area, spec, t, |w, width| line(w, width, t));
 }

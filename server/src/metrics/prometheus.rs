@@ -350,6 +350,15 @@ impl Collector for IngestCollector {
             None,
             snap.sink.lag_events as f64,
         )?;
+        if let Some(copies) = &snap.sink.store_copies {
+            gauge(
+                e,
+                "store_extra_copies",
+                "Rows beyond the first of each event received within clickhouse.copies_window_secs (agent retries stored by two nodes; reads show each event once).",
+                None,
+                copies.copies as f64,
+            )?;
+        }
         gauge(
             e,
             "feed_clients",

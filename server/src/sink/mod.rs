@@ -12,6 +12,7 @@
 //! permanent refusal of some rows sends those rows to the quarantine.
 
 pub mod clickhouse;
+pub mod copies;
 pub mod query;
 pub mod rows;
 pub mod sqlite;
@@ -19,6 +20,7 @@ pub mod sqlite;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use query::{
     EventFilter, EventLookup, EventPage, ExceptionGroup, MalformedFilter, StoredEvent,
@@ -220,4 +222,11 @@ pub trait Store: Send + Sync + 'static {
         application: String,
         ids: Vec<String>,
     ) -> BoxFuture<'_, Result<Vec<String>, SinkError>>;
+    /// Rows beyond the first of each event among the events received in the last `window`:
+    /// copies stored by two nodes of a fleet. `None` where the store cannot hold copies (SQLite
+    /// keeps one row per event by its key).
+    fn extra_copies(&self, window: Duration) -> BoxFuture<'_, Result<Option<u64>, SinkError>> {
+        let _ = window;
+        Box::pin(async { Ok(None) })
+    }
 }

@@ -12,6 +12,25 @@ use crate::ui::theme::Theme;
 pub(crate) fn connection<'a>(app: &App, theme: &Theme) -> Vec<Span<'a>> {
     let s = &app.live;
     let now = app.now_ms;
+    if !app.nodes.is_empty() {
+        let up = app.nodes.iter().filter(|n| n.is_up()).count();
+        let text = format!("● FLEET {up} of {} nodes up", app.nodes.len());
+        let style = if up == app.nodes.len() {
+            theme.ok()
+        } else if up > 0 {
+            theme.warn()
+        } else {
+            theme.bad()
+        };
+        let mut spans = vec![Span::styled(text, style)];
+        if let Some(a) = s.stale_for_ms(now) {
+            spans.push(Span::styled(
+                format!(" · ALL DOWN, data {} old", age(a)),
+                theme.bad(),
+            ));
+        }
+        return spans;
+    }
     let stale = s
         .stale_for_ms(now)
         .map(|a| format!(" · DISCONNECTED, data {} old", age(a)));
@@ -75,6 +94,10 @@ pub(crate) fn line<'a>(app: &App, theme: &Theme) -> Line<'a> {
     }
     spans.push(sep());
     let server = match &app.live.hello {
+        _ if !app.nodes.is_empty() => {
+            let names: Vec<&str> = app.nodes.iter().map(|n| n.name.as_str()).collect();
+            format!("fleet: {}", names.join(", "))
+        }
         Some(h) => format!(
             "{} · v{} · {} · {}",
             app.settings.url,

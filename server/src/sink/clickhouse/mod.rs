@@ -490,6 +490,12 @@ impl Store for ClickHouseStore {
         }))
     }
 
+    fn extra_copies(&self, window: Duration) -> BoxFuture<'_, Result<Option<u64>, SinkError>> {
+        Box::pin(self.timed("query", async move {
+            read::extra_copies(&self.client, window).await.map(Some)
+        }))
+    }
+
     fn health(&self) -> BoxFuture<'_, StoreHealth> {
         Box::pin(async move {
             let probe = async {

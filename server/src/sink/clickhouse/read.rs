@@ -6,6 +6,8 @@
 //! the filter, so the partition pruning and the `timestamp` minmax index apply. Pages are keyset
 //! on (timestamp, event_id) like SQLite's.
 
+use std::time::Duration;
+
 use clickhouse::{Client, Row};
 use serde::Deserialize;
 use serde_json::json;
@@ -138,7 +140,32 @@ impl EventRead {
     }
 }
 
-/// Events matching `filter`, newest first (timestamp DESC, event_id DESC).
+/// Rows fetched beyond a page of events, to make up for the copies dropped from it.
+const PAGE_SLACK: usize = 16;
+
+/// Drops the copies of an event, keeping its first row: `events` has no unique key, and an agent
+/// retry that reached a second node after the first had stored the batch (and died before
+/// answering) is stored by both. The real agent stamps every event (`timestamp`), so copies
+/// share the sort key (timestamp, event_id, tenant) and sit side by side, the first received
+/// first (SQLite keeps the first received too). An event sent without a time of its own is
+/// placed at each receipt: its copies are dropped when they fall within one page (as here),
+/// not when a page boundary separates them. Done here rather than with `LIMIT 1 BY` in the
+/// query: that clause makes ClickHouse sort every matching row instead of reading the top of the
+/// page (80× slower on 5M rows, docs/BENCHMARKS.md).
+fn collapse_copies(rows: Vec<EventRead>) -> Vec<EventRead> {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    rows.into_iter()
+        .filter(|row| {
+            seen.insert((
+                row.organization.clone(),
+                row.application.clone(),
+                row.event_id.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// Events matching `filter`, newest first (timestamp DESC, event_id DESC), each once.
 pub(super) async fn query_events(
     client: &Client,
     filter: &EventFilter,
@@ -164,18 +191,26 @@ pub(super) async fn query_events(
         w.args.push(Arg::Int(ts));
         w.args.push(Arg::Text(id));
     }
-    let limit = filter.page_size();
+    let limit = filter.page_size() as usize;
+    // A few rows more than the page, so that copies of an event (stored once by each of two
+    // nodes) can be dropped and the page still be full.
+    let fetch = limit + PAGE_SLACK;
     let sql = format!(
-        "SELECT ?fields FROM events{} ORDER BY timestamp DESC, event_id DESC LIMIT {limit}",
+        "SELECT ?fields FROM events{}
+          ORDER BY timestamp DESC, event_id DESC, organization, application, received_at, lsn, idx
+          LIMIT {fetch}",
         w.sql()
     );
-    let rows = w
+    let fetched = w
         .bind(client.query(&sql))
         .fetch_all::<EventRead>()
         .await
         .map_err(super::classify)?;
+    let more = fetched.len() == fetch;
+    let mut rows = collapse_copies(fetched);
+    rows.truncate(limit);
     let next_cursor = match rows.last() {
-        Some(last) if rows.len() == limit as usize => {
+        Some(last) if rows.len() == limit || more => {
             Some(encode_cursor(last.timestamp, &last.event_id))
         }
         _ => None,
@@ -216,6 +251,22 @@ pub(super) async fn get_event(
         .into_iter()
         .map(EventRead::into_stored)
         .collect()
+}
+
+/// Rows beyond the first of each (organization, application, event_id) among the events
+/// received in the last `window` (the partition key is the receipt month, so older months are
+/// not read; within the window every row is, once a minute by default: see
+/// `clickhouse.copies_check_secs`).
+pub(super) async fn extra_copies(client: &Client, window: Duration) -> Result<u64, SinkError> {
+    client
+        .query(
+            "SELECT toUInt64(count() - uniqExact(organization, application, event_id)) FROM events
+              WHERE received_at >= now64(3) - toIntervalMillisecond(?)",
+        )
+        .bind(window.as_millis() as u64)
+        .fetch_one::<u64>()
+        .await
+        .map_err(super::classify)
 }
 
 /// Which of `ids` are stored as events of the tenant (the sort key starts with the tenant and
