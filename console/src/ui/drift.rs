@@ -76,11 +76,11 @@ pub(crate) fn render(f: &mut Frame, app: &App, area: Rect, t: &Theme) {
     let fixed = type_w + path_w + kind_w + COUNT_W + if wide { 2 * SEEN_W + 28 } else { SEEN_W };
     let sample_w = width.saturating_sub(fixed).max(8);
     let mut header = format!(
-        "{}{}{}{}",
+        "{}{}{}{} ",
         fit("type", type_w, t),
         fit("path", path_w, t),
         fit("kind", kind_w, t),
-        format!("{} ", rfit("count", COUNT_W - 1)),
+        rfit("count", COUNT_W - 1),
     );
     if wide {
         header.push_str(&fit("first seen", SEEN_W, t));
