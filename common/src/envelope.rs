@@ -108,7 +108,60 @@ const COLUMN_FIELDS: [&str; 8] = [
     "deployment_hash",
 ];
 
+/// Every top-level key the real agent or the brief sends besides `type`, `name`, `payload` and
+/// `data` (AGENT-WIRE §2): any other one is `unknown_envelope_field` schema drift.
+pub const KNOWN_FIELDS: [&str; 27] = [
+    "id",
+    "trace_id",
+    "session_id",
+    "release",
+    "git_sha",
+    "env",
+    "environment",
+    "context",
+    "timestamp",
+    "datetime",
+    "host",
+    "memory",
+    "git_commit",
+    "git_commit_short",
+    "deployment_tag",
+    "deployed_at",
+    "deployed_by",
+    "deployment_hash",
+    "deployment_hash_short",
+    "deployment_source",
+    "deployment_timestamp",
+    "deployment_at",
+    "deployment_phase",
+    "deployment_released_by",
+    "deployment_notes",
+    "payload",
+    "data",
+];
+
 impl<'a> Envelope<'a> {
+    /// Pushes an `unknown_envelope_field` divergence for each top-level key that is not in
+    /// [`KNOWN_FIELDS`] (only [`Envelope::extra`] can hold one).
+    pub fn drift(&self, out: &mut Vec<crate::drift::Divergence>) {
+        for (key, value) in &self.extra {
+            if KNOWN_FIELDS.contains(&key.as_ref()) {
+                continue;
+            }
+            let mut path = PointerBuf::new("");
+            path.push_key(key);
+            let sample = match Node::parse(value.get()) {
+                Ok(node) => crate::drift::sample_of(&node),
+                Err(_) => crate::drift::cut(value.get(), crate::drift::SAMPLE_MAX_BYTES),
+            };
+            out.push(crate::drift::Divergence {
+                path: path.as_str().to_owned(),
+                kind: crate::drift::DriftKind::UnknownEnvelopeField,
+                sample,
+            });
+        }
+    }
+
     /// Parses one event's envelope. `received_ms` is the fallback time.
     pub fn parse(raw: &'a str, received_ms: i64) -> Result<Envelope<'a>, Problem> {
         let fields = split_fields(raw)?;

@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, TypeSpec};
 use crate::denorm::{self, Columns, ExceptionRow, SpanRow};
+use crate::drift::{sample_of, Divergence, DriftKind};
 use crate::envelope::Envelope;
+use crate::json::PointerBuf;
 use crate::json::{parse_error_code, Node};
 use crate::reason::Problem;
-use crate::validate::validate_payload;
+use crate::validate::validate_payload_drift;
 
 /// An accepted event.
 #[derive(Debug, Clone)]
@@ -25,6 +27,8 @@ pub struct CheckedEvent<'a> {
     pub payload: Node<'a>,
     /// The denormalised columns.
     pub columns: Columns,
+    /// Its schema drift ([`crate::drift`]); empty unless asked for ([`check_event_drift`]).
+    pub drift: Vec<Divergence>,
 }
 
 /// A rejected event: what is known of it and every problem.
@@ -94,6 +98,18 @@ fn peek_type_and_id(raw: &str) -> (Option<String>, Option<String>) {
 
 /// Parses, validates and denormalises one event.
 pub fn check_event(raw: &str, received_ms: i64) -> Result<CheckedEvent<'_>, Rejected> {
+    check_event_drift(raw, received_ms, false)
+}
+
+/// [`check_event`], also recording the schema drift of an accepted event in
+/// [`CheckedEvent::drift`] when `detect` is set: unknown and coerced payload fields, unknown
+/// envelope fields, and for a type the catalog does not know, `unknown_type` (path `""`, the
+/// payload as sample) with an `unknown_field` for each top-level payload key.
+pub fn check_event_drift(
+    raw: &str,
+    received_ms: i64,
+    detect: bool,
+) -> Result<CheckedEvent<'_>, Rejected> {
     let envelope = Envelope::parse(raw, received_ms).map_err(|problem| {
         let (event_type, id) = peek_type_and_id(raw);
         Rejected {
@@ -121,18 +137,25 @@ pub fn check_event(raw: &str, received_ms: i64) -> Result<CheckedEvent<'_>, Reje
     };
     let spec = catalog::lookup(&envelope.event_type);
     let subtype = spec.and_then(|s| s.subtype_of(&envelope.name, &payload));
+    let mut drift = Vec::new();
     if let Some(spec) = spec {
         let mut problems = Vec::new();
-        validate_payload(
+        validate_payload_drift(
             spec,
             &payload,
             subtype,
             envelope.payload_pointer(),
             &mut problems,
+            detect.then_some(&mut drift),
         );
         if !problems.is_empty() {
             return Err(rejected(&envelope, problems));
         }
+    } else if detect {
+        unknown_type_drift(&envelope, &payload, &mut drift);
+    }
+    if detect {
+        envelope.drift(&mut drift);
     }
     let columns = denorm::columns(spec, &envelope, &payload, subtype);
     Ok(CheckedEvent {
@@ -140,7 +163,29 @@ pub fn check_event(raw: &str, received_ms: i64) -> Result<CheckedEvent<'_>, Reje
         spec,
         payload,
         columns,
+        drift,
     })
+}
+
+/// The drift of a type the catalog does not know: the type itself, and each top-level payload
+/// key (so a maintainer sees which fields the new type has, and how often).
+fn unknown_type_drift(envelope: &Envelope<'_>, payload: &Node<'_>, drift: &mut Vec<Divergence>) {
+    drift.push(Divergence {
+        path: String::new(),
+        kind: DriftKind::UnknownType,
+        sample: sample_of(payload),
+    });
+    if let Node::Obj(entries) = payload {
+        for (key, value) in entries {
+            let mut path = PointerBuf::new(envelope.payload_pointer());
+            path.push_key(key);
+            drift.push(Divergence {
+                path: path.as_str().to_owned(),
+                kind: DriftKind::UnknownField,
+                sample: sample_of(value),
+            });
+        }
+    }
 }
 
 #[cfg(test)]

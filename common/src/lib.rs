@@ -6,11 +6,13 @@
 //! - [`validate`]: check a payload against its catalog entry, every problem with a JSON Pointer;
 //! - [`denorm`]: the denormalised columns and the derived rows (spans, exceptions);
 //! - [`event`]: the single entry point, [`check_event`];
-//! - [`reason`]: the closed set of rejection codes.
+//! - [`reason`]: the closed set of rejection codes;
+//! - [`drift`]: what accepted events carry that the catalog does not describe (schema drift).
 #![warn(missing_docs)]
 
 pub mod catalog;
 pub mod denorm;
+pub mod drift;
 pub mod envelope;
 pub mod event;
 pub mod json;
@@ -20,5 +22,5 @@ pub mod reason;
 pub mod timestamp;
 pub mod validate;
 
-pub use event::{check_event, CheckedEvent, Rejected};
+pub use event::{check_event, check_event_drift, CheckedEvent, Rejected};
 pub use reason::{Problem, ReasonCode};

@@ -27,16 +27,19 @@ pub enum Topic {
     Lifecycle,
     /// Pipeline traces of the server's own batches.
     Pipeline,
+    /// Schema drift keys, each announced the first time this server process sees it.
+    Drift,
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 5] = [
+    pub const ALL: [Topic; 6] = [
         Topic::Metrics,
         Topic::Events,
         Topic::Malformed,
         Topic::Lifecycle,
         Topic::Pipeline,
+        Topic::Drift,
     ];
 }
 
@@ -304,6 +307,8 @@ pub enum ServerMessage {
     Lifecycle(Box<Waterfall>),
     /// A pipeline trace.
     Pipeline(Box<PipelineTrace>),
+    /// A schema drift key seen for the first time by this process.
+    Drift(Box<DriftNotice>),
     /// Messages this client lost because it read too slowly.
     Dropped {
         /// How many since the last notice.
@@ -629,6 +634,95 @@ pub struct MetricsSnapshot {
     pub sink: SinkStats,
     /// Connected feed clients.
     pub feed_clients: Vec<FeedClientStats>,
+    /// Schema drift seen by this process; absent from older servers.
+    #[serde(default)]
+    pub drift: DriftStats,
+}
+
+/// Schema drift counters of this process (the `metrics` topic and `/v1/stats`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DriftStats {
+    /// Distinct drift keys kept in memory (at most `drift.max_keys_per_type` per type).
+    pub keys: u64,
+    /// Divergences seen since start, all kinds.
+    pub occurrences: u64,
+    /// Divergences since start, by kind code (`unknown_field`, `coerced` …).
+    pub by_kind: Vec<(String, u64)>,
+    /// Divergences not kept because their type had too many keys (or there were too many
+    /// types): counted here, never stored.
+    pub overflow: u64,
+}
+
+/// A schema drift key announced on the `drift` topic the first time this process sees it.
+///
+/// The JSON field `drift_kind` is the kind (`kind` is the message's tag).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftNotice {
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// JSON Pointer from the event's root, indexes and map keys as `*`.
+    pub path: String,
+    /// The kind of divergence.
+    pub drift_kind: crate::drift::DriftKind,
+    /// The value as compact JSON, capped (ends with `…` when cut).
+    pub sample: String,
+    /// The id of the event that showed it.
+    pub example_event_id: Option<String>,
+    /// The application of the key that sent it.
+    pub application: String,
+    /// `X-Agent-Version` of the request.
+    pub agent_version: Option<String>,
+    /// When, RFC 3339.
+    pub seen_at: String,
+}
+
+/// One schema drift key as `GET /v1/drift` (and the feed's `drift` query) reports it: the
+/// stored rows of every node and this process's unflushed counts, merged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftEntry {
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// JSON Pointer from the event's root, indexes and map keys as `*` (`""` for
+    /// `unknown_type`).
+    pub path: String,
+    /// The kind of divergence.
+    pub kind: crate::drift::DriftKind,
+    /// Occurrences.
+    pub count: u64,
+    /// First seen, RFC 3339.
+    pub first_seen: String,
+    /// Last seen, RFC 3339.
+    pub last_seen: String,
+    /// `X-Agent-Version`s seen (at most 8; requests without one are not listed).
+    pub agent_versions: Vec<String>,
+    /// Applications seen (at most 8).
+    pub applications: Vec<String>,
+    /// One value as compact JSON, capped (ends with `…` when cut).
+    pub sample: String,
+    /// The id of an event that showed it (`null` when that event had none).
+    pub example_event_id: Option<String>,
+}
+
+/// Divergences of one type not kept because the type reached `drift.max_keys_per_type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftOverflow {
+    /// The event type (`*` for divergences of types beyond `drift.max_types`).
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Divergences counted and dropped since this process started.
+    pub count: u64,
+}
+
+/// The body of `GET /v1/drift`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DriftReport {
+    /// The keys, most recently seen first.
+    pub drift: Vec<DriftEntry>,
+    /// This process's overflow per type (not stored; resets at restart).
+    #[serde(default)]
+    pub overflow: Vec<DriftOverflow>,
 }
 
 /// An accepted event on the `events` tail.
@@ -969,7 +1063,7 @@ mod tests {
         assert_eq!(err.id.as_deref(), Some("q2"));
         assert_eq!(
             err.message,
-            "unknown query kind \"nope\": use events, malformed, exception_groups, trace or traces"
+            "unknown query kind \"nope\": use events, malformed, exception_groups, trace, traces or drift"
         );
         let err = ClientMessage::parse(
             r#"{"op":"query","id":"q5","kind":"events","params":{"limit":"x"}}"#,

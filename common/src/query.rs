@@ -240,6 +240,88 @@ impl MalformedFilter {
     }
 }
 
+/// Filters of `GET /v1/drift` (all optional, all must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriftFilter {
+    /// `type`, exact.
+    pub event_type: Option<String>,
+    /// `kind`: `unknown_field`, `coerced`, `unknown_type` or `unknown_envelope_field`.
+    pub kind: Option<crate::drift::DriftKind>,
+    /// `application`: the key was seen from this application.
+    pub application: Option<String>,
+    /// `agent_version`: the key was seen with this `X-Agent-Version`.
+    pub agent_version: Option<String>,
+    /// `since`: last seen ≥ this (epoch ms); given as a date-time or as a duration back from
+    /// now (`24h`, `30m`, `7d`).
+    pub since_ms: Option<i64>,
+}
+
+impl DriftFilter {
+    /// Reads the parameters (`type`, `kind`, `application`, `agent_version`, `since`);
+    /// `now_ms` anchors a relative `since`.
+    pub fn from_params(params: &Params, now_ms: i64) -> Result<DriftFilter, ParamError> {
+        let kind = text(params, "kind")
+            .map(|k| {
+                crate::drift::DriftKind::parse(&k).ok_or(ParamError {
+                    param: "kind",
+                    problem:
+                        "must be unknown_field, coerced, unknown_type or unknown_envelope_field",
+                })
+            })
+            .transpose()?;
+        let since_ms = text(params, "since")
+            .map(|v| {
+                parse_duration_ms(&v)
+                    .map(|d| now_ms.saturating_sub(d))
+                    .or_else(|| parse_timestamp_str(&v))
+                    .ok_or(ParamError {
+                        param: "since",
+                        problem: "is neither a duration (24h, 30m, 7d) nor a date-time (RFC 3339, \
+                                  epoch seconds or milliseconds)",
+                    })
+            })
+            .transpose()?;
+        Ok(DriftFilter {
+            event_type: text(params, "type"),
+            kind,
+            application: text(params, "application"),
+            agent_version: text(params, "agent_version"),
+            since_ms,
+        })
+    }
+}
+
+impl DriftFilter {
+    fn to_params(&self) -> Map<String, Value> {
+        let mut out = Map::new();
+        put_text(&mut out, "type", &self.event_type);
+        if let Some(kind) = self.kind {
+            out.insert("kind".into(), Value::from(kind.as_str()));
+        }
+        put_text(&mut out, "application", &self.application);
+        put_text(&mut out, "agent_version", &self.agent_version);
+        put_time(&mut out, "since", self.since_ms);
+        out
+    }
+}
+
+/// A duration as `<digits><unit>` with unit `ms`, `s`, `m`, `h` or `d`, in milliseconds.
+pub fn parse_duration_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = text.split_at(split);
+    let n: i64 = digits.parse().ok()?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(unit_ms)
+}
+
 /// The order of pipeline traces.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum TraceOrder {
@@ -323,12 +405,15 @@ pub enum Query {
     },
     /// `traces`: the server's own pipeline traces.
     Traces(TraceFilter),
+    /// `drift`: the schema drift keys (as `GET /v1/drift`).
+    Drift(DriftFilter),
 }
 
 /// Why a query cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryError {
-    /// A `kind` that is none of `events`, `malformed`, `exception_groups`, `trace`, `traces`.
+    /// A `kind` that is none of `events`, `malformed`, `exception_groups`, `trace`, `traces`,
+    /// `drift`.
     UnknownKind(String),
     /// `trace` without its `trace_id`.
     MissingTraceId,
@@ -341,7 +426,7 @@ impl fmt::Display for QueryError {
         match self {
             QueryError::UnknownKind(kind) => write!(
                 f,
-                "unknown query kind {kind:?}: use events, malformed, exception_groups, trace or traces"
+                "unknown query kind {kind:?}: use events, malformed, exception_groups, trace, traces or drift"
             ),
             QueryError::MissingTraceId => f.write_str("`trace` needs params.trace_id"),
             QueryError::Param(err) => err.fmt(f),
@@ -373,6 +458,7 @@ impl Query {
             Query::ExceptionGroups(_) => "exception_groups",
             Query::Trace { .. } => "trace",
             Query::Traces(_) => "traces",
+            Query::Drift(_) => "drift",
         }
     }
 
@@ -386,6 +472,10 @@ impl Query {
                 trace_id: text(params, "trace_id").ok_or(QueryError::MissingTraceId)?,
             },
             "traces" => Query::Traces(TraceFilter::from_params(params)?),
+            "drift" => Query::Drift(DriftFilter::from_params(
+                params,
+                chrono::Utc::now().timestamp_millis(),
+            )?),
             other => return Err(QueryError::UnknownKind(other.to_owned())),
         })
     }
@@ -402,6 +492,7 @@ impl Query {
                 out
             }
             Query::Traces(f) => f.to_params(),
+            Query::Drift(f) => f.to_params(),
         })
     }
 }
@@ -456,6 +547,27 @@ mod tests {
     }
 
     #[test]
+    fn drift_filters_read_durations_dates_and_kinds() {
+        let f = DriftFilter::from_params(
+            &params(&[("since", "24h"), ("kind", "coerced"), ("type", "request")]),
+            100_000_000,
+        )
+        .unwrap();
+        assert_eq!(f.since_ms, Some(100_000_000 - 86_400_000));
+        assert_eq!(f.kind, Some(crate::drift::DriftKind::Coerced));
+        assert_eq!(f.event_type.as_deref(), Some("request"));
+        let f = DriftFilter::from_params(&params(&[("since", "1749567234")]), 0).unwrap();
+        assert_eq!(f.since_ms, Some(1_749_567_234_000));
+        let err = DriftFilter::from_params(&params(&[("kind", "odd")]), 0).unwrap_err();
+        assert_eq!(err.param, "kind");
+        let err = DriftFilter::from_params(&params(&[("since", "soon")]), 0).unwrap_err();
+        assert_eq!(err.param, "since");
+        assert_eq!(parse_duration_ms("90s"), Some(90_000));
+        assert_eq!(parse_duration_ms("h"), None);
+        assert_eq!(parse_duration_ms("5y"), None);
+    }
+
+    #[test]
     fn every_query_reads_back_from_its_params() {
         let queries = [
             Query::Events(EventFilter {
@@ -494,6 +606,14 @@ mod tests {
                 limit: Some(20),
             }),
             Query::Traces(TraceFilter::default()),
+            Query::Drift(DriftFilter {
+                event_type: Some("log".into()),
+                kind: Some(crate::drift::DriftKind::UnknownField),
+                application: Some("shop".into()),
+                agent_version: Some("1.0.0".into()),
+                since_ms: Some(1_749_567_234_123),
+            }),
+            Query::Drift(DriftFilter::default()),
         ];
         for query in queries {
             let back = Query::from_params(query.kind(), &params_from_json(&query.to_params()));
@@ -566,7 +686,7 @@ mod tests {
             Query::from_params("nope", &Params::new())
                 .unwrap_err()
                 .to_string(),
-            "unknown query kind \"nope\": use events, malformed, exception_groups, trace or traces"
+            "unknown query kind \"nope\": use events, malformed, exception_groups, trace, traces or drift"
         );
         assert_eq!(
             Query::from_params("trace", &Params::new()),

@@ -5,6 +5,7 @@
 //! [`Command`]s. The clock is injected (`Action::Tick`), so tests and snapshots are exact.
 
 pub(crate) mod detail;
+mod drift;
 #[cfg(test)]
 mod fleet_tests;
 mod handlers;
@@ -89,6 +90,10 @@ enum Pending {
     Raw(String, Option<u32>),
     Trace(String),
     Traces,
+    /// The stored schema drift keys.
+    Drift,
+    /// A drift key's example event, by id.
+    DriftExample(String),
 }
 
 /// The console.
@@ -103,8 +108,8 @@ pub(crate) struct App {
     pub(crate) keymap: KeyMap,
     pub(crate) now_ms: i64,
     pub(crate) view: View,
-    pub(crate) stacks: [Vec<Screen>; 6],
-    pub(crate) pos: [ListPos; 6],
+    pub(crate) stacks: [Vec<Screen>; 7],
+    pub(crate) pos: [ListPos; 7],
     pub(crate) filter: Filter,
     /// The filter being typed, when `/` is active.
     pub(crate) editing: Option<String>,
@@ -126,6 +131,8 @@ pub(crate) struct App {
     pub(crate) quit: bool,
     next_id: u64,
     pending: HashMap<String, Pending>,
+    /// When the stored drift keys were last asked for (client ms).
+    drift_asked_ms: i64,
 }
 
 impl App {
@@ -166,6 +173,7 @@ impl App {
             quit: false,
             next_id: 0,
             pending: HashMap::new(),
+            drift_asked_ms: i64::MIN / 2,
         }
     }
 
@@ -222,7 +230,7 @@ impl App {
                 self.notice = None;
                 self.dirty = true;
             }
-            return Vec::new();
+            return self.tick_drift();
         }
         self.dirty = true;
         match action {
@@ -374,6 +382,8 @@ impl App {
                 }
                 Err(e) => self.say(format!("pipeline traces: {e}")),
             },
+            Some(Pending::Drift) => self.live.drift.answer(reply.data),
+            Some(Pending::DriftExample(event_id)) => self.on_drift_example(&event_id, reply.data),
             None => tracing::debug!(id = %reply.id, "answer to an unknown request"),
         }
         Vec::new()

@@ -148,17 +148,20 @@ impl Default for KeyMap {
             b("next_view", &["tab"], A::NextView, "next view"),
             b("prev_view", &["shift-tab"], A::PrevView, "previous view"),
         ];
-        const VIEWS: [&str; 6] = ["1", "2", "3", "4", "5", "6"];
-        const NAMES: [&str; 6] = ["view_1", "view_2", "view_3", "view_4", "view_5", "view_6"];
-        const HELPS: [&str; 6] = [
+        const VIEWS: [&str; 7] = ["1", "2", "3", "4", "5", "6", "7"];
+        const NAMES: [&str; 7] = [
+            "view_1", "view_2", "view_3", "view_4", "view_5", "view_6", "view_7",
+        ];
+        const HELPS: [&str; 7] = [
             "Overview",
             "Types",
             "Events",
             "Malformed",
             "Waterfalls",
             "Pipeline",
+            "Drift: fields and types the catalog does not know",
         ];
-        for i in 0..6 {
+        for i in 0..7 {
             bindings.push(b(NAMES[i], &[VIEWS[i]], A::View(i), HELPS[i]));
         }
         bindings.extend([

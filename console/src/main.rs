@@ -310,7 +310,8 @@ async fn run_tui(resolved: Resolved, firsts: Vec<Option<net::Ws>>) -> Result<()>
             }
             _ = frame.tick() => {
                 let applied = drain(&mut app, &mut rx, 4096);
-                app.update(Action::Tick(now_ms()));
+                let commands = app.update(Action::Tick(now_ms()));
+                execute(&mut app, commands, &nets);
                 if app.dirty {
                     if let Err(e) = draw(&mut terminal, &mut app, &mut stats) {
                         break Err(e);

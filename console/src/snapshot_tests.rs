@@ -386,3 +386,29 @@ fn pipeline_refused_detail() {
         press(a, "6 G enter");
     });
 }
+
+/// Issue 17: the Drift view, the stored keys by type, newest first.
+#[test]
+fn drift() {
+    snap("drift", |a| {
+        press(a, "7");
+        a.live.drift.answer(Ok(json!({"drift": [
+            {"type": "log", "path": "/payload/region", "kind": "unknown_field", "count": 1204,
+             "first_seen": "2026-12-01T09:12:00.000Z", "last_seen": "2026-12-03T07:20:11.532Z",
+             "agent_versions": ["1.4.2", "1.5.0"], "applications": ["shop"],
+             "sample": "\"eu-west-1\"", "example_event_id": "drift-1"},
+            {"type": "request", "path": "/payload/status_code", "kind": "coerced", "count": 88,
+             "first_seen": "2026-12-02T10:00:00.000Z", "last_seen": "2026-12-03T07:19:00.000Z",
+             "agent_versions": ["1.5.0"], "applications": ["shop", "blog"],
+             "sample": "\"200\"", "example_event_id": "drift-2"},
+            {"type": "queue_depth", "path": "", "kind": "unknown_type", "count": 12,
+             "first_seen": "2026-12-03T07:00:00.000Z", "last_seen": "2026-12-03T07:18:00.000Z",
+             "agent_versions": [], "applications": ["blog"],
+             "sample": "{\"queue\":\"default\",\"depth\":4}", "example_event_id": null},
+            {"type": "log", "path": "/deploy_ring", "kind": "unknown_envelope_field", "count": 3,
+             "first_seen": "2026-12-03T06:00:00.000Z", "last_seen": "2026-12-03T06:30:00.000Z",
+             "agent_versions": ["1.5.0"], "applications": ["shop"],
+             "sample": "\"canary\"", "example_event_id": "drift-4"}
+        ], "overflow": []})));
+    });
+}

@@ -410,6 +410,36 @@ impl Default for FeedConfig {
     }
 }
 
+/// Schema drift detection (see `crate::drift` and docs/CATALOG.md, Schema drift).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DriftConfig {
+    /// Record what accepted events carry that the catalog does not describe.
+    pub enabled: bool,
+    /// Most drift keys (path and kind) kept per event type; further ones are counted as
+    /// overflow, never kept.
+    pub max_keys_per_type: usize,
+    /// Most event types with drift kept (unknown types included); divergences of further
+    /// types are counted as overflow.
+    pub max_types: usize,
+    /// Longest sample value kept per key, bytes (cut on a character boundary, ending in `…`).
+    pub sample_bytes: usize,
+    /// How often the counts are written to the store's `schema_drift` table, ms.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        DriftConfig {
+            enabled: true,
+            max_keys_per_type: 256,
+            max_types: 512,
+            sample_bytes: 256,
+            flush_interval_ms: 10_000,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -438,6 +468,8 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     /// Feed.
     pub feed: FeedConfig,
+    /// Schema drift.
+    pub drift: DriftConfig,
     /// Seconds to wait for in-flight work on shutdown.
     pub shutdown_grace_secs: u64,
 }
@@ -457,6 +489,7 @@ impl Default for Config {
             batch: BatchConfig::default(),
             clickhouse: ClickHouseConfig::default(),
             feed: FeedConfig::default(),
+            drift: DriftConfig::default(),
             shutdown_grace_secs: 20,
         }
     }
@@ -489,7 +522,7 @@ pub struct FlagOverrides {
 }
 
 /// The options read from `BADDYBUGS_<NAME>` (sections with `__`, e.g. `BADDYBUGS_SPOOL__QUOTA_BYTES`).
-const ENV_KEYS: [&str; 12] = [
+const ENV_KEYS: [&str; 13] = [
     "listen",
     "data_dir",
     "feed_token",
@@ -502,6 +535,7 @@ const ENV_KEYS: [&str; 12] = [
     "batch",
     "clickhouse",
     "feed",
+    "drift",
 ];
 
 impl Config {
@@ -592,6 +626,12 @@ impl Config {
                 "feed.client_queue_messages",
                 self.feed.client_queue_messages,
             ),
+            ("drift.max_keys_per_type", self.drift.max_keys_per_type),
+            ("drift.max_types", self.drift.max_types),
+            (
+                "drift.flush_interval_ms",
+                self.drift.flush_interval_ms as usize,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(field, "must be greater than 0"));
@@ -603,6 +643,15 @@ impl Config {
                 format!(
                     "must be at most {MAX_INFLATED_BYTES_LIMIT} (512 MiB): a request becomes one spool record, which also holds its metadata and must stay under {} bytes",
                     crate::spool::MAX_RECORD_BYTES
+                ),
+            ));
+        }
+        if !(16..=baddybugs_common::drift::SAMPLE_MAX_BYTES).contains(&self.drift.sample_bytes) {
+            return Err(invalid(
+                "drift.sample_bytes",
+                format!(
+                    "must be between 16 and {}",
+                    baddybugs_common::drift::SAMPLE_MAX_BYTES
                 ),
             ));
         }

@@ -4,7 +4,8 @@
 //!
 //! The modules follow the data flow (docs/ARCHITECTURE.md walks one batch through them):
 //! [`ingest`] (admit → decode → validate → submit, one module per stage) → [`spool`] (durable,
-//! group commit) → [`batch`] (spool → rows → [`sink`]) → checkpoint. [`background`] holds the
+//! group commit) → [`batch`] (spool → rows → [`sink`]) → checkpoint. [`drift`] aggregates the schema drift the validator reports and flushes it to
+//! the store. [`background`] holds the
 //! CPU pools the stages run on; [`metrics`] and [`feed`] observe every stage; [`http`] holds the
 //! other endpoints; [`accept`] serves the connections they arrive on (timeouts, the connection
 //! budget, panics); [`server`] starts and stops it all.
@@ -14,6 +15,7 @@ pub mod accept;
 pub mod background;
 pub mod batch;
 pub mod config;
+pub mod drift;
 pub mod errors;
 pub mod feed;
 pub mod http;

@@ -80,6 +80,23 @@ enum Command {
         #[command(subcommand)]
         command: SpoolCommand,
     },
+    /// Print the schema drift stored by the configured store (what agents send that the
+    /// catalog does not describe); a running server's last `drift.flush_interval_ms` is not in
+    /// the store yet (`GET /v1/drift` has it).
+    Drift {
+        /// Only keys seen within this long (`24h`, `30m`, `7d`) or since this date-time.
+        #[arg(long)]
+        since: Option<String>,
+        /// JSON output (the body of `GET /v1/drift`).
+        #[arg(long, conflicts_with = "catalog_patch")]
+        json: bool,
+        /// Print the catalog additions for the unknown fields and types instead.
+        #[arg(long)]
+        catalog_patch: bool,
+        /// Only this event type.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +166,12 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Spool { command } => spool_tool(&config, command),
+        Command::Drift {
+            since,
+            json,
+            catalog_patch,
+            event_type,
+        } => drift_tool(&config, since, json, catalog_patch, event_type),
         Command::Serve => {
             std::fs::create_dir_all(&config.data_dir).with_context(|| {
                 format!(
@@ -190,6 +213,70 @@ fn spool_tool(config: &Config, command: SpoolCommand) -> anyhow::Result<()> {
             spool::dump(&dir, from, &mut out, render_record)?;
         }
     }
+    Ok(())
+}
+
+/// `drift`: reads the `schema_drift` table of the configured store and prints it.
+fn drift_tool(
+    config: &Config,
+    since: Option<String>,
+    json: bool,
+    catalog_patch: bool,
+    event_type: Option<String>,
+) -> anyhow::Result<()> {
+    use baddybugs_common::query::DriftFilter;
+    use baddybugs_ingest::drift::{patch::catalog_patch as patch, DriftRow};
+
+    let mut params = std::collections::HashMap::new();
+    params.extend(since.map(|s| ("since".to_owned(), s)));
+    params.extend(event_type.map(|t| ("type".to_owned(), t)));
+    let now = chrono::Utc::now().timestamp_millis();
+    let filter = DriftFilter::from_params(&params, now).map_err(|err| {
+        anyhow::anyhow!("{}", err.to_string().replace("query parameter", "option"))
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let rows = runtime.block_on(async {
+        let store = server::open_store(config).await?;
+        store
+            .query_drift(filter)
+            .await
+            .map_err(|err| anyhow::anyhow!("cannot read the schema drift: {}", err.chain()))
+    })?;
+    let mut out = String::new();
+    if catalog_patch {
+        out = patch(&rows);
+    } else if json {
+        let report = baddybugs_common::protocol::DriftReport {
+            drift: rows.iter().map(DriftRow::entry).collect(),
+            overflow: Vec::new(),
+        };
+        out = serde_json::to_string_pretty(&report)? + "\n";
+    } else {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "{:<20} {:<40} {:<22} {:>8}  {:<20} {:<20} SAMPLE",
+            "TYPE", "PATH", "KIND", "COUNT", "FIRST SEEN", "LAST SEEN"
+        );
+        for row in &rows {
+            let e = row.entry();
+            let _ = writeln!(
+                out,
+                "{:<20} {:<40} {:<22} {:>8}  {:<20} {:<20} {}",
+                e.event_type,
+                if e.path.is_empty() { "-" } else { &e.path },
+                e.kind.as_str(),
+                e.count,
+                &e.first_seen[..e.first_seen.len().min(19)],
+                &e.last_seen[..e.last_seen.len().min(19)],
+                baddybugs_common::drift::cut(&e.sample, 60)
+            );
+        }
+        let _ = writeln!(out, "\n{} drift keys.", rows.len());
+    }
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
     Ok(())
 }
 

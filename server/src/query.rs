@@ -13,6 +13,7 @@ use std::sync::Arc;
 use baddybugs_common::query::Query;
 use serde_json::Value;
 
+use crate::drift::DriftRegistry;
 use crate::sink::{
     EventFilter, EventLookup, EventPage, ExceptionGroup, MalformedFilter, SinkError, Store,
     StoredEvent, StoredMalformed, StoredTrace, TraceFilter,
@@ -36,12 +37,22 @@ pub enum QueryServiceError {
 #[derive(Clone)]
 pub struct QueryService {
     store: Arc<dyn Store>,
+    drift: Arc<DriftRegistry>,
 }
 
 impl QueryService {
-    /// A service over `store`.
-    pub fn new(store: Arc<dyn Store>) -> QueryService {
-        QueryService { store }
+    /// A service over `store`, with this process's unflushed schema drift.
+    pub fn new(store: Arc<dyn Store>, drift: Arc<DriftRegistry>) -> QueryService {
+        QueryService { store, drift }
+    }
+
+    /// The schema drift keys: the stored rows merged with the unflushed ones, newest first.
+    pub async fn drift(
+        &self,
+        filter: baddybugs_common::query::DriftFilter,
+    ) -> Result<baddybugs_common::protocol::DriftReport, SinkError> {
+        let stored = self.store.query_drift(filter.clone()).await?;
+        Ok(self.drift.report(stored, &filter))
     }
 
     /// A page of stored events, newest first.
@@ -122,6 +133,7 @@ impl QueryService {
                 Value::Object(result)
             }
             Query::Traces(filter) => serde_json::to_value(self.pipeline_traces(filter).await?)?,
+            Query::Drift(filter) => serde_json::to_value(self.drift(filter).await?)?,
         })
     }
 }

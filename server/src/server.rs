@@ -204,7 +204,12 @@ pub async fn run_until(
         metrics.clone(),
         instance_id.clone(),
     ));
+    let drift = Arc::new(crate::drift::DriftRegistry::new(
+        config.drift.clone(),
+        metrics.clone(),
+    ));
     let state = Arc::new(AppState {
+        drift: drift.clone(),
         keys: KeyRing::new(&config.api_keys, &config.ingest),
         feed_token: feed_token.clone(),
         spool: spool.clone(),
@@ -261,6 +266,12 @@ pub async fn run_until(
         }
         .run(),
     );
+    let drift_flusher = tokio::spawn(crate::drift::flush::run(
+        drift.clone(),
+        store.clone(),
+        config.drift.flush_interval_ms,
+        stop_rx.clone(),
+    ));
     let ticker = tokio::spawn(metrics_ticker(
         state.clone(),
         spool.clone(),
@@ -317,6 +328,11 @@ pub async fn run_until(
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     if tokio::time::timeout(grace, batcher).await.is_err() {
         tracing::warn!("the store did not take everything within the grace period; the rest stays in the spool");
+    }
+    if tokio::time::timeout(grace, drift_flusher).await.is_err() {
+        tracing::warn!(
+            "the store did not take the last schema drift counts within the grace period"
+        );
     }
     ticker.abort();
     if let Some(copies) = copies {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::background::CpuPool;
 use crate::config::Config;
+use crate::drift::DriftRegistry;
 use crate::feed::{FeedHub, FeedTap};
 use crate::ingest::admit::Admission;
 use crate::ingest::dedup::DedupWindow;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub dedup: DedupWindow,
     /// Live feed.
     pub feed: Arc<FeedHub>,
+    /// Schema drift seen by this process, not yet flushed to the store.
+    pub drift: Arc<DriftRegistry>,
     /// The ingest path's hand-over to the feed (see `feed::tap`).
     pub feed_tap: FeedTap,
     /// The `ingest-cpu` pool: inflate, signature, split, validation.

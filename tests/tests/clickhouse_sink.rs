@@ -1,6 +1,7 @@
 //! The real binary with ClickHouse as its store (the real ClickHouse engine: chDB behind
 //! `tests/clickhouse/chfront.py`, or `CLICKHOUSE_URL`): an outage under load, `kill -9` under
-//! load, a row ClickHouse refuses, and the schema applied twice or by a DBA.
+//! load, a row ClickHouse refuses, the schema applied twice or by a DBA, and schema drift shared
+//! by two nodes through ClickHouse.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -259,7 +260,7 @@ async fn schema_applies_twice_and_a_dba_can_apply_it_by_hand() -> anyhow::Result
         .await?;
     assert_eq!(
         versions.split_whitespace().collect::<Vec<_>>(),
-        ["1", "2"],
+        ["1", "2", "3"],
         "each version recorded once"
     );
     let tables = front
@@ -277,6 +278,7 @@ async fn schema_applies_twice_and_a_dba_can_apply_it_by_hand() -> anyhow::Result
             "ingest_traces",
             "lifecycle_spans",
             "malformed_events",
+            "schema_drift",
             "schema_migrations"
         ]
     );
@@ -388,7 +390,10 @@ async fn a_version_1_database_with_rows_is_migrated_in_place() -> anyhow::Result
             "SELECT version FROM `{db}`.schema_migrations ORDER BY version"
         ))
         .await?;
-    assert_eq!(versions.split_whitespace().collect::<Vec<_>>(), ["1", "2"]);
+    assert_eq!(
+        versions.split_whitespace().collect::<Vec<_>>(),
+        ["1", "2", "3"]
+    );
     for (table, column, want) in [
         ("events", "organization", "String"),
         ("events", "release", "Nullable(String)"),
@@ -398,6 +403,73 @@ async fn a_version_1_database_with_rows_is_migrated_in_place() -> anyhow::Result
         assert_eq!(column_type(table, column).await?, want, "{table}.{column}");
     }
     post_cache_event_until_stored(&client, &server, "new-1").await?;
+    Ok(())
+}
+
+/// Issue 17: schema drift goes to ClickHouse's `schema_drift` table; every node writing to one
+/// database reads the drift of all (counts summed across nodes and flushes), and a restarted
+/// node reads it back from the store.
+#[tokio::test]
+async fn schema_drift_is_stored_in_clickhouse_and_shared_by_the_nodes() -> anyhow::Result<()> {
+    let front = ClickHouseFront::start().await?;
+    let db = front.fresh_database("drift").await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("drift.toml");
+    std::fs::write(&config, "[drift]\nflush_interval_ms = 100\n")?;
+    let config = config.display().to_string();
+    let mut a = server_on(&front, &db, &["--config", &config])?;
+    let b = server_on(&front, &db, &["--config", &config])?;
+    let client = reqwest::Client::new();
+    for (server, id) in [(&a, "ch-drift-a"), (&b, "ch-drift-b")] {
+        let event = format!(
+            r#"{{"id":"{id}","type":"log","name":"info","payload":{{"level":"info","message":"m","region":"eu"}}}}"#
+        );
+        let (status, body) = post_as_agent(&client, server, &batch_body(&[event.as_str()])).await?;
+        assert_eq!(
+            (status, &body["accepted"]),
+            (202, &serde_json::json!(1)),
+            "{body}"
+        );
+    }
+    let region = |body: &serde_json::Value| -> Option<serde_json::Value> {
+        body["drift"]
+            .as_array()?
+            .iter()
+            .find(|e| e["type"] == "log" && e["path"] == "/payload/region")
+            .cloned()
+    };
+    // Each node sees both once the other has flushed.
+    for server in [&a, &b] {
+        let entry = wait_for(Duration::from_secs(60), "both nodes' drift", || async {
+            let (_, body) = get_json(&client, server, "/v1/drift").await.ok()?;
+            region(&body).filter(|e| e["count"] == 2)
+        })
+        .await?;
+        assert_eq!(entry["kind"], "unknown_field", "{entry}");
+        assert_eq!(entry["sample"], "\"eu\"", "{entry}");
+    }
+    let rows = front
+        .query_text(&format!(
+            "SELECT uniqExact(node), sum(count) FROM `{db}`.schema_drift WHERE path = '/payload/region'"
+        ))
+        .await?;
+    assert_eq!(
+        rows.split_whitespace().collect::<Vec<_>>(),
+        ["2", "2"],
+        "one row per node"
+    );
+    // A restarted node answers from the store.
+    a.restart()?;
+    // A new client: the old one's pooled connections went with the killed process.
+    let client = reqwest::Client::new();
+    let (status, body) = get_json(&client, &a, "/v1/drift?kind=unknown_field").await?;
+    assert_eq!(status, 200, "{body}");
+    let entry = region(&body).expect("stored drift");
+    assert_eq!(entry["count"], 2, "{entry}");
+    assert!(
+        ["ch-drift-a", "ch-drift-b"].contains(&entry["example_event_id"].as_str().unwrap_or("")),
+        "{entry}"
+    );
     Ok(())
 }
 

@@ -566,3 +566,38 @@ async fn the_fleet_overview_flags_a_dead_node_and_sees_it_recover() -> anyhow::R
     tmux.keys(&["q"])?;
     Ok(())
 }
+
+/// Issue 17: an agent sends a field the catalog does not know. The Overview warns of the new
+/// key at once; the Drift view (7) lists it with its kind and sample, read from the server; Enter
+/// opens the event that showed it, from the store.
+#[tokio::test]
+async fn a_new_field_is_warned_listed_in_drift_and_its_example_opens() -> anyhow::Result<()> {
+    require_tmux()?;
+    let server = TestServer::start()?;
+    let client = reqwest::Client::new();
+    let log_dir = tempfile::tempdir()?;
+    let tmux = console_for(&server, log_dir.path())?;
+    let event = r#"{"id":"66666666-8888-4000-8000-000000000001","type":"cache","name":"k","payload":{"action":"hit","store":"redis","zone_hint":"eu-west-1"},"timestamp":1749567234.5}"#;
+    let (status, body) = post_as_agent(&client, &server, &batch_body(&[event])).await?;
+    assert_eq!(status, 202, "{body}");
+
+    tmux.wait("the new key in Warnings", Duration::from_secs(20), |s| {
+        // The line wraps in the Warnings panel.
+        s.contains("schema drift: new unknown_field") && s.contains("cache/payload/zone_hint")
+    })?;
+    tmux.keys(&["7"])?;
+    tmux.wait("the key in the Drift view", Duration::from_secs(20), |s| {
+        s.lines().any(|l| {
+            l.contains("cache")
+                && l.contains("/payload/zone_hint")
+                && l.contains("new field") // unknown_field, as 120 columns show it
+                && l.contains("\"eu-west-1\"")
+        })
+    })?;
+    tmux.keys(&["Enter"])?;
+    tmux.wait("the example event", Duration::from_secs(20), |s| {
+        s.contains("66666666-8888-4000-8000-000000000001") && s.contains("zone_hint")
+    })?;
+    tmux.keys(&["q"])?;
+    Ok(())
+}

@@ -19,7 +19,7 @@ mod types;
 
 pub use columns::{ColumnRules, ErrorRule, Src};
 pub use render::{catalog_json, catalog_markdown, catalog_table};
-pub use ty::{opt, req, Field, Req, Ty};
+pub use ty::{opt, req, Field, Forms, Req, Ty};
 
 use serde::Serialize;
 
@@ -101,6 +101,29 @@ pub enum SubtypeRule {
     },
 }
 
+/// When a type's payload may carry keys its fields do not list (see [`TypeSpec::other_keys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "when", content = "subtypes", rename_all = "snake_case")]
+pub enum OtherKeys {
+    /// Never: every other key is `unknown_field` drift.
+    Never,
+    /// Always (the payload is free-form besides the listed fields).
+    Always,
+    /// For these sub-types only (`feature.used` merges the app's properties in).
+    When(&'static [&'static str]),
+}
+
+impl OtherKeys {
+    /// Whether a payload of this sub-type may carry other keys.
+    pub fn allowed(&self, subtype: Option<&str>) -> bool {
+        match self {
+            OtherKeys::Never => false,
+            OtherKeys::Always => true,
+            OtherKeys::When(subtypes) => subtype.is_some_and(|s| subtypes.contains(&s)),
+        }
+    }
+}
+
 /// One event type.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct TypeSpec {
@@ -119,6 +142,9 @@ pub struct TypeSpec {
     pub subtype: SubtypeRule,
     /// The payload's fields.
     pub fields: &'static [Field],
+    /// When the payload may carry keys the catalog does not list (the app's own properties,
+    /// free-form arguments): such keys are not schema drift.
+    pub other_keys: OtherKeys,
     /// How the denormalised columns are filled.
     pub columns: ColumnRules,
 }

@@ -25,7 +25,8 @@ pub enum Ty {
     Enum(&'static [&'static str]),
     /// One of these strings, ignoring ASCII case (log levels arrive as `error` and `ERROR`).
     EnumCi(&'static [&'static str]),
-    /// An object with these known fields (others are allowed and kept).
+    /// An object with these known fields (others are allowed and kept, and reported as schema
+    /// drift unless the field says [`Field::other_keys`]).
     Obj(&'static [Field]),
     /// An object with any keys whose values all have this type.
     Map(&'static Ty),
@@ -62,6 +63,68 @@ pub struct Field {
     pub nullable: bool,
     /// One line for people (shown in docs/CATALOG.md).
     pub doc: &'static str,
+    /// The lenient forms the real agent sends for this field's value (its items and map values
+    /// included, not the fields of nested objects, which say their own): not schema drift.
+    pub native: Forms,
+    /// Whether the object(s) in this field's value may carry keys the catalog does not list (an
+    /// app's user resolver, free-form arguments): such keys are not schema drift.
+    pub other_keys: bool,
+}
+
+/// A set of PHP-lenient forms of a value (see [`crate::validate`]); each accepted form that the
+/// field does not declare native is reported as `coerced` schema drift ([`crate::drift`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Forms(u8);
+
+impl Forms {
+    /// None: every lenient form is drift.
+    pub const NONE: Forms = Forms(0);
+    /// A numeric string where a number or integer is expected (`"42"`).
+    pub const NUMERIC_STRING: Forms = Forms(1);
+    /// PHP's empty array `[]` where an object or a map is expected.
+    pub const EMPTY_ARRAY: Forms = Forms(2);
+    /// An object with numeric keys (`{"0":…,"4":…}`), or `{}`, where a list is expected.
+    pub const NUMERIC_KEYS: Forms = Forms(4);
+    /// A float literal with no fraction (`7.0`) where an integer is expected.
+    pub const INTEGRAL_FLOAT: Forms = Forms(8);
+    /// An enum value in another ASCII case than listed (`ERROR` for `error`).
+    pub const OTHER_CASE: Forms = Forms(16);
+    /// One of the field's aliases in the agent's envelope (`payload`): the agent itself sends
+    /// it (for another sub-type). In the brief's envelope (`data`) aliases, the brief's names,
+    /// are never drift.
+    pub const ALIAS: Forms = Forms(32);
+    /// Every form, with its name.
+    pub const NAMED: [(Forms, &'static str); 6] = [
+        (Forms::NUMERIC_STRING, "numeric_string"),
+        (Forms::EMPTY_ARRAY, "empty_array"),
+        (Forms::NUMERIC_KEYS, "numeric_keys"),
+        (Forms::INTEGRAL_FLOAT, "integral_float"),
+        (Forms::OTHER_CASE, "other_case"),
+        (Forms::ALIAS, "alias"),
+    ];
+
+    /// Both sets.
+    pub const fn with(self, other: Forms) -> Forms {
+        Forms(self.0 | other.0)
+    }
+    /// Whether every form of `other` is in the set.
+    pub const fn has(self, other: Forms) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// The names of the forms in the set.
+    pub fn names(self) -> Vec<&'static str> {
+        Forms::NAMED
+            .iter()
+            .filter(|(f, _)| self.has(*f))
+            .map(|(_, n)| *n)
+            .collect()
+    }
+}
+
+impl Serialize for Forms {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.names())
+    }
 }
 
 /// An optional field.
@@ -73,6 +136,8 @@ pub const fn opt(name: &'static str, ty: Ty) -> Field {
         required: Req::Optional,
         nullable: true,
         doc: "",
+        native: Forms::NONE,
+        other_keys: false,
     }
 }
 
@@ -85,6 +150,8 @@ pub const fn req(name: &'static str, ty: Ty) -> Field {
         required: Req::Always,
         nullable: false,
         doc: "",
+        native: Forms::NONE,
+        other_keys: false,
     }
 }
 
@@ -110,6 +177,21 @@ impl Field {
     /// Adds a line of documentation.
     pub const fn doc(self, doc: &'static str) -> Field {
         Field { doc, ..self }
+    }
+
+    /// Declares lenient forms the real agent sends for this field (not schema drift).
+    pub const fn native(self, forms: Forms) -> Field {
+        Field {
+            native: self.native.with(forms),
+            ..self
+        }
+    }
+    /// Declares that the object(s) of this field may carry other keys (not schema drift).
+    pub const fn other_keys(self) -> Field {
+        Field {
+            other_keys: true,
+            ..self
+        }
     }
 
     /// Whether the field must be present for this sub-type.

@@ -28,6 +28,7 @@ impl App {
                 self.slowest_first,
                 &self.stored_traces,
             )),
+            View::Drift => vec![None; s.drift.rows().len()],
         }
     }
 
@@ -46,9 +47,11 @@ impl App {
                     self.step(isize::MAX / 2)
                 }
             }
-            Action::NextView => self.switch((self.view.index() + 1) % 6),
-            Action::PrevView => self.switch((self.view.index() + 5) % 6),
-            Action::View(i) => self.switch(i.min(5)),
+            Action::NextView => self.switch((self.view.index() + 1) % View::ALL.len()),
+            Action::PrevView => {
+                self.switch((self.view.index() + View::ALL.len() - 1) % View::ALL.len())
+            }
+            Action::View(i) => self.switch(i.min(View::ALL.len() - 1)),
             Action::Enter => self.enter(),
             Action::Back => self.back(),
             Action::Quit => {
@@ -110,6 +113,9 @@ impl App {
 
     fn switch(&mut self, i: usize) -> Vec<Command> {
         self.view = View::ALL[i];
+        if self.view == View::Drift {
+            return self.refresh_drift();
+        }
         Vec::new()
     }
 
@@ -230,6 +236,20 @@ impl App {
                         trace: None,
                     })
             }
+            (View::Drift, None) => {
+                let rows = s.drift.rows();
+                let example = rows
+                    .get(self.pos[i].index(rows.len()))
+                    .map(|e| e.example_event_id.clone());
+                return match example {
+                    Some(Some(id)) => self.open_drift_example(id),
+                    Some(None) => {
+                        self.say("this key's example event had no id: search its type in Events");
+                        Vec::new()
+                    }
+                    None => Vec::new(),
+                };
+            }
             (View::Pipeline, None) => {
                 let rows = rows::pipeline(s, &self.filter, self.slowest_first, &self.stored_traces);
                 rows.get(self.pos[i].index_in(&rows::keys(&rows)))
@@ -302,6 +322,12 @@ impl App {
                 self.slowest_first,
                 &self.stored_traces,
             )),
+            View::Drift => s
+                .drift
+                .rows()
+                .into_iter()
+                .filter_map(|e| serde_json::to_string(e).ok())
+                .collect(),
             View::Overview | View::Types => s
                 .metrics
                 .iter()

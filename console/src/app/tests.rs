@@ -66,8 +66,10 @@ fn switches_views_with_digits_and_tab() {
     press(&mut app, "shift-tab shift-tab");
     assert_eq!(app.view, View::Overview);
     press(&mut app, "shift-tab");
+    assert_eq!(app.view, View::Drift);
+    press(&mut app, "shift-tab");
     assert_eq!(app.view, View::Pipeline);
-    press(&mut app, "tab");
+    press(&mut app, "tab tab");
     assert_eq!(app.view, View::Overview);
 }
 

@@ -1,11 +1,11 @@
-//! What the user is looking at: the six views, the drill-down screens stacked on each, and the
+//! What the user is looking at: the seven views, the drill-down screens stacked on each, and the
 //! position in each list.
 
 use std::collections::BTreeSet;
 
 use baddybugs_common::protocol::{PipelineTrace, TailEvent, TailMalformed, Waterfall};
 
-/// The six views, in key order (1–6).
+/// The seven views, in key order (1–7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum View {
     Overview,
@@ -14,16 +14,18 @@ pub(crate) enum View {
     Malformed,
     Waterfalls,
     Pipeline,
+    Drift,
 }
 
 impl View {
-    pub(crate) const ALL: [View; 6] = [
+    pub(crate) const ALL: [View; 7] = [
         View::Overview,
         View::Types,
         View::Events,
         View::Malformed,
         View::Waterfalls,
         View::Pipeline,
+        View::Drift,
     ];
 
     pub(crate) fn index(self) -> usize {
@@ -38,6 +40,7 @@ impl View {
             View::Malformed => "Malformed",
             View::Waterfalls => "Waterfalls",
             View::Pipeline => "Pipeline",
+            View::Drift => "Drift",
         }
     }
 
@@ -56,6 +59,7 @@ impl View {
             View::Malformed => "malformed",
             View::Waterfalls => "waterfalls",
             View::Pipeline => "pipeline",
+            View::Drift => "drift",
         }
     }
 }
@@ -104,9 +108,10 @@ fn find(keys: &[Option<i64>], key: i64) -> Option<usize> {
 
 impl ListPos {
     /// Where each view's list starts: tails follow their newest entry, tables start at the top.
-    pub(crate) fn initial() -> [ListPos; 6] {
-        let mut all = [ListPos::default(); 6];
+    pub(crate) fn initial() -> [ListPos; 7] {
+        let mut all = [ListPos::default(); 7];
         all[View::Types.index()].follow = false;
+        all[View::Drift.index()].follow = false;
         all
     }
 

@@ -225,6 +225,7 @@ pub(crate) fn metrics(n: u64) -> ServerMessage {
             store_copies: None,
         },
         feed_clients: vec![],
+        drift: Default::default(),
     }))
 }
 

@@ -117,7 +117,18 @@ impl FeedState {
             &event,
             FeedEvent::Message(env) if matches!(env.message, baddybugs_common::protocol::ServerMessage::Metrics(_))
         );
+        let drift = match &event {
+            FeedEvent::Message(env) => match &env.message {
+                baddybugs_common::protocol::ServerMessage::Drift(n) => Some((**n).clone()),
+                _ => None,
+            },
+            _ => None,
+        };
         let reply = node.state.apply(event, now_ms);
+        // A key new to a node is announced to the fleet (the merged list keeps it once).
+        if let Some(n) = drift {
+            self.drift.announce(n, now_ms);
+        }
         let name = node.name.clone();
 
         // Copy what the node added to its tails, tagged with the node.

@@ -7,6 +7,7 @@
 
 pub(crate) mod backoff;
 pub(crate) mod convert;
+pub(crate) mod drift;
 pub(crate) mod filter;
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -167,6 +168,8 @@ pub(crate) struct FeedState {
     pub(crate) replay_checks: u64,
     pub(crate) lifecycles: Tail<Waterfall>,
     pub(crate) pipeline: Tail<PipelineTrace>,
+    /// Schema drift keys: stored (asked by the Drift view) and announced live.
+    pub(crate) drift: self::drift::DriftKeys,
     /// In fleet mode, the nodes' names by index (a row's `node`); empty for one server.
     pub(crate) node_names: Vec<String>,
 }
@@ -195,6 +198,7 @@ impl Default for FeedState {
             replay_checks: 0,
             lifecycles: Tail::new(LIFECYCLE_CAP),
             pipeline: Tail::new(PIPELINE_CAP),
+            drift: Default::default(),
             node_names: Vec::new(),
         }
     }
@@ -254,6 +258,7 @@ impl FeedState {
             ServerMessage::Malformed(m) => self.malformed.push(*m),
             ServerMessage::Lifecycle(w) => self.lifecycles.push(*w),
             ServerMessage::Pipeline(p) => self.pipeline.push(*p),
+            ServerMessage::Drift(n) => self.drift.announce(*n, now_ms),
             ServerMessage::Dropped { count, .. } => {
                 self.server_dropped += count;
                 self.mark_all(&format!(
@@ -317,6 +322,7 @@ impl FeedState {
         self.replay_checks = 0;
         self.lifecycles.clear();
         self.pipeline.clear();
+        self.drift.clear();
         self.gap_frames = 0;
         self.server_dropped = 0;
         self.lag_dropped = 0;

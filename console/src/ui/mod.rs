@@ -1,12 +1,13 @@
 //! Pure render functions: `render(frame, app)` draws the tabs, the current view (or the screen
 //! drilled into), the banner while disconnected, the filter prompt and the status line.
 
+mod drift;
 mod events;
 mod help;
 mod lists;
 mod malformed;
 mod nodes;
-mod overview;
+pub(crate) mod overview;
 mod pipeline;
 pub(crate) mod theme;
 mod types;
@@ -76,8 +77,17 @@ fn banner<'a>(app: &App, t: &Theme) -> Option<Line<'a>> {
     )))
 }
 
-fn tabs<'a>(app: &App, t: &Theme) -> Line<'a> {
-    let mut spans = vec![Span::styled(" BaddyBugs ", t.bold())];
+fn tabs<'a>(app: &App, t: &Theme, width: u16) -> Line<'a> {
+    let labels: usize = View::ALL
+        .iter()
+        .map(|v| v.title().chars().count() + 4)
+        .sum();
+    // The name goes first when the seven tabs would not fit beside it (80 columns).
+    let mut spans = if labels + 11 <= width as usize {
+        vec![Span::styled(" BaddyBugs ", t.bold())]
+    } else {
+        Vec::new()
+    };
     for v in View::ALL {
         let label = format!(" {} {} ", v.index() + 1, v.title());
         let style = if v == app.view {
@@ -126,7 +136,7 @@ pub(crate) fn render(f: &mut Frame, app: &App) {
         Constraint::Length(1),
     ])
     .areas(area);
-    f.render_widget(Paragraph::new(tabs(app, &t)), top);
+    f.render_widget(Paragraph::new(tabs(app, &t, top.width)), top);
     if let Some(b) = banner {
         f.render_widget(Paragraph::new(b), banner_area);
     }
@@ -139,6 +149,7 @@ pub(crate) fn render(f: &mut Frame, app: &App) {
             View::Malformed => malformed::render(f, app, body, &t),
             View::Waterfalls => waterfalls::render(f, app, body, &t),
             View::Pipeline => pipeline::render(f, app, body, &t),
+            View::Drift => drift::render(f, app, body, &t),
         },
     }
     if let Some(text) = &app.editing {

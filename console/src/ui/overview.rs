@@ -130,6 +130,25 @@ pub(crate) fn warnings(s: &FeedState) -> Vec<(bool, String)> {
             ),
         ));
     }
+    // A key the catalog does not know, announced in the last minute (the feed's clock: the
+    // newest frame, at least one a second).
+    let new_keys = s.drift.new_keys(s.last_data_ms.unwrap_or(i64::MIN));
+    if let Some(n) = new_keys.first() {
+        let more = match new_keys.len() {
+            1 => String::new(),
+            k => format!(" (+{} more)", k - 1),
+        };
+        out.push((
+            false,
+            format!(
+                "schema drift: new {} {}{} in {} (7: Drift){more}",
+                n.drift_kind.as_str(),
+                n.event_type,
+                n.path,
+                n.application
+            ),
+        ));
+    }
     if s.drops() > 0 {
         out.push((
             false,

@@ -1,5 +1,5 @@
 //! The live feed: fan-out of metrics snapshots, event and rejection tails, waterfalls and
-//! pipeline traces to WebSocket clients (the endpoint is `http/feed_ws.rs`; the feed does not
+//! pipeline traces and schema drift keys to WebSocket clients (the endpoint is `http/feed_ws.rs`; the feed does not
 //! know the transport, nor the store: history queries go to the query service).
 //!
 //! In: the ingest path's [`tap`] (a compact value per acknowledged request, turned into
@@ -263,7 +263,7 @@ pub struct FeedHub {
     instance_id: String,
     clients: Mutex<HashMap<u64, Arc<Client>>>,
     next_id: AtomicU64,
-    topic_subscribers: [AtomicUsize; 5],
+    topic_subscribers: [AtomicUsize; 6],
     retained: Mutex<HashMap<Topic, VecDeque<Arc<Outgoing>>>>,
     sampler: Mutex<Sampler>,
     lifecycle_sampler: Mutex<Sampler>,
@@ -279,6 +279,7 @@ fn topic_index(topic: Topic) -> usize {
         Topic::Malformed => 2,
         Topic::Lifecycle => 3,
         Topic::Pipeline => 4,
+        Topic::Drift => 5,
     }
 }
 
@@ -542,6 +543,20 @@ impl FeedHub {
                 build::outgoing(Some(Topic::Lifecycle), &message, facets),
                 true,
             );
+        }
+    }
+
+    /// Publishes schema drift keys new to this process (kept for later subscribers like the
+    /// other tails; at most `drift.max_types` × `drift.max_keys_per_type` over a process's
+    /// life, so built on the request path).
+    pub fn publish_drift(&self, notices: Vec<baddybugs_common::protocol::DriftNotice>) {
+        for notice in notices {
+            let facets = Facets {
+                event_type: Some(notice.event_type.clone()),
+                ..Facets::default()
+            };
+            let message = ServerMessage::Drift(Box::new(notice));
+            self.broadcast(build::outgoing(Some(Topic::Drift), &message, facets), true);
         }
     }
 

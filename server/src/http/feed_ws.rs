@@ -44,7 +44,7 @@ pub async fn upgrade(
     require_token(&state, &headers, &query)?;
     let remote = remote.to_string();
     let hub = state.feed.clone();
-    let queries = QueryService::new(state.store.clone());
+    let queries = QueryService::new(state.store.clone(), state.drift.clone());
     let store_kind = state.metrics.gauges.sink.lock().kind.clone();
     let heartbeat = Heartbeat {
         interval: Duration::from_millis(state.config.connections.websocket_ping_interval_ms),

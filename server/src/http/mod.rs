@@ -9,10 +9,12 @@
 //! | `GET /v1/traces/{trace_id}/spans` | waterfall rows of a trace (token) |
 //! | `GET /v1/pipeline` | the server's own batch traces (token) |
 //! | `GET /v1/stats` | the metrics snapshot (token) |
+//! | `GET /v1/drift` | schema drift keys (token) |
 //! | `GET /v1/feed` | the live WebSocket feed (token) |
 //! | `GET /metrics` | Prometheus exposition |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness |
 
+pub mod drift;
 pub mod error;
 pub mod feed_ws;
 pub mod query;
@@ -42,6 +44,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/traces/{trace_id}/spans", get(query::trace_spans))
         .route("/v1/pipeline", get(query::pipeline_traces))
         .route("/v1/stats", get(query::stats))
+        .route("/v1/drift", get(drift::list_drift))
         .route("/v1/feed", get(feed_ws::upgrade))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))

@@ -39,7 +39,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn sink_error(err: SinkError) -> ApiError {
+/// A store failure as the query API answers it (400 for a bad query, else 503).
+pub(crate) fn sink_error(err: SinkError) -> ApiError {
     match err {
         SinkError::BadQuery(message) => ApiError::BadRequest {
             code: "bad_query",
@@ -52,7 +53,8 @@ fn sink_error(err: SinkError) -> ApiError {
     }
 }
 
-fn bad_param(err: ParamError) -> ApiError {
+/// A parameter that cannot be read: 400 `bad_parameter` naming it.
+pub(crate) fn bad_param(err: ParamError) -> ApiError {
     ApiError::BadRequest {
         code: "bad_parameter",
         message: err.to_string(),
@@ -60,7 +62,7 @@ fn bad_param(err: ParamError) -> ApiError {
 }
 
 fn queries(state: &AppState) -> QueryService {
-    QueryService::new(state.store.clone())
+    QueryService::new(state.store.clone(), state.drift.clone())
 }
 
 /// `GET /v1/events`

@@ -155,6 +155,7 @@ async fn handle(
                     duplicates,
                 },
             );
+            record_drift(state, &key, &facts, &checked, &submitted);
             tap_feed(state, &submitted, &body, &checked);
             Ok(respond(&submitted, &checked))
         }
@@ -277,7 +278,12 @@ async fn prepare(
                 if let Err(wait) = key.check_rate(body.events.len()) {
                     return Err(ApiError::RateLimited(wait.max(Duration::from_secs(1))));
                 }
-                let checked = validate::validate_body(&body, facts.received_ms, limits);
+                let checked = validate::validate_body(
+                    &body,
+                    facts.received_ms,
+                    limits,
+                    job_state.drift.enabled(),
+                );
                 timer.mark(StageName::Validated);
                 Prepared::Events { key, body, checked }
             }
@@ -301,6 +307,36 @@ fn record_accepted(state: &AppState, checked: &Validated, submitted: &Submitted,
         }
     }
     state.metrics.record_batch_size(total);
+}
+
+/// Adds the drift of the stored (non-duplicate) events to the registry; the keys new to this
+/// process go to the feed's `drift` topic. A request without drift takes no lock.
+fn record_drift(
+    state: &AppState,
+    key: &keys::KeyInfo,
+    facts: &RequestFacts,
+    checked: &Validated,
+    submitted: &Submitted,
+) {
+    let events: Vec<_> = checked
+        .accepted
+        .iter()
+        .zip(&submitted.duplicates)
+        .filter(|(e, dup)| !**dup && !e.drift.is_empty())
+        .map(|(e, _)| (e.event_type.as_str(), e.id.as_deref(), e.drift.as_slice()))
+        .collect();
+    if events.is_empty() {
+        return;
+    }
+    let notices = state.drift.record(&crate::drift::DriftBatch {
+        application: &key.application,
+        agent_version: facts.agent_version.as_deref(),
+        received_ms: facts.received_ms,
+        events,
+    });
+    if !notices.is_empty() {
+        state.feed.publish_drift(notices);
+    }
 }
 
 /// Hands the feed what it needs, without waiting and only if a tail will use it.

@@ -8,7 +8,8 @@
 
 use std::ops::Range;
 
-use baddybugs_common::{check_event, Problem, ReasonCode};
+use baddybugs_common::drift::Divergence;
+use baddybugs_common::{check_event_drift, Problem, ReasonCode};
 
 use super::decode::{DecodedBody, EventSpan};
 use crate::config::IngestConfig;
@@ -32,6 +33,8 @@ pub struct AcceptedEvent {
     pub warnings: Vec<Problem>,
     /// What the live tails need of it.
     pub feed: FeedEvent,
+    /// Its schema drift (empty, and unallocated, when there is none or detection is off).
+    pub drift: Vec<Divergence>,
 }
 
 /// A rejected event.
@@ -52,15 +55,21 @@ pub struct Validated {
     pub rejected: Vec<RejectedEvent>,
 }
 
-/// Validates every event of a body.
-pub fn validate_body(body: &DecodedBody, received_ms: i64, limits: &IngestConfig) -> Validated {
+/// Validates every event of a body; with `detect_drift`, also records each accepted event's
+/// schema drift (`drift.enabled`).
+pub fn validate_body(
+    body: &DecodedBody,
+    received_ms: i64,
+    limits: &IngestConfig,
+    detect_drift: bool,
+) -> Validated {
     let mut out = Validated {
         accepted: Vec::with_capacity(body.events.len()),
         rejected: Vec::new(),
     };
     for (i, span) in body.events.iter().enumerate() {
         let index = i as u32;
-        match validate_one(body, span, index, received_ms, limits) {
+        match validate_one(body, span, index, received_ms, limits, detect_drift) {
             Ok(event) => out.accepted.push(event),
             Err(entry) => {
                 let cap = span.range.len().min(limits.quarantine_raw_cap_bytes);
@@ -80,6 +89,7 @@ fn validate_one(
     index: u32,
     received_ms: i64,
     limits: &IngestConfig,
+    detect_drift: bool,
 ) -> Result<AcceptedEvent, Quarantined> {
     let bytes = body.bytes(span);
     let rejected = |event_type, event_id, reasons| Quarantined {
@@ -116,8 +126,9 @@ fn validate_one(
             )],
         ));
     };
-    match check_event(text, received_ms) {
-        Ok(event) => Ok(AcceptedEvent {
+    match check_event_drift(text, received_ms, detect_drift) {
+        Ok(mut event) => Ok(AcceptedEvent {
+            drift: std::mem::take(&mut event.drift),
             index,
             range: span.range.clone(),
             id: event.envelope.id.as_deref().map(str::to_owned),
@@ -161,7 +172,7 @@ mod tests {
             ..IngestConfig::default()
         };
         let b = body(&[good, b"\xff\xfe", br#"{"payload":{}}"#, good]);
-        let v = validate_body(&b, 0, &limits);
+        let v = validate_body(&b, 0, &limits, false);
         let accepted: Vec<u32> = v.accepted.iter().map(|a| a.index).collect();
         assert_eq!(accepted, [0, 3]);
         assert_eq!(v.accepted[0].id.as_deref(), Some("a"));
@@ -183,12 +194,38 @@ mod tests {
     }
 
     #[test]
+    fn drift_is_recorded_only_when_asked() {
+        let e = br#"{"type":"log","id":"a","payload":{"level":"info","message":"m","novel":1},"surprise":true}"#;
+        let limits = IngestConfig::default();
+        let off = validate_body(&body(&[e]), 0, &limits, false);
+        assert!(off.accepted[0].drift.is_empty());
+        let on = validate_body(&body(&[e]), 0, &limits, true);
+        let kinds: Vec<(&str, &str)> = on.accepted[0]
+            .drift
+            .iter()
+            .map(|d| (d.path.as_str(), d.kind.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("/payload/novel", "unknown_field"),
+                ("/surprise", "unknown_envelope_field")
+            ]
+        );
+    }
+
+    #[test]
     fn an_event_over_the_size_limit_is_rejected_as_too_large() {
         let limits = IngestConfig {
             max_event_bytes: 10,
             ..IngestConfig::default()
         };
-        let v = validate_body(&body(&[br#"{"type":"log","payload":{}}"#]), 0, &limits);
+        let v = validate_body(
+            &body(&[br#"{"type":"log","payload":{}}"#]),
+            0,
+            &limits,
+            false,
+        );
         assert!(v.accepted.is_empty());
         assert_eq!(v.rejected[0].entry.reasons[0].code, ReasonCode::TooLarge);
     }

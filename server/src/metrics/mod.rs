@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use baddybugs_common::drift::DriftKind;
 use baddybugs_common::protocol::{
-    Bucket, BufferStats, FeedClientStats, Histo, MetricsSnapshot, ReasonSample, ReasonStats,
-    Refusal, SinkStats, TypeStats,
+    Bucket, BufferStats, DriftStats, FeedClientStats, Histo, MetricsSnapshot, ReasonSample,
+    ReasonStats, Refusal, SinkStats, TypeStats,
 };
 use baddybugs_common::timestamp::format_millis;
 use baddybugs_common::{catalog, Problem, ReasonCode};
@@ -217,6 +218,35 @@ impl DedupCheck {
     }
 }
 
+/// Schema drift counters (fed by [`crate::drift::DriftRegistry`]).
+#[derive(Debug, Default)]
+pub struct DriftCounters {
+    /// Divergences seen, by kind (in `DriftKind::ALL` order).
+    pub by_kind: [AtomicU64; 4],
+    /// Distinct keys kept in memory.
+    pub keys: AtomicU64,
+    /// Divergences counted but not kept (a type over `drift.max_keys_per_type`, or too many
+    /// types).
+    pub overflow: AtomicU64,
+}
+
+impl DriftCounters {
+    /// The counters as the snapshot carries them.
+    pub fn stats(&self) -> DriftStats {
+        let by_kind: Vec<(String, u64)> = DriftKind::ALL
+            .iter()
+            .zip(&self.by_kind)
+            .map(|(k, c)| (k.as_str().to_owned(), c.load(Ordering::Relaxed)))
+            .collect();
+        DriftStats {
+            keys: self.keys.load(Ordering::Relaxed),
+            occurrences: by_kind.iter().map(|(_, n)| n).sum(),
+            by_kind,
+            overflow: self.overflow.load(Ordering::Relaxed),
+        }
+    }
+}
+
 struct History {
     /// Per label: received totals at each past tick, newest last (61 kept).
     totals: HashMap<String, VecDeque<Option<u64>>>,
@@ -248,6 +278,8 @@ pub struct Metrics {
     pub gauges: Gauges,
     /// The connection layer.
     pub connections: ConnectionCounters,
+    /// Schema drift.
+    pub drift: DriftCounters,
     warnings: Mutex<HashMap<ReasonCode, u64>>,
     history: Mutex<History>,
     /// By application and by sender.
@@ -292,6 +324,7 @@ impl Metrics {
             dropped_rows: Default::default(),
             gauges: Gauges::default(),
             connections: ConnectionCounters::default(),
+            drift: DriftCounters::default(),
             warnings: Mutex::new(HashMap::new()),
             history: Mutex::new(History {
                 totals: HashMap::new(),
@@ -639,6 +672,7 @@ impl Metrics {
             buffers,
             sink: self.gauges.sink.lock().clone(),
             feed_clients: self.gauges.feed_clients.lock().clone(),
+            drift: self.drift.stats(),
         });
         *self.last_snapshot.lock() = Some(snapshot.clone());
         snapshot
@@ -675,6 +709,7 @@ impl Metrics {
         snap.totals.accepted = totals.1;
         snap.totals.rejected = totals.2;
         snap.totals.duplicates = totals.3;
+        snap.drift = self.drift.stats();
         let reasons = self.reasons.lock();
         for r in &mut snap.reasons {
             if let Some(state) = ReasonCode::parse(&r.code).and_then(|c| reasons.get(&c)) {

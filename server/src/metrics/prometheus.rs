@@ -131,6 +131,27 @@ impl Collector for IngestCollector {
         let e = &mut encoder;
         counter_family(
             e,
+            "schema_drift",
+            "Schema drift divergences seen in accepted events, by kind.",
+            "kind",
+            snap.drift.by_kind.iter().map(|(k, n)| (k.as_str(), *n)),
+        )?;
+        counter(
+            e,
+            "schema_drift_overflow",
+            "Schema drift divergences not kept: their type had drift.max_keys_per_type keys (or \
+             drift.max_types types had drift).",
+            snap.drift.overflow,
+        )?;
+        gauge(
+            e,
+            "schema_drift_keys",
+            "Distinct schema drift keys kept in memory.",
+            None,
+            snap.drift.keys as f64,
+        )?;
+        counter_family(
+            e,
             "events_received",
             "Events received, by type.",
             "type",

@@ -2,7 +2,7 @@
 //!
 //! In: [`SinkBatch`]es built by the batcher from spool records (one batch covers a contiguous
 //! range of spool LSNs). Out: rows in the `events`, `lifecycle_spans`, `exceptions`,
-//! `malformed_events` and `ingest_traces` tables, and the answers of the query API.
+//! `malformed_events`, `ingest_traces` and `schema_drift` tables, and the answers of the query API.
 //!
 //! Two implementations pass the same contract tests: [`sqlite::SqliteStore`] (the embedded
 //! default, in the data directory) and [`clickhouse::ClickHouseStore`] (production). A write is
@@ -200,6 +200,18 @@ pub trait Store: Send + Sync + 'static {
         &self,
         filter: TraceFilter,
     ) -> BoxFuture<'_, Result<Vec<StoredTrace>, SinkError>>;
+    /// Adds schema drift aggregates to the `schema_drift` table (counts add up; see
+    /// [`crate::drift`]).
+    fn write_drift(
+        &self,
+        rows: Vec<crate::drift::DriftRow>,
+    ) -> BoxFuture<'_, Result<(), SinkError>>;
+    /// The stored schema drift keys passing `filter`, merged across rows (and nodes), most
+    /// recently seen first.
+    fn query_drift(
+        &self,
+        filter: baddybugs_common::query::DriftFilter,
+    ) -> BoxFuture<'_, Result<Vec<crate::drift::DriftRow>, SinkError>>;
     /// A cheap reachability check.
     fn health(&self) -> BoxFuture<'_, StoreHealth>;
     /// Which of `ids` the store holds as events of (`organization`, `application`): the dedup

@@ -6,8 +6,8 @@
 //! advanced_eloquent) are read from the collectors' code.
 
 use crate::catalog::columns::{ColumnRules, ErrorRule, Src};
-use crate::catalog::ty::{opt, req, Ty};
-use crate::catalog::{agent_sub, sub, NameKind, Origin, SubName, SubtypeRule, TypeSpec};
+use crate::catalog::ty::{opt, req, Forms, Ty};
+use crate::catalog::{agent_sub, sub, NameKind, Origin, OtherKeys, SubName, SubtypeRule, TypeSpec};
 
 /// A name only the agent's code has, that it never emits (AGENT-WIRE §4.1).
 const fn agent_unsent(name: &'static str) -> SubName {
@@ -26,6 +26,7 @@ const COUNTS: Ty = Ty::Map(&Ty::Int);
 
 /// `query`: one executed SQL statement (`QueryExecuted`).
 pub(super) const QUERY: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "query",
     summary: "One executed SQL statement",
     origin: Origin::Both,
@@ -66,6 +67,7 @@ pub(super) const QUERY: TypeSpec = TypeSpec {
 /// `cache`: one cache operation. The agent puts the key in `name` and the operation in
 /// `payload.action`; the brief puts the operation in `name`.
 pub(super) const CACHE: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "cache",
     summary: "A cache hit, miss, write or forget",
     origin: Origin::Both,
@@ -97,6 +99,7 @@ pub(super) const CACHE: TypeSpec = TypeSpec {
 /// `model`: one Eloquent write. The agent puts the model class in `name` and the action in
 /// `payload.action`; the brief puts the action in `name`.
 pub(super) const MODEL: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "model",
     summary: "An Eloquent model created, updated, deleted or restored",
     origin: Origin::Both,
@@ -140,6 +143,7 @@ pub(super) const MODEL: TypeSpec = TypeSpec {
 
 /// `redis`: one Redis command (only after `Redis::enableEvents()`).
 pub(super) const REDIS: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "redis",
     summary: "One Redis command",
     origin: Origin::Both,
@@ -162,6 +166,7 @@ pub(super) const REDIS: TypeSpec = TypeSpec {
 
 /// `eloquent`: Eloquent use over one process (sent at its end).
 pub(super) const ELOQUENT: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "eloquent",
     summary: "Eloquent use over one request or command: eager loads, models, events",
     origin: Origin::Both,
@@ -191,7 +196,9 @@ pub(super) const ELOQUENT: TypeSpec = TypeSpec {
         )
         .doc("agent: model basenames, a list or a sparse {\"0\":…,\"4\":…} object"),
         opt("model_events_fired", Ty::Int).doc("agent"),
-        opt("events_by_type", COUNTS).doc("agent: event → count, [] when none"),
+        opt("events_by_type", COUNTS)
+            .native(Forms::EMPTY_ARRAY)
+            .doc("agent: event → count, [] when none"),
         opt(
             "relationships_loaded",
             Ty::List(&Ty::Obj(&[
@@ -221,6 +228,7 @@ const FS_OPERATION: Ty = Ty::Enum(&["read", "write", "delete", "copy", "move"]);
 
 /// `filesystem`: disk usage at process end, and batches of tracked operations (opt-in).
 pub(super) const FILESYSTEM: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "filesystem",
     summary: "Disk usage, and tracked file reads, writes and deletes",
     origin: Origin::Both,
@@ -267,6 +275,7 @@ pub(super) const FILESYSTEM: TypeSpec = TypeSpec {
 /// `database`: transactions (rolled back, or committed slowly), connection metrics at every
 /// process end, deadlocks reported by the app.
 pub(super) const DATABASE: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "database",
     summary: "Database transactions, connection metrics and deadlocks",
     origin: Origin::Both,
@@ -292,11 +301,16 @@ pub(super) const DATABASE: TypeSpec = TypeSpec {
                 opt("total", Ty::Int).doc("pgsql"),
                 opt("active", Ty::Int).doc("pgsql"),
                 opt("idle", Ty::Int).doc("pgsql"),
-                opt("connected", Ty::Int).doc("agent, MySQL: a numeric string"),
-                opt("max_connections", Ty::Int).doc("agent, MySQL: a numeric string"),
+                opt("connected", Ty::Int)
+                    .native(Forms::NUMERIC_STRING)
+                    .doc("agent, MySQL: a numeric string"),
+                opt("max_connections", Ty::Int)
+                    .native(Forms::NUMERIC_STRING)
+                    .doc("agent, MySQL: a numeric string"),
             ]),
         )
-        .doc("connection_metrics: pgsql {total, active, idle} (ints), MySQL {connected, max_connections} (strings), absent otherwise"),
+        .native(Forms::EMPTY_ARRAY)
+        .doc("connection_metrics: pgsql {total, active, idle} (ints), MySQL {connected, max_connections} (strings), [] when the pool cannot be read, absent otherwise"),
         opt(
             "long_running_transactions",
             Ty::List(&Ty::Obj(&[
@@ -329,6 +343,7 @@ pub(super) const DATABASE: TypeSpec = TypeSpec {
 
 /// `query_builder`: SQL statistics of one process, and chunked iterations (agent only).
 pub(super) const QUERY_BUILDER: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "query_builder",
     summary: "SQL statistics of one request or command (kinds, tables, joins), chunk runs",
     origin: Origin::Agent,
@@ -341,10 +356,15 @@ pub(super) const QUERY_BUILDER: TypeSpec = TypeSpec {
             .when(&["summary"])
             .doc("select, insert, update, delete, other → count"),
         opt("query_type_percentages", Ty::Map(&Ty::Num)).doc("summary"),
-        opt("tables_accessed", COUNTS).doc("summary: table → count"),
-        opt("top_tables", COUNTS).doc("summary: the ten most used tables"),
+        opt("tables_accessed", COUNTS)
+            .native(Forms::EMPTY_ARRAY)
+            .doc("summary: table → count"),
+        opt("top_tables", COUNTS)
+            .native(Forms::EMPTY_ARRAY)
+            .doc("summary: the ten most used tables"),
         opt("unique_tables", Ty::Int).doc("summary"),
         opt("join_stats", COUNTS)
+            .native(Forms::EMPTY_ARRAY)
             .doc("summary: inner, left, right, cross, simple → count; [] when none"),
         opt("total_joins", Ty::Int).doc("summary"),
         opt("subquery_count", Ty::Int).doc("summary"),
@@ -362,6 +382,7 @@ pub(super) const QUERY_BUILDER: TypeSpec = TypeSpec {
 /// `encryption`: encryption and decryption failures (opt-in, manual helpers). The summary
 /// exists in the code but is never sent (AGENT-WIRE §4.1).
 pub(super) const ENCRYPTION: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "encryption",
     summary: "Encryption and decryption failures (and a never-sent usage summary)",
     origin: Origin::Agent,
@@ -412,6 +433,7 @@ pub(super) const ENCRYPTION: TypeSpec = TypeSpec {
 
 /// `observer`: Eloquent observer activity (opt-in summary; manual timing and failures).
 pub(super) const OBSERVER: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "observer",
     summary: "Eloquent observer calls, slow observers and observer failures",
     origin: Origin::Agent,
@@ -465,6 +487,7 @@ pub(super) const OBSERVER: TypeSpec = TypeSpec {
 
 /// `advanced_eloquent`: scopes, soft deletes and mass assignment over one process (opt-in).
 pub(super) const ADVANCED_ELOQUENT: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "advanced_eloquent",
     summary: "Eloquent scopes, soft deletes, mass assignment and casts over one process",
     origin: Origin::Agent,
@@ -472,8 +495,11 @@ pub(super) const ADVANCED_ELOQUENT: TypeSpec = TypeSpec {
     names: &[agent_sub("summary")],
     subtype: SubtypeRule::Name,
     fields: &[
-        req("scope_usage", COUNTS).doc("scope guessed from the SQL → count, [] when none"),
+        req("scope_usage", COUNTS)
+            .native(Forms::EMPTY_ARRAY)
+            .doc("scope guessed from the SQL → count, [] when none"),
         req("soft_delete_operations", COUNTS)
+            .native(Forms::EMPTY_ARRAY)
             .doc("model, or \"Model:restored\" / \"Model:forceDeleted\" → count"),
         req(
             "mass_assignments",
@@ -489,6 +515,7 @@ pub(super) const ADVANCED_ELOQUENT: TypeSpec = TypeSpec {
                 ),
             ])),
         )
+        .native(Forms::EMPTY_ARRAY)
         .doc("model basename → fillable/guarded facts and create/update counts"),
         opt("accessor_calls", Ty::Int),
         opt("mutator_calls", Ty::Int),

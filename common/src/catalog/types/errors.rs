@@ -1,8 +1,8 @@
 //! Types about failures: exceptions (unhandled and handled), logs, detected issues.
 
 use crate::catalog::columns::{ColumnRules, ErrorRule, Src, ERROR_LEVELS, ERROR_SEVERITIES};
-use crate::catalog::ty::{opt, req, Field, Ty};
-use crate::catalog::{agent_sub, sub, NameKind, Origin, SubtypeRule, TypeSpec};
+use crate::catalog::ty::{opt, req, Field, Forms, Ty};
+use crate::catalog::{agent_sub, sub, NameKind, Origin, OtherKeys, SubtypeRule, TypeSpec};
 
 /// A stack frame: the agent's `{file ('' for internal frames), line (0 when unknown), function,
 /// class ('' when none), code_snippet ({line: code} | null)}` (exception), its
@@ -62,6 +62,7 @@ const EXCEPTION_FIELDS: &[Field] = &[
 /// `exception`: an unhandled or `report()`ed exception (ExceptionCollector, on
 /// `MessageLogged` with an exception in its context).
 pub(super) const EXCEPTION: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "exception",
     summary:
         "An unhandled (or report()ed) exception, with its trace, source snippet and breadcrumbs",
@@ -82,6 +83,7 @@ pub(super) const EXCEPTION: TypeSpec = TypeSpec {
 /// `handled_exception`: an exception the app caught and reported with the agent's
 /// `reportHandledException()` helper (HandledExceptionCollector).
 pub(super) const HANDLED_EXCEPTION: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "handled_exception",
     summary: "An exception caught by the app and reported with reportHandledException()",
     origin: Origin::Both,
@@ -140,6 +142,7 @@ const LEVELS: &[&str] = &[
 /// `log`: a log line at warning or above (two emitters per line, two shapes), and
 /// `pattern_detected` for a message repeated 10 times in 60 s.
 pub(super) const LOG: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "log",
     summary: "A log line (warning and above by default), or a repeated-message pattern",
     origin: Origin::Both,
@@ -157,7 +160,9 @@ pub(super) const LOG: TypeSpec = TypeSpec {
     ],
     subtype: SubtypeRule::Name,
     fields: &[
-        req("level", Ty::EnumCi(LEVELS)).doc("lowercase (LogCollector) or UPPERCASE (handler)"),
+        req("level", Ty::EnumCi(LEVELS))
+            .native(Forms::OTHER_CASE)
+            .doc("lowercase (LogCollector) or UPPERCASE (handler)"),
         req("message", Ty::Str).when(LEVELS),
         opt(
             "context",
@@ -206,6 +211,7 @@ pub(super) const LOG: TypeSpec = TypeSpec {
 
 /// `issue`: a detected problem; today the N+1 query detector (QueryCollector).
 pub(super) const ISSUE: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "issue",
     summary: "A detected problem: the same SQL run 5/10/20/50 times in one request (N+1)",
     origin: Origin::Both,
@@ -232,6 +238,7 @@ pub(super) const ISSUE: TypeSpec = TypeSpec {
 /// `potential_handled_error`: the last PHP error (E_ERROR, E_WARNING or E_NOTICE), seen by the
 /// shutdown handler the app installs with `enableAutoDetection()`.
 pub(super) const POTENTIAL_HANDLED_ERROR: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "potential_handled_error",
     summary: "The last PHP error seen at shutdown (auto-detection enabled by the app)",
     origin: Origin::Agent,

@@ -3,7 +3,7 @@
 
 use crate::catalog::columns::{ColumnRules, ErrorRule, Src};
 use crate::catalog::ty::{opt, req, Ty};
-use crate::catalog::{agent_sub, sub, NameKind, Origin, SubtypeRule, TypeSpec};
+use crate::catalog::{agent_sub, sub, NameKind, Origin, OtherKeys, SubtypeRule, TypeSpec};
 
 /// The statuses of a job, in `payload.status`.
 const JOB_STATUSES: &[&str] = &["processing", "processed", "failed"];
@@ -12,6 +12,7 @@ const JOB_STATUSES: &[&str] = &["processing", "processed", "failed"];
 /// status (AGENT-WIRE §6): `processing` has queue, connection, attempts, wait_time_ms and the
 /// job's payload but no `job_id`; `processed` and `failed` have `job_id` and `duration_ms`.
 pub(super) const JOB: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "job",
     summary: "A queue job starting, finishing or failing",
     origin: Origin::Both,
@@ -52,6 +53,7 @@ pub(super) const JOB: TypeSpec = TypeSpec {
 /// sub-type is `payload.status` = starting or `payload.event` = finished (the key changes);
 /// the brief puts it in the name.
 pub(super) const COMMAND: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "command",
     summary: "An artisan command starting or finishing",
     origin: Origin::Both,
@@ -80,6 +82,7 @@ pub(super) const COMMAND: TypeSpec = TypeSpec {
 /// `scheduled_task`: a scheduler task starting, finishing, failing or skipped
 /// (ScheduledTaskCollector; the sub-type is `payload.event`, the brief's is the name).
 pub(super) const SCHEDULED_TASK: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "scheduled_task",
     summary: "A scheduled task starting, finishing, failing or being skipped",
     origin: Origin::Both,
@@ -124,6 +127,7 @@ pub(super) const SCHEDULED_TASK: TypeSpec = TypeSpec {
 
 /// `mail`: a message sent (MailCollector, `MessageSent`).
 pub(super) const MAIL: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "mail",
     summary: "An email sent",
     origin: Origin::Both,
@@ -147,6 +151,7 @@ pub(super) const MAIL: TypeSpec = TypeSpec {
 /// `notification`: a notification sent or failed (NotificationCollector; the sub-type is
 /// `payload.status`).
 pub(super) const NOTIFICATION: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "notification",
     summary: "A notification sent (or failed) on a channel",
     origin: Origin::Both,
@@ -183,6 +188,7 @@ pub(super) const NOTIFICATION: TypeSpec = TypeSpec {
 /// `event`: a Laravel event dispatched (EventCollector, wildcard listener). The agent sends
 /// `{"arg_0": …}` (object arguments as their class, scalars as strings, arrays skipped).
 pub(super) const EVENT: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Always,
     name: "event",
     summary: "A Laravel event dispatched (framework events included)",
     origin: Origin::Both,
@@ -201,6 +207,7 @@ pub(super) const EVENT: TypeSpec = TypeSpec {
 /// `health`: scheduler and queue health, stuck jobs, heartbeats (HealthCollector and
 /// `BaddyBugs::heartbeat()` / `reportHealth()`; two heartbeat shapes).
 pub(super) const HEALTH: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::When(&["component_health"]),
     name: "health",
     summary: "System health: scheduler runs, stuck jobs, per-queue metrics, heartbeats",
     origin: Origin::Both,
@@ -267,6 +274,7 @@ pub(super) const HEALTH: TypeSpec = TypeSpec {
 
 /// `test`: a PHPUnit / Pest test starting or finishing (TestCollector, app-driven).
 pub(super) const TEST: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "test",
     summary: "A PHPUnit or Pest test starting or finishing",
     origin: Origin::Both,
@@ -300,6 +308,7 @@ pub(super) const TEST: TypeSpec = TypeSpec {
 
 /// `queue_metrics`: a snapshot of the queues (QueueMetricsCollector, every 10th process).
 pub(super) const QUEUE_METRICS: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "queue_metrics",
     summary: "A snapshot of queue sizes",
     origin: Origin::Both,

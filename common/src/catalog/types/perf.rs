@@ -3,7 +3,9 @@
 
 use crate::catalog::columns::{ColumnRules, ErrorRule, Src};
 use crate::catalog::ty::{opt, req, Ty};
-use crate::catalog::{agent_sub, brief_sub, sub, NameKind, Origin, SubtypeRule, TypeSpec};
+use crate::catalog::{
+    agent_sub, brief_sub, sub, NameKind, Origin, OtherKeys, SubtypeRule, TypeSpec,
+};
 
 /// The phases of a lifecycle (LifecycleCollector::buildPhases).
 const PHASE_NAMES: &[&str] = &["BOOTSTRAP", "MIDDLEWARE", "CONTROLLER"];
@@ -28,6 +30,7 @@ const SHARE: Ty = Ty::Obj(&[req("duration_ms", Ty::Num), req("percentage", Ty::N
 /// without a matched route, `route.name`/`uri` and `controller.class`/`action` are null,
 /// `controller.full` is `"@"`, and `phases`/`breakdown` hold only the bootstrap entry.
 pub(super) const LIFECYCLE: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "lifecycle",
     summary: "One HTTP request as a waterfall: phases, spans (queries, cache, HTTP, jobs), counts",
     origin: Origin::Both,
@@ -156,6 +159,7 @@ pub(super) const LIFECYCLE: TypeSpec = TypeSpec {
 /// `{type, name, start_time, end_time, duration_ms}`, the brief
 /// `{trace_id, span_name, duration_ms, start_offset_ms, percentage, additional_data?}`.
 pub(super) const TRACE_SPAN: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "trace_span",
     summary: "One phase of a request (bootstrap, middleware, controller, sending) for waterfalls",
     origin: Origin::Both,
@@ -189,6 +193,7 @@ pub(super) const TRACE_SPAN: TypeSpec = TypeSpec {
 
 /// `timeline`: every event of one request on a time line (TimelineCollector).
 pub(super) const TIMELINE: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "timeline",
     summary: "The events of one request in time order",
     origin: Origin::Both,
@@ -220,6 +225,7 @@ pub(super) const TIMELINE: TypeSpec = TypeSpec {
 
 /// `profiling_segment`: a timed code segment (never emitted by today's agent, §4.1).
 pub(super) const PROFILING_SEGMENT: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "profiling_segment",
     summary: "A timed code segment (startTimer/stopTimer; never emitted by today's agent)",
     origin: Origin::Brief,
@@ -244,6 +250,7 @@ pub(super) const PROFILING_SEGMENT: TypeSpec = TypeSpec {
 
 /// `llm_request`: a call to an LLM provider (never emitted by today's agent, §4.1).
 pub(super) const LLM_REQUEST: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "llm_request",
     summary: "A call to an LLM provider (never emitted by today's agent)",
     origin: Origin::Brief,
@@ -277,6 +284,7 @@ pub(super) const LLM_REQUEST: TypeSpec = TypeSpec {
 
 /// `regression`: a baseline snapshot every 100th request (TimelineCollector).
 pub(super) const REGRESSION: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "regression",
     summary: "A performance baseline of one request (every 100th)",
     origin: Origin::Both,
@@ -298,6 +306,7 @@ pub(super) const REGRESSION: TypeSpec = TypeSpec {
 
 /// `memory`: a memory snapshot (never emitted by today's agent, §4.1).
 pub(super) const MEMORY: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "memory",
     summary: "A memory snapshot (never emitted by today's agent)",
     origin: Origin::Brief,
@@ -316,6 +325,7 @@ pub(super) const MEMORY: TypeSpec = TypeSpec {
 /// `context`: the shared context was updated (`BaddyBugs::context()`: by the app, by the
 /// scheduler at a task's start, by the test collector). The payload is the array merged in.
 pub(super) const CONTEXT: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Always,
     name: "context",
     summary: "The agent's shared context was updated (the payload is what was merged in)",
     origin: Origin::Agent,
@@ -332,6 +342,7 @@ pub(super) const CONTEXT: TypeSpec = TypeSpec {
 /// `session_replay`: frontend session replay switched on or off for the current session
 /// (`BaddyBugs::startSessionReplay()` / `stopSessionReplay()`).
 pub(super) const SESSION_REPLAY: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "session_replay",
     summary: "Frontend session replay enabled or disabled for the current session",
     origin: Origin::Agent,
@@ -352,6 +363,7 @@ pub(super) const SESSION_REPLAY: TypeSpec = TypeSpec {
 /// request after APP_DEPLOYMENT_HASH changed) or declared with `BaddyBugs::deployment()`. The
 /// payload is DeploymentTracker's context, its regression settings, then the caller's keys.
 pub(super) const DEPLOYMENT: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "deployment",
     summary: "A new deployment detected or declared",
     origin: Origin::Agent,

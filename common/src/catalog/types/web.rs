@@ -6,8 +6,10 @@
 //! id.
 
 use crate::catalog::columns::{ColumnRules, ErrorRule, Src};
-use crate::catalog::ty::{opt, req, Ty};
-use crate::catalog::{agent_sub, brief_sub, sub, NameKind, Origin, SubtypeRule, TypeSpec};
+use crate::catalog::ty::{opt, req, Forms, Ty};
+use crate::catalog::{
+    agent_sub, brief_sub, sub, NameKind, Origin, OtherKeys, SubtypeRule, TypeSpec,
+};
 
 /// The four-step scale the agent's collectors use when they compute a severity themselves.
 const SEVERITY_SCALE: Ty = Ty::Enum(&["low", "medium", "high", "critical"]);
@@ -20,6 +22,7 @@ const USER_ID: &[Src] = &[Src::Path("/user_id")];
 
 /// `request`: one handled HTTP request (RequestCollector, at `RequestHandled`).
 pub(super) const REQUEST: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "request",
     summary: "An incoming HTTP request, recorded when Laravel has handled it",
     origin: Origin::Both,
@@ -74,6 +77,7 @@ pub(super) const REQUEST: TypeSpec = TypeSpec {
         opt("memory_suggestions", Ty::List(&Ty::Any)).doc("agent; always []"),
         opt("response_size", Ty::Int).doc("agent, bytes of the response body"),
         opt("content_length", Ty::Int)
+            .native(Forms::NUMERIC_STRING)
             .doc("agent: an integer, or a numeric string from the Content-Length header"),
         opt("server", Ty::Str).doc("agent: SERVER_SOFTWARE, \"\" when unknown"),
     ],
@@ -99,6 +103,7 @@ pub(super) const REQUEST: TypeSpec = TypeSpec {
 /// events, a Guzzle middleware, a manual helper, a PSR-18 wrapper) that differ in `size`,
 /// `error` and the bodies; `status` is 0 when the connection failed.
 pub(super) const HTTP_CLIENT: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "http_client",
     summary: "An outgoing HTTP call made by the application",
     origin: Origin::Both,
@@ -144,6 +149,7 @@ pub(super) const HTTP_CLIENT: TypeSpec = TypeSpec {
 
 /// `gate`: one authorization check (`GateEvaluated`).
 pub(super) const GATE: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "gate",
     summary: "An authorization check (Gate / policy) and its result",
     origin: Origin::Both,
@@ -171,6 +177,7 @@ pub(super) const GATE: TypeSpec = TypeSpec {
 
 /// `livewire_component`: a component initialised (never fires with stock Livewire).
 pub(super) const LIVEWIRE_COMPONENT: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "livewire_component",
     summary: "A Livewire component initialised",
     origin: Origin::Both,
@@ -198,6 +205,7 @@ const LIVEWIRE_UPDATES: Ty = Ty::AnyOf(&[
 
 /// `livewire_performance`: a slow Livewire round trip.
 pub(super) const LIVEWIRE_PERFORMANCE: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "livewire_performance",
     summary: "A Livewire request slower than the threshold",
     origin: Origin::Both,
@@ -223,6 +231,7 @@ pub(super) const LIVEWIRE_PERFORMANCE: TypeSpec = TypeSpec {
 
 /// `livewire_error`: a failed Livewire message or a dehydration exception.
 pub(super) const LIVEWIRE_ERROR: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "livewire_error",
     summary: "A failed Livewire message, or an exception while dehydrating a component",
     origin: Origin::Both,
@@ -267,6 +276,7 @@ pub(super) const LIVEWIRE_ERROR: TypeSpec = TypeSpec {
 /// `security`: input scanning results, dangerous production setup, the composer inventory,
 /// and issues the application reports itself.
 pub(super) const SECURITY: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::When(&["manual_report"]),
     name: "security",
     summary: "Security scan results: suspicious input, dangerous setup, package inventory",
     origin: Origin::Both,
@@ -350,6 +360,7 @@ const THREAT_ERRORS: &[&str] = &["high", "critical"];
 /// `security_threat`: scored attack patterns in one request (ThreatCollector). The agent sends
 /// a list of threats (at most one per kind, so at most five); the brief one flat threat.
 pub(super) const SECURITY_THREAT: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "security_threat",
     summary: "Attack patterns detected in a request (injection, XSS, traversal, bots)",
     origin: Origin::Both,
@@ -423,6 +434,7 @@ pub(super) const SECURITY_THREAT: TypeSpec = TypeSpec {
 
 /// `view`: a rendered Blade view (manual tracking only; `rendered` is sampled at 10%).
 pub(super) const VIEW: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "view",
     summary: "A rendered view and its render time",
     origin: Origin::Both,
@@ -452,6 +464,7 @@ pub(super) const VIEW: TypeSpec = TypeSpec {
 
 /// `middleware`: the middleware stack of a request, or one timed middleware.
 pub(super) const MIDDLEWARE: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "middleware",
     summary: "Middleware timing: the whole stack of a request, or one middleware",
     origin: Origin::Both,
@@ -488,6 +501,7 @@ pub(super) const MIDDLEWARE: TypeSpec = TypeSpec {
 /// brief's is generic. `feature.used` and `custom.event` carry the app's own keys at top level,
 /// and every name gets `user_*` keys for a logged-in user.
 pub(super) const FEATURE: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::When(&["feature.used", "custom.event"]),
     name: "feature",
     summary: "Product analytics: routes and jobs used, features and custom events tracked",
     origin: Origin::Both,
@@ -534,6 +548,7 @@ pub(super) const FEATURE: TypeSpec = TypeSpec {
 
 /// `form`: a POST/PUT/PATCH with input (field names only, never values).
 pub(super) const FORM: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "form",
     summary: "A form submission: which fields were sent, validation outcome",
     origin: Origin::Both,
@@ -575,6 +590,7 @@ pub(super) const FORM: TypeSpec = TypeSpec {
 
 /// `file_upload`: the files of one request.
 pub(super) const FILE_UPLOAD: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "file_upload",
     summary: "The files uploaded with one request",
     origin: Origin::Both,
@@ -629,6 +645,7 @@ const AUTH_GUARDED: &[&str] = &[
 
 /// `auth`: authentication events (AuthCollector, web only).
 pub(super) const AUTH: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "auth",
     summary: "Authentication: logins, logouts, failures, lockouts, resets, 2FA, impersonation",
     origin: Origin::Both,
@@ -688,6 +705,7 @@ pub(super) const AUTH: TypeSpec = TypeSpec {
 
 /// `broadcast`: broadcasting and channel subscriptions (disabled by default).
 pub(super) const BROADCAST: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "broadcast",
     summary: "Broadcast events sent, channel authorisations, presence changes",
     origin: Origin::Both,
@@ -725,6 +743,7 @@ pub(super) const BROADCAST: TypeSpec = TypeSpec {
 
 /// `rate_limit`: rate limiter use. Only `hit` (a manual call) is ever emitted (AGENT-WIRE §4.1).
 pub(super) const RATE_LIMIT: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "rate_limit",
     summary: "Rate limiter hits, exceeded limits and usage",
     origin: Origin::Both,
@@ -735,6 +754,8 @@ pub(super) const RATE_LIMIT: TypeSpec = TypeSpec {
         req("key", Ty::Str).when(&["hit"]).doc("the limiter key"),
         req("max_attempts", Ty::Int)
             .alias(&["limit"])
+            .native(Forms::ALIAS)
+            .doc("usage (never emitted today): the agent's code sends limit")
             .when(&["hit"]),
         req("remaining", Ty::Int).when(&["hit"]),
         opt("reset_at", Ty::Str).doc("brief"),
@@ -763,6 +784,7 @@ pub(super) const RATE_LIMIT: TypeSpec = TypeSpec {
 
 /// `session`: session analytics (the id is only ever sent hashed).
 pub(super) const SESSION: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "session",
     summary: "Session analytics, regenerations and invalidations",
     origin: Origin::Both,
@@ -799,6 +821,7 @@ pub(super) const SESSION: TypeSpec = TypeSpec {
 
 /// `translation`: locale changes; missing keys are never emitted (AGENT-WIRE §4.1).
 pub(super) const TRANSLATION: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "translation",
     summary: "Locale changes and missing translation keys",
     origin: Origin::Both,
@@ -838,6 +861,7 @@ pub(super) const TRANSLATION: TypeSpec = TypeSpec {
 
 /// `route`: 404s and redirects (RouteCollector); model binding is never emitted.
 pub(super) const ROUTE: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "route",
     summary: "Routing analytics: 404s, redirects, route model binding",
     origin: Origin::Both,
@@ -851,6 +875,7 @@ pub(super) const ROUTE: TypeSpec = TypeSpec {
     fields: &[
         req("url", Ty::Str)
             .alias(&["from"])
+            .native(Forms::ALIAS)
             .when(&["404_not_found", "redirect"])
             .doc("the full URL requested (agent's redirect: from)"),
         req("method", Ty::Str).when(&["404_not_found"]),
@@ -895,6 +920,7 @@ pub(super) const ROUTE: TypeSpec = TypeSpec {
 /// `validation`: validation statistics. Never emitted (its resolver is replaced, and would
 /// recurse, AGENT-WIRE §4.1); the agent's code would send a summary with counts.
 pub(super) const VALIDATION: TypeSpec = TypeSpec {
+    other_keys: OtherKeys::Never,
     name: "validation",
     summary: "Validation statistics of a request",
     origin: Origin::Brief,

@@ -19,6 +19,7 @@
 //! batcher bisect the batch down to the refused rows and quarantine them with this error; the
 //! rest → `Other` (retried as well, and logged).
 
+mod drift;
 pub mod http;
 mod read;
 pub mod schema;
@@ -449,6 +450,32 @@ impl Store for ClickHouseStore {
     ) -> BoxFuture<'_, Result<Vec<StoredTrace>, SinkError>> {
         Box::pin(self.timed("query", async move {
             read::query_traces(&self.client, &filter).await
+        }))
+    }
+
+    fn write_drift(
+        &self,
+        rows: Vec<crate::drift::DriftRow>,
+    ) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            self.ensure_schema().await?;
+            self.timed("drift insert", async {
+                drift::write_drift(&self.client, &rows)
+                    .await
+                    .map_err(classify)
+            })
+            .await
+        })
+    }
+
+    fn query_drift(
+        &self,
+        filter: baddybugs_common::query::DriftFilter,
+    ) -> BoxFuture<'_, Result<Vec<crate::drift::DriftRow>, SinkError>> {
+        Box::pin(self.timed("query", async move {
+            drift::query_drift(&self.client, &filter)
+                .await
+                .map_err(classify)
         }))
     }
 

@@ -20,7 +20,7 @@
 use crate::config::ClickHouseConfig;
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The tables the batcher inserts into, in insert order.
 pub const TABLES: [&str; 5] = [
@@ -99,8 +99,19 @@ impl<'a> Ddl<'a> {
     pub fn ttl_days_of(&self, table: &str) -> Option<u32> {
         match table {
             "malformed_events" => Some(self.quarantine_ttl_days),
-            "events" | "lifecycle_spans" | "exceptions" | "ingest_traces" => Some(self.ttl_days),
+            "events" | "lifecycle_spans" | "exceptions" | "ingest_traces" | "schema_drift" => {
+                Some(self.ttl_days)
+            }
             _ => None,
+        }
+    }
+
+    /// The time column a table's TTL follows (`flushed_at` for `schema_drift`, whose rows are
+    /// flushes, not receipts).
+    fn ttl_column(table: &str) -> &'static str {
+        match table {
+            "schema_drift" => "flushed_at",
+            _ => "received_at",
         }
     }
 
@@ -109,10 +120,11 @@ impl<'a> Ddl<'a> {
     pub fn modify_ttl(&self, table: &str) -> Option<String> {
         let days = self.ttl_days_of(table)?;
         Some(format!(
-            "ALTER TABLE {}{} MODIFY TTL toDateTime(received_at) + toIntervalDay({days}) \
+            "ALTER TABLE {}{} MODIFY TTL toDateTime({}) + toIntervalDay({days}) \
              SETTINGS materialize_ttl_after_modify = 0",
             self.table(table),
-            self.on_cluster()
+            self.on_cluster(),
+            Self::ttl_column(table)
         ))
     }
 
@@ -155,7 +167,43 @@ ORDER BY version",
                 name: "plain String instead of LowCardinality in the inserted tables",
                 statements: self.v2(),
             },
+            Migration {
+                version: 3,
+                name: "schema_drift",
+                statements: self.v3(),
+            },
         ]
+    }
+
+    /// Migration 3: `schema_drift` (issue 17). One row per key and flush of each node: every
+    /// node appends what it saw since its last flush, and reads aggregate (sum of counts, min
+    /// first seen, max last seen, union of versions and applications), so nodes writing to one
+    /// ClickHouse share their drift without coordinating. Rows expire after `ttl_days` like
+    /// the events they describe.
+    fn v3(&self) -> Vec<String> {
+        vec![format!(
+            "CREATE TABLE IF NOT EXISTS {drift}{c} (
+    flushed_at       DateTime64(3, 'UTC'),
+    node             String,
+    type             String,
+    path             String,
+    kind             LowCardinality(String),
+    count            UInt64,
+    first_seen       DateTime64(3, 'UTC'),
+    last_seen        DateTime64(3, 'UTC'),
+    agent_versions   Array(String),
+    applications     Array(String),
+    sample           String CODEC(ZSTD(3)),
+    example_event_id Nullable(String)
+) ENGINE = {mt}
+PARTITION BY toYYYYMM(flushed_at)
+ORDER BY (type, path, kind, flushed_at)
+TTL toDateTime(flushed_at) + toIntervalDay({days})",
+            drift = self.table("schema_drift"),
+            c = self.on_cluster(),
+            mt = self.engine(""),
+            days = self.ttl_days,
+        )]
     }
 
     /// Migration 2: `LowCardinality` out of `events`, `lifecycle_spans` and `exceptions`.
@@ -474,7 +522,12 @@ mod tests {
             ..ClickHouseConfig::default()
         };
         let ddl = Ddl::new(&config);
-        for statement in ddl.migrations()[0].statements.iter() {
+        let migrations = ddl.migrations();
+        for statement in migrations[0]
+            .statements
+            .iter()
+            .chain(&migrations[2].statements)
+        {
             assert!(statement.contains(" ON CLUSTER `prod`"), "{statement}");
             if statement.starts_with("CREATE TABLE") {
                 assert!(statement.contains("ENGINE = Replicated"), "{statement}");

@@ -26,6 +26,7 @@
 //! another connection (`BEGIN IMMEDIATE` in `sqlite3` or Python), which makes every write fail
 //! with `SQLITE_BUSY` after the busy timeout until that transaction ends.
 
+mod drift;
 mod read;
 mod schema;
 #[cfg(test)]
@@ -37,6 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use baddybugs_common::query::DriftFilter;
 use parking_lot::Mutex;
 use rusqlite::{Connection, ErrorCode};
 use tokio::sync::Semaphore;
@@ -232,6 +234,23 @@ impl Inner {
         Ok(conn)
     }
 
+    fn write_drift_blocking(&self, rows: &[crate::drift::DriftRow]) -> Result<(), SinkError> {
+        let mut guard = self.writer.lock();
+        let conn = match &mut *guard {
+            Some(conn) => conn,
+            None => guard.insert(self.connect_writer().map_err(write_error)?),
+        };
+        let result = conn
+            .pragma_update(None, "query_only", self.read_only.load(Ordering::SeqCst))
+            .and_then(|()| drift::write_drift(conn, rows));
+        result.map_err(|err| {
+            if needs_new_connection(&err) {
+                *guard = None;
+            }
+            write_error(err)
+        })
+    }
+
     fn write_blocking(&self, batch: &SinkBatch) -> Result<write::Written, SinkError> {
         let mut guard = self.writer.lock();
         let conn = match &mut *guard {
@@ -404,6 +423,30 @@ impl Store for SqliteStore {
         Box::pin(
             self.read(move |conn| read::stored_event_ids(conn, &organization, &application, &ids)),
         )
+    }
+
+    fn write_drift(
+        &self,
+        rows: Vec<crate::drift::DriftRow>,
+    ) -> BoxFuture<'_, Result<(), SinkError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            crate::background::run(move || inner.write_drift_blocking(&rows))
+                .await
+                .map_err(|err| {
+                    SinkError::other(
+                        "sqlite drift write task failed",
+                        StoreCause::Other(err.into()),
+                    )
+                })?
+        })
+    }
+
+    fn query_drift(
+        &self,
+        filter: DriftFilter,
+    ) -> BoxFuture<'_, Result<Vec<crate::drift::DriftRow>, SinkError>> {
+        Box::pin(self.read(move |conn| drift::query_drift(conn, &filter)))
     }
 
     fn health(&self) -> BoxFuture<'_, StoreHealth> {

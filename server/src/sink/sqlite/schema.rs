@@ -41,10 +41,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "event ids unique per organization and application",
         sql: V4,
     },
+    Migration {
+        version: 5,
+        name: "schema_drift",
+        sql: V5,
+    },
 ];
 
 /// The newest schema version this build knows.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// `data` and `envelope` must be JSON: `get_event` hands them out as raw JSON without
 /// re-checking, so the store refuses (`SinkError::Rejected`) a row that would break that. Since
@@ -316,6 +321,25 @@ DROP TABLE exceptions;
 ALTER TABLE exceptions_v4 RENAME TO exceptions;
 CREATE UNIQUE INDEX exceptions_id ON exceptions (event_id, organization, application);
 CREATE INDEX exceptions_fingerprint ON exceptions (fingerprint, timestamp_ms);
+"#;
+
+/// Schema drift (issue 17): one row per (type, path, kind), merged at each flush; the lists are
+/// JSON arrays of at most 8 strings.
+const V5: &str = r#"
+CREATE TABLE schema_drift (
+    type             TEXT    NOT NULL,
+    path             TEXT    NOT NULL,
+    kind             TEXT    NOT NULL,
+    count            INTEGER NOT NULL,
+    first_seen_ms    INTEGER NOT NULL,
+    last_seen_ms     INTEGER NOT NULL,
+    agent_versions   TEXT    NOT NULL,
+    applications     TEXT    NOT NULL,
+    sample           TEXT    NOT NULL,
+    example_event_id TEXT,
+    PRIMARY KEY (type, path, kind)
+);
+CREATE INDEX schema_drift_last_seen ON schema_drift (last_seen_ms);
 "#;
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; a no-op when it already is.
