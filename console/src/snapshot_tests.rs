@@ -15,7 +15,8 @@ use crate::ui;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (200, 50)];
 
-fn draw(app: &mut App, w: u16, h: u16) -> TestBackend {
+/// Draws `app` on a `w`×`h` test terminal, as `main` sizes it.
+pub(crate) fn draw(app: &mut App, w: u16, h: u16) -> TestBackend {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
     app.body = ui::body_height(app, h);
     app.page = app.body.saturating_sub(4).max(1);

@@ -1,15 +1,13 @@
 //! Fleet mode: three nodes' feeds driven through the app; what the views show of them.
 
 use baddybugs_common::protocol::ServerMessage;
-use ratatui::backend::TestBackend;
-use ratatui::Terminal;
 
 use super::tests::press;
 use super::*;
 use crate::app::rows;
+use crate::snapshot_tests::draw;
 use crate::state::fixtures::{self, hello, msg, T0};
 use crate::state::tail::NodeIx;
-use crate::ui;
 
 const URLS: [&str; 3] = [
     "ws://127.0.0.1:8081/v1/feed",
@@ -166,15 +164,6 @@ fn queries_go_to_a_node_that_is_up() {
         },
     );
     assert_eq!(app.query_node(), 1);
-}
-
-fn draw(app: &mut App, w: u16, h: u16) -> TestBackend {
-    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
-    app.body = ui::body_height(app, h);
-    app.page = app.body.saturating_sub(4).max(1);
-    app.width = w.saturating_sub(2) as usize;
-    terminal.draw(|f| ui::render(f, app)).unwrap();
-    terminal.backend().clone()
 }
 
 #[test]

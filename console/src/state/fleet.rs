@@ -11,7 +11,7 @@ use baddybugs_common::protocol::{
 };
 
 use super::{Conn, FeedEvent, FeedState, Rates, Reply};
-use crate::state::tail::NodeIx;
+use crate::state::tail::{NodeIx, Tail};
 use crate::state::time::hms;
 
 /// A sink lag beyond this many seconds flags a node as lagging.
@@ -112,7 +112,7 @@ impl FeedState {
         let node = nodes.get_mut(ix as usize)?;
         let was_up = node.is_up();
         let old_instance = node.state.hello.as_ref().map(|h| h.instance_id.clone());
-        let counts = pushed(&node.state);
+        let before = pushed(&node.state);
         let is_metrics = matches!(
             &event,
             FeedEvent::Message(env) if matches!(env.message, baddybugs_common::protocol::ServerMessage::Metrics(_))
@@ -132,27 +132,11 @@ impl FeedState {
         let name = node.name.clone();
 
         // Copy what the node added to its tails, tagged with the node.
-        let now = pushed(&node.state);
-        if now.0 > counts.0 {
-            if let Some(r) = node.state.events.newest() {
-                self.events.push_from(ix, r.clone());
-            }
-        }
-        if now.1 > counts.1 {
-            if let Some(m) = node.state.malformed.newest() {
-                self.malformed.push_from(ix, m.clone());
-            }
-        }
-        if now.2 > counts.2 {
-            if let Some(w) = node.state.lifecycles.newest() {
-                self.lifecycles.push_from(ix, w.clone());
-            }
-        }
-        if now.3 > counts.3 {
-            if let Some(p) = node.state.pipeline.newest() {
-                self.pipeline.push_from(ix, p.clone());
-            }
-        }
+        let s = &node.state;
+        copy_newest(&s.events, before.0, &mut self.events, ix);
+        copy_newest(&s.malformed, before.1, &mut self.malformed, ix);
+        copy_newest(&s.lifecycles, before.2, &mut self.lifecycles, ix);
+        copy_newest(&s.pipeline, before.3, &mut self.pipeline, ix);
 
         // Say in the merged tails what happened to one node.
         let is_up = node.is_up();
@@ -221,6 +205,16 @@ impl FeedState {
             &merged.refusals_by_sender,
         );
         self.metrics = Some(merged);
+    }
+}
+
+/// Copies the newest item of a node's tail into the fleet's, when the node just added one (one
+/// report adds at most one item to one tail).
+fn copy_newest<T: Clone>(node: &Tail<T>, pushed_before: u64, fleet: &mut Tail<T>, ix: NodeIx) {
+    if node.pushed > pushed_before {
+        if let Some(item) = node.newest() {
+            fleet.push_from(ix, item.clone());
+        }
     }
 }
 

@@ -235,23 +235,20 @@ impl Inner {
     }
 
     fn write_drift_blocking(&self, rows: &[crate::drift::DriftRow]) -> Result<(), SinkError> {
-        let mut guard = self.writer.lock();
-        let conn = match &mut *guard {
-            Some(conn) => conn,
-            None => guard.insert(self.connect_writer().map_err(write_error)?),
-        };
-        let result = conn
-            .pragma_update(None, "query_only", self.read_only.load(Ordering::SeqCst))
-            .and_then(|()| drift::write_drift(conn, rows));
-        result.map_err(|err| {
-            if needs_new_connection(&err) {
-                *guard = None;
-            }
-            write_error(err)
-        })
+        self.with_writer(|conn| drift::write_drift(conn, rows))
     }
 
     fn write_blocking(&self, batch: &SinkBatch) -> Result<write::Written, SinkError> {
+        self.with_writer(|conn| write::write_batch(conn, batch))
+    }
+
+    /// Runs `write` on the writer connection (opened on first use, honouring the test switch
+    /// that makes the store read-only); a connection SQLite can no longer use is dropped, so the
+    /// next write opens a new one.
+    fn with_writer<T>(
+        &self,
+        write: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, SinkError> {
         let mut guard = self.writer.lock();
         let conn = match &mut *guard {
             Some(conn) => conn,
@@ -259,7 +256,7 @@ impl Inner {
         };
         let result = conn
             .pragma_update(None, "query_only", self.read_only.load(Ordering::SeqCst))
-            .and_then(|()| write::write_batch(conn, batch));
+            .and_then(|()| write(conn));
         result.map_err(|err| {
             if needs_new_connection(&err) {
                 *guard = None;
