@@ -274,7 +274,12 @@ fn drift_tool(
                 baddybugs_common::drift::cut(&e.sample, 60)
             );
         }
-        let _ = writeln!(out, "\n{} drift keys.", rows.len());
+        let _ = writeln!(
+            out,
+            "\n{} drift keys stored. A running server stores what it saw every {} s (drift.flush_interval_ms); GET /v1/drift also shows what it has not stored yet.",
+            rows.len(),
+            config.drift.flush_interval_ms / 1000
+        );
     }
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
     Ok(())
