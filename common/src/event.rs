@@ -101,6 +101,57 @@ pub fn check_event(raw: &str, received_ms: i64) -> Result<CheckedEvent<'_>, Reje
     check_event_drift(raw, received_ms, false)
 }
 
+/// What the store needs of an event that was already accepted: the envelope, the parsed
+/// payload and the columns, without validating the payload against the catalog again.
+///
+/// The batcher uses it on events read back from the spool. Each was validated by the server
+/// that acknowledged it, and a 202 is a promise to store the event: a later catalog that
+/// would refuse it must not turn it into a quarantined row (the columns are computed with
+/// this catalog's rules, which read any payload shape). What can still fail is what makes
+/// an event unreadable at all, an envelope or payload that does not parse; that comes back
+/// as a [`Rejected`], as from [`check_event`].
+pub fn derive_event(raw: &str, received_ms: i64) -> Result<CheckedEvent<'_>, Rejected> {
+    let (envelope, payload) = parse_event(raw, received_ms)?;
+    let spec = catalog::lookup(&envelope.event_type);
+    let subtype = spec.and_then(|s| s.subtype_of(&envelope.name, &payload));
+    let columns = denorm::columns(spec, &envelope, &payload, subtype);
+    Ok(CheckedEvent {
+        envelope,
+        spec,
+        payload,
+        columns,
+        drift: Vec::new(),
+    })
+}
+
+/// The envelope and the parsed payload, or the one problem that makes the event unreadable.
+fn parse_event(raw: &str, received_ms: i64) -> Result<(Envelope<'_>, Node<'_>), Rejected> {
+    let envelope = Envelope::parse(raw, received_ms).map_err(|problem| {
+        let (event_type, id) = peek_type_and_id(raw);
+        Rejected {
+            event_type,
+            id,
+            problems: vec![problem],
+        }
+    })?;
+    match Node::parse(envelope.payload_text()) {
+        Ok(payload) => Ok((envelope, payload)),
+        Err(err) => {
+            let problem = Problem::new(
+                parse_error_code(&err),
+                envelope.payload_pointer(),
+                "a JSON object",
+                err.to_string(),
+            );
+            Err(Rejected {
+                event_type: Some(envelope.event_type.to_string()),
+                id: envelope.id.as_deref().map(str::to_owned),
+                problems: vec![problem],
+            })
+        }
+    }
+}
+
 /// [`check_event`], also recording the schema drift of an accepted event in
 /// [`CheckedEvent::drift`] when `detect` is set: unknown and coerced payload fields, unknown
 /// envelope fields, and for a type the catalog does not know, `unknown_type` (path `""`, the
@@ -110,30 +161,11 @@ pub fn check_event_drift(
     received_ms: i64,
     detect: bool,
 ) -> Result<CheckedEvent<'_>, Rejected> {
-    let envelope = Envelope::parse(raw, received_ms).map_err(|problem| {
-        let (event_type, id) = peek_type_and_id(raw);
-        Rejected {
-            event_type,
-            id,
-            problems: vec![problem],
-        }
-    })?;
+    let (envelope, payload) = parse_event(raw, received_ms)?;
     let rejected = |envelope: &Envelope<'_>, problems| Rejected {
         event_type: Some(envelope.event_type.to_string()),
         id: envelope.id.as_deref().map(str::to_owned),
         problems,
-    };
-    let payload = match Node::parse(envelope.payload_text()) {
-        Ok(node) => node,
-        Err(err) => {
-            let problem = Problem::new(
-                parse_error_code(&err),
-                envelope.payload_pointer(),
-                "a JSON object",
-                err.to_string(),
-            );
-            return Err(rejected(&envelope, vec![problem]));
-        }
     };
     let spec = catalog::lookup(&envelope.event_type);
     let subtype = spec.and_then(|s| s.subtype_of(&envelope.name, &payload));

@@ -405,6 +405,11 @@ impl PointerBuf {
     pub fn push_key(&mut self, key: &str) -> usize {
         let mark = self.text.len();
         self.text.push('/');
+        // Validation pushes every key it visits, nearly all plain: copy those whole.
+        if !key.bytes().any(|b| b == b'~' || b == b'/') {
+            self.text.push_str(key);
+            return mark;
+        }
         for c in key.chars() {
             match c {
                 '~' => self.text.push_str("~0"),
@@ -418,7 +423,8 @@ impl PointerBuf {
     pub fn push_index(&mut self, index: usize) -> usize {
         let mark = self.text.len();
         self.text.push('/');
-        self.text.push_str(&index.to_string());
+        // No allocation per array element (`to_string` was one).
+        let _ = std::fmt::Write::write_fmt(&mut self.text, format_args!("{index}"));
         mark
     }
     /// Goes back to a length returned by a push.

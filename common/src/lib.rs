@@ -22,5 +22,5 @@ pub mod reason;
 pub mod timestamp;
 pub mod validate;
 
-pub use event::{check_event, check_event_drift, CheckedEvent, Rejected};
+pub use event::{check_event, check_event_drift, derive_event, CheckedEvent, Rejected};
 pub use reason::{Problem, ReasonCode};

@@ -1,7 +1,7 @@
 //! Spool records → store rows.
 
 use baddybugs_common::protocol::StageName;
-use baddybugs_common::{check_event, Problem, ReasonCode};
+use baddybugs_common::{derive_event, Problem, ReasonCode};
 
 use crate::record::assigned_id;
 use crate::record::{self, DecodedRecord, Stage};
@@ -92,7 +92,9 @@ fn add_record(
             Ok(text) => std::borrow::Cow::Borrowed(text),
             Err(_) => String::from_utf8_lossy(bytes),
         };
-        match check_event(&text, meta.received_ms) {
+        // Validated when it was accepted: only parsed again, for the columns and rows
+        // (`derive_event`; a 202 is not taken back by a later, stricter catalog).
+        match derive_event(&text, meta.received_ms) {
             Ok(event) => {
                 let env = &event.envelope;
                 let event_id = env
@@ -150,7 +152,7 @@ fn add_record(
                 });
             }
             Err(rejected) => {
-                // Accepted at ingest but refused now: the catalog changed between versions.
+                // Accepted at ingest but unreadable now (an envelope rule of a later version).
                 // Never dropped: quarantined with the reasons.
                 batch.malformed.push(MalformedRow {
                     id: format!("{}-{index}", meta.batch_id),
@@ -257,6 +259,60 @@ fn add_record(
 mod tests {
     use super::*;
     use crate::record::{self, BatchMeta};
+
+    /// A 202 is a promise to store: an event the ingest accepted is stored as an event even
+    /// when the catalog the batcher runs with would refuse it now (a stricter release started
+    /// on a spool written by an older one). The batcher only parses it again.
+    #[test]
+    fn an_accepted_event_is_stored_even_if_the_catalog_now_refuses_it() {
+        let event = br#"{"id":"ev-1","type":"query","name":"sql","timestamp":1767225600,"data":{"sql":"select 1","duration":"slow","connection":7}}"#;
+        let text = std::str::from_utf8(event).unwrap();
+        assert!(
+            baddybugs_common::check_event(text, 0).is_err(),
+            "the test needs an event the catalog refuses"
+        );
+        let meta = BatchMeta::for_test(1);
+        let payload = record::encode(&meta, &[(0, &event[..])], &[]);
+        let (batch, stats) = build_batch(
+            &[RecordRef {
+                lsn: 1,
+                payload: &payload,
+                appended_ms: 0,
+                durable_ms: 0,
+            }],
+            |_, _| false,
+        );
+        assert_eq!(stats.undecodable, 0);
+        assert!(batch.malformed.is_empty(), "{:?}", batch.malformed);
+        assert_eq!(batch.events.len(), 1);
+        assert_eq!(batch.events[0].event_id, "ev-1");
+        assert_eq!(
+            batch.events[0].data.as_bytes(),
+            &br#"{"sql":"select 1","duration":"slow","connection":7}"#[..]
+        );
+    }
+
+    /// An event that does not even parse (a record written by a bug) is quarantined with its
+    /// reason, never dropped.
+    #[test]
+    fn an_unreadable_spooled_event_is_quarantined_with_its_reason() {
+        let event = br#"{"id":"ev-2","type":"query","data":"#;
+        let meta = BatchMeta::for_test(1);
+        let payload = record::encode(&meta, &[(0, &event[..])], &[]);
+        let (batch, _) = build_batch(
+            &[RecordRef {
+                lsn: 1,
+                payload: &payload,
+                appended_ms: 0,
+                durable_ms: 0,
+            }],
+            |_, _| false,
+        );
+        assert!(batch.events.is_empty());
+        assert_eq!(batch.malformed.len(), 1);
+        assert!(!batch.malformed[0].reasons.is_empty());
+        assert_eq!(batch.malformed[0].raw, event.to_vec());
+    }
 
     /// Issue 16, item 7: the `spooled` stage ends when the record was durable, so the wait for
     /// the disk (write and fsync) is in it, not in `inserted`.

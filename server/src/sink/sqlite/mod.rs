@@ -26,6 +26,7 @@
 //! another connection (`BEGIN IMMEDIATE` in `sqlite3` or Python), which makes every write fail
 //! with `SQLITE_BUSY` after the busy timeout until that transaction ends.
 
+mod checkpoint;
 mod drift;
 mod read;
 mod schema;
@@ -65,6 +66,9 @@ pub struct SqliteOptions {
     /// `synchronous=FULL` instead of `NORMAL`: every commit is fsynced, so a write the batcher
     /// checkpointed survives power loss too, at the cost of one fsync per batch.
     pub full_sync: bool,
+    /// Row bytes committed between two WAL checkpoints of the checkpoint thread (see
+    /// `checkpoint.rs`); 0 leaves every checkpoint to the writer's own autocheckpoint.
+    pub checkpoint_every_bytes: u64,
 }
 
 impl Default for SqliteOptions {
@@ -75,6 +79,7 @@ impl Default for SqliteOptions {
             // The batcher advances the spool checkpoint (and may delete segments) right after a
             // write: that write must survive power loss, or the checkpoint would lose events.
             full_sync: true,
+            checkpoint_every_bytes: checkpoint::CHECKPOINT_EVERY_BYTES,
         }
     }
 }
@@ -95,6 +100,9 @@ struct Inner {
     /// Test switch: the writer runs with `PRAGMA query_only`, so writes fail as on a read-only
     /// file.
     read_only: AtomicBool,
+    /// Runs WAL checkpoints off the writer's thread; `None` if its thread could not start
+    /// (the writer then checkpoints alone, as SQLite does by default).
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -121,6 +129,17 @@ impl SqliteStore {
             })?;
         }
         let readers = options.read_connections.max(1);
+        let checkpointer = (options.checkpoint_every_bytes > 0)
+            .then(|| {
+                checkpoint::Checkpointer::start(
+                    path.to_owned(),
+                    options.busy_timeout,
+                    options.checkpoint_every_bytes,
+                )
+                .map_err(|err| tracing::warn!(%err, "no sqlite checkpoint thread; the writer checkpoints alone"))
+                .ok()
+            })
+            .flatten();
         let inner = Inner {
             path: path.to_owned(),
             read_permits: Arc::new(Semaphore::new(readers)),
@@ -128,6 +147,7 @@ impl SqliteStore {
             writer: Mutex::new(None),
             readers: Mutex::new(Vec::with_capacity(readers)),
             read_only: AtomicBool::new(false),
+            checkpointer,
         };
         let mut writer = inner.connect_writer().map_err(write_error)?;
         schema::migrate(&mut writer).map_err(|err| match err {
@@ -219,6 +239,15 @@ impl Inner {
         conn.pragma_update(None, "synchronous", sync)?;
         // After a burst the WAL is truncated back to this size at checkpoints.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        // Checkpoints run on their own thread (checkpoint.rs); the writer checkpoints itself
+        // only past this many WAL pages. Without that thread, SQLite's default.
+        if self.options.checkpoint_every_bytes > 0 {
+            conn.pragma_update(
+                None,
+                "wal_autocheckpoint",
+                checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
+            )?;
+        }
         // 64 MiB of page cache (negative = KiB) keeps index pages hot across batches.
         conn.pragma_update(None, "cache_size", -65536)?;
         // The schema's `CHECK (json_valid(…))` constraints are enforced by write.rs instead,
@@ -239,7 +268,11 @@ impl Inner {
     }
 
     fn write_blocking(&self, batch: &SinkBatch) -> Result<write::Written, SinkError> {
-        self.with_writer(|conn| write::write_batch(conn, batch))
+        let written = self.with_writer(|conn| write::write_batch(conn, batch))?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed(checkpoint::row_bytes(batch));
+        }
+        Ok(written)
     }
 
     /// Runs `write` on the writer connection (opened on first use, honouring the test switch

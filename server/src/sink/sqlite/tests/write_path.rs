@@ -334,3 +334,59 @@ async fn a_v1_store_is_upgraded_in_place() {
         .unwrap();
     assert_eq!(page_size, 4096);
 }
+
+/// Issue 18: WAL checkpoints run on the checkpoint thread, not in the writer's commit. A write
+/// far below the writer's own autocheckpoint threshold still reaches the database file, soon
+/// after the commit, when the thread's threshold is passed; without the thread, SQLite's
+/// default threshold (1000 pages) is not reached by that write, and the file stays as it was.
+#[tokio::test]
+async fn the_checkpoint_thread_copies_the_wal_into_the_database_file() {
+    let big = |id: String| -> EventRow {
+        EventRow {
+            data: format!(r#"{{"blob":"{}"}}"#, "x".repeat(8 << 10)),
+            ..event(&id, "log", T0)
+        }
+    };
+    let batch_of = |prefix: &str| SinkBatch {
+        events: (0..200).map(|i| big(format!("{prefix}-{i}"))).collect(),
+        ..batch(1, 1)
+    };
+    let db_file_len = |store: &SqliteStore| std::fs::metadata(store.path()).unwrap().len();
+
+    for (every_bytes, expect_copied) in [(1u64, true), (0, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::sink::sqlite::SqliteOptions {
+            checkpoint_every_bytes: every_bytes,
+            ..Default::default()
+        };
+        let store = SqliteStore::open_with(&dir.path().join("store.sqlite"), options).unwrap();
+        let before = db_file_len(&store);
+        // ~1.6 MiB of rows: far below either autocheckpoint threshold of the writer.
+        store.write_arc(batch_of("e")).await.unwrap();
+        if expect_copied {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while db_file_len(&store) < before + (1 << 20) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the checkpoint thread did not copy the WAL: file {} bytes",
+                    db_file_len(&store)
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        } else {
+            // Nothing else checkpoints; a second write makes sure the writer's commit path ran
+            // again without copying.
+            store.write_arc(batch_of("f")).await.unwrap();
+            assert!(
+                db_file_len(&store) < before + (1 << 20),
+                "without the thread the writer's threshold was not reached: {} → {}",
+                before,
+                db_file_len(&store)
+            );
+        }
+        assert_eq!(
+            count(&store, "events"),
+            if expect_copied { 200 } else { 400 }
+        );
+    }
+}
