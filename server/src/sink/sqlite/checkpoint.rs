@@ -23,6 +23,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use rusqlite::Connection;
 
 use crate::sink::SinkBatch;
@@ -39,32 +40,33 @@ pub(super) const CHECKPOINT_EVERY_BYTES: u64 = 24 << 20;
 
 /// Asks the checkpoint thread to run after commits; dropping it stops the thread.
 pub(super) struct Checkpointer {
+    path: PathBuf,
+    busy_timeout: Duration,
+    /// Wake the thread past this many row bytes.
+    every_bytes: u64,
     /// Row bytes committed since the last wake-up.
     since_wake: AtomicU64,
-    /// Wake the thread past this many.
-    every_bytes: u64,
-    wake: Option<SyncSender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// The thread, started by the first wake-up: from the writer's thread, so it runs at the
+    /// writer's priority (`batch.background_nice`), not the ingest's. `Err` once it could not
+    /// start (the writer then checkpoints alone).
+    thread: Mutex<Option<Result<Thread, ()>>>,
+}
+
+struct Thread {
+    wake: SyncSender<()>,
+    handle: JoinHandle<()>,
 }
 
 impl Checkpointer {
-    /// Starts the thread for the database at `path` (opened lazily, on the first commit).
-    pub(super) fn start(
-        path: PathBuf,
-        busy_timeout: Duration,
-        every_bytes: u64,
-    ) -> std::io::Result<Checkpointer> {
-        // One pending wake-up is enough: a checkpoint copies everything committed before it.
-        let (wake, woken) = mpsc::sync_channel(1);
-        let thread = std::thread::Builder::new()
-            .name("sqlite-checkpoint".to_owned())
-            .spawn(move || run(&path, busy_timeout, &woken))?;
-        Ok(Checkpointer {
-            since_wake: AtomicU64::new(0),
+    /// A checkpointer for the database at `path`; its thread starts on the first wake-up.
+    pub(super) fn new(path: PathBuf, busy_timeout: Duration, every_bytes: u64) -> Checkpointer {
+        Checkpointer {
+            path,
+            busy_timeout,
             every_bytes,
-            wake: Some(wake),
-            thread: Some(thread),
-        })
+            since_wake: AtomicU64::new(0),
+            thread: Mutex::new(None),
+        }
     }
 
     /// Called after a commit of about `row_bytes`: past `every_bytes` since the last
@@ -75,24 +77,41 @@ impl Checkpointer {
             return;
         }
         self.since_wake.store(0, Ordering::Relaxed);
-        if let Some(wake) = &self.wake {
-            match wake.try_send(()) {
+        let mut thread = self.thread.lock();
+        let started = thread.get_or_insert_with(|| {
+            self.start().map_err(|err| {
+                tracing::warn!(%err, "no sqlite checkpoint thread; the writer checkpoints alone");
+            })
+        });
+        if let Ok(running) = started {
+            match running.wake.try_send(()) {
+                // Full: a wake-up is pending, and its checkpoint will copy this commit too.
                 Ok(()) | Err(TrySendError::Full(())) => {}
                 Err(TrySendError::Disconnected(())) => {
                     tracing::warn!(
                         "the sqlite checkpoint thread stopped; the writer checkpoints alone"
-                    )
+                    );
+                    *thread = Some(Err(()));
                 }
             }
         }
+    }
+
+    fn start(&self) -> std::io::Result<Thread> {
+        let (wake, woken) = mpsc::sync_channel(1);
+        let (path, busy_timeout) = (self.path.clone(), self.busy_timeout);
+        let handle = std::thread::Builder::new()
+            .name("sqlite-checkpoint".to_owned())
+            .spawn(move || run(&path, busy_timeout, &woken))?;
+        Ok(Thread { wake, handle })
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.wake = None;
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
+        if let Some(Ok(Thread { wake, handle })) = self.thread.get_mut().take() {
+            drop(wake);
+            if handle.join().is_err() {
                 tracing::error!("the sqlite checkpoint thread panicked");
             }
         }

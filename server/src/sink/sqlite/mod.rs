@@ -100,8 +100,8 @@ struct Inner {
     /// Test switch: the writer runs with `PRAGMA query_only`, so writes fail as on a read-only
     /// file.
     read_only: AtomicBool,
-    /// Runs WAL checkpoints off the writer's thread; `None` if its thread could not start
-    /// (the writer then checkpoints alone, as SQLite does by default).
+    /// Runs WAL checkpoints off the writer's thread; `None` when turned off
+    /// (`checkpoint_every_bytes` 0: the writer checkpoints alone, as SQLite does by default).
     checkpointer: Option<checkpoint::Checkpointer>,
 }
 
@@ -129,17 +129,13 @@ impl SqliteStore {
             })?;
         }
         let readers = options.read_connections.max(1);
-        let checkpointer = (options.checkpoint_every_bytes > 0)
-            .then(|| {
-                checkpoint::Checkpointer::start(
-                    path.to_owned(),
-                    options.busy_timeout,
-                    options.checkpoint_every_bytes,
-                )
-                .map_err(|err| tracing::warn!(%err, "no sqlite checkpoint thread; the writer checkpoints alone"))
-                .ok()
-            })
-            .flatten();
+        let checkpointer = (options.checkpoint_every_bytes > 0).then(|| {
+            checkpoint::Checkpointer::new(
+                path.to_owned(),
+                options.busy_timeout,
+                options.checkpoint_every_bytes,
+            )
+        });
         let inner = Inner {
             path: path.to_owned(),
             read_permits: Arc::new(Semaphore::new(readers)),
