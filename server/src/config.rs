@@ -355,6 +355,20 @@ pub struct ClickHouseConfig {
     pub copies_check_secs: u64,
     /// How far back that count looks, by receipt time, seconds.
     pub copies_window_secs: u64,
+    /// Compression of insert bodies: `lz4` (ClickHouse's native block compression) or `none`
+    /// (a server on the same host or a fast LAN: saves the CPU of compressing here and
+    /// decompressing there).
+    pub compression: ClickHouseCompression,
+}
+
+/// `clickhouse.compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClickHouseCompression {
+    /// LZ4, ClickHouse's native block compression.
+    Lz4,
+    /// Uncompressed bodies.
+    None,
 }
 
 impl Default for ClickHouseConfig {
@@ -372,6 +386,7 @@ impl Default for ClickHouseConfig {
             timeout_secs: 60,
             copies_check_secs: 60,
             copies_window_secs: 600,
+            compression: ClickHouseCompression::Lz4,
         }
     }
 }

@@ -586,3 +586,22 @@ async fn crash_between_insert_and_checkpoint_replays_without_duplicates() -> any
     assert_eq!(stored, (40, 40), "every event once");
     Ok(())
 }
+
+/// Issue 18: with `clickhouse.compression = "none"` (uncompressed insert bodies, no
+/// `decompress=1`), the events are stored and read back as with the default LZ4.
+#[tokio::test]
+async fn uncompressed_inserts_store_the_events() -> anyhow::Result<()> {
+    let front = ClickHouseFront::start().await?;
+    let db = front.fresh_database("nocompress").await?;
+    let server = baddybugs_tests::clickhouse::server_on_with_env(
+        &front,
+        &db,
+        &[],
+        &[("BADDYBUGS_CLICKHOUSE__COMPRESSION", "none")],
+    )?;
+    let client = reqwest::Client::new();
+    post_cache_event_until_stored(&client, &server, "plain-1").await?;
+    post_cache_event_until_stored(&client, &server, "plain-2").await?;
+    assert_eq!(count(&front, &db).await, Some((2, 2)));
+    Ok(())
+}

@@ -31,7 +31,7 @@ use std::time::Duration;
 use clickhouse::Client;
 use tokio::sync::Mutex;
 
-use crate::config::ClickHouseConfig;
+use crate::config::{ClickHouseCompression, ClickHouseConfig};
 use crate::sink::{
     BoxFuture, EventFilter, EventLookup, EventPage, ExceptionGroup, MalformedFilter, SinkBatch,
     SinkError, Store, StoreCause, StoreHealth, StoredEvent, StoredMalformed, StoredTrace,
@@ -112,7 +112,10 @@ impl ClickHouseStore {
             .ok_or_else(|| SinkError::other_msg("clickhouse.url is not set"))?;
         let mut root = http::client()
             .with_url(url)
-            .with_compression(clickhouse::Compression::Lz4)
+            .with_compression(match config.compression {
+                ClickHouseCompression::Lz4 => clickhouse::Compression::Lz4,
+                ClickHouseCompression::None => clickhouse::Compression::None,
+            })
             .with_product_info("baddybugs-ingest", env!("CARGO_PKG_VERSION"));
         if let Some(user) = &config.user {
             root = root.with_user(user);
