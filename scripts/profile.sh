@@ -54,8 +54,8 @@ fi
 WORK="$(mktemp -d)"
 SERVER_PID="" WRK_PID=""
 cleanup() {
-  [ -n "$WRK_PID" ] && kill "$WRK_PID" 2>/dev/null
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
+  if [ -n "$WRK_PID" ]; then kill "$WRK_PID" 2>/dev/null || true; fi
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -104,14 +104,18 @@ fi
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 
 # Pipeline stages, matched against a frame's symbol (a sample counts once per stage it is under).
-# Kernel frames are suffixed _[k] by `inferno-collapse-perf --all`.
+# Kernel frames are suffixed _[k] by `inferno-collapse-perf --all`. Frames that only carry work
+# for others (unwind guards, closures' call_once, a future's poll, syscall entry) are skipped:
+# their generic arguments name the stage of whatever runs inside them.
+SKIP_FRAMES='^(catch_unwind|do_call|halt_unwinding|__rust_begin_short_backtrace|call_once|call_once_force|try|with|with_mut|poll|execute|and_then|map|map_err|enter|set|run|block_on|in_scope|scoped|spawn_unchecked|do_syscall_64|entry_SYSCALL_64_after_hwframe|x64_sys_call|\{closure)'
 STAGES='HTTP (hyper, axum, accept)|hyper::|axum::|tower::|::accept::|::http::|h1::
 decode / inflate|::decode::|flate2|miniz_oxide|zlib|inflate|libdeflate
 JSON parse|serde_json|simd_json|sonic_rs
 validate|::validate::|check_event|::enrich::
-spool write / fsync|::spool::|fsync|fdatasync|pwrite|write_all|ksys_write|ext4_sync|jbd2
+spool|::spool::
 batch build|::batch::|build_batch
 store write (SQLite, ClickHouse)|::sink::|rusqlite|sqlite3|clickhouse|lz4
+disk write + fsync (any caller)|pwrite|fsync|fdatasync|ksys_write|ext4_|jbd2
 allocator|jemalloc|_rjem_|je_malloc|je_free|malloc|free|realloc|calloc|mmap|munmap|madvise
 kernel (any)|_\[k\]$
 async runtime (tokio)|tokio::runtime|tokio::task|parking_lot|futex'
@@ -122,15 +126,20 @@ for p in "${PHASES[@]}"; do
   perf script -i "$WORK/$p.data" 2> /dev/null | "${INFERNO}inferno-collapse-perf" --all > "$WORK/$p.folded"
   "${INFERNO}inferno-flamegraph" --title "baddybugs-ingest: $p ($(date -u +%Y-%m-%d), $(git rev-parse --short HEAD 2>/dev/null))" \
     < "$WORK/$p.folded" > "$OUTDIR/flame-$p.svg"
-  total=$(awk '{s += $NF} END{print s + 0}' "$WORK/$p.folded")
+  total=$(awk '{s += $NF} END{printf "%.0f", s}' "$WORK/$p.folded")
+  event=$(perf evlist -i "$WORK/$p.data" 2> /dev/null | head -1)
   echo "#### Flame graph summary: $p ($([ "$p" = ingest ] && echo 'during a wrk flood' || echo 'the drain after the flood stops'))"
   echo
-  echo "$total samples at $FREQ Hz over ${SECS} s, \`perf record --call-graph dwarf\` on the server; flame graph: [docs/bench/flame-$p.svg](bench/flame-$p.svg)."
+  case "$event" in
+    cpu-clock*|task-clock*) weight="$(awk -v t="$total" -v s="$SECS" 'BEGIN{printf "%.1f CPU-seconds sampled (%.2f cores busy)", t / 1e9, t / 1e9 / s}')" ;;
+    *) weight="total period $total ($event)" ;;
+  esac
+  echo "\`perf record -F $FREQ --call-graph dwarf\` on the server for ${SECS} s: $weight; flame graph: [docs/bench/flame-$p.svg](bench/flame-$p.svg)."
   echo "Inclusive: a sample counts for every stage on its stack, so the shares add up to more than 100 %."
   echo
   echo "| stage | samples, inclusive | heaviest frames (inclusive share) |"
   echo "|---|---|---|"
-  awk -v total="$total" -v stages="$STAGES" '
+  awk -v total="$total" -v stages="$STAGES" -v skip="$SKIP_FRAMES" '
     BEGIN { n = split(stages, lines, "\n")
       for (i = 1; i <= n; i++) { k = split(lines[i], f, "|"); name[i] = f[1]; pat[i] = f[2]
         for (j = 3; j <= k; j++) pat[i] = pat[i] "|" f[j] } }
@@ -138,6 +147,9 @@ for p in "${PHASES[@]}"; do
       delete seen; delete seenf
       for (j = 1; j <= m; j++) {
         g = fr[j]; sub(/_\[[kj]\]$/, "", g)
+        # The function itself: `<T as Trait>::f` -> f, `f<Args>` -> f.
+        base = g; if (base ~ /^</) sub(/^.*>::/, "", base); sub(/<.*/, "", base)
+        if (base ~ skip || base ~ /^ /) continue
         for (i = 1; i <= n; i++) if (fr[j] ~ pat[i]) {
           if (!(i in seen)) { seen[i] = 1; st[i] += c }
           if (!((i, g) in seenf)) { seenf[i, g] = 1; fc[i, g] += c } } } }
