@@ -471,7 +471,10 @@ MODE=$([ "$QUICK" = 1 ] && echo "quick" || echo "full")
 COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 DIRTY="$(git diff --quiet HEAD -- server common fixtures 2>/dev/null || echo ' + uncommitted changes')"
 RUN_AT="$(date -u +%Y-%m-%dT%H:%MZ)"
-ARGS_TXT="$([ "$QUICK" = 1 ] && echo ' --quick')$([ "$ONLY" != "$ALL_SECTIONS" ] && echo " --only $ONLY")$([ -n "$SKIP" ] && echo " --skip ${SKIP#,}")"
+ARGS_TXT=""
+[ "$QUICK" = 1 ] && ARGS_TXT=" --quick"
+[ "$ONLY" != "$ALL_SECTIONS" ] && ARGS_TXT="$ARGS_TXT --only $ONLY"
+[ -n "$SKIP" ] && ARGS_TXT="$ARGS_TXT --skip ${SKIP#,}"
 # The record: full runs compare with (and write) last.json, quick runs last-quick.json, falling
 # back to last.json until a quick run has written one.
 RECORD_FILE="docs/bench/last.json"
@@ -566,7 +569,7 @@ if want peak; then
   md "Full pipeline, \`baddybugs-loadgen --rate 0 --duration ${RUN_SECS}s --concurrency 16 --seed 7\` against the server:"
   md "**$PEAK_EPS events/s acknowledged** (202 after fsync), p50 $(jq -r '.latency.p50_ms' <<<"$PEAK") ms, p99 $(jq -r '.latency.p99_ms' <<<"$PEAK") ms;"
   md "unexpected outcomes $(jq -r '.unexpected' <<<"$PEAK"), generator waits $(jq -r '.generator_waits' <<<"$PEAK"); the load generator itself used $LG_CPU of a core (user+sys / wall)."
-  [ -n "$CHECK_EPS" ] && md "Ratio to the decode-only ceiling: $(awk -v a="$PEAK_EPS" -v b="$CHECK_EPS" 'BEGIN{printf "%.2f", a/b}') (both share the machine's $(nproc) cores with the generator)."
+  [ -z "$CHECK_EPS" ] || md "Ratio to the decode-only ceiling: $(awk -v a="$PEAK_EPS" -v b="$CHECK_EPS" 'BEGIN{printf "%.2f", a/b}') (both share the machine's $(nproc) cores with the generator)."
   md ""
   md "Embedded store, from \`/v1/stats\` \`sink.written_events\`: $DRAIN_RUN events/s written while loading;"
   md "$DRAIN_ALL events/s until \`sink.lag_events\` reached 0 ($(awk -v s="$T1" -v e="$T2" 'BEGIN{printf "%.1f", e-s}') s after the run ended);"
@@ -738,7 +741,7 @@ fi
 
 # The summary: every headline figure beside the previous record's. Change is relative, except for
 # the RSS slope (near 0, so a ratio means nothing): there it is the difference.
-fmt() { awk -v v="$1" 'BEGIN{ if (v == int(v) && v >= 1000) { s = sprintf("%d", v); o = ""; while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) } print s o } else if (v == int(v)) print v; else printf "%.1f\n", v }'; }
+fmt() { awk -v v="$1" 'BEGIN{ if (v == int(v) && v >= 1000) { s = sprintf("%d", v); o = ""; while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) } print s o } else if (v == int(v)) print v; else if (v < 100 && v > -100) printf "%.2f\n", v; else printf "%.1f\n", v }'; }
 row() { # KEY LABEL
   local k=$1 label=$2 now="${NOW[$1]:-}" prev prevd change="—" shown
   prev=$(prev_value "$k")
@@ -770,10 +773,9 @@ row ch_e2e_p99_ms "202 → queryable p99 at half that rate, ms"
 md "| where the ingest path's CPU goes (perf, inclusive) | $PROF_INGEST | — | — |"
 md "| where the drain's CPU goes (perf, inclusive) | $PROF_DRAIN | — | — |"
 md ""
-md "How each figure of this run was taken:"
-md ""
+[ "${#NOW[@]}" -gt 0 ] && md "How each figure of this run was taken:" && md ""
 for k in ack_ceiling_eps p99_at_half_ms rss_ceiling_mib soak_rss_mean_mib soak_rss_max_mib soak_rss_slope_mib_min sqlite_drain_eps ch_drain_eps ch_stored_eps ch_e2e_p99_ms; do
-  [ -n "${NOW[$k]:-}" ] && md "- \`$k\`: ${HOW[$k]}"
+  if [ -n "${NOW[$k]:-}" ]; then md "- \`$k\`: ${HOW[$k]}"; fi
 done
 md ""
 
