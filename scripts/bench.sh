@@ -429,7 +429,7 @@ bench_ceiling() {
   check=$(jq -r '.check_eps|floor' <<<"$DEC")
   ratio=$(awk -v a="$rate" -v b="$check" 'BEGIN{printf "%.2f", a/b}')
   CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
-  md "### Acknowledged-rate ceiling, ${secs} s, wrk replaying the load generator's bodies ($(date -u +%Y-%m-%dT%H:%MZ))"
+  md "### ${CEIL_NUM:-}Acknowledged-rate ceiling, ${secs} s, wrk replaying the load generator's bodies ($(date -u +%Y-%m-%dT%H:%MZ))"
   md ""
   md "Machine: $(nproc) cores, $CPU; load average before the run $(load_avg | cut -d' ' -f1). Server: release, embedded SQLite, \`fsync = \"always\"\`, spool quota 16 GiB."
   md "Command: \`scripts/bench.sh ceiling$([ "$QUICK" = 1 ] && echo ' --quick')\` = \`baddybugs-loadgen --write-bodies F --events $events --seed 7\` ($(jq -r '.bodies' "$WORK/bodies.json") bodies of 100 events, $(jq -r '.raw_bytes / .events | floor' "$WORK/bodies.json") bytes per event before gzip, every id fresh), then \`BODIES=F API_KEY=bench-key wrk -t1 -c16 -d${secs}s -s scripts/wrk-bodies.lua\`."
@@ -532,7 +532,7 @@ fi
 CEIL_EPS="" CEIL_RSS=""
 if want ceiling; then
   if command -v wrk >/dev/null; then
-    bench_ceiling
+    CEIL_NUM="2. " bench_ceiling
     NOW[ack_ceiling_eps]=$CEIL_EPS; HOW[ack_ceiling_eps]="wrk -t1 -c16 -d${RUN_SECS}s replaying the generator's bodies"
     NOW[rss_ceiling_mib]=$CEIL_RSS; HOW[rss_ceiling_mib]="server RSS at the end of the ${RUN_SECS} s wrk flood"
   else
@@ -632,8 +632,11 @@ if want soak; then
   wait "$LG" || true
   stop_server
   mkdir -p docs/bench
-  SLOPE=$("$LOADGEN" --plot-rss "$WORK/rss.csv" --out docs/bench/rss.png)
-  cp "$WORK/rss.csv" docs/bench/rss.csv
+  # A quick run keeps its own files: docs/bench/rss.csv is the last full soak, which the record cites.
+  RSS_NAME=rss
+  [ "$QUICK" = 1 ] && RSS_NAME="rss-quick"
+  SLOPE=$("$LOADGEN" --plot-rss "$WORK/rss.csv" --out docs/bench/$RSS_NAME.png)
+  cp "$WORK/rss.csv" docs/bench/$RSS_NAME.csv
   md "### 5. Memory over a ${SOAK_MIN}-minute soak"
   md ""
   md "\`baddybugs-loadgen --rate $SOAK_RATE --duration ${SOAK_MIN}m --malformed-ratio 0.02\` ($([ -n "$PEAK_EPS" ] && echo "half the load generator's peak" || echo "half of $REF_WHAT"); acked $(jq -r '.acked_rate|floor' "$WORK/soak.json")/s), server RSS from \`/proc/PID/status\` every 10 s:"
@@ -645,11 +648,15 @@ if want soak; then
       if ($1 < 120) { a += $2; na++ }
       if ($1 >= end - 60) { b += $2; nb++ } }
     END { d = n * sxx - sx * sx; slope = (d > 0) ? (n * sxy - sx * sy) / d * 60 : 0
-      printf "%.3f %d %d %.1f\n", slope, (na ? a / na / 1024 : 0), (nb ? b / nb / 1024 : 0), (n ? sy / n : 0) }' docs/bench/rss.csv)
-  MAX_KIB=$(tail -n +2 docs/bench/rss.csv | cut -d, -f2 | sort -n | tail -1)
-  md "first $(sed -n 2p docs/bench/rss.csv | cut -d, -f2) KiB, last $(tail -1 docs/bench/rss.csv | cut -d, -f2) KiB, max $MAX_KIB KiB;"
-  md "slope $SLOPE MiB/min over the whole run (least squares, the first-minute ramp included); **from 60 s on: slope $SLOPE_AFTER MiB/min, mean $MEAN_AFTER MiB; mean $MEAN_2ND MiB in the second minute and $MEAN_LAST MiB in the last**."
-  md "Plot: [docs/bench/rss.png](bench/rss.png), data: docs/bench/rss.csv."
+      printf "%.3f %d %d %.1f\n", slope, (na ? a / na / 1024 : 0), (nb ? b / nb / 1024 : 0), (n ? sy / n : 0) }' docs/bench/$RSS_NAME.csv)
+  MAX_KIB=$(tail -n +2 docs/bench/$RSS_NAME.csv | cut -d, -f2 | sort -n | tail -1)
+  md "first $(sed -n 2p docs/bench/$RSS_NAME.csv | cut -d, -f2) KiB, last $(tail -1 docs/bench/$RSS_NAME.csv | cut -d, -f2) KiB, max $MAX_KIB KiB;"
+  if [ "$SOAK_MIN" -lt 2 ]; then
+    md "slope $SLOPE MiB/min over the whole run (least squares, the first-minute ramp included); nothing after the first minute to average (a ${SOAK_MIN}-minute soak)."
+  else
+    md "slope $SLOPE MiB/min over the whole run (least squares, the first-minute ramp included); **from 60 s on: slope $SLOPE_AFTER MiB/min, mean $MEAN_AFTER MiB; mean $MEAN_2ND MiB in the second minute and $MEAN_LAST MiB in the last**."
+  fi
+  md "Plot: [docs/bench/$RSS_NAME.png](bench/$RSS_NAME.png), data: docs/bench/$RSS_NAME.csv."
   md ""
   NOW[soak_rss_mean_mib]=$MEAN_AFTER; HOW[soak_rss_mean_mib]="mean RSS from 60 s on, ${SOAK_MIN}-minute soak at $SOAK_RATE events/s"
   NOW[soak_rss_max_mib]=$(awk -v k="$MAX_KIB" 'BEGIN{printf "%.1f", k/1024}'); HOW[soak_rss_max_mib]="max RSS over the same soak"
@@ -706,7 +713,7 @@ if want profile; then
   md ""
   # One line per phase for the summary: the four heaviest stages.
   top_stages() {
-    awk -v want="$1" '/^#### Flame graph summary: / { on = ($4 == want) } on && /^\| / && !/^\| (stage|---)/ {
+    awk -v want="$1" '/^#### Flame graph summary: / { on = ($5 == want) } on && /^\| / && !/^\| (stage|---)/ {
         split($0, f, "|"); gsub(/^ +| +$/, "", f[2]); gsub(/^ +| +$|%/, "", f[3]); print f[3] "\t" f[2] }' "$WORK/profile.md" \
       | sort -t$'\t' -k1,1 -g -r | head -4 | awk -F'\t' '{printf "%s%s %.0f %%", (NR > 1 ? ", " : ""), $2, $1}'
   }
@@ -790,7 +797,7 @@ if [ "$RECORD" = 1 ]; then
         source: "\($cmd): \($how)"}' <<<"$REC")"
   done
   mkdir -p docs/bench
-  jq . <<<"$REC" > "$RECORD_FILE"
+  jq '.about = "Figures of the last `scripts/bench.sh` run of this mode (last.json: full, last-quick.json: --quick), one entry per row of its summary table: value, unit, date, commit, mode and how it was taken. The next run of the same mode shows them as previous. A run replaces only the rows it measured; an entry whose source names docs/BENCHMARKS.md was seeded from that file."' <<<"$REC" > "$RECORD_FILE"
   log "figures recorded in $RECORD_FILE"
 fi
 
