@@ -66,7 +66,7 @@ fleet *ARGS:
 loadgen *ARGS:
     cargo run --release -q -p baddybugs-loadgen --bin baddybugs-loadgen -- {{ARGS}}
 
-# ClickHouse sink benchmark (drain rate, 202 -> stored latency, rates with ClickHouse); chDB front unless CLICKHOUSE_URL.
+# ClickHouse sink benchmark (drain rate, stored rate end to end, 202 -> stored latency, rates with ClickHouse); chDB front unless CLICKHOUSE_URL.
 bench-clickhouse *ARGS:
     bash scripts/bench-clickhouse.sh {{ARGS}}
 
