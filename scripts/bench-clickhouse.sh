@@ -46,7 +46,9 @@ OUT="$WORK/report.md"
 log() { echo "bench-clickhouse: $*" >&2; }
 md() { echo "$*" >> "$OUT"; }
 cleanup() {
-  for p in $SERVER_PID $CH_PID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  for p in $SERVER_PID $CH_PID; do
+    if kill "$p" 2>/dev/null; then wait "$p" 2>/dev/null || true; fi
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
