@@ -121,12 +121,14 @@ kernel (any)|_\[k\]$
 async runtime (tokio)|tokio::runtime|tokio::task|parking_lot|futex'
 
 mkdir -p "$OUTDIR"
+OUTDIR="$(cd "$OUTDIR" && pwd)"
 for p in "${PHASES[@]}"; do
   log "$p: perf script | inferno-collapse-perf"
   perf script -i "$WORK/$p.data" 2> /dev/null | "${INFERNO}inferno-collapse-perf" --all > "$WORK/$p.folded"
   "${INFERNO}inferno-flamegraph" --title "baddybugs-ingest: $p ($(date -u +%Y-%m-%d), $(git rev-parse --short HEAD 2>/dev/null))" \
     < "$WORK/$p.folded" > "$OUTDIR/flame-$p.svg"
   total=$(awk '{s += $NF} END{printf "%.0f", s}' "$WORK/$p.folded")
+  rel="${OUTDIR#"$ROOT"/}/flame-$p.svg" # the link, relative to docs/ as BENCHMARKS.md needs it
   event=$(perf evlist -i "$WORK/$p.data" 2> /dev/null | head -1)
   echo "#### Flame graph summary: $p ($([ "$p" = ingest ] && echo 'during a wrk flood' || echo 'the drain after the flood stops'))"
   echo
@@ -134,7 +136,7 @@ for p in "${PHASES[@]}"; do
     cpu-clock*|task-clock*) weight="$(awk -v t="$total" -v s="$SECS" 'BEGIN{printf "%.1f CPU-seconds sampled (%.2f cores busy)", t / 1e9, t / 1e9 / s}')" ;;
     *) weight="total period $total ($event)" ;;
   esac
-  echo "\`perf record -F $FREQ --call-graph dwarf\` on the server for ${SECS} s: $weight; flame graph: [docs/bench/flame-$p.svg](bench/flame-$p.svg)."
+  echo "\`perf record -F $FREQ --call-graph dwarf\` on the server for ${SECS} s: $weight; flame graph: [$rel](${rel#docs/})."
   echo "Inclusive: a sample counts for every stage on its stack, so the shares add up to more than 100 %."
   echo
   echo "| stage | samples, inclusive | heaviest frames (inclusive share) |"
