@@ -11,7 +11,7 @@
 # Sections (LIST is comma-separated): decode, ceiling (wrk), peak (load generator + SQLite drain
 # once it stops), latency (25/50/90 % of the ceiling), soak, clickhouse (scripts/bench-clickhouse.sh),
 # profile (scripts/profile.sh: flame graphs of the ingest path and the drain), criterion.
-# --quick: 10 s runs, a 1-minute soak, short criterion runs (for trying the suite).
+# --quick: 10 s runs, a 1-minute soak, 5 s of profile per phase, short criterion runs.
 # Record: the summary's figures go to docs/bench/last.json (full runs) or last-quick.json
 # (--quick), which the next run of the same mode shows as "previous"; --no-record skips that.
 # Needs: cargo, jq, curl, a free TCP port 18181; wrk for the ceiling, perf and inferno for the
@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     --skip) SKIP="$2"; shift ;;
     --no-criterion) SKIP="$SKIP,criterion" ;;
     --no-record) RECORD=0 ;;
-    -h|--help) sed -n 2,20p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,19p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
