@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     --skip) SKIP="$2"; shift ;;
     --no-criterion) SKIP="$SKIP,criterion" ;;
     --no-record) RECORD=0 ;;
-    -h|--help) sed -n 2,19p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
