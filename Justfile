@@ -46,9 +46,13 @@ demo RATE="500":
 request-memory:
     bash scripts/request-memory.sh
 
-# Benchmark suite (markdown on stdout; --quick, --append, --soak-minutes N).
+# Benchmark suite ending in one table beside the previous figures (--quick, --only/--skip SECTIONS, --append, --soak-minutes N).
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
+
+# Flame graph + per-stage summary of the release server: `ingest` (under a wrk flood), `drain` (after it), or `both` (needs perf, wrk, inferno).
+profile PHASE="both" *ARGS:
+    bash scripts/profile.sh {{PHASE}} {{ARGS}}
 
 # Fault drills: kill -9, store outage, spool quota, clock skew; connection abuse: half-open flood, idle keep-alive, stalled uploads, slow trickle (verified exactly-once).
 drills *ARGS:
@@ -62,7 +66,7 @@ fleet *ARGS:
 loadgen *ARGS:
     cargo run --release -q -p baddybugs-loadgen --bin baddybugs-loadgen -- {{ARGS}}
 
-# ClickHouse sink benchmark (drain rate, 202 -> stored latency, rates with ClickHouse); chDB front unless CLICKHOUSE_URL.
+# ClickHouse sink benchmark (drain rate, stored rate end to end, 202 -> stored latency, rates with ClickHouse); chDB front unless CLICKHOUSE_URL.
 bench-clickhouse *ARGS:
     bash scripts/bench-clickhouse.sh {{ARGS}}
 

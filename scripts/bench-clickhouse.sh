@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
-# ClickHouse sink benchmark: drain rate from the spool into ClickHouse, end-to-end latency
-# (202 -> stored, i.e. queryable: inserts are synchronous) at a steady offered load, and the
-# acknowledged rate and ack latency at fractions of the peak with ClickHouse as the store.
-# ClickHouse is the real engine (chDB) behind tests/clickhouse/chfront.py on the same machine,
-# or the server named by CLICKHOUSE_URL. Prints a markdown report on stdout.
+# ClickHouse sink benchmark: drain rate from the spool into ClickHouse, the stored rate end to
+# end under a flood, end-to-end latency (202 -> stored, i.e. queryable: inserts are synchronous)
+# at a steady offered load, and the acknowledged rate and ack latency at fractions of the peak
+# with ClickHouse as the store. ClickHouse is the real engine (chDB) behind
+# tests/clickhouse/chfront.py on the same machine, or the server named by CLICKHOUSE_URL.
+# Prints a markdown report on stdout.
 #
-#   scripts/bench-clickhouse.sh [--quick] [--append] [--events N] [--steady-rate R]
+#   scripts/bench-clickhouse.sh [--quick] [--append] [--events N] [--steady-rate R|half]
+#                               [--no-fractions] [--json FILE]
 #
-# --quick: shorter runs. Needs: cargo, jq, curl, free TCP ports 18182 and 18124.
+# --quick: shorter runs. --steady-rate half: the steady load at half the stored rate measured
+# just before. --no-fractions: skip the ack latency at 25/50/90 % of the peak. --json FILE: the
+# headline figures as JSON too (read by scripts/bench.sh for its summary table).
+# Needs: cargo, jq, curl, free TCP ports 18182 and 18124.
 set -euo pipefail
 
-QUICK=0 APPEND=0 BACKLOG=300000 STEADY=20000
+QUICK=0 APPEND=0 BACKLOG=300000 STEADY=20000 FRACTIONS=1 JSON=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --append) APPEND=1 ;;
     --events) BACKLOG="$2"; shift ;;
     --steady-rate) STEADY="$2"; shift ;;
-    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
+    --no-fractions) FRACTIONS=0 ;;
+    --json) JSON="$2"; shift ;;
+    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -39,7 +46,9 @@ OUT="$WORK/report.md"
 log() { echo "bench-clickhouse: $*" >&2; }
 md() { echo "$*" >> "$OUT"; }
 cleanup() {
-  for p in $SERVER_PID $CH_PID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  for p in $SERVER_PID $CH_PID; do
+    if kill "$p" 2>/dev/null; then wait "$p" 2>/dev/null || true; fi
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -105,7 +114,29 @@ md "(from the first batch stored, $(awk -v s="$TF" -v e="$T0" 'BEGIN{printf "%.1
 md "Insert latency per batch (all tables of one batch): p50 $(cut -d'|' -f1 <<<"$INS") ms, p99 $(cut -d'|' -f3 <<<"$INS") ms, max $(cut -d'|' -f4 <<<"$INS") ms over $(cut -d'|' -f5 <<<"$INS") batches."
 md ""
 
-# 2. Steady load: 202 -> stored latency.
+# 2. The stored rate end to end, and the acknowledged peak, with ClickHouse as the store: a flood
+# from a fresh server, then until everything acknowledged is stored. stored/s = acknowledged ÷
+# time from the first request to lag 0 (the definition of `scripts/fleet.sh --bench`).
+log "flood with ClickHouse for ${FRAC_SECS}s, then until stored"
+stop_front; start_front
+start_server peak
+T0=$(date +%s.%N)
+P="$(loadgen --rate 0 --duration "${FRAC_SECS}s" --concurrency 16)"
+T1=$(date +%s.%N)
+until [ "$(stats | jq '.sink.lag_events')" = "0" ]; do sleep 0.1; done
+T2=$(date +%s.%N)
+stop_server
+PEAK=$(jq -r '.acked_rate|floor' <<<"$P")
+PEAK_ACKED=$(jq -r '.acked' <<<"$P")
+STORED=$(awk -v n="$PEAK_ACKED" -v s="$T0" -v e="$T2" 'BEGIN{printf "%d", n/(e-s)}')
+md "### Stored rate end to end, and the acknowledged peak"
+md ""
+md "\`baddybugs-loadgen --rate 0 --duration ${FRAC_SECS}s --concurrency 16\` against a fresh server: **$PEAK events/s acknowledged**, p99 $(jq -r '.latency.p99_ms' <<<"$P") ms;"
+md "$PEAK_ACKED acknowledged in $(awk -v s="$T0" -v e="$T1" 'BEGIN{printf "%.1f", e-s}') s, all stored $(awk -v s="$T0" -v e="$T2" 'BEGIN{printf "%.1f", e-s}') s after the first request: **$STORED events/s stored end to end**."
+md ""
+
+# 3. Steady load: 202 -> stored latency.
+[ "$STEADY" = half ] && STEADY=$((STORED / 2))
 log "steady ${STEADY}/s for ${STEADY_SECS}s"
 stop_front; start_front
 start_server steady
@@ -121,29 +152,33 @@ md "202 -> stored (queryable; the \`end_to_end\` histogram of /v1/stats): **p50 
 md "insert p50 $(cut -d'|' -f1 <<<"$INS") ms, p99 $(cut -d'|' -f3 <<<"$INS") ms."
 md ""
 
-# 3. Peak and fractions of it, with ClickHouse as the store.
-log "peak with ClickHouse"
-stop_front; start_front
-start_server peak
-P="$(loadgen --rate 0 --duration "${FRAC_SECS}s" --concurrency 16)"
-stop_server
-PEAK=$(jq -r '.acked_rate|floor' <<<"$P")
-md "### Acknowledged rate and ack latency with ClickHouse as the store"
-md ""
-md "Peak: \`--rate 0 --duration ${FRAC_SECS}s --concurrency 16\`: **$PEAK events/s**, p99 $(jq -r '.latency.p99_ms' <<<"$P") ms."
-md ""
-md "| load | acked/s | p50 ms | p90 ms | p99 ms | max ms |"
-md "|---|---|---|---|---|---|"
-for pct in 25 50 90; do
-  RATE=$((PEAK * pct / 100))
-  log "latency at ${pct}% ($RATE/s)"
-  start_server "f$pct"
-  R="$(loadgen --rate "$RATE" --duration "${FRAC_SECS}s" --concurrency 16)"
-  stop_server
-  md "| ${pct} % (\`--rate $RATE\`) | $(jq -r '.acked_rate|floor' <<<"$R") | $(jq -r '.latency.p50_ms' <<<"$R") | $(jq -r '.latency.p90_ms' <<<"$R") | $(jq -r '.latency.p99_ms' <<<"$R") | $(jq -r '.latency.max_ms' <<<"$R") |"
-done
-md ""
+# 4. Ack latency at fractions of the peak, with ClickHouse as the store.
+if [ "$FRACTIONS" = 1 ]; then
+  md "### Ack latency at fractions of the peak with ClickHouse as the store"
+  md ""
+  md "| load | acked/s | p50 ms | p90 ms | p99 ms | max ms |"
+  md "|---|---|---|---|---|---|"
+  for pct in 25 50 90; do
+    RATE=$((PEAK * pct / 100))
+    log "latency at ${pct}% ($RATE/s)"
+    start_server "f$pct"
+    F="$(loadgen --rate "$RATE" --duration "${FRAC_SECS}s" --concurrency 16)"
+    stop_server
+    md "| ${pct} % (\`--rate $RATE\`) | $(jq -r '.acked_rate|floor' <<<"$F") | $(jq -r '.latency.p50_ms' <<<"$F") | $(jq -r '.latency.p90_ms' <<<"$F") | $(jq -r '.latency.p99_ms' <<<"$F") | $(jq -r '.latency.max_ms' <<<"$F") |"
+  done
+  md ""
+fi
 stop_front
+
+if [ -n "$JSON" ]; then
+  jq -n --argjson drain "$DRAIN" --argjson drained "$((WRITTEN - W0))" --argjson stored "$STORED" \
+    --argjson peak "$PEAK" --argjson steady "$STEADY" --argjson r "$R" \
+    --arg e2e "$E2E" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
+    '{commit: $commit, drain_eps: $drain, drained_events: $drained, stored_eps: $stored, peak_ack_eps: $peak,
+      steady_rate: $steady, steady_acked_eps: ($r.acked_rate | floor),
+      e2e_p50_ms: ($e2e | split("|")[0] | tonumber), e2e_p99_ms: ($e2e | split("|")[2] | tonumber),
+      verify_missing: $r.verify.missing_count, verify_doubled: $r.verify.doubled_count}' > "$JSON"
+fi
 
 cat "$OUT"
 if [ "$APPEND" = 1 ]; then { echo; cat "$OUT"; } >> docs/BENCHMARKS.md; log "appended to docs/BENCHMARKS.md"; fi
