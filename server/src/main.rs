@@ -138,6 +138,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         clickhouse_url: cli.global.clickhouse_url.clone(),
         clickhouse_migrate: cli.global.clickhouse_migrate,
     };
+    baddybugs_ingest::metrics::memory::set_jemalloc_global();
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Catalog { json, markdown } = command {
         let text = if json {
