@@ -48,7 +48,7 @@ cd "$ROOT"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 SERVER="$TARGET/release/baddybugs-ingest"
 LOADGEN="$TARGET/release/baddybugs-loadgen"
-PORT=18181
+PORT="${BENCH_PORT:-18181}"   # another port when two runs share a machine
 URL="http://127.0.0.1:$PORT/v1/ingest"
 KEY="bench-key:bench-secret"
 TOKEN="bench-token"

@@ -471,6 +471,48 @@ pub struct BufferStats {
     pub oldest_pending_secs: Option<f64>,
     /// Resident memory of the process, bytes (Linux).
     pub rss_bytes: Option<u64>,
+    /// Where the memory goes, consumer by consumer, each with the configured bound it derives
+    /// from; empty from older servers.
+    #[serde(default)]
+    pub memory: MemoryStats,
+}
+
+/// The process's memory by consumer, and the allocator's own view (issue 18).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemoryStats {
+    /// Each memory consumer the configuration bounds, in a fixed order.
+    pub consumers: Vec<MemoryConsumer>,
+    /// The Rust heap as jemalloc sees it; absent when jemalloc is not the global allocator.
+    pub allocator: Option<AllocatorStats>,
+}
+
+/// One memory consumer: what it holds now and the bound the configuration sets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemoryConsumer {
+    /// Stable name: `bodies_in_flight`, `batcher`, `dedup_exact`, `dedup_filter`,
+    /// `signature_cache`, `feed`, `sqlite_page_cache`.
+    pub name: String,
+    /// Bytes held now; absent where it cannot be measured cheaply (the SQLite page cache).
+    pub bytes: Option<u64>,
+    /// The most it may hold, bytes, as derived from `config`; absent where the bound is a count
+    /// of messages of no fixed size (the feed).
+    pub limit_bytes: Option<u64>,
+    /// The configuration keys the bound derives from, comma-separated.
+    pub config: String,
+}
+
+/// jemalloc's statistics (`stats.*`), bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocatorStats {
+    /// Bytes the program holds (`stats.allocated`).
+    pub allocated: u64,
+    /// Bytes in pages with live allocations (`stats.active`, ≥ allocated).
+    pub active: u64,
+    /// Bytes of the allocator's pages resident in memory, its metadata included
+    /// (`stats.resident`): freed pages not yet given back count here.
+    pub resident: u64,
+    /// Bytes of virtual memory kept mapped but given back to the system (`stats.retained`).
+    pub retained: u64,
 }
 
 /// Extra copies of events in the store: an event stored twice, typically an agent retry that

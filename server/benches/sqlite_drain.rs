@@ -19,7 +19,8 @@
 //! (`--prefill N` events, default 500000; `--batch N` events per write, default 10000, the
 //! `batch.max_events` default; `--rounds N` measured batches per figure, default 10;
 //! `--dir PATH` where the database goes, default a temporary directory under `target/`;
-//! `--keep` leaves it there to be looked at).
+//! `--keep` leaves it there to be looked at; `--cache-mib N` the writer's page cache,
+//! `sqlite.cache_bytes`, default its default).
 //! Without `--bench` (as `cargo test --benches` runs it) it does a small smoke run.
 
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use baddybugs_common::protocol::StageName;
 use baddybugs_ingest::batch::{build_batch, BuildStats, RecordRef};
 use baddybugs_ingest::ingest::decode::{self, RawEvent};
 use baddybugs_ingest::record::{self, BatchMeta, Stage};
-use baddybugs_ingest::sink::sqlite::SqliteStore;
+use baddybugs_ingest::sink::sqlite::{SqliteOptions, SqliteStore};
 use baddybugs_ingest::sink::{SinkBatch, Store};
 use baddybugs_loadgen::batch::gzip;
 use baddybugs_loadgen::run::{build_pool, prepare_batch};
@@ -49,6 +50,7 @@ struct Options {
     rounds: usize,
     dir: Option<std::path::PathBuf>,
     keep: bool,
+    cache_bytes: Option<u64>,
 }
 
 fn options() -> Options {
@@ -61,6 +63,7 @@ fn options() -> Options {
             rounds: 10,
             dir: None,
             keep: false,
+            cache_bytes: None,
         }
     } else {
         Options {
@@ -69,6 +72,7 @@ fn options() -> Options {
             rounds: 2,
             dir: None,
             keep: false,
+            cache_bytes: None,
         }
     };
     let mut it = args.iter();
@@ -78,6 +82,9 @@ fn options() -> Options {
             "--prefill" => o.prefill = value().parse().expect("--prefill N"),
             "--batch" => o.batch = value().parse().expect("--batch N"),
             "--rounds" => o.rounds = value().parse().expect("--rounds N"),
+            "--cache-mib" => {
+                o.cache_bytes = Some(value().parse::<u64>().expect("--cache-mib N") << 20)
+            }
             "--dir" => o.dir = Some(value().into()),
             "--keep" => o.keep = true,
             _ => {}
@@ -242,7 +249,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let store = Arc::new(SqliteStore::open(&db).expect("open store"));
+    let mut store_options = SqliteOptions::default();
+    if let Some(bytes) = o.cache_bytes {
+        store_options.cache_bytes = bytes;
+    }
+    let store = Arc::new(SqliteStore::open_with(&db, store_options).expect("open store"));
     let mut records = Records::new();
     let mut lsn = 1u64;
 

@@ -455,6 +455,26 @@ impl Default for DriftConfig {
     }
 }
 
+/// The embedded SQLite store (ignored with ClickHouse).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqliteConfig {
+    /// Page cache of the writer connection, bytes (SQLite's `cache_size`): index pages kept hot
+    /// across batches.
+    pub cache_bytes: u64,
+    /// Page cache of each of the two read connections, bytes.
+    pub read_cache_bytes: u64,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        SqliteConfig {
+            cache_bytes: 16 << 20,
+            read_cache_bytes: 2 << 20,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -485,6 +505,8 @@ pub struct Config {
     pub feed: FeedConfig,
     /// Schema drift.
     pub drift: DriftConfig,
+    /// The embedded SQLite store.
+    pub sqlite: SqliteConfig,
     /// Seconds to wait for in-flight work on shutdown.
     pub shutdown_grace_secs: u64,
 }
@@ -505,6 +527,7 @@ impl Default for Config {
             clickhouse: ClickHouseConfig::default(),
             feed: FeedConfig::default(),
             drift: DriftConfig::default(),
+            sqlite: SqliteConfig::default(),
             shutdown_grace_secs: 20,
         }
     }
@@ -537,7 +560,7 @@ pub struct FlagOverrides {
 }
 
 /// The options read from `BADDYBUGS_<NAME>` (sections with `__`, e.g. `BADDYBUGS_SPOOL__QUOTA_BYTES`).
-const ENV_KEYS: [&str; 13] = [
+const ENV_KEYS: [&str; 14] = [
     "listen",
     "data_dir",
     "feed_token",
@@ -551,6 +574,7 @@ const ENV_KEYS: [&str; 13] = [
     "clickhouse",
     "feed",
     "drift",
+    "sqlite",
 ];
 
 impl Config {
@@ -643,6 +667,11 @@ impl Config {
             ),
             ("drift.max_keys_per_type", self.drift.max_keys_per_type),
             ("drift.max_types", self.drift.max_types),
+            ("sqlite.cache_bytes", self.sqlite.cache_bytes as usize),
+            (
+                "sqlite.read_cache_bytes",
+                self.sqlite.read_cache_bytes as usize,
+            ),
             (
                 "drift.flush_interval_ms",
                 self.drift.flush_interval_ms as usize,

@@ -15,7 +15,7 @@ use tracing_subscriber::{fmt, EnvFilter, Layer};
 /// jemalloc instead of the system allocator. With glibc's malloc the server's RSS under a steady
 /// load crept up to ~250–320 MB (per-thread arenas keep freed request buffers and batches);
 /// jemalloc returns freed pages to the system, so RSS follows what is really held
-/// (docs/BENCHMARKS.md, memory over a soak).
+/// (docs/BENCHMARKS.md, memory over a soak); `.cargo/config.toml` makes it do so after 1 s.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -138,6 +138,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         clickhouse_url: cli.global.clickhouse_url.clone(),
         clickhouse_migrate: cli.global.clickhouse_migrate,
     };
+    baddybugs_ingest::metrics::memory::set_jemalloc_global();
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Catalog { json, markdown } = command {
         let text = if json {

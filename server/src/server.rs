@@ -82,9 +82,18 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         return Ok(store);
     }
     let path = config.data_dir.join("store.sqlite");
-    let store = SqliteStore::open(&path)
+    let store = SqliteStore::open_with(&path, sqlite_options(config))
         .with_context(|| format!("cannot open the embedded store {}", path.display()))?;
     Ok(Arc::new(store))
+}
+
+/// Embedded store options from the configuration.
+pub fn sqlite_options(config: &Config) -> crate::sink::sqlite::SqliteOptions {
+    crate::sink::sqlite::SqliteOptions {
+        cache_bytes: config.sqlite.cache_bytes,
+        read_cache_bytes: config.sqlite.read_cache_bytes,
+        ..Default::default()
+    }
 }
 
 /// Spool options from the configuration (also used by the `spool` subcommands).
@@ -364,8 +373,11 @@ async fn metrics_ticker(
             .consumers
             .iter()
             .find(|c| c.name == crate::batch::CHECKPOINT);
+        let batcher_bytes = metrics.gauges.batcher_bytes.load(Ordering::Relaxed);
+        let memory = crate::metrics::memory::memory_stats(&state, batcher_bytes);
         {
             let mut b = metrics.gauges.buffers.lock();
+            b.memory = memory;
             b.spool_bytes = status.bytes_on_disk;
             b.spool_quota_bytes = status.quota_bytes;
             b.spool_segments = status.segments as u64;
@@ -373,8 +385,7 @@ async fn metrics_ticker(
             b.oldest_pending_secs = consumer
                 .and_then(|c| c.oldest_pending_unix_ms)
                 .map(|ms| (now - ms as i64).max(0) as f64 / 1000.0);
-            b.memory_bytes =
-                feed.queued_bytes() + metrics.gauges.batcher_bytes.load(Ordering::Relaxed);
+            b.memory_bytes = feed.queued_bytes() + batcher_bytes;
             b.memory_events = metrics.gauges.batcher_events.load(Ordering::Relaxed);
         }
         {

@@ -211,6 +211,7 @@ pub(crate) fn metrics(n: u64) -> ServerMessage {
             pending_records: 4_200,
             oldest_pending_secs: Some(2.5),
             rss_bytes: Some(96 << 20),
+            ..Default::default()
         },
         sink: SinkStats {
             kind: "sqlite".into(),

@@ -603,6 +603,17 @@ impl FeedHub {
         self.broadcast(message, false);
     }
 
+    /// Bytes of the tail messages kept for clients that subscribe later
+    /// (`feed.tail_retention` per tail).
+    pub fn retained_bytes(&self) -> u64 {
+        self.retained
+            .lock()
+            .values()
+            .flat_map(|ring| ring.iter())
+            .map(|m| m.json.len() as u64)
+            .sum()
+    }
+
     /// Bytes held in client queues.
     pub fn queued_bytes(&self) -> u64 {
         self.clients

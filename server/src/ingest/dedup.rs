@@ -50,10 +50,10 @@ pub struct DedupWindow {
 }
 
 struct Inner {
-    expiry: HashMap<u128, i64>,
-    order: VecDeque<(u128, i64)>,
+    expiry: HashMap<IdHash, i64>,
+    order: VecDeque<(IdHash, i64)>,
     /// Ids of batches being appended right now; dropping the sender wakes their waiters.
-    pending: HashMap<u128, watch::Sender<()>>,
+    pending: HashMap<IdHash, watch::Sender<()>>,
     /// The long tier, when configured.
     filter: Option<SlicedFilter>,
     /// Ids confirmed before this time may have left the exact tier (start, or eviction by count).
@@ -68,8 +68,12 @@ pub const PENDING_WAIT: Duration = Duration::from_secs(30);
 #[error("another copy of this batch has been in progress for {}s", PENDING_WAIT.as_secs())]
 pub struct StillPending;
 
+/// 128 bits of (tenant, id), as two 64-bit halves: 8-byte aligned, so an exact-tier entry
+/// (hash and expiry) takes 24 bytes where a `u128` key (16-byte aligned) would pad it to 32.
+type IdHash = [u64; 2];
+
 /// 128 bits of (tenant, id): two keyed SipHash runs.
-fn hash_id(tenant: &str, id: &str) -> u128 {
+fn hash_id(tenant: &str, id: &str) -> IdHash {
     let half = |salt: u8| {
         let mut h = DefaultHasher::new();
         salt.hash(&mut h);
@@ -77,22 +81,22 @@ fn hash_id(tenant: &str, id: &str) -> u128 {
         id.hash(&mut h);
         h.finish()
     };
-    (u128::from(half(1)) << 64) | u128::from(half(2))
+    [half(1), half(2)]
 }
 
 /// The long tier's key: the low half.
-fn short(h: u128) -> u64 {
-    h as u64
+fn short(h: IdHash) -> u64 {
+    h[1]
 }
 
 /// The ids of one batch, reserved until confirmed or dropped.
 #[must_use = "an unconfirmed reservation is released when dropped"]
 pub struct Reservation<'w> {
     window: &'w DedupWindow,
-    reserved: Vec<u128>,
+    reserved: Vec<IdHash>,
     duplicates: Vec<bool>,
     /// Indexes (into the ids given) the long tier may have seen, with their hashes.
-    maybe: Vec<(usize, u128)>,
+    maybe: Vec<(usize, IdHash)>,
 }
 
 impl Reservation<'_> {
@@ -122,7 +126,7 @@ impl Reservation<'_> {
             }
         }
         if !known.is_empty() {
-            let known_set: HashSet<u128> = known.iter().copied().collect();
+            let known_set: HashSet<IdHash> = known.iter().copied().collect();
             self.reserved.retain(|r| !known_set.contains(r));
             // Confirming releases their reservation too: a parked copy wakes and finds them.
             self.window.confirm(&known, now_ms);
@@ -186,7 +190,7 @@ impl DedupWindow {
         ids: &[Option<&str>],
         now_ms: i64,
     ) -> Result<Reservation<'_>, StillPending> {
-        let hashes: Vec<Option<u128>> = ids
+        let hashes: Vec<Option<IdHash>> = ids
             .iter()
             .map(|id| id.map(|id| hash_id(tenant, id)))
             .collect();
@@ -209,7 +213,7 @@ impl DedupWindow {
     /// Reserves every id, or returns what to wait for if another batch holds one of them.
     fn try_reserve(
         &self,
-        hashes: &[Option<u128>],
+        hashes: &[Option<IdHash>],
         now_ms: i64,
     ) -> Result<Reservation<'_>, Vec<watch::Receiver<()>>> {
         let mut inner = self.inner.lock();
@@ -252,22 +256,28 @@ impl DedupWindow {
         })
     }
 
-    fn confirm(&self, hashes: &[u128], now_ms: i64) {
+    fn confirm(&self, hashes: &[IdHash], now_ms: i64) {
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
         let expiry = now_ms.saturating_add(self.window_ms);
         for &h in hashes {
             inner.pending.remove(&h);
+            // Room first, so the tables never hold more than `max_ids` (their memory bound).
+            self.forget(inner, now_ms, self.max_ids.saturating_sub(1));
             inner.expiry.insert(h, expiry);
             inner.order.push_back((h, expiry));
             if let Some(filter) = inner.filter.as_mut() {
                 filter.insert(short(h), now_ms);
             }
         }
-        // Forget what expired, then the oldest beyond the count bound.
+        self.forget(inner, now_ms, self.max_ids);
+    }
+
+    /// Forgets what expired, then the oldest beyond `keep` ids.
+    fn forget(&self, inner: &mut Inner, now_ms: i64, keep: usize) {
         while let Some(&(h, exp)) = inner.order.front() {
             let expired = exp <= now_ms;
-            if !expired && inner.order.len() <= self.max_ids {
+            if !expired && inner.order.len() <= keep {
                 break;
             }
             inner.order.pop_front();
@@ -296,6 +306,30 @@ impl DedupWindow {
         self.inner.lock().pending.len()
     }
 
+    /// Bytes of the exact tier's tables as allocated now (by capacity: a table that grew keeps
+    /// its room).
+    pub fn exact_bytes(&self) -> u64 {
+        let inner = self.inner.lock();
+        exact_table_bytes(inner.expiry.capacity(), inner.order.capacity())
+    }
+
+    /// Bytes of the long tier (0 when it is off).
+    pub fn filter_bytes(&self) -> u64 {
+        self.inner
+            .lock()
+            .filter
+            .as_ref()
+            .map_or(0, SlicedFilter::bytes)
+    }
+
+    /// The most the exact tier's tables take, at `ingest.dedup_max_ids` ids.
+    pub fn exact_limit_bytes(&self) -> u64 {
+        // hashbrown keeps at most 7/8 of a power-of-two bucket count full; a VecDeque doubles.
+        let buckets = (self.max_ids.saturating_mul(8) / 7 + 1).next_power_of_two();
+        let map_capacity = buckets / 8 * 7;
+        exact_table_bytes(map_capacity, self.max_ids.next_power_of_two())
+    }
+
     /// What the window holds at `now_ms`, and how far back each tier remembers.
     pub fn stats(&self, now_ms: i64) -> DedupStats {
         let inner = self.inner.lock();
@@ -311,6 +345,19 @@ impl DedupWindow {
     }
 }
 
+/// Bytes of an exact tier whose map has room for `map_capacity` ids and whose order queue for
+/// `order_capacity`: per map bucket an entry and one control byte (hashbrown), per queue slot
+/// an entry.
+fn exact_table_bytes(map_capacity: usize, order_capacity: usize) -> u64 {
+    let entry = std::mem::size_of::<(IdHash, i64)>();
+    let buckets = if map_capacity == 0 {
+        0
+    } else {
+        (map_capacity * 8 / 7).next_power_of_two()
+    };
+    (buckets * (entry + 1) + order_capacity * entry) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +368,28 @@ mod tests {
             .unwrap()
             .duplicates()
             .to_vec()
+    }
+
+    /// Issue 18: the exact tier's memory as reported stays within the bound reported for
+    /// `dedup_max_ids`, and an entry is 24 bytes (no `u128` padding).
+    #[tokio::test]
+    async fn exact_tier_bytes_stay_within_the_reported_bound() {
+        assert_eq!(std::mem::size_of::<(IdHash, i64)>(), 24);
+        let w = DedupWindow::new(600, 1000);
+        assert_eq!(w.exact_bytes(), 0);
+        let ids: Vec<String> = (0..5000).map(|i| format!("id-{i}")).collect();
+        for chunk in ids.chunks(100) {
+            let refs: Vec<Option<&str>> = chunk.iter().map(|i| Some(i.as_str())).collect();
+            w.reserve("o/a", &refs, 0).await.unwrap().confirm(0);
+        }
+        assert_eq!(w.len(), 1000);
+        assert!(w.exact_bytes() > 1000 * 24, "{}", w.exact_bytes());
+        assert!(
+            w.exact_bytes() <= w.exact_limit_bytes(),
+            "{} > {}",
+            w.exact_bytes(),
+            w.exact_limit_bytes()
+        );
     }
 
     #[tokio::test]

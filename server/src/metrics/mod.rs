@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 
 use crate::sink::Table;
 
+pub mod memory;
 mod prometheus;
 mod senders;
 

@@ -102,6 +102,71 @@ fn gauge(
     metric.encode(encoder.encode_descriptor(name, help, unit, metric.metric_type())?)
 }
 
+fn gauge_family<'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    label: &str,
+    values: impl Iterator<Item = (&'a str, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (value, n) in values {
+        ConstGauge::new(n as f64).encode(family.encode_family(&[(label, value)])?)?;
+    }
+    Ok(())
+}
+
+/// The memory consumers and their bounds (`consumer` label), and jemalloc's statistics
+/// (`stat` label).
+fn memory(
+    e: &mut DescriptorEncoder,
+    memory: &baddybugs_common::protocol::MemoryStats,
+) -> Result<(), std::fmt::Error> {
+    let bytes = Some(&Unit::Bytes);
+    let held = memory
+        .consumers
+        .iter()
+        .filter_map(|c| Some((c.name.as_str(), c.bytes?)));
+    gauge_family(
+        e,
+        "memory_consumer",
+        "Bytes a memory consumer holds (buffers.memory in /v1/stats).",
+        bytes,
+        "consumer",
+        held,
+    )?;
+    let limits = memory
+        .consumers
+        .iter()
+        .filter_map(|c| Some((c.name.as_str(), c.limit_bytes?)));
+    gauge_family(
+        e,
+        "memory_consumer_limit",
+        "The most a memory consumer may hold, from its configuration keys.",
+        bytes,
+        "consumer",
+        limits,
+    )?;
+    if let Some(a) = memory.allocator {
+        gauge_family(
+            e,
+            "allocator",
+            "jemalloc statistics: allocated, active, resident, retained.",
+            bytes,
+            "stat",
+            [
+                ("allocated", a.allocated),
+                ("active", a.active),
+                ("resident", a.resident),
+                ("retained", a.retained),
+            ]
+            .into_iter(),
+        )?;
+    }
+    Ok(())
+}
+
 fn histogram(
     encoder: &mut DescriptorEncoder,
     name: &str,
@@ -336,6 +401,7 @@ impl Collector for IngestCollector {
             bytes,
             b.memory_bytes as f64,
         )?;
+        memory(e, &b.memory)?;
         gauge(
             e,
             "sink_up",

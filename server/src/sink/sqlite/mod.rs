@@ -69,6 +69,17 @@ pub struct SqliteOptions {
     /// Row bytes committed between two WAL checkpoints of the checkpoint thread (see
     /// `checkpoint.rs`); 0 leaves every checkpoint to the writer's own autocheckpoint.
     pub checkpoint_every_bytes: u64,
+    /// Page cache of the writer connection, bytes (`sqlite.cache_bytes`).
+    pub cache_bytes: u64,
+    /// Page cache of each read connection, bytes (`sqlite.read_cache_bytes`).
+    pub read_cache_bytes: u64,
+}
+
+impl SqliteOptions {
+    /// The most the page caches hold: the writer's and each read connection's, bytes.
+    pub fn cache_limit_bytes(&self) -> u64 {
+        self.cache_bytes + self.read_cache_bytes * self.read_connections.max(1) as u64
+    }
 }
 
 impl Default for SqliteOptions {
@@ -80,6 +91,8 @@ impl Default for SqliteOptions {
             // write: that write must survive power loss, or the checkpoint would lose events.
             full_sync: true,
             checkpoint_every_bytes: checkpoint::CHECKPOINT_EVERY_BYTES,
+            cache_bytes: 16 << 20,
+            read_cache_bytes: 2 << 20,
         }
     }
 }
@@ -208,6 +221,11 @@ impl SqliteStore {
     }
 }
 
+/// `PRAGMA cache_size` for a bound in bytes: negative means KiB; at least one page.
+fn cache_kib(bytes: u64) -> i64 {
+    -((bytes / 1024).max(PAGE_SIZE as u64 / 1024) as i64)
+}
+
 impl Inner {
     fn connect(&self) -> rusqlite::Result<Connection> {
         let conn = Connection::open(&self.path)?;
@@ -244,8 +262,8 @@ impl Inner {
                 checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
             )?;
         }
-        // 64 MiB of page cache (negative = KiB) keeps index pages hot across batches.
-        conn.pragma_update(None, "cache_size", -65536)?;
+        // Page cache (negative = KiB): keeps index pages hot across batches.
+        conn.pragma_update(None, "cache_size", cache_kib(self.options.cache_bytes))?;
         // The schema's `CHECK (json_valid(…))` constraints are enforced by write.rs instead,
         // where serde_json checks each value off the insert loop (the same check the read side
         // relies on, at a fraction of SQLite's JSON parse). Only this connection writes.
@@ -256,6 +274,7 @@ impl Inner {
     fn connect_reader(&self) -> rusqlite::Result<Connection> {
         let conn = self.connect()?;
         conn.pragma_update(None, "query_only", true)?;
+        conn.pragma_update(None, "cache_size", cache_kib(self.options.read_cache_bytes))?;
         Ok(conn)
     }
 

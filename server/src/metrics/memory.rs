@@ -1,0 +1,125 @@
+//! Where the memory goes (issue 18): each consumer the configuration bounds, what it holds now
+//! and the bound it derives from, plus jemalloc's own statistics.
+//!
+//! In: the server's state, read by the metrics ticker once a second (each reading takes a lock
+//! for a few field loads at most). Out: [`MemoryStats`] for `/v1/stats` (`buffers.memory`), the
+//! feed and `/metrics`. What is left of the resident set beyond the allocator's `resident` is
+//! memory outside the Rust heap: SQLite's page caches (bundled SQLite allocates with the C
+//! library's `malloc`), thread stacks and the program itself.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use baddybugs_common::protocol::{AllocatorStats, MemoryConsumer, MemoryStats};
+
+use crate::state::AppState;
+
+/// Set by the binary when jemalloc is the global allocator; the library alone (unit tests)
+/// runs on the system allocator, whose statistics jemalloc cannot see.
+static JEMALLOC_IS_GLOBAL: AtomicBool = AtomicBool::new(false);
+
+/// Tells the statistics that jemalloc is the process's global allocator.
+pub fn set_jemalloc_global() {
+    JEMALLOC_IS_GLOBAL.store(true, Ordering::Relaxed);
+}
+
+/// jemalloc's statistics, refreshed; `None` when jemalloc is not the global allocator or the
+/// statistics cannot be read.
+pub fn allocator_stats() -> Option<AllocatorStats> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    if !JEMALLOC_IS_GLOBAL.load(Ordering::Relaxed) {
+        return None;
+    }
+    // The statistics are a snapshot taken when the epoch advances.
+    epoch::advance().ok()?;
+    Some(AllocatorStats {
+        allocated: stats::allocated::read().ok()? as u64,
+        active: stats::active::read().ok()? as u64,
+        resident: stats::resident::read().ok()? as u64,
+        retained: stats::retained::read().ok()? as u64,
+    })
+}
+
+/// The consumers, in a fixed order, with what each holds and its configured bound.
+/// `batcher_bytes` is the gauge the batcher keeps.
+pub fn consumers(state: &AppState, batcher_bytes: u64) -> Vec<MemoryConsumer> {
+    let config = &state.config;
+    let ing = &config.ingest;
+    let mut out = vec![
+        consumer(
+            "bodies_in_flight",
+            Some(state.admission.body_bytes_in_flight() as u64),
+            Some(ing.max_body_bytes_in_flight as u64),
+            "ingest.max_body_bytes_in_flight",
+        ),
+        // Up to three batches at once: one being read from the spool, one being built, one
+        // being written.
+        consumer(
+            "batcher",
+            Some(batcher_bytes),
+            Some(3 * config.batch.max_bytes as u64),
+            "batch.max_bytes",
+        ),
+        consumer(
+            "dedup_exact",
+            Some(state.dedup.exact_bytes()),
+            Some(state.dedup.exact_limit_bytes()),
+            "ingest.dedup_max_ids",
+        ),
+        consumer(
+            "dedup_filter",
+            Some(state.dedup.filter_bytes()),
+            Some(ing.dedup_filter_bytes),
+            "ingest.dedup_filter_bytes",
+        ),
+        consumer(
+            "signature_cache",
+            Some(state.signatures.exact_bytes()),
+            Some(state.signatures.exact_limit_bytes()),
+            "ingest.signature_cache_entries",
+        ),
+        // Bounded in messages, not bytes: a message is as long as what it carries.
+        consumer(
+            "feed",
+            Some(state.feed.queued_bytes() + state.feed.retained_bytes()),
+            None,
+            "feed.client_queue_messages,feed.tail_retention",
+        ),
+    ];
+    if config.clickhouse.url.is_none() {
+        out.push(consumer(
+            "sqlite_page_cache",
+            None,
+            Some(crate::server::sqlite_options(config).cache_limit_bytes()),
+            "sqlite.cache_bytes,sqlite.read_cache_bytes",
+        ));
+    }
+    out
+}
+
+/// Everything: the consumers and the allocator.
+pub fn memory_stats(state: &AppState, batcher_bytes: u64) -> MemoryStats {
+    MemoryStats {
+        consumers: consumers(state, batcher_bytes),
+        allocator: allocator_stats(),
+    }
+}
+
+fn consumer(name: &str, bytes: Option<u64>, limit: Option<u64>, config: &str) -> MemoryConsumer {
+    MemoryConsumer {
+        name: name.into(),
+        bytes,
+        limit_bytes: limit,
+        config: config.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The unit tests run on the system allocator: no jemalloc figures are made up for it.
+    #[test]
+    fn no_allocator_stats_unless_jemalloc_is_global() {
+        assert_eq!(allocator_stats(), None);
+    }
+}
