@@ -82,14 +82,17 @@ async fn stats_show_each_consumer_with_its_configured_bound() {
         512 << 20,
         "ingest.max_body_bytes_in_flight: {memory}"
     );
-    // The dedup window remembers the accepted id.
-    assert!(
-        consumer(&memory, "dedup_exact")["bytes"]
+    // The dedup window remembers the accepted id (seen at the next tick of the ticker).
+    wait_for(Duration::from_secs(20), "dedup_exact bytes > 0", || async {
+        let (_, stats) = get_json(&client, &server, "/v1/stats").await.ok()?;
+        (consumer(&stats["buffers"]["memory"], "dedup_exact")["bytes"]
             .as_u64()
             .unwrap_or(0)
-            > 0,
-        "{memory}"
-    );
+            > 0)
+        .then_some(())
+    })
+    .await
+    .unwrap();
     let allocator = &memory["allocator"];
     let allocated = allocator["allocated"].as_u64().unwrap_or(0);
     assert!(allocated > 0, "jemalloc statistics: {memory}");
@@ -136,12 +139,14 @@ async fn a_changed_bound_shows_in_stats_and_metrics() {
         .text()
         .await
         .unwrap();
-    let sample = format!(
-        "baddybugs_ingest_memory_consumer_limit_bytes{{consumer=\"sqlite_page_cache\"}} {}",
-        (8 << 20) + 2 * (1 << 20)
-    );
+    // Gauges are exposed as floats (`10485760.0`).
+    let prefix = "baddybugs_ingest_memory_consumer_limit_bytes{consumer=\"sqlite_page_cache\"} ";
+    let sample = format!("{prefix}{}", (8 << 20) + 2 * (1 << 20));
     assert!(
-        text.lines().any(|l| l == sample),
+        text.lines().any(
+            |l| l.strip_prefix(prefix).and_then(|v| v.parse::<f64>().ok())
+                == Some(f64::from((8 << 20) + 2 * (1 << 20)))
+        ),
         "{sample} not in /metrics:\n{text}"
     );
     assert!(
