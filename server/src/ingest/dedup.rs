@@ -5,7 +5,7 @@
 //! another's event a duplicate. The window has two tiers, so that it holds its configured time
 //! (`ingest.dedup_window_secs`) even at the peak acknowledged rate, within a stated memory:
 //!
-//! - the **exact tier** holds the newest ids (`ingest.dedup_max_ids`, ~50 bytes each, as
+//! - the **exact tier** holds the newest ids (`ingest.dedup_max_ids`, ~78 bytes each with the tables, as
 //!   128-bit hashes of (tenant, id): a collision is beyond any realistic count of events), with
 //!   their reservations. Its answer is final.
 //! - the **long tier** ([`filter`], `ingest.dedup_filter_bytes`) remembers every id of the
