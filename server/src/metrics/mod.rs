@@ -763,13 +763,7 @@ impl Metrics {
             Some(latency) => self.histograms[latency.index()].lock(),
             None => self.batch_sizes.lock(),
         };
-        let mut counts = Vec::with_capacity(bounds.len() + 1);
-        let mut low = 0u64;
-        for &bound in bounds {
-            counts.push(h.count_between(low, bound));
-            low = bound.saturating_add(1);
-        }
-        counts.push(h.len().saturating_sub(counts.iter().sum::<u64>()));
+        let counts = bucket_counts(&h, bounds);
         let sum: f64 = h
             .iter_recorded()
             .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
@@ -801,21 +795,20 @@ fn histo(name: &str, unit: &str, h: &Histogram<u64>, divisor: f64) -> Histo {
         };
     }
     let q = |p: f64| h.value_at_quantile(p) as f64 / divisor;
-    let mut buckets = Vec::new();
-    let mut lower = 0u64;
-    let mut upper = 1u64;
-    while lower <= h.max() {
-        let count = h.count_between(lower.saturating_add(if lower == 0 { 0 } else { 1 }), upper);
-        buckets.push(Bucket {
+    // Powers of two up to the first one that holds the largest value.
+    let mut bounds = vec![1u64];
+    while let Some(&last) = bounds.last().filter(|&&b| b < h.max() && b < u64::MAX / 2) {
+        bounds.push(last * 2);
+    }
+    let counts = bucket_counts(h, &bounds);
+    let buckets = bounds
+        .iter()
+        .zip(counts)
+        .map(|(&upper, count)| Bucket {
             le: upper as f64 / divisor,
             count,
-        });
-        lower = upper;
-        upper = upper.saturating_mul(2);
-        if upper == lower {
-            break;
-        }
-    }
+        })
+        .collect();
     Histo {
         name: name.into(),
         unit: unit.into(),
@@ -828,6 +821,21 @@ fn histo(name: &str, unit: &str, h: &Histogram<u64>, divisor: f64) -> Histo {
         max: h.max() as f64 / divisor,
         buckets,
     }
+}
+
+/// The count of recorded values in each bucket `(previous bound, bound]` of ascending `bounds`,
+/// plus one last bucket for everything above the last bound. Each value is counted once, by the
+/// lowest value of its recording precision (0.1 %). `Histogram::count_between` is not used: it
+/// counts whole precision ranges at both ends, so a value sharing a range with a bound (2049 µs
+/// is stored as 2048–2049) would be counted in two buckets and the buckets would add up to more
+/// than the histogram's count.
+fn bucket_counts(h: &Histogram<u64>, bounds: &[u64]) -> Vec<u64> {
+    let mut counts = vec![0; bounds.len() + 1];
+    for value in h.iter_recorded() {
+        let lowest = h.lowest_equivalent(value.value_iterated_to());
+        counts[bounds.partition_point(|&b| b < lowest)] += value.count_at_value();
+    }
+    counts
 }
 
 /// Resident set size of this process (Linux `/proc/self/statm`).
@@ -934,5 +942,41 @@ mod tests {
         let before = bounds(&text);
         m.record_latency(Latency::Request, 45_000_000);
         assert_eq!(bounds(&m.prometheus()), before);
+    }
+
+    /// A value that shares its recording precision with a bucket bound (2049 µs is stored as
+    /// 2048–2049, 1001 µs as 1001 only) is counted in exactly one bucket: the buckets add up to
+    /// the histogram's count in `/v1/stats`, and Prometheus' cumulative `+Inf` equals `_count`.
+    #[test]
+    fn every_recorded_value_is_in_exactly_one_bucket() {
+        let m = Arc::new(Metrics::new("i".into()));
+        let values = [
+            1, 2, 3, 1000, 1001, 2047, 2048, 2049, 4097, 2_500_001, 9_999_999,
+        ];
+        for &micros in &values {
+            m.record_latency(Latency::Request, micros);
+        }
+        let snap = m.tick();
+        let request = &snap.latencies[0];
+        assert_eq!(request.count, values.len() as u64);
+        assert_eq!(
+            request.buckets.iter().map(|b| b.count).sum::<u64>(),
+            values.len() as u64,
+            "{:?}",
+            request.buckets
+        );
+        // 2049 shares 2048's precision range: 2047, 2048 and 2049 are in the bucket up to
+        // 2.048 ms, and 4097 (stored as 4096–4099) in the one up to 4.096 ms.
+        let at = |le: f64| request.buckets.iter().find(|b| b.le == le).unwrap().count;
+        assert_eq!(at(2.048), 3, "{:?}", request.buckets);
+        assert_eq!(at(4.096), 1, "{:?}", request.buckets);
+        let text = m.prometheus();
+        let inf = text
+            .lines()
+            .find(|l| {
+                l.starts_with("baddybugs_ingest_request_duration_seconds_bucket{le=\"+Inf\"}")
+            })
+            .unwrap();
+        assert!(inf.ends_with(&format!(" {}", values.len())), "{inf}");
     }
 }
