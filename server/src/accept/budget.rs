@@ -199,6 +199,13 @@ struct Inner {
     doomed: Counts,
 }
 
+impl Inner {
+    /// Doomed connections whose socket is still open, in both pools.
+    fn closing(&self) -> usize {
+        self.doomed.regular + self.doomed.reserve
+    }
+}
+
 /// What [`Table::admit`] decided for a new connection.
 pub enum Admission {
     /// Serve it; `shed` is the phase of the connection closed to make room, if one was.
@@ -218,6 +225,8 @@ pub struct Table {
     limits: Counts,
     next_id: AtomicU64,
     inner: Mutex<Inner>,
+    /// Notified each time a doomed connection's socket closes.
+    closed: Notify,
 }
 
 impl Table {
@@ -228,6 +237,7 @@ impl Table {
             limits,
             next_id: AtomicU64::new(1),
             inner: Mutex::new(Inner::default()),
+            closed: Notify::new(),
         })
     }
 
@@ -239,6 +249,32 @@ impl Table {
     /// Open connections now.
     pub fn counts(&self) -> Counts {
         self.inner.lock().open
+    }
+
+    /// Doomed connections whose socket is not closed yet. Each still holds a descriptor: a
+    /// doomed connection is closed by its own task, which may not have run yet.
+    pub fn closing(&self) -> usize {
+        self.inner.lock().closing()
+    }
+
+    /// Waits until at most `allowed` doomed connections are still open, or `patience` has
+    /// passed (a doomed connection's task closes it at its next poll, so the wait is short;
+    /// the bound keeps a stuck task from stopping the accept loop for good). Returns whether
+    /// the count is within `allowed`.
+    pub async fn wait_for_closing(&self, allowed: usize, patience: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            // Registered before the check, so a close between the two is not missed.
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.closing() <= allowed {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                return self.closing() <= allowed;
+            }
+        }
     }
 
     /// Admits a new connection, dooming the oldest idle or half-open one when its pool is full.
@@ -342,6 +378,8 @@ impl Drop for Slot {
             *count_mut(&mut inner.open, pool) -= 1;
             if self.conn.is_doomed() {
                 *count_mut(&mut inner.doomed, pool) -= 1;
+                drop(inner);
+                self.table.closed.notify_waiters();
             }
         }
     }
@@ -413,6 +451,34 @@ mod tests {
         drop(a);
         let (h, shed) = admitted(&table);
         assert_eq!((h.conn().pool(), shed), (Pool::Regular, None));
+    }
+
+    /// A doomed connection counts as closing until its slot drops, and the accept loop's wait
+    /// ends when it does (or at its patience, saying the count is still over).
+    #[tokio::test]
+    async fn doomed_connections_count_as_closing_until_their_socket_drops() {
+        let table = Table::new(Counts {
+            regular: 1,
+            reserve: 0,
+        });
+        let (old, _) = admitted(&table);
+        let (new, shed) = admitted(&table);
+        assert_eq!(shed, Some(Phase::Fresh));
+        assert_eq!(table.closing(), 1);
+        assert!(
+            !table.wait_for_closing(0, Duration::from_millis(20)).await,
+            "still open: the wait gives up at its patience"
+        );
+        let closer = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            drop(old);
+        });
+        assert!(table.wait_for_closing(0, Duration::from_secs(30)).await);
+        assert_eq!(table.closing(), 0);
+        closer.await.unwrap();
+        // A connection that was not doomed never counted.
+        drop(new);
+        assert_eq!(table.closing(), 0);
     }
 
     #[test]

@@ -54,6 +54,14 @@ pub const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Refused connections answered at once; past this many, a refused connection is just closed.
 const MAX_REFUSALS_IN_FLIGHT: usize = 64;
 
+/// Connections closed to make room whose socket may still be open before the accept loop waits
+/// for them (part of `connections.reserved_descriptors`, with the refusals in flight).
+const MAX_CLOSING: usize = 8;
+
+/// How long the accept loop waits for closed-to-make-room connections to release their
+/// descriptors before it accepts anyway.
+const CLOSING_PATIENCE: Duration = Duration::from_millis(200);
+
 /// How long a refused connection may take to get its 503.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -200,6 +208,24 @@ pub async fn serve(
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     loop {
+        // A doomed connection keeps its descriptor until its task runs and drops it; accepting
+        // faster than those tasks close would spend descriptors the budget counted as free
+        // (and `accept` would fail with EMFILE). New connections wait in the listen backlog.
+        if shared.table.closing() > MAX_CLOSING {
+            let within = tokio::select! {
+                within = shared.table.wait_for_closing(MAX_CLOSING, CLOSING_PATIENCE) => within,
+                () = &mut shutdown => break,
+            };
+            if !within {
+                if let Some(held) = shared.accept_log.ready() {
+                    tracing::warn!(
+                        closing = shared.table.closing(),
+                        held_back = held,
+                        "connections closed to make room are slow to close; accepting anyway"
+                    );
+                }
+            }
+        }
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
