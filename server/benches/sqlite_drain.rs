@@ -286,8 +286,12 @@ fn main() {
     let mut built = Vec::new();
     let mut row_counts = (0usize, 0usize, 0usize, 0usize);
     let mut build_cpu = 0u64;
+    // Heap bytes of the built rows over the spool record bytes they came from (the batcher's
+    // memory gauge counts records until a batch is built, then its rows).
+    let (mut record_bytes, mut row_bytes) = (0u64, 0u64);
     for _ in 0..o.rounds {
         let recs = records.take(o.batch);
+        record_bytes += recs.iter().map(|r| r.len() as u64).sum::<u64>();
         let (t, cpu) = (Instant::now(), cpu_ns());
         let (batch, _) = build(&recs, lsn);
         let took = t.elapsed();
@@ -299,6 +303,7 @@ fn main() {
         row_counts.1 += batch.spans.len();
         row_counts.2 += batch.exceptions.len();
         row_counts.3 += batch.traces.len();
+        row_bytes += batch.heap_bytes();
         built.push(batch);
     }
     println!(
@@ -307,6 +312,12 @@ fn main() {
         row_counts.1 as f64 / row_counts.0.max(1) as f64,
         row_counts.2 as f64 / row_counts.0.max(1) as f64,
         row_counts.3 as f64 / row_counts.0.max(1) as f64,
+    );
+    println!(
+        "memory: {:.0} record bytes/event, {:.0} row bytes/event built from them ({:.2}x)",
+        record_bytes as f64 / row_counts.0.max(1) as f64,
+        row_bytes as f64 / row_counts.0.max(1) as f64,
+        row_bytes as f64 / record_bytes.max(1) as f64,
     );
     println!(
         "build_batch: median {} events/s ({} rows/s) over {} batches; CPU {:.2} µs/event",

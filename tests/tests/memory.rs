@@ -93,6 +93,28 @@ async fn stats_show_each_consumer_with_its_configured_bound() {
     })
     .await
     .unwrap();
+    // The batcher: the records of the batch being read (batch.max_bytes, 8 MiB) and the rows
+    // of two built batches, each at most twice its records plus 1 KiB per event
+    // (batch.max_events, 10,000).
+    assert_eq!(
+        limit(&memory, "batcher"),
+        (8 << 20) + 2 * (2 * (8 << 20) + 10_000 * 1024),
+        "batch.max_bytes and batch.max_events: {memory}"
+    );
+    // Once the event is stored the batcher holds nothing: what it counted (the record, then
+    // the built rows) is all given back.
+    wait_for(
+        Duration::from_secs(20),
+        "the batcher empty after the write",
+        || async {
+            let (_, stats) = get_json(&client, &server, "/v1/stats").await.ok()?;
+            let written = stats["sink"]["written_events"].as_u64().unwrap_or(0);
+            let held = consumer(&stats["buffers"]["memory"], "batcher")["bytes"].as_u64();
+            (written >= 1 && held == Some(0)).then_some(())
+        },
+    )
+    .await
+    .unwrap();
     let allocator = &memory["allocator"];
     let allocated = allocator["allocated"].as_u64().unwrap_or(0);
     assert!(allocated > 0, "jemalloc statistics: {memory}");

@@ -292,6 +292,49 @@ mod tests {
         );
     }
 
+    /// The batcher's memory bound (`metrics::memory::batcher_limit_bytes`) assumes a built
+    /// batch's rows take at most twice the record bytes they come from plus
+    /// `ROW_BYTES_PER_EVENT` per event. Checked on every valid fixture of the catalog (the real
+    /// agent's shapes and the brief's), as one realistic batch id and tenant would carry them.
+    #[test]
+    fn built_rows_stay_within_the_batchers_bound_per_event() {
+        let fixtures = baddybugs_fixtures::valid_fixtures();
+        assert!(fixtures.len() > 47, "the fixtures are there");
+        let mut meta = BatchMeta::for_test(fixtures.len() as u32);
+        meta.batch_id = "0194f8a2-7c1e-7b3d-9f00-5a5b6c7d8e9f".into();
+        meta.organization = "acme-production".into();
+        meta.application = "checkout-api".into();
+        let events: Vec<(u32, &[u8])> = fixtures
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (i as u32, f.text.as_bytes()))
+            .collect();
+        let payload = record::encode(&meta, &events, &[]);
+        let (batch, _) = build_batch(
+            &[RecordRef {
+                lsn: 1,
+                payload: &payload,
+                appended_ms: 0,
+                durable_ms: 0,
+            }],
+            |_, _| true,
+        );
+        assert_eq!(batch.events.len() + batch.malformed.len(), fixtures.len());
+        let bound = 2 * payload.len() as u64
+            + fixtures.len() as u64 * crate::metrics::memory::ROW_BYTES_PER_EVENT;
+        let rows = batch.heap_bytes();
+        assert!(
+            rows <= bound,
+            "{rows} row bytes for {} record bytes of {} events: over the bound {bound}",
+            payload.len(),
+            fixtures.len()
+        );
+        assert!(
+            rows > payload.len() as u64,
+            "the rows hold at least the data"
+        );
+    }
+
     /// An event that does not even parse (a record written by a bug) is quarantined with its
     /// reason, never dropped.
     #[test]

@@ -1,7 +1,8 @@
 //! The batcher: spool → store, in batches, then checkpoint.
 //!
 //! In: committed spool records (read back from the segment files through a named reader, so
-//! memory holds at most three batches: one being read, one built, one being written). Out: one store write per batch (rows of every table), then a
+//! memory holds at most the records of the batch being read and the rows of two built batches,
+//! one waiting and one being written). Out: one store write per batch (rows of every table), then a
 //! durable checkpoint that lets the spool reclaim segments. A batch is flushed when it reaches
 //! `batch.max_events` (counted from the records' headers) or `batch.max_bytes`, when its oldest record is
 //! `flush_interval_ms` old, or `priority_flush_ms` old when it holds an exception or a security
@@ -75,7 +76,7 @@ struct Built {
     batch: SinkBatch,
     stats: BuildStats,
     last_lsn: u64,
-    /// Record bytes and events this batch holds (the memory gauges).
+    /// Bytes (of its built rows) and events this batch holds (the memory gauges).
     held: (u64, u64),
 }
 
@@ -95,7 +96,9 @@ impl Batcher {
     /// at shutdown, in which case the spool keeps it for the next start).
     pub async fn run(mut self) {
         // Two stages on two cores: this task reads and builds batch N+1 while the writer task
-        // stores batch N. The channel holds one built batch: memory stays at most three batches.
+        // stores batch N. The channel holds one built batch, and a batch is built only once its
+        // place in the channel is free: memory stays at most the records of the batch being
+        // read plus the rows of two built batches (the `batcher` gauge).
         let (to_writer, from_builder) = tokio::sync::mpsc::channel::<Built>(1);
         let writer = tokio::spawn(write::Writer::new(self.clone()).run(from_builder));
         self.read_loop(to_writer).await;
@@ -167,11 +170,14 @@ impl Batcher {
                 if replay_cut {
                     replay_until = None;
                 }
-                let built = self.build(batch, held).await;
-                if to_writer.send(built).await.is_err() {
+                // The channel's place first, then the build: a batch is never built while
+                // another waits for the writer, so at most two built batches exist (one being
+                // written, one built or being built), not three.
+                let Ok(place) = to_writer.reserve().await else {
                     // The writer stopped: shutdown while the store was failing.
                     return;
-                }
+                };
+                place.send(self.build(batch, held).await);
                 continue;
             }
             let wait = if pending.is_empty() {
@@ -288,12 +294,17 @@ impl Batcher {
             .await;
             match built {
                 Ok((batch, stats)) => {
+                    // The records go when this returns; the rows stay until they are written.
+                    let rows = batch.heap_bytes();
+                    let gauge = &self.metrics.gauges.batcher_bytes;
+                    gauge.fetch_add(rows, Ordering::Relaxed);
+                    gauge.fetch_sub(held.0, Ordering::Relaxed);
                     return Built {
                         batch,
                         stats,
                         last_lsn,
-                        held,
-                    }
+                        held: (rows, held.1),
+                    };
                 }
                 Err(err) => {
                     self.metrics.retry(Retry::Build);

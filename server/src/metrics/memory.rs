@@ -51,13 +51,11 @@ pub fn consumers(state: &AppState, batcher_bytes: u64) -> Vec<MemoryConsumer> {
             Some(ing.max_body_bytes_in_flight as u64),
             "ingest.max_body_bytes_in_flight",
         ),
-        // Up to three batches at once: one being read from the spool, one being built, one
-        // being written.
         consumer(
             "batcher",
             Some(batcher_bytes),
-            Some(3 * config.batch.max_bytes as u64),
-            "batch.max_bytes",
+            Some(batcher_limit_bytes(&config.batch)),
+            "batch.max_bytes,batch.max_events",
         ),
         consumer(
             "dedup_exact",
@@ -94,6 +92,21 @@ pub fn consumers(state: &AppState, batcher_bytes: u64) -> Vec<MemoryConsumer> {
         ));
     }
     out
+}
+
+/// Heap bytes a built row costs beyond the record bytes it comes from: the row's struct, its
+/// small strings and its span rows. `cargo bench -p baddybugs-ingest --bench sqlite_drain`
+/// prints the measure: rows take 1816 bytes per event of 666 record bytes for the load
+/// generator's realistic mix, and `data` and `envelope` are at most the record's bytes again.
+pub const ROW_BYTES_PER_EVENT: u64 = 1024;
+
+/// The batcher's bound: the records of the batch being read (`batch.max_bytes`) plus the rows
+/// of two built batches (one being written, one waiting for it or being built), each at most
+/// twice its records plus [`ROW_BYTES_PER_EVENT`] per event.
+pub fn batcher_limit_bytes(batch: &crate::config::BatchConfig) -> u64 {
+    let records = batch.max_bytes as u64;
+    let rows = 2 * records + batch.max_events as u64 * ROW_BYTES_PER_EVENT;
+    records + 2 * rows
 }
 
 /// Everything: the consumers and the allocator.

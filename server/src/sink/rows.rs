@@ -295,6 +295,146 @@ impl SinkBatch {
         )
     }
 
+    /// About the bytes this batch holds on the heap: each row's struct and the capacity of
+    /// every string it owns (allocator rounding aside). For the batcher's memory gauge; one
+    /// pass over the rows, done once per built batch.
+    pub fn heap_bytes(&self) -> u64 {
+        use std::mem::size_of;
+        fn opt(s: &Option<String>) -> usize {
+            s.as_ref().map_or(0, String::capacity)
+        }
+        let events: usize = self
+            .events
+            .iter()
+            .map(|e| {
+                let c = &e.columns;
+                [
+                    &e.event_id,
+                    &e.batch_id,
+                    &e.organization,
+                    &e.application,
+                    &e.environment,
+                    &e.event_type,
+                    &e.name,
+                    &e.timestamp_source,
+                    &e.trace_id,
+                    &e.data,
+                    &e.envelope,
+                ]
+                .iter()
+                .map(|s| s.capacity())
+                .sum::<usize>()
+                    + [
+                        &e.session_id,
+                        &e.release,
+                        &e.host,
+                        &e.deployment_hash,
+                        &c.user_id,
+                        &c.severity,
+                        &c.request_id,
+                        &c.job_id,
+                    ]
+                    .into_iter()
+                    .map(opt)
+                    .sum::<usize>()
+            })
+            .sum::<usize>()
+            + self.events.capacity() * size_of::<EventRow>();
+        let spans: usize = self
+            .spans
+            .iter()
+            .map(|s| {
+                let r = &s.span;
+                s.event_id.capacity()
+                    + s.trace_id.capacity()
+                    + s.organization.capacity()
+                    + s.application.capacity()
+                    + r.span_type.capacity()
+                    + r.label.capacity()
+                    + [
+                        &r.sql,
+                        &r.cache_key,
+                        &r.http_url,
+                        &r.http_method,
+                        &r.job_class,
+                    ]
+                    .into_iter()
+                    .map(opt)
+                    .sum::<usize>()
+            })
+            .sum::<usize>()
+            + self.spans.capacity() * size_of::<SpanRowOut>();
+        let exceptions: usize = self
+            .exceptions
+            .iter()
+            .map(|o| {
+                let x = &o.exception;
+                o.event_id.capacity()
+                    + o.trace_id.capacity()
+                    + o.organization.capacity()
+                    + o.application.capacity()
+                    + o.environment.capacity()
+                    + x.exception_class.capacity()
+                    + x.message.capacity()
+                    + x.file.capacity()
+                    + x.fingerprint.capacity()
+                    + x.trace.capacity()
+                    + x.severity.capacity()
+                    + [
+                        &x.code,
+                        &x.source_code,
+                        &x.breadcrumbs,
+                        &x.user_id,
+                        &x.url,
+                        &x.method,
+                    ]
+                    .into_iter()
+                    .map(opt)
+                    .sum::<usize>()
+            })
+            .sum::<usize>()
+            + self.exceptions.capacity() * size_of::<ExceptionOccurrence>();
+        let malformed: usize = self
+            .malformed
+            .iter()
+            .map(|m| {
+                m.id.capacity()
+                    + m.organization.capacity()
+                    + m.application.capacity()
+                    + m.batch_id.capacity()
+                    + m.raw.capacity()
+                    + opt(&m.event_type)
+                    + opt(&m.event_id)
+                    + opt(&m.agent_version)
+                    + opt(&m.remote_addr)
+                    + m.reasons.capacity() * size_of::<Problem>()
+                    + m.reasons
+                        .iter()
+                        .map(|p| {
+                            p.path.capacity()
+                                + p.expected.capacity()
+                                + p.found.capacity()
+                                + p.message.capacity()
+                        })
+                        .sum::<usize>()
+            })
+            .sum::<usize>()
+            + self.malformed.capacity() * size_of::<MalformedRow>();
+        let traces: usize = self
+            .traces
+            .iter()
+            .map(|t| {
+                t.batch_id.capacity()
+                    + t.organization.capacity()
+                    + t.application.capacity()
+                    + t.outcome.capacity()
+                    + t.stages.capacity() * size_of::<Stage>()
+            })
+            .sum::<usize>()
+            + self.traces.capacity() * size_of::<TraceRow>();
+        (events + spans + exceptions + malformed + traces + self.part.capacity()) as u64
+    }
+
     /// Rows of one table.
     pub fn rows_of(&self, table: Table) -> usize {
         match table {
