@@ -9,9 +9,10 @@
 #   scripts/bench.sh ceiling [--quick]   (acknowledged-rate ceiling with wrk as the client)
 #
 # Sections (LIST is comma-separated): decode, ceiling (wrk), peak (load generator + SQLite drain
-# once it stops), latency (25/50/90 % of the ceiling), soak, clickhouse (scripts/bench-clickhouse.sh),
+# once it stops), lag (SQLite under 80 % of that drain for the soak's minutes: is the lag flat?),
+# latency (25/50/90 % of the ceiling), soak, clickhouse (scripts/bench-clickhouse.sh),
 # profile (scripts/profile.sh: flame graphs of the ingest path and the drain), criterion.
-# --quick: 10 s runs, a 1-minute soak, 5 s of profile per phase, short criterion runs.
+# --quick: 10 s runs, 1-minute soaks, 5 s of profile per phase, short criterion runs.
 # Record: the summary's figures go to docs/bench/last.json (full runs) or last-quick.json
 # (--quick), which the next run of the same mode shows as "previous"; --no-record skips that.
 # Needs: cargo, jq, curl, a free TCP port 18181; wrk for the ceiling, perf and inferno for the
@@ -19,7 +20,7 @@
 set -euo pipefail
 
 QUICK=0 APPEND=0 SOAK_MIN=10 SECTION="" ROUNDS="" RECORD=1
-ALL_SECTIONS="decode,ceiling,peak,latency,soak,clickhouse,profile,criterion"
+ALL_SECTIONS="decode,ceiling,peak,lag,latency,soak,clickhouse,profile,criterion"
 ONLY="$ALL_SECTIONS" SKIP=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -489,7 +490,8 @@ PREV='{"figures":{}}'
 declare -A NOW=() SKIPPED=() HOW=()
 declare -A UNIT=([ack_ceiling_eps]=events/s [p99_at_half_ms]=ms [rss_ceiling_mib]=MiB [soak_rss_mean_mib]=MiB
   [soak_rss_max_mib]=MiB [soak_rss_slope_mib_min]=MiB/min [sqlite_drain_eps]=events/s [ch_drain_eps]=events/s
-  [ch_stored_eps]=events/s [ch_e2e_p99_ms]=ms)
+  [ch_stored_eps]=events/s [ch_e2e_p99_ms]=ms [sqlite_lag_rate_eps]=events/s [sqlite_lag_slope_per_min]=events/min
+  [sqlite_lag_max_events]=events)
 prev_value() { jq -r --arg k "$1" '.figures[$k].value // empty' <<<"$PREV"; }
 
 md "## Benchmark run $RUN_AT ($MODE mode)"
@@ -582,6 +584,54 @@ if want peak; then
   fi
 else
   SKIPPED[sqlite_drain_eps]="not run"
+fi
+
+# 3b. The embedded store under a steady load it should keep up with: 80 % of the drain measured
+# above (else of the previous record's), for the soak's minutes. `sink.lag_events` every 10 s; the
+# least-squares slope from the first minute on says whether the store keeps up (flat: about 0).
+if want lag; then
+  LAG_BASE=${NOW[sqlite_drain_eps]:-$(prev_value sqlite_drain_eps | cut -d. -f1)}
+  if [ -z "$LAG_BASE" ]; then
+    for k in sqlite_lag_rate_eps sqlite_lag_slope_per_min sqlite_lag_max_events; do SKIPPED[$k]="skipped: no SQLite drain figure (run the peak section)"; done
+  else
+    LAG_RATE=$((LAG_BASE * 80 / 100))
+    need_disk "$(awk -v r="$LAG_RATE" -v m="$SOAK_MIN" 'BEGIN{printf "%d", r * m * 60 * 1100 / 1e9 + 5}')" \
+      "the lag soak (store at $LAG_RATE events/s for $SOAK_MIN min; or use --soak-minutes N or --skip lag)"
+    log "lag: ${SOAK_MIN} min at $LAG_RATE/s (80 % of $LAG_BASE), sink lag every 10 s"
+    start_server lag
+    echo "seconds,lag_events,rss_kib" > "$WORK/lag.csv"
+    "$LOADGEN" --url "$URL" --api-key "$KEY" --seed 7 -q --json --rate "$LAG_RATE" --duration "${SOAK_MIN}m" \
+      > "$WORK/lag.json" &
+    LG=$!
+    S0=$(date +%s)
+    while kill -0 "$LG" 2>/dev/null; do
+      echo "$(( $(date +%s) - S0 )),$(stats | jq '.sink.lag_events'),$(rss_kib "$SERVER_PID")" >> "$WORK/lag.csv"
+      for _ in $(seq 1 100); do kill -0 "$LG" 2>/dev/null || break; sleep 0.1; done
+    done
+    wait "$LG" || true
+    stop_server
+    mkdir -p docs/bench
+    LAG_NAME=lag
+    [ "$QUICK" = 1 ] && LAG_NAME="lag-quick"
+    cp "$WORK/lag.csv" "docs/bench/$LAG_NAME.csv"
+    LAG_ACKED=$(jq -r '.acked_rate|floor' "$WORK/lag.json")
+    # From the first minute on; a 1-minute run (--quick) has nothing after it: the whole run then.
+    LAG_FROM=60
+    [ "$SOAK_MIN" -lt 2 ] && LAG_FROM=0
+    read -r LAG_SLOPE LAG_MAX LAG_LAST < <(awk -F, -v from="$LAG_FROM" 'NR > 1 { if ($2 > max) max = $2; last = $2 }
+      NR > 1 && $1 >= from { n++; sx += $1; sy += $2; sxx += $1 * $1; sxy += $1 * $2 }
+      END { d = n * sxx - sx * sx; printf "%d %d %d\n", (d > 0) ? (n * sxy - sx * sy) / d * 60 : 0, max, last }' "$WORK/lag.csv")
+    md "### 3b. The embedded store at 80 % of its drain for ${SOAK_MIN} min"
+    md ""
+    md "\`baddybugs-loadgen --rate $LAG_RATE --duration ${SOAK_MIN}m\` (80 % of $LAG_BASE events/s; acked $LAG_ACKED/s), \`sink.lag_events\` every 10 s:"
+    md "max $LAG_MAX events, last $LAG_LAST; **slope from $LAG_FROM s on: $LAG_SLOPE events/min** (a store that keeps up stays near 0; one that falls behind grows by the missing rate × 60). Data: docs/bench/$LAG_NAME.csv."
+    md ""
+    NOW[sqlite_lag_rate_eps]=$LAG_ACKED; HOW[sqlite_lag_rate_eps]="baddybugs-loadgen --rate $LAG_RATE (80 % of $LAG_BASE) for $SOAK_MIN min, acknowledged"
+    NOW[sqlite_lag_slope_per_min]=$LAG_SLOPE; HOW[sqlite_lag_slope_per_min]="least-squares slope of sink.lag_events from $LAG_FROM s on, same run"
+    NOW[sqlite_lag_max_events]=$LAG_MAX; HOW[sqlite_lag_max_events]="max sink.lag_events, same run"
+  fi
+else
+  for k in sqlite_lag_rate_eps sqlite_lag_slope_per_min sqlite_lag_max_events; do SKIPPED[$k]="not run"; done
 fi
 
 # 4. Ack latency at fractions of the ceiling, with the load generator as the client (it signs and
@@ -749,7 +799,7 @@ if want criterion; then
 fi
 
 # The summary: every headline figure beside the previous record's. Change is relative, except for
-# the RSS slope (near 0, so a ratio means nothing): there it is the difference.
+# the RSS and lag slopes (near 0, so a ratio means nothing): there it is the difference.
 fmt() { awk -v v="$1" 'BEGIN{ if (v == int(v) && v >= 1000) { s = sprintf("%d", v); o = ""; while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) } print s o } else if (v == int(v)) print v; else if (v < 100 && v > -100) printf "%.2f\n", v; else printf "%.1f\n", v }'; }
 row() { # KEY LABEL
   local k=$1 label=$2 now="${NOW[$1]:-}" prev prevd change="—" shown
@@ -758,6 +808,7 @@ row() { # KEY LABEL
   if [ -n "$now" ]; then shown="**$(fmt "$now")**"; else shown="${SKIPPED[$k]:-not run}"; fi
   if [ -n "$now" ] && [ -n "$prev" ]; then
     if [ "$k" = soak_rss_slope_mib_min ]; then change=$(awk -v a="$now" -v b="$prev" 'BEGIN{printf "%+.2f MiB/min", a-b}')
+    elif [ "$k" = sqlite_lag_slope_per_min ]; then change=$(awk -v a="$now" -v b="$prev" 'BEGIN{printf "%+d events/min", a-b}')
     else change=$(awk -v a="$now" -v b="$prev" 'BEGIN{if (b != 0) printf "%+.1f %%", (a/b-1)*100; else print "—"}'); fi
   fi
   md "| $label | $shown | $([ -n "$prev" ] && echo "$(fmt "$prev") ($prevd)" || echo "—") | $change |"
@@ -776,6 +827,9 @@ row soak_rss_mean_mib "RSS over the soak: mean from 60 s on, MiB"
 row soak_rss_max_mib "RSS over the soak: max, MiB"
 row soak_rss_slope_mib_min "RSS over the soak: slope from 60 s on, MiB/min"
 row sqlite_drain_eps "SQLite drain in the server once the load stops, events/s"
+row sqlite_lag_rate_eps "SQLite steady load at 80 % of that drain, events/s acknowledged"
+row sqlite_lag_slope_per_min "SQLite lag at that load: slope from 60 s on (quick: whole run), events/min"
+row sqlite_lag_max_events "SQLite lag at that load: max, events"
 row ch_drain_eps "ClickHouse drain of a spooled backlog, events/s (from the first stored batch)"
 row ch_stored_eps "ClickHouse stored rate end to end, events/s (flood → lag 0)"
 row ch_e2e_p99_ms "202 → queryable p99 at half that rate, ms"
@@ -783,7 +837,7 @@ md "| where the ingest path's CPU goes (perf, inclusive) | $PROF_INGEST | — | 
 md "| where the drain's CPU goes (perf, inclusive) | $PROF_DRAIN | — | — |"
 md ""
 [ "${#NOW[@]}" -gt 0 ] && md "How each figure of this run was taken:" && md ""
-for k in ack_ceiling_eps p99_at_half_ms rss_ceiling_mib soak_rss_mean_mib soak_rss_max_mib soak_rss_slope_mib_min sqlite_drain_eps ch_drain_eps ch_stored_eps ch_e2e_p99_ms; do
+for k in ack_ceiling_eps p99_at_half_ms rss_ceiling_mib soak_rss_mean_mib soak_rss_max_mib soak_rss_slope_mib_min sqlite_drain_eps sqlite_lag_rate_eps sqlite_lag_slope_per_min sqlite_lag_max_events ch_drain_eps ch_stored_eps ch_e2e_p99_ms; do
   if [ -n "${NOW[$k]:-}" ]; then md "- \`$k\`: ${HOW[$k]}"; fi
 done
 md ""
