@@ -56,7 +56,7 @@ TOKEN="bench-token"
 RUN_SECS=60; LAT_SECS=30
 [ "$QUICK" = 1 ] && RUN_SECS=10 && LAT_SECS=8
 WORK="$(mktemp -d)"
-SERVER_PID=""
+SERVER_PID="" SERVER_DATA=""
 OUT="$WORK/report.md"
 
 log() { echo "bench: $*" >&2; }
@@ -72,6 +72,7 @@ cargo build --release -q -p baddybugs-ingest -p baddybugs-loadgen >&2
 SPOOL_QUOTA=$((4 << 30))
 start_server() { # fresh data dir, fsync always, embedded store; `:optional`: wrk replays unsigned bodies
   local dir="$WORK/data-$1"
+  SERVER_DATA="$dir"
   cat > "$WORK/bench.toml" <<EOF
 [spool]
 fsync = "always"
@@ -86,7 +87,12 @@ EOF
   done
   echo "the server did not start:" >&2; cat "$WORK/server.err" >&2; exit 1
 }
-stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""; }
+# Stops the server and deletes its data directory: the long runs each write tens of GB, and the
+# disk checks before each assume the earlier runs' stores are gone.
+stop_server() {
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+  [ -z "$SERVER_DATA" ] || rm -rf "$SERVER_DATA"; SERVER_DATA=""
+}
 stats() { curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/v1/stats"; }
 loadgen() { "$LOADGEN" --url "$URL" --api-key "$KEY" --feed-token "$TOKEN" --seed 7 --json -q "$@"; }
 md() { echo "$*" >> "$OUT"; }
