@@ -355,9 +355,9 @@ pub struct ClickHouseConfig {
     pub copies_check_secs: u64,
     /// How far back that count looks, by receipt time, seconds.
     pub copies_window_secs: u64,
-    /// Compression of insert bodies: `lz4` (ClickHouse's native block compression) or `none`
-    /// (a server on the same host or a fast LAN: saves the CPU of compressing here and
-    /// decompressing there).
+    /// Compression of insert bodies: `lz4` (ClickHouse's native block compression, the default)
+    /// or `none` (no compressing here nor decompressing there; measured no faster with
+    /// ClickHouse on the same host: docs/BENCHMARKS.md, issue 18).
     pub compression: ClickHouseCompression,
 }
 
