@@ -158,9 +158,10 @@ pub struct Gauges {
     pub sink: Mutex<SinkStats>,
     /// Feed clients.
     pub feed_clients: Mutex<Vec<FeedClientStats>>,
-    /// Spool record bytes the batcher holds in memory (read, built or being written).
+    /// Bytes the batcher holds: the spool records of the batch being read, then each built
+    /// batch's rows (`SinkBatch::heap_bytes`) until they are written.
     pub batcher_bytes: AtomicU64,
-    /// Events in those records.
+    /// Events in those batches.
     pub batcher_events: AtomicU64,
     /// Acknowledged requests left out of the live feed because its thread was behind
     /// (a counter; the store is not affected).
