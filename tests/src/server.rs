@@ -395,6 +395,17 @@ pub async fn get_json(
     ))
 }
 
+/// The text of `GET /metrics`, read with the feed token.
+pub async fn metrics_text(client: &reqwest::Client, server: &TestServer) -> anyhow::Result<String> {
+    Ok(client
+        .get(server.url("/metrics"))
+        .header("Authorization", format!("Bearer {FEED_TOKEN}"))
+        .send()
+        .await?
+        .text()
+        .await?)
+}
+
 /// Polls `condition` every 50 ms until it returns `Some`, or fails after `timeout`.
 pub async fn wait_for<T, F, Fut>(
     timeout: Duration,

@@ -38,16 +38,7 @@ async fn post(client: &reqwest::Client, server: &TestServer, ids: &[String]) -> 
 
 /// Reads a counter or gauge sample of `/metrics` (`name{labels}`), 0 when absent.
 async fn metric(client: &reqwest::Client, server: &TestServer, sample: &str) -> f64 {
-    let text = client
-        .get(server.url("/metrics"))
-        .header(
-            "Authorization",
-            format!("Bearer {}", baddybugs_tests::server::FEED_TOKEN),
-        )
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let text = baddybugs_tests::server::metrics_text(client, server)
         .await
         .unwrap();
     text.lines()

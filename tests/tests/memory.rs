@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use baddybugs_tests::load::cache_events;
 use baddybugs_tests::server::{
-    batch_body, get_json, post_as_agent, wait_for, ServerOptions, TestServer, FEED_TOKEN,
+    batch_body, get_json, metrics_text, post_as_agent, wait_for, ServerOptions, TestServer,
 };
 use serde_json::Value;
 
@@ -93,13 +93,15 @@ async fn stats_show_each_consumer_with_its_configured_bound() {
     })
     .await
     .unwrap();
-    // The batcher: the records of the batch being read (batch.max_bytes, 8 MiB) and the rows
-    // of two built batches, each at most twice its records plus 1 KiB per event
-    // (batch.max_events, 10,000).
+    // The batcher: the records of the batch being read (batch.max_bytes, 8 MiB, plus the
+    // record that crossed it: at most ingest.max_inflated_bytes, 64 MiB) and the rows of two
+    // built batches, each at most twice its records plus 1 KiB per event (batch.max_events,
+    // 10,000).
+    let records: u64 = (8 << 20) + (64 << 20);
     assert_eq!(
         limit(&memory, "batcher"),
-        (8 << 20) + 2 * (2 * (8 << 20) + 10_000 * 1024),
-        "batch.max_bytes and batch.max_events: {memory}"
+        records + 2 * (2 * records + 10_000 * 1024),
+        "batch.max_bytes, batch.max_events and ingest.max_inflated_bytes: {memory}"
     );
     // Once the event is stored the batcher holds nothing: what it counted (the record, then
     // the built rows) is all given back.
@@ -152,15 +154,7 @@ async fn a_changed_bound_shows_in_stats_and_metrics() {
         limit(&after, "dedup_exact") < limit(&before, "dedup_exact"),
         "ingest.dedup_max_ids 1000: {after} vs {before}"
     );
-    let text = client
-        .get(changed.url("/metrics"))
-        .header("Authorization", format!("Bearer {FEED_TOKEN}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&client, &changed).await.unwrap();
     // Gauges are exposed as floats (`10485760.0`).
     let prefix = "baddybugs_ingest_memory_consumer_limit_bytes{consumer=\"sqlite_page_cache\"} ";
     let sample = format!("{prefix}{}", (8 << 20) + 2 * (1 << 20));

@@ -260,6 +260,19 @@ mod tests {
     use super::*;
     use crate::record::{self, BatchMeta};
 
+    /// Builds the rows of one spool record (LSN 1), keeping its pipeline trace or not.
+    fn build_one(payload: &[u8], keep_traces: bool) -> (SinkBatch, BuildStats) {
+        build_batch(
+            &[RecordRef {
+                lsn: 1,
+                payload,
+                appended_ms: 0,
+                durable_ms: 0,
+            }],
+            |_, _| keep_traces,
+        )
+    }
+
     /// A 202 is a promise to store: an event the ingest accepted is stored as an event even
     /// when the catalog the batcher runs with would refuse it now (a stricter release started
     /// on a spool written by an older one). The batcher only parses it again.
@@ -273,15 +286,7 @@ mod tests {
         );
         let meta = BatchMeta::for_test(1);
         let payload = record::encode(&meta, &[(0, &event[..])], &[]);
-        let (batch, stats) = build_batch(
-            &[RecordRef {
-                lsn: 1,
-                payload: &payload,
-                appended_ms: 0,
-                durable_ms: 0,
-            }],
-            |_, _| false,
-        );
+        let (batch, stats) = build_one(&payload, false);
         assert_eq!(stats.undecodable, 0);
         assert!(batch.malformed.is_empty(), "{:?}", batch.malformed);
         assert_eq!(batch.events.len(), 1);
@@ -310,15 +315,7 @@ mod tests {
             .map(|(i, f)| (i as u32, f.text.as_bytes()))
             .collect();
         let payload = record::encode(&meta, &events, &[]);
-        let (batch, _) = build_batch(
-            &[RecordRef {
-                lsn: 1,
-                payload: &payload,
-                appended_ms: 0,
-                durable_ms: 0,
-            }],
-            |_, _| true,
-        );
+        let (batch, _) = build_one(&payload, true);
         assert_eq!(batch.events.len() + batch.malformed.len(), fixtures.len());
         let bound = 2 * payload.len() as u64
             + fixtures.len() as u64 * crate::metrics::memory::ROW_BYTES_PER_EVENT;
@@ -342,15 +339,7 @@ mod tests {
         let event = br#"{"id":"ev-2","type":"query","data":"#;
         let meta = BatchMeta::for_test(1);
         let payload = record::encode(&meta, &[(0, &event[..])], &[]);
-        let (batch, _) = build_batch(
-            &[RecordRef {
-                lsn: 1,
-                payload: &payload,
-                appended_ms: 0,
-                durable_ms: 0,
-            }],
-            |_, _| false,
-        );
+        let (batch, _) = build_one(&payload, false);
         assert!(batch.events.is_empty());
         assert_eq!(batch.malformed.len(), 1);
         assert!(!batch.malformed[0].reasons.is_empty());

@@ -54,8 +54,8 @@ pub fn consumers(state: &AppState, batcher_bytes: u64) -> Vec<MemoryConsumer> {
         consumer(
             "batcher",
             Some(batcher_bytes),
-            Some(batcher_limit_bytes(&config.batch)),
-            "batch.max_bytes,batch.max_events",
+            Some(batcher_limit_bytes(config)),
+            "batch.max_bytes,batch.max_events,ingest.max_inflated_bytes",
         ),
         consumer(
             "dedup_exact",
@@ -100,12 +100,14 @@ pub fn consumers(state: &AppState, batcher_bytes: u64) -> Vec<MemoryConsumer> {
 /// generator's realistic mix, and `data` and `envelope` are at most the record's bytes again.
 pub const ROW_BYTES_PER_EVENT: u64 = 1024;
 
-/// The batcher's bound: the records of the batch being read (`batch.max_bytes`) plus the rows
-/// of two built batches (one being written, one waiting for it or being built), each at most
-/// twice its records plus [`ROW_BYTES_PER_EVENT`] per event.
-pub fn batcher_limit_bytes(batch: &crate::config::BatchConfig) -> u64 {
-    let records = batch.max_bytes as u64;
-    let rows = 2 * records + batch.max_events as u64 * ROW_BYTES_PER_EVENT;
+/// The batcher's bound: the records of the batch being read plus the rows of two built batches
+/// (one being written, one waiting for it or being built), each at most twice its records plus
+/// [`ROW_BYTES_PER_EVENT`] per event. A batch's records reach `batch.max_bytes` plus the one
+/// record that crossed it, and a record holds at most one request's inflated body
+/// (`ingest.max_inflated_bytes`).
+pub fn batcher_limit_bytes(config: &crate::config::Config) -> u64 {
+    let records = (config.batch.max_bytes + config.ingest.max_inflated_bytes) as u64;
+    let rows = 2 * records + config.batch.max_events as u64 * ROW_BYTES_PER_EVENT;
     records + 2 * rows
 }
 

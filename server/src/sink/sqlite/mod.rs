@@ -84,6 +84,8 @@ impl SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
+        // The page caches' defaults are the configuration's (`[sqlite]`).
+        let caches = crate::config::SqliteConfig::default();
         SqliteOptions {
             busy_timeout: Duration::from_secs(5),
             read_connections: 2,
@@ -91,8 +93,8 @@ impl Default for SqliteOptions {
             // write: that write must survive power loss, or the checkpoint would lose events.
             full_sync: true,
             checkpoint_every_bytes: checkpoint::CHECKPOINT_EVERY_BYTES,
-            cache_bytes: 16 << 20,
-            read_cache_bytes: 2 << 20,
+            cache_bytes: caches.cache_bytes,
+            read_cache_bytes: caches.read_cache_bytes,
         }
     }
 }
