@@ -94,6 +94,17 @@ stop_server() {
   [ -z "$SERVER_DATA" ] || rm -rf "$SERVER_DATA"; SERVER_DATA=""
 }
 stats() { curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/v1/stats"; }
+# Every 10 s while process PID runs, appends "seconds since the start,<output of CMD…>" to CSV.
+sample_while() { # PID CSV CMD…
+  local pid=$1 csv=$2 s0
+  shift 2
+  s0=$(date +%s)
+  while kill -0 "$pid" 2>/dev/null; do
+    echo "$(( $(date +%s) - s0 )),$("$@")" >> "$csv"
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
+}
+lag_and_rss() { echo "$(stats | jq '.sink.lag_events'),$(rss_kib "$SERVER_PID")"; }
 loadgen() { "$LOADGEN" --url "$URL" --api-key "$KEY" --feed-token "$TOKEN" --seed 7 --json -q "$@"; }
 md() { echo "$*" >> "$OUT"; }
 
@@ -609,11 +620,7 @@ if want lag; then
     "$LOADGEN" --url "$URL" --api-key "$KEY" --seed 7 -q --json --rate "$LAG_RATE" --duration "${SOAK_MIN}m" \
       > "$WORK/lag.json" &
     LG=$!
-    S0=$(date +%s)
-    while kill -0 "$LG" 2>/dev/null; do
-      echo "$(( $(date +%s) - S0 )),$(stats | jq '.sink.lag_events'),$(rss_kib "$SERVER_PID")" >> "$WORK/lag.csv"
-      for _ in $(seq 1 100); do kill -0 "$LG" 2>/dev/null || break; sleep 0.1; done
-    done
+    sample_while "$LG" "$WORK/lag.csv" lag_and_rss
     wait "$LG" || true
     stop_server
     mkdir -p docs/bench
@@ -682,11 +689,7 @@ if want soak; then
   "$LOADGEN" --url "$URL" --api-key "$KEY" --seed 7 -q --json --rate "$SOAK_RATE" --duration "${SOAK_MIN}m" \
     --malformed-ratio 0.02 > "$WORK/soak.json" &
   LG=$!
-  S0=$(date +%s)
-  while kill -0 "$LG" 2>/dev/null; do
-    echo "$(( $(date +%s) - S0 )),$(awk '/VmRSS/{print $2}' "/proc/$SERVER_PID/status")" >> "$WORK/rss.csv"
-    for _ in $(seq 1 100); do kill -0 "$LG" 2>/dev/null || break; sleep 0.1; done
-  done
+  sample_while "$LG" "$WORK/rss.csv" rss_kib "$SERVER_PID"
   wait "$LG" || true
   stop_server
   mkdir -p docs/bench
