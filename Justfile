@@ -50,7 +50,7 @@ request-memory:
 bench *ARGS:
     bash scripts/bench.sh {{ARGS}}
 
-# Flame graph + per-stage summary of the release server: `ingest` (under a wrk flood), `drain` (after it), or `both` (needs perf, wrk, inferno).
+# Flame graph + per-stage summary of the release server: `ingest` (under a wrk flood), `drain` (after it), or `both` (needs perf and wrk; installs inferno into target/tools when missing).
 profile PHASE="both" *ARGS:
     bash scripts/profile.sh {{PHASE}} {{ARGS}}
 

@@ -15,8 +15,9 @@
 # --quick: 10 s runs, 1-minute soaks, 5 s of profile per phase, short criterion runs.
 # Record: the summary's figures go to docs/bench/last.json (full runs) or last-quick.json
 # (--quick), which the next run of the same mode shows as "previous"; --no-record skips that.
-# Needs: cargo, jq, curl, a free TCP port 18181; wrk for the ceiling, perf and inferno for the
-# profile (each section says "skipped" with the reason when its tool is missing). Progress: stderr.
+# Needs: cargo, jq, curl, a free TCP port 18181; wrk for the ceiling, perf for the profile (which
+# installs inferno into target/tools when missing). Each section says "skipped" with the reason
+# when its tool is missing. Progress: stderr.
 set -euo pipefail
 
 QUICK=0 APPEND=0 SOAK_MIN=10 SECTION="" ROUNDS="" RECORD=1

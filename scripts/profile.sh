@@ -11,9 +11,10 @@
 # One flood feeds both phases: `drain` floods first too (that is what fills the spool).
 # Stacks: the release build has no frame pointers, so perf unwinds with DWARF
 # (`--call-graph dwarf`); the profile carries line tables (`debug = "line-tables-only"`).
-# Needs: perf (and perf_event_paranoid <= 1 or root), wrk, inferno (`cargo install inferno`),
-# a free TCP port 18183. Exits 3 with a one-line reason when perf, wrk or inferno is missing.
-set -euo pipefail
+# Needs: perf (and perf_event_paranoid <= 1 or root), wrk, a free TCP port 18183; inferno is
+# installed into target/tools when missing. Exits 3 with a one-line reason when perf or wrk is
+# missing (or inferno cannot be installed).
+set -Eeuo pipefail
 
 PHASE=both SECS=10 FREQ=99 OUTDIR=""
 while [ $# -gt 0 ]; do
@@ -40,13 +41,23 @@ KEY="bench-key:bench-secret" TOKEN="bench-token"
 log() { echo "profile: $*" >&2; }
 missing() { echo "profile: skipped: $*"; exit 3; }
 
-# inferno's tools: on PATH, in cargo's bin directory, or where the suite may have installed them.
-for d in "" "$HOME/.cargo/bin/" "$TARGET/tools/bin/"; do
-  if command -v "${d}inferno-collapse-perf" >/dev/null 2>&1; then INFERNO="$d"; break; fi
-done
 command -v perf >/dev/null || missing "perf not installed (apt-get install linux-perf or linux-tools)"
 command -v wrk >/dev/null || missing "wrk not installed (apt-get install wrk)"
-[ -n "${INFERNO+x}" ] || missing "inferno not installed (cargo install inferno)"
+# inferno's tools (perf script -> folded stacks -> SVG): on PATH, in cargo's bin directory, or in
+# target/tools, where this script installs the pinned version when none is found (crates.io only).
+INFERNO_VERSION=0.12.3
+find_inferno() {
+  for d in "" "$HOME/.cargo/bin/" "$TARGET/tools/bin/"; do
+    if command -v "${d}inferno-collapse-perf" >/dev/null 2>&1; then INFERNO="$d"; return 0; fi
+  done
+  return 1
+}
+if ! find_inferno; then
+  log "installing inferno $INFERNO_VERSION into $TARGET/tools (once)"
+  cargo install --locked --quiet --root "$TARGET/tools" inferno --version "$INFERNO_VERSION" >&2 \
+    || missing "inferno not installed and \`cargo install inferno\` failed"
+  find_inferno || missing "inferno not found after installing it into $TARGET/tools"
+fi
 if [ "$(id -u)" != 0 ] && [ "$(cat /proc/sys/kernel/perf_event_paranoid)" -gt 1 ]; then
   missing "perf may not profile here (kernel.perf_event_paranoid > 1; run as root or lower it)"
 fi
@@ -59,6 +70,12 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+# A step that fails says which, with the server's last words (its log is deleted with $WORK).
+failed() {
+  echo "profile: failed at line $1 (exit $2): $3" >&2
+  if [ -s "$WORK/server.err" ]; then echo "profile: server stderr (last 20 lines):" >&2; tail -20 "$WORK/server.err" >&2; fi
+}
+trap 'failed "$LINENO" "$?" "$BASH_COMMAND"' ERR
 
 log "building release binaries"
 cargo build --release -q -p baddybugs-ingest -p baddybugs-loadgen >&2
