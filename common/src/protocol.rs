@@ -513,6 +513,11 @@ pub struct AllocatorStats {
     pub resident: u64,
     /// Bytes of virtual memory kept mapped but given back to the system (`stats.retained`).
     pub retained: u64,
+    /// Arenas the allocator spreads threads over (`arenas.narenas`): one per online CPU, as
+    /// the build's `percpu_arena` asks, plus one for huge allocations; 0 from servers of
+    /// before it.
+    #[serde(default)]
+    pub arenas: u32,
 }
 
 /// Extra copies of events in the store: an event stored twice, typically an agent retry that

@@ -36,6 +36,7 @@ pub fn allocator_stats() -> Option<AllocatorStats> {
         active: stats::active::read().ok()? as u64,
         resident: stats::resident::read().ok()? as u64,
         retained: stats::retained::read().ok()? as u64,
+        arenas: tikv_jemalloc_ctl::arenas::narenas::read().ok()?,
     })
 }
 
