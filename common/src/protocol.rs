@@ -513,9 +513,9 @@ pub struct AllocatorStats {
     pub resident: u64,
     /// Bytes of virtual memory kept mapped but given back to the system (`stats.retained`).
     pub retained: u64,
-    /// Arenas the allocator spreads threads over (`arenas.narenas`): one per online CPU, as
-    /// the build's `percpu_arena` asks, plus one for huge allocations; 0 from servers of
-    /// before it.
+    /// Arenas the allocator spreads threads over (`arenas.narenas`, with the one for huge
+    /// allocations): four per online CPU by default, one per CPU with `percpu_arena`; 0 from
+    /// servers of before it.
     #[serde(default)]
     pub arenas: u32,
 }

@@ -15,8 +15,7 @@ use tracing_subscriber::{fmt, EnvFilter, Layer};
 /// jemalloc instead of the system allocator. With glibc's malloc the server's RSS under a steady
 /// load crept up to ~250–320 MB (per-thread arenas keep freed request buffers and batches);
 /// jemalloc returns freed pages to the system, so RSS follows what is really held
-/// (docs/BENCHMARKS.md, memory over a soak); `.cargo/config.toml` makes it do so after 1 s,
-/// with one arena per CPU.
+/// (docs/BENCHMARKS.md, memory over a soak); `.cargo/config.toml` makes it do so after 1 s.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
