@@ -514,7 +514,7 @@ pub struct AllocatorStats {
     /// Bytes of virtual memory kept mapped but given back to the system (`stats.retained`).
     pub retained: u64,
     /// Arenas the allocator spreads threads over (`arenas.narenas`, with the one for huge
-    /// allocations): four per online CPU by default, one per CPU with `percpu_arena`; 0 from
+    /// allocations): four per CPU by default (one on a single CPU), one per CPU with `percpu_arena`; 0 from
     /// servers of before it.
     #[serde(default)]
     pub arenas: u32,
