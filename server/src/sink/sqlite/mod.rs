@@ -55,6 +55,14 @@ use schema::MigrateError;
 /// Page size of a new store file, bytes.
 const PAGE_SIZE: i64 = 16 * 1024;
 
+/// Past this size the WAL file is truncated back to it when it restarts (`journal_size_limit`).
+/// Above the WAL's steady cycle (the writer's autocheckpoint, 8192 pages of 16 KiB = 128 MiB,
+/// plus one batch's frames), so under sustained load the file keeps its blocks and each cycle
+/// overwrites them. At 64 MiB every cycle truncated the WAL by half and the next batches paid
+/// the filesystem to allocate those blocks again: 15–25 % of the drain rate (docs/BENCHMARKS.md).
+const WAL_SIZE_LIMIT_BYTES: i64 =
+    checkpoint::WRITER_AUTOCHECKPOINT_PAGES as i64 * PAGE_SIZE + (64 << 20);
+
 /// Tuning of a [`SqliteStore`].
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -253,8 +261,8 @@ impl Inner {
             "NORMAL"
         };
         conn.pragma_update(None, "synchronous", sync)?;
-        // After a burst the WAL is truncated back to this size at checkpoints.
-        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        // What the WAL is truncated back to when it restarts (see `WAL_SIZE_LIMIT_BYTES`).
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)?;
         // Checkpoints run on their own thread (checkpoint.rs); the writer checkpoints itself
         // only past this many WAL pages. Without that thread, SQLite's default.
         if self.options.checkpoint_every_bytes > 0 {

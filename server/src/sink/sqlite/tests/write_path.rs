@@ -390,3 +390,26 @@ async fn the_checkpoint_thread_copies_the_wal_into_the_database_file() {
         );
     }
 }
+
+/// Issue 18: under sustained load the WAL cycles between a restart and the writer's own
+/// autocheckpoint. The size it is truncated back to when it restarts must be above that cycle,
+/// so the file keeps its blocks (overwritten each cycle) instead of being cut and grown again,
+/// which cost the drain 15–25 % (docs/BENCHMARKS.md). Read from the writer connection itself.
+#[tokio::test]
+async fn the_wal_is_not_truncated_below_its_steady_cycle() {
+    let (_dir, store) = open();
+    let writer = store.inner.writer.lock();
+    let writer = writer.as_ref().expect("the writer connection is open");
+    let pragma = |name: &str| -> i64 {
+        writer
+            .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    let cycle_bytes = pragma("wal_autocheckpoint") * pragma("page_size");
+    let limit = pragma("journal_size_limit");
+    assert!(cycle_bytes >= 64 << 20, "cycle of {cycle_bytes} bytes");
+    assert!(
+        limit > cycle_bytes,
+        "journal_size_limit {limit} would truncate the WAL's {cycle_bytes}-byte cycle"
+    );
+}
