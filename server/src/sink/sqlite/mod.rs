@@ -59,7 +59,8 @@ const PAGE_SIZE: i64 = 16 * 1024;
 /// Above the WAL's steady cycle (the writer's autocheckpoint, 8192 pages of 16 KiB = 128 MiB,
 /// plus one batch's frames), so under sustained load the file keeps its blocks and each cycle
 /// overwrites them. At 64 MiB every cycle truncated the WAL by half and the next batches paid
-/// the filesystem to allocate those blocks again: 15–25 % of the drain rate (docs/BENCHMARKS.md).
+/// the filesystem to allocate those blocks again: the drain was 17 % slower (median of three,
+/// docs/BENCHMARKS.md).
 const WAL_SIZE_LIMIT_BYTES: i64 =
     checkpoint::WRITER_AUTOCHECKPOINT_PAGES as i64 * PAGE_SIZE + (64 << 20);
 

@@ -394,7 +394,7 @@ async fn the_checkpoint_thread_copies_the_wal_into_the_database_file() {
 /// Issue 18: under sustained load the WAL cycles between a restart and the writer's own
 /// autocheckpoint. The size it is truncated back to when it restarts must be above that cycle,
 /// so the file keeps its blocks (overwritten each cycle) instead of being cut and grown again,
-/// which cost the drain 15–25 % (docs/BENCHMARKS.md). Read from the writer connection itself.
+/// which made the drain 17 % slower (docs/BENCHMARKS.md). Read from the writer connection itself.
 #[tokio::test]
 async fn the_wal_is_not_truncated_below_its_steady_cycle() {
     let (_dir, store) = open();
