@@ -126,13 +126,17 @@ cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 median() { sort -g | awk '{a[NR]=$1} END{if (NR==0) print "n/a"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 load_avg() { cut -d' ' -f1-3 /proc/loadavg; }
-# need_disk GB WHAT: stop with a clear message, before a long run, if WORK's file system lacks GB.
+# need_disk GB WHAT: before a long run, check that WORK's file system has GB free. If not, say so
+# on stderr, keep the reason in DISK_SHORT and return 1: the caller skips its section (the
+# sections already measured still reach the report) or stops when nothing has run yet.
+DISK_SHORT=""
 need_disk() {
   local free
   free=$(df -P -B1G "$WORK" | awk 'NR==2{print $4}')
   if [ "$free" -lt "$1" ]; then
-    echo "bench: $2 needs about $1 GB free under $WORK; $free GB are free. Free some space first." >&2
-    exit 1
+    DISK_SHORT="needs about $1 GB free under $WORK, $free GB were free"
+    echo "bench: $2 $DISK_SHORT. Free some space first." >&2
+    return 1
   fi
 }
 wait_file() { for _ in $(seq 1 "$(( ${2:-10} * 20 ))"); do [ -s "$1" ] && return 0; sleep 0.05; done; return 1; }
@@ -408,6 +412,14 @@ bench_console() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# The ceiling run's disk: the bodies file (~60 bytes per event); the spool, if every body were
+# acknowledged and none stored yet (under 700 bytes per event: 300k events took 127 MB on
+# 2026-12-03); the store, writing ~20k events/s during the flood at ~1.1 KiB each; 2 GB to spare.
+# 14 GB for 60 s. Bodies for 250k events/s, so that none is sent twice.
+ceiling_disk_ok() {
+  local events=$((RUN_SECS * 250000))
+  need_disk $(( (events * 760 + RUN_SECS * 20000 * 1100) / 1000000000 + 2 )) "the ceiling run"
+}
 # `scripts/bench.sh ceiling`: the acknowledged-rate ceiling over RUN_SECS with a light client.
 # On two cores the load generator takes one core for itself (instantiate, gzip, sign), so here
 # it writes its traffic once, as gzip bodies with fresh ids, and `wrk` (one C thread) replays
@@ -417,10 +429,7 @@ bench_ceiling() {
   local secs=$RUN_SECS events s0 s1 c0 c1 t0 t1 rss
   # Enough bodies that none is sent twice at up to 250k events/s.
   events=$((secs * 250000))
-  # The bodies file (~60 bytes per event); the spool, if every body were acknowledged and none
-  # stored yet (under 700 bytes per event: 300k events took 127 MB on 2026-12-03); the store,
-  # writing ~20k events/s during the flood at ~1.1 KiB each; 2 GB to spare. 14 GB for 60 s.
-  need_disk $(( (events * 760 + secs * 20000 * 1100) / 1000000000 + 2 )) "the ceiling run"
+  ceiling_disk_ok || exit 1
   log "ceiling: writing $events events as gzip bodies"
   "$LOADGEN" --write-bodies "$WORK/bodies" --events "$events" --seed 7 --gen-threads 2 --json > "$WORK/bodies.json"
   if [ -z "${DEC:-}" ]; then
@@ -525,7 +534,7 @@ if want soak; then
   EST_RATE=$(prev_value ack_ceiling_eps | cut -d. -f1)
   EST_RATE=$(( ${EST_RATE:-100000} / 2 ))
   need_disk "$(awk -v r="$EST_RATE" -v m="$SOAK_MIN" -v q="$SPOOL_QUOTA" 'BEGIN{printf "%d", (r * m * 60 * 1100 + q) / 1e9 + 1}')" \
-    "the soak (store + spool at about $EST_RATE events/s for $SOAK_MIN min; or use --soak-minutes N or --skip soak)"
+    "the soak (store + spool at about $EST_RATE events/s for $SOAK_MIN min; or use --soak-minutes N or --skip soak)" || exit 1
 fi
 
 # 1. Decode-only ceiling.
@@ -554,9 +563,17 @@ fi
 CEIL_EPS="" CEIL_RSS=""
 if want ceiling; then
   if command -v wrk >/dev/null; then
-    CEIL_NUM="2. " bench_ceiling
-    NOW[ack_ceiling_eps]=$CEIL_EPS; HOW[ack_ceiling_eps]="wrk -t1 -c16 -d${RUN_SECS}s replaying the generator's bodies"
-    NOW[rss_ceiling_mib]=$CEIL_RSS; HOW[rss_ceiling_mib]="server RSS at the end of the ${RUN_SECS} s wrk flood"
+    # The disk check runs here, not inside bench_ceiling: a function called as an `if` condition
+    # runs without `set -e`, and a failing wrk must still stop the run.
+    if ceiling_disk_ok; then
+      CEIL_NUM="2. " bench_ceiling
+      NOW[ack_ceiling_eps]=$CEIL_EPS; HOW[ack_ceiling_eps]="wrk -t1 -c16 -d${RUN_SECS}s replaying the generator's bodies"
+      NOW[rss_ceiling_mib]=$CEIL_RSS; HOW[rss_ceiling_mib]="server RSS at the end of the ${RUN_SECS} s wrk flood"
+    else
+      SKIPPED[ack_ceiling_eps]="skipped: the ceiling run $DISK_SHORT"; SKIPPED[rss_ceiling_mib]="skipped: the ceiling run $DISK_SHORT"
+      md "### 2. Acknowledged-rate ceiling: skipped, the run $DISK_SHORT."
+      md ""
+    fi
   else
     SKIPPED[ack_ceiling_eps]="skipped: wrk not installed"; SKIPPED[rss_ceiling_mib]="skipped: wrk not installed"
     md "### 2. Acknowledged-rate ceiling: skipped, wrk is not installed (apt-get install wrk)."
@@ -609,12 +626,15 @@ fi
 # least-squares slope from the first minute on says whether the store keeps up (flat: about 0).
 if want lag; then
   LAG_BASE=${NOW[sqlite_drain_eps]:-$(prev_value sqlite_drain_eps | cut -d. -f1)}
+  LAG_RATE=$(( ${LAG_BASE:-0} * 80 / 100 ))
   if [ -z "$LAG_BASE" ]; then
     for k in sqlite_lag_rate_eps sqlite_lag_slope_per_min sqlite_lag_max_events; do SKIPPED[$k]="skipped: no SQLite drain figure (run the peak section)"; done
+  elif ! need_disk "$(awk -v r="$LAG_RATE" -v m="$SOAK_MIN" 'BEGIN{printf "%d", r * m * 60 * 1100 / 1e9 + 5}')" \
+      "the lag soak (store at $LAG_RATE events/s for $SOAK_MIN min; or use --soak-minutes N or --skip lag)"; then
+    for k in sqlite_lag_rate_eps sqlite_lag_slope_per_min sqlite_lag_max_events; do SKIPPED[$k]="skipped: the lag soak $DISK_SHORT"; done
+    md "### 3b. The embedded store at 80 % of its drain: skipped, the run $DISK_SHORT."
+    md ""
   else
-    LAG_RATE=$((LAG_BASE * 80 / 100))
-    need_disk "$(awk -v r="$LAG_RATE" -v m="$SOAK_MIN" 'BEGIN{printf "%d", r * m * 60 * 1100 / 1e9 + 5}')" \
-      "the lag soak (store at $LAG_RATE events/s for $SOAK_MIN min; or use --soak-minutes N or --skip lag)"
     log "lag: ${SOAK_MIN} min at $LAG_RATE/s (80 % of $LAG_BASE), sink lag every 10 s"
     start_server lag
     echo "seconds,lag_events,rss_kib" > "$WORK/lag.csv"
@@ -683,7 +703,12 @@ if want soak; then
   # The embedded store keeps every event (about 1 KiB each with its indexes) and the spool up to
   # its quota: a 10-minute soak at 40k events/s needs ~25 GB. Say so before, not after 10 minutes.
   NEED_GB=$(awk -v r="$SOAK_RATE" -v m="$SOAK_MIN" -v q="$SPOOL_QUOTA" 'BEGIN{printf "%d", (r * m * 60 * 1100 + q) / 1e9 + 1}')
-  need_disk "$NEED_GB" "the soak (store + spool at $SOAK_RATE events/s for $SOAK_MIN min; or use --soak-minutes)"
+fi
+if want soak && ! need_disk "$NEED_GB" "the soak (store + spool at $SOAK_RATE events/s for $SOAK_MIN min; or use --soak-minutes)"; then
+  for k in soak_rss_mean_mib soak_rss_max_mib soak_rss_slope_mib_min; do SKIPPED[$k]="skipped: the soak $DISK_SHORT"; done
+  md "### 5. Memory over a soak: skipped, the run $DISK_SHORT."
+  md ""
+elif want soak; then
   log "soak: ${SOAK_MIN} min at $SOAK_RATE/s, RSS every 10 s ($NEED_GB GB of disk at most)"
   start_server soak
   echo "seconds,rss_kib" > "$WORK/rss.csv"
