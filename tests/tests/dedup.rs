@@ -164,3 +164,64 @@ async fn false_maybes_lose_nothing() {
         .unwrap();
     assert_eq!(stored.len(), 1_000);
 }
+
+/// A "maybe" the store cannot answer (ClickHouse down, the sink not yet marked unhealthy, or
+/// already marked so) takes the events as new: the retry is accepted, counted as a failed check,
+/// and stored again once the store is back, never lost. ClickHouse then holds two copies of
+/// each, and reads show each event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_store_lookup_takes_the_events_as_new() {
+    let mut front = ClickHouseFront::start().await.unwrap();
+    if front.is_external() {
+        eprintln!("skipped: the outage needs a front this test can stop (CLICKHOUSE_URL is set)");
+        return;
+    }
+    let database = front.fresh_database("dedup_failed").await.unwrap();
+    let server = TestServer::start_with(small_exact_tier(
+        vec![("BADDYBUGS_CLICKHOUSE__DATABASE".into(), database.clone())],
+        vec!["--clickhouse-url".into(), front.url()],
+    ))
+    .unwrap();
+    let client = reqwest::Client::new();
+    let original = ids("lookup", 5);
+    post(&client, &server, &original).await;
+    // 50 newer ids push the five out of the exact tier (10); all stored before the outage.
+    for chunk in ids("later", 50).chunks(10) {
+        post(&client, &server, chunk).await;
+    }
+    wait_until_stored(&client, &server, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let failed_sample = "baddybugs_ingest_dedup_store_checks_total{outcome=\"failed\"}";
+    let failed_before = metric(&client, &server, failed_sample).await;
+
+    front.stop();
+    let retry = post(&client, &server, &original).await;
+    assert_eq!(retry["accepted"], 5, "taken as new: {retry}");
+    assert_eq!(retry["duplicates"], 0, "{retry}");
+    let failed = metric(&client, &server, failed_sample).await;
+    assert!(
+        failed >= failed_before + 5.0,
+        "the five lookups are counted as failed: {failed_before} → {failed}"
+    );
+
+    front.restart().unwrap();
+    wait_until_stored(&client, &server, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let rows = front
+        .query_text(&format!(
+            "SELECT count() FROM {database}.events WHERE event_id LIKE 'lookup-%'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.trim(),
+        "10",
+        "the retry was stored as a second copy of each"
+    );
+    let shown = baddybugs_tests::server::count_events(&client, &server, "type=cache")
+        .await
+        .unwrap();
+    assert_eq!(shown.len(), 55, "reads show each event once");
+}
