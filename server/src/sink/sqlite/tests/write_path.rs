@@ -426,6 +426,11 @@ async fn the_wal_is_not_truncated_below_its_steady_cycle() {
             .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
             .unwrap()
     };
+    assert_eq!(
+        pragma("wal_autocheckpoint"),
+        crate::sink::sqlite::checkpoint::WRITER_AUTOCHECKPOINT_PAGES as i64,
+        "the writer checkpoints itself only past its own threshold"
+    );
     let cycle_bytes = pragma("wal_autocheckpoint") * pragma("page_size");
     let limit = pragma("journal_size_limit");
     assert!(cycle_bytes >= 64 << 20, "cycle of {cycle_bytes} bytes");
