@@ -164,6 +164,13 @@ async fn a_retry_stored_by_two_nodes_is_read_once_and_counted_as_a_copy() -> any
         })
         .await?;
         assert_eq!(copies["window_secs"], 600, "{copies}");
+        // The same count in /metrics, where an alert would read it.
+        let metrics = baddybugs_tests::server::metrics_text(&client, node).await?;
+        let exposed = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("baddybugs_ingest_store_extra_copies "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        assert_eq!(exposed, Some(5.0), "store_extra_copies in /metrics");
     }
     Ok(())
 }
