@@ -415,9 +415,11 @@ bench_console() {
 # The ceiling run's disk: the bodies file (~60 bytes per event); the spool, if every body were
 # acknowledged and none stored yet (under 700 bytes per event: 300k events took 127 MB on
 # 2026-12-03); the store, writing ~20k events/s during the flood at ~1.1 KiB each; 2 GB to spare.
-# 14 GB for 60 s. Bodies for 250k events/s, so that none is sent twice.
+# 14 GB for 60 s.
+ceiling_events() { echo $((RUN_SECS * 250000)); } # enough bodies that none is sent twice at up to 250k events/s
 ceiling_disk_ok() {
-  local events=$((RUN_SECS * 250000))
+  local events
+  events=$(ceiling_events)
   need_disk $(( (events * 760 + RUN_SECS * 20000 * 1100) / 1000000000 + 2 )) "the ceiling run"
 }
 # `scripts/bench.sh ceiling`: the acknowledged-rate ceiling over RUN_SECS with a light client.
@@ -427,8 +429,7 @@ ceiling_disk_ok() {
 bench_ceiling() {
   command -v wrk >/dev/null || { echo "bench ceiling needs wrk (apt-get install wrk)" >&2; exit 2; }
   local secs=$RUN_SECS events s0 s1 c0 c1 t0 t1 rss
-  # Enough bodies that none is sent twice at up to 250k events/s.
-  events=$((secs * 250000))
+  events=$(ceiling_events)
   ceiling_disk_ok || exit 1
   log "ceiling: writing $events events as gzip bodies"
   "$LOADGEN" --write-bodies "$WORK/bodies" --events "$events" --seed 7 --gen-threads 2 --json > "$WORK/bodies.json"

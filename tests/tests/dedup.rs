@@ -22,6 +22,17 @@ fn small_exact_tier(mut extra_env: Vec<(String, String)>, args: Vec<String>) -> 
     }
 }
 
+/// A server with the small exact tier, storing into a fresh database of `front`.
+async fn clickhouse_server(front: &ClickHouseFront, prefix: &str) -> (TestServer, String) {
+    let database = front.fresh_database(prefix).await.unwrap();
+    let server = TestServer::start_with(small_exact_tier(
+        vec![("BADDYBUGS_CLICKHOUSE__DATABASE".into(), database.clone())],
+        vec!["--clickhouse-url".into(), front.url()],
+    ))
+    .unwrap();
+    (server, database)
+}
+
 fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
@@ -107,12 +118,7 @@ async fn a_retry_the_exact_tier_forgot_is_a_duplicate_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_the_exact_tier_forgot_is_stored_once_on_clickhouse() {
     let front = ClickHouseFront::start().await.unwrap();
-    let database = front.fresh_database("dedup_long").await.unwrap();
-    let server = TestServer::start_with(small_exact_tier(
-        vec![("BADDYBUGS_CLICKHOUSE__DATABASE".into(), database.clone())],
-        vec!["--clickhouse-url".into(), front.url()],
-    ))
-    .unwrap();
+    let (server, database) = clickhouse_server(&front, "dedup_long").await;
     retry_after_the_exact_tier_forgot(&server).await;
     let client = reqwest::Client::new();
     wait_until_stored(&client, &server, Duration::from_secs(120))
@@ -176,12 +182,7 @@ async fn a_failed_store_lookup_takes_the_events_as_new() {
         eprintln!("skipped: the outage needs a front this test can stop (CLICKHOUSE_URL is set)");
         return;
     }
-    let database = front.fresh_database("dedup_failed").await.unwrap();
-    let server = TestServer::start_with(small_exact_tier(
-        vec![("BADDYBUGS_CLICKHOUSE__DATABASE".into(), database.clone())],
-        vec!["--clickhouse-url".into(), front.url()],
-    ))
-    .unwrap();
+    let (server, database) = clickhouse_server(&front, "dedup_failed").await;
     let client = reqwest::Client::new();
     let original = ids("lookup", 5);
     post(&client, &server, &original).await;

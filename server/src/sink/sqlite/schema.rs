@@ -391,6 +391,18 @@ pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), Migra
             |r| r.get(0),
         )?;
         if !applied {
+            // Upgrading a store that holds rows, some migrations read the whole table (V4
+            // rebuilds it, V6 two indexes: ~1.5 s per GB from the OS cache): say so before,
+            // not only after, so a start that pauses on a large store is explained in the log.
+            // A new store logs one line for all of them, after the loop.
+            let started = std::time::Instant::now();
+            if newest.is_some() {
+                tracing::info!(
+                    version = migration.version,
+                    name = migration.name,
+                    "sqlite migration applying"
+                );
+            }
             tx.execute_batch(migration.sql)?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (?1, ?2, ?3)",
@@ -400,13 +412,19 @@ pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), Migra
                     chrono::Utc::now().timestamp_millis()
                 ],
             )?;
-            tracing::info!(
-                version = migration.version,
-                name = migration.name,
-                "sqlite migration applied"
-            );
+            if newest.is_some() {
+                tracing::info!(
+                    version = migration.version,
+                    name = migration.name,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "sqlite migration applied"
+                );
+            }
         }
         tx.commit()?;
+    }
+    if newest.is_none() {
+        tracing::info!(version = target, "sqlite store created");
     }
     Ok(())
 }
