@@ -12,7 +12,9 @@
 # --quick: shorter runs. --steady-rate half: the steady load at half the stored rate measured
 # just before. --no-fractions: skip the ack latency at 25/50/90 % of the peak. --json FILE: the
 # headline figures as JSON too (read by scripts/bench.sh for its summary table).
-# Needs: cargo, jq, curl, free TCP ports 18182 and 18124.
+# Needs: cargo, jq, curl, free TCP ports 18182 and 18124; wrk for the flood (else the load
+# generator is the client). BADDYBUGS_BATCH__MAX_EVENTS / __MAX_BYTES in the environment reach
+# the server (an A/B of batch sizes); the report names them.
 set -euo pipefail
 
 QUICK=0 APPEND=0 BACKLOG=300000 STEADY=20000 FRACTIONS=1 JSON=""
@@ -38,8 +40,8 @@ PY="$TARGET/chdb-venv/bin/python"
 PORT=18182 CH_PORT=18124
 URL="http://127.0.0.1:$PORT/v1/ingest"
 KEY="bench-key:bench-secret" TOKEN="bench-token"
-STEADY_SECS=30 FRAC_SECS=20
-[ "$QUICK" = 1 ] && STEADY_SECS=10 FRAC_SECS=8 && BACKLOG=100000
+STEADY_SECS=30 FRAC_SECS=20 FLOOD_SECS=15
+[ "$QUICK" = 1 ] && STEADY_SECS=10 FRAC_SECS=8 FLOOD_SECS=8 && BACKLOG=100000
 WORK="$(mktemp -d)"
 SERVER_PID="" CH_PID=""
 OUT="$WORK/report.md"
@@ -68,7 +70,7 @@ database = "$db"
 EOF
   # The database is created by the server's migrations (CREATE DATABASE IF NOT EXISTS).
   BADDYBUGS_LOG=warn "$SERVER" serve --config "$WORK/bench.toml" --listen "127.0.0.1:$PORT" \
-    --data-dir "$WORK/data-$name" --api-key "$KEY" --feed-token "$TOKEN" --clickhouse-url "$CH_URL" \
+    --data-dir "$WORK/data-$name" --api-key "$KEY${OPTIONAL_KEY:+:optional}" --feed-token "$TOKEN" --clickhouse-url "$CH_URL" \
     > "$WORK/server.out" 2> "$WORK/server.err" &
   SERVER_PID=$!
   for _ in $(seq 1 200); do grep -q "listening on" "$WORK/server.out" 2>/dev/null && return 0; sleep 0.05; done
@@ -84,7 +86,10 @@ md "## ClickHouse sink benchmark $(date -u +%Y-%m-%dT%H:%MZ)$([ "$QUICK" = 1 ] &
 md ""
 md "Machine: $(nproc) cores, $CPU; \`git rev-parse --short HEAD\` = $(git rev-parse --short HEAD 2>/dev/null || echo '?')."
 md "ClickHouse: $([ -n "${CLICKHOUSE_URL:-}" ] && echo "$CLICKHOUSE_URL" || echo "chDB $("$PY" -c 'import chdb; print(chdb.__version__)' 2>/dev/null) behind tests/clickhouse/chfront.py on the same cores (every query serialized by the front)")."
-md "Server: release build, \`fsync = \"always\"\`, default batching (10k events or 1 s per insert). Reproduce: \`scripts/bench-clickhouse.sh$([ "$QUICK" = 1 ] && echo ' --quick')\`."
+BATCHING="default batching (10k events, 8 MiB of records or 1 s per insert)"
+[ -n "${BADDYBUGS_BATCH__MAX_EVENTS:-}${BADDYBUGS_BATCH__MAX_BYTES:-}" ] &&
+  BATCHING="batches of up to ${BADDYBUGS_BATCH__MAX_EVENTS:-10000} events and ${BADDYBUGS_BATCH__MAX_BYTES:-8388608} bytes of records (BADDYBUGS_BATCH__*), or 1 s"
+md "Server: release build, \`fsync = \"always\"\`, $BATCHING. Reproduce: \`scripts/bench-clickhouse.sh$([ "$QUICK" = 1 ] && echo ' --quick')\`."
 md ""
 
 # 1. Drain rate: fill the spool while ClickHouse is down, then start it and time the drain.
@@ -116,23 +121,53 @@ md ""
 
 # 2. The stored rate end to end, and the acknowledged peak, with ClickHouse as the store: a flood
 # from a fresh server, then until everything acknowledged is stored. stored/s = acknowledged ÷
-# time from the first request to lag 0 (the definition of `scripts/fleet.sh --bench`).
-log "flood with ClickHouse for ${FRAC_SECS}s, then until stored"
+# time from the first request to lag 0 (the definition of `scripts/fleet.sh --bench`). The client
+# is issue 18's: `wrk` (one C thread) replaying the load generator's gzip bodies, each once, so
+# the two cores go to the server and ClickHouse rather than to generating traffic; without wrk,
+# the load generator itself (which takes about a core: its figure is lower). CPU seconds of the
+# server and of the front per stored event are given too: on a shared machine they move less
+# than the rates do.
+cpu_s() { sed 's/^.*) //' "/proc/$1/stat" | awk '{printf "%.2f", ($12 + $13) / 100}'; }
 stop_front; start_front
-start_server peak
-T0=$(date +%s.%N)
-P="$(loadgen --rate 0 --duration "${FRAC_SECS}s" --concurrency 16)"
-T1=$(date +%s.%N)
+if command -v wrk >/dev/null; then
+  CLIENT=wrk
+  log "flood: writing $((FLOOD_SECS * 150000)) events as gzip bodies"
+  "$LOADGEN" --write-bodies "$WORK/bodies" --events $((FLOOD_SECS * 150000)) --seed 7 --gen-threads 2 --json > "$WORK/bodies.json"
+  OPTIONAL_KEY=1 start_server peak
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" = 200 ]; do sleep 0.1; done
+  log "flood with ClickHouse: wrk for ${FLOOD_SECS}s, then until stored"
+  F0=$(cpu_s "$CH_PID"); T0=$(date +%s.%N)
+  BODIES="$WORK/bodies" API_KEY="${KEY%%:*}" wrk -t1 -c16 -d"${FLOOD_SECS}s" -s scripts/wrk-bodies.lua "$URL" > "$WORK/wrk.out" 2>&1
+  T1=$(date +%s.%N)
+  PEAK_ACKED=$(stats | jq '.totals.accepted')
+  PEAK_P99="$(grep -E '^latency p99 ' "$WORK/wrk.out" | awk '{print $3}')"
+  CLIENT_MD="\`baddybugs-loadgen --write-bodies F --events $((FLOOD_SECS * 150000)) --seed 7\`, then \`BODIES=F API_KEY=bench-key wrk -t1 -c16 -d${FLOOD_SECS}s -s scripts/wrk-bodies.lua\` (each body once)"
+else
+  CLIENT=loadgen
+  start_server peak
+  log "flood with ClickHouse: the load generator for ${FLOOD_SECS}s (wrk is not installed), then until stored"
+  F0=$(cpu_s "$CH_PID"); T0=$(date +%s.%N)
+  P="$(loadgen --rate 0 --duration "${FLOOD_SECS}s" --concurrency 16)"
+  T1=$(date +%s.%N)
+  PEAK_ACKED=$(jq -r '.acked' <<<"$P")
+  PEAK_P99=$(jq -r '.latency.p99_ms' <<<"$P")
+  CLIENT_MD="\`baddybugs-loadgen --rate 0 --duration ${FLOOD_SECS}s --concurrency 16\` (wrk is not installed: the generator takes about a core of the two, so this is lower than wrk's figure)"
+fi
 until [ "$(stats | jq '.sink.lag_events')" = "0" ]; do sleep 0.1; done
 T2=$(date +%s.%N)
+SRV_CPU=$(cpu_s "$SERVER_PID"); FRONT_CPU=$(awk -v a="$F0" -v b="$(cpu_s "$CH_PID")" 'BEGIN{printf "%.2f", b-a}')
+HWM=$(awk '/VmHWM/{printf "%d", $2/1024}' "/proc/$SERVER_PID/status")
 stop_server
-PEAK=$(jq -r '.acked_rate|floor' <<<"$P")
-PEAK_ACKED=$(jq -r '.acked' <<<"$P")
+rm -f "$WORK/bodies"
+PEAK=$(awk -v n="$PEAK_ACKED" -v s="$T0" -v e="$T1" 'BEGIN{printf "%d", n/(e-s)}')
 STORED=$(awk -v n="$PEAK_ACKED" -v s="$T0" -v e="$T2" 'BEGIN{printf "%d", n/(e-s)}')
+SRV_US=$(awk -v c="$SRV_CPU" -v n="$PEAK_ACKED" 'BEGIN{printf "%.1f", c*1e6/n}')
+FRONT_US=$(awk -v c="$FRONT_CPU" -v n="$PEAK_ACKED" 'BEGIN{printf "%.1f", c*1e6/n}')
 md "### Stored rate end to end, and the acknowledged peak"
 md ""
-md "\`baddybugs-loadgen --rate 0 --duration ${FRAC_SECS}s --concurrency 16\` against a fresh server: **$PEAK events/s acknowledged**, p99 $(jq -r '.latency.p99_ms' <<<"$P") ms;"
+md "$CLIENT_MD against a fresh server: **$PEAK events/s acknowledged**, p99 $PEAK_P99 ms;"
 md "$PEAK_ACKED acknowledged in $(awk -v s="$T0" -v e="$T1" 'BEGIN{printf "%.1f", e-s}') s, all stored $(awk -v s="$T0" -v e="$T2" 'BEGIN{printf "%.1f", e-s}') s after the first request: **$STORED events/s stored end to end**."
+md "CPU per stored event: server $SRV_US µs ($SRV_CPU s, ingest and store), ClickHouse front $FRONT_US µs ($FRONT_CPU s); server peak RSS (VmHWM) $HWM MiB."
 md ""
 
 # 3. Steady load: 202 -> stored latency.
@@ -172,9 +207,10 @@ stop_front
 
 if [ -n "$JSON" ]; then
   jq -n --argjson drain "$DRAIN" --argjson drained "$((WRITTEN - W0))" --argjson stored "$STORED" \
-    --argjson peak "$PEAK" --argjson steady "$STEADY" --argjson r "$R" \
+    --argjson peak "$PEAK" --arg client "$CLIENT" --argjson srv_us "$SRV_US" --argjson front_us "$FRONT_US" --argjson hwm "$HWM" --argjson steady "$STEADY" --argjson r "$R" \
     --arg e2e "$E2E" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
-    '{commit: $commit, drain_eps: $drain, drained_events: $drained, stored_eps: $stored, peak_ack_eps: $peak,
+    '{commit: $commit, drain_eps: $drain, drained_events: $drained, stored_eps: $stored, stored_client: $client, peak_ack_eps: $peak,
+      stored_server_cpu_us: $srv_us, stored_front_cpu_us: $front_us, stored_rss_hwm_mib: $hwm,
       steady_rate: $steady, steady_acked_eps: ($r.acked_rate | floor),
       e2e_p50_ms: ($e2e | split("|")[0] | tonumber), e2e_p99_ms: ($e2e | split("|")[2] | tonumber),
       verify_missing: $r.verify.missing_count, verify_doubled: $r.verify.doubled_count}' > "$JSON"

@@ -777,7 +777,7 @@ if want clickhouse; then
       sed -e 's/^### /#### /' -e '/^## /d' "$WORK/ch.md" >> "$OUT"
       CHJ="$(cat "$WORK/ch.json")"
       NOW[ch_drain_eps]=$(jq -r .drain_eps <<<"$CHJ"); HOW[ch_drain_eps]="$(jq -r .drained_events <<<"$CHJ") spooled events, clocked from the first stored batch"
-      NOW[ch_stored_eps]=$(jq -r .stored_eps <<<"$CHJ"); HOW[ch_stored_eps]="acknowledged / (first request to lag 0), flood from a fresh server"
+      NOW[ch_stored_eps]=$(jq -r .stored_eps <<<"$CHJ"); HOW[ch_stored_eps]="acknowledged / (first request to lag 0), $(jq -r .stored_client <<<"$CHJ") flood from a fresh server; CPU per event: server $(jq -r .stored_server_cpu_us <<<"$CHJ") µs, front $(jq -r .stored_front_cpu_us <<<"$CHJ") µs"
       NOW[ch_e2e_p99_ms]=$(jq -r .e2e_p99_ms <<<"$CHJ"); HOW[ch_e2e_p99_ms]="steady $(jq -r .steady_rate <<<"$CHJ") events/s = half the stored rate; missing $(jq -r .verify_missing <<<"$CHJ"), doubled $(jq -r .verify_doubled <<<"$CHJ")"
     else
       for k in $CH_KEYS; do SKIPPED[$k]="failed: scripts/bench-clickhouse.sh exited non-zero (its stderr above)"; done
