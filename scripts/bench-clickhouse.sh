@@ -86,9 +86,9 @@ md "## ClickHouse sink benchmark $(date -u +%Y-%m-%dT%H:%MZ)$([ "$QUICK" = 1 ] &
 md ""
 md "Machine: $(nproc) cores, $CPU; \`git rev-parse --short HEAD\` = $(git rev-parse --short HEAD 2>/dev/null || echo '?')."
 md "ClickHouse: $([ -n "${CLICKHOUSE_URL:-}" ] && echo "$CLICKHOUSE_URL" || echo "chDB $("$PY" -c 'import chdb; print(chdb.__version__)' 2>/dev/null) behind tests/clickhouse/chfront.py on the same cores (every query serialized by the front)")."
-BATCHING="default batching (10k events, 8 MiB of records or 1 s per insert)"
+BATCHING="ClickHouse's default batching (25k events, 24 MiB of records or 1 s per insert)"
 [ -n "${BADDYBUGS_BATCH__MAX_EVENTS:-}${BADDYBUGS_BATCH__MAX_BYTES:-}" ] &&
-  BATCHING="batches of up to ${BADDYBUGS_BATCH__MAX_EVENTS:-10000} events and ${BADDYBUGS_BATCH__MAX_BYTES:-8388608} bytes of records (BADDYBUGS_BATCH__*), or 1 s"
+  BATCHING="batches of up to ${BADDYBUGS_BATCH__MAX_EVENTS:-25000} events and ${BADDYBUGS_BATCH__MAX_BYTES:-25165824} bytes of records (BADDYBUGS_BATCH__*), or 1 s"
 md "Server: release build, \`fsync = \"always\"\`, $BATCHING. Reproduce: \`scripts/bench-clickhouse.sh$([ "$QUICK" = 1 ] && echo ' --quick')\`."
 md ""
 

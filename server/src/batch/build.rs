@@ -42,6 +42,16 @@ pub fn build_batch(
         ..SinkBatch::default()
     };
     let mut stats = BuildStats::default();
+    // The records' headers say how many events follow: one allocation for the rows instead of
+    // doubling a 10k-row vector (and copying its rows) a dozen times, and no unused half. Each
+    // event takes at least a byte of its record, which bounds a damaged header's count.
+    let events: usize = records
+        .iter()
+        .map(|r| record::event_count(r.payload).map_or(0, |n| n.min(r.payload.len())))
+        .sum();
+    batch.events.reserve_exact(events);
+    stats.event_times.reserve_exact(events);
+    stats.receipts.reserve_exact(records.len());
     for rec in records {
         match record::decode(rec.payload) {
             Ok(decoded) => add_record(&mut batch, &mut stats, rec, &decoded, &trace_filter),
