@@ -13,7 +13,7 @@
 # just before. --no-fractions: skip the ack latency at 25/50/90 % of the peak. --json FILE: the
 # headline figures as JSON too (read by scripts/bench.sh for its summary table).
 # Needs: cargo, jq, curl, free TCP ports 18182 and 18124; wrk for the flood (else the load
-# generator is the client). BADDYBUGS_BATCH__MAX_EVENTS / __MAX_BYTES in the environment reach
+# generator is the client). BADDYBUGS_BATCH__[CATCHUP_]MAX_EVENTS / _BYTES in the environment reach
 # the server (an A/B of batch sizes); the report names them.
 set -euo pipefail
 
@@ -86,9 +86,9 @@ md "## ClickHouse sink benchmark $(date -u +%Y-%m-%dT%H:%MZ)$([ "$QUICK" = 1 ] &
 md ""
 md "Machine: $(nproc) cores, $CPU; \`git rev-parse --short HEAD\` = $(git rev-parse --short HEAD 2>/dev/null || echo '?')."
 md "ClickHouse: $([ -n "${CLICKHOUSE_URL:-}" ] && echo "$CLICKHOUSE_URL" || echo "chDB $("$PY" -c 'import chdb; print(chdb.__version__)' 2>/dev/null) behind tests/clickhouse/chfront.py on the same cores (every query serialized by the front)")."
-BATCHING="ClickHouse's default batching (25k events, 24 MiB of records or 1 s per insert)"
-[ -n "${BADDYBUGS_BATCH__MAX_EVENTS:-}${BADDYBUGS_BATCH__MAX_BYTES:-}" ] &&
-  BATCHING="batches of up to ${BADDYBUGS_BATCH__MAX_EVENTS:-25000} events and ${BADDYBUGS_BATCH__MAX_BYTES:-25165824} bytes of records (BADDYBUGS_BATCH__*), or 1 s"
+BATCHING="ClickHouse's default batching (10k events, 8 MiB of records or 1 s per insert; 25k events and 24 MiB while behind)"
+[ -n "${BADDYBUGS_BATCH__MAX_EVENTS:-}${BADDYBUGS_BATCH__MAX_BYTES:-}${BADDYBUGS_BATCH__CATCHUP_MAX_EVENTS:-}${BADDYBUGS_BATCH__CATCHUP_MAX_BYTES:-}" ] &&
+  BATCHING="batches of up to ${BADDYBUGS_BATCH__MAX_EVENTS:-10000} events and ${BADDYBUGS_BATCH__MAX_BYTES:-8388608} bytes of records, ${BADDYBUGS_BATCH__CATCHUP_MAX_EVENTS:-25000} and ${BADDYBUGS_BATCH__CATCHUP_MAX_BYTES:-25165824} while behind (BADDYBUGS_BATCH__*), or 1 s"
 md "Server: release build, \`fsync = \"always\"\`, $BATCHING. Reproduce: \`scripts/bench-clickhouse.sh$([ "$QUICK" = 1 ] && echo ' --quick')\`."
 md ""
 

@@ -548,6 +548,11 @@ pub struct SinkStats {
     pub retrying: u64,
     /// Events written since start.
     pub written_events: u64,
+    /// Store writes (batches) since start: `written_events / written_batches` is the mean
+    /// batch, which grows while the store catches up (`batch.catchup_max_events`). Absent from
+    /// older servers.
+    #[serde(default)]
+    pub written_batches: u64,
     /// Events acknowledged but not yet written.
     pub lag_events: u64,
     /// Age of the oldest of those, seconds.

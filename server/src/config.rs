@@ -292,10 +292,18 @@ impl Default for SpoolConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchConfig {
-    /// Most events per store write.
+    /// Most events per store write while the store keeps up.
     pub max_events: usize,
-    /// Most bytes of spool records per store write.
+    /// Most bytes of spool records per store write while the store keeps up.
     pub max_bytes: usize,
+    /// Most events per store write while the store is behind (another `max_events` events wait
+    /// in the spool past the batch being read); unset: `max_events`. ClickHouse's default is
+    /// 25,000 ([`BatchConfig::clickhouse_default`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catchup_max_events: Option<usize>,
+    /// Most bytes of spool records per store write while the store is behind; unset: `max_bytes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catchup_max_bytes: Option<usize>,
     /// Flush when the oldest waiting event is this old, ms.
     pub flush_interval_ms: u64,
     /// Flush within this many ms when an exception or a security event waits.
@@ -311,19 +319,35 @@ pub struct BatchConfig {
 }
 
 impl BatchConfig {
-    /// The batch limits when ClickHouse is the store and `batch.max_events` / `batch.max_bytes`
-    /// are not set: 25,000 events or 24 MiB of records per insert. ClickHouse's cost per row
-    /// falls with the insert's size (fewer parts to write and merge): against the embedded
-    /// default of 10,000 / 8 MiB, on a ClickHouse sharing two cores with the server, it cut
-    /// ClickHouse's CPU per stored event by 31 % and raised the stored rate end to end by 23 %,
-    /// for about 70 MiB more peak RSS (docs/BENCHMARKS.md, 2026-12-04). SQLite keeps 10,000:
-    /// its writer spent 23 % more CPU per event with 25,000 (same page).
+    /// The catch-up limits when ClickHouse is the store and `batch.catchup_max_events` /
+    /// `batch.catchup_max_bytes` are not set: 25,000 events or 24 MiB of records per insert
+    /// while the store is behind. ClickHouse's cost per row falls with the insert's size (fewer
+    /// parts to write and merge): against 10,000 / 8 MiB, on a ClickHouse sharing two cores
+    /// with the server, it cut ClickHouse's CPU per stored event by 31 % and raised the stored
+    /// rate end to end by 23 %, for about 70 MiB more peak RSS (docs/BENCHMARKS.md,
+    /// 2026-12-04). While the store keeps up, batches stay at `max_events`, so a steady load's
+    /// 202 → stored latency is not that of a bigger batch's longer wait. SQLite does not catch
+    /// up this way: its writer spent 23 % more CPU per event with 25,000 (same page).
     pub fn clickhouse_default() -> BatchConfig {
         BatchConfig {
-            max_events: 25_000,
-            max_bytes: 24 << 20,
+            catchup_max_events: Some(25_000),
+            catchup_max_bytes: Some(24 << 20),
             ..BatchConfig::default()
         }
+    }
+
+    /// Events per batch while the store is behind (never below `max_events`).
+    pub fn catchup_events(&self) -> usize {
+        self.catchup_max_events
+            .unwrap_or(self.max_events)
+            .max(self.max_events)
+    }
+
+    /// Record bytes per batch while the store is behind (never below `max_bytes`).
+    pub fn catchup_bytes(&self) -> usize {
+        self.catchup_max_bytes
+            .unwrap_or(self.max_bytes)
+            .max(self.max_bytes)
     }
 }
 
@@ -332,6 +356,8 @@ impl Default for BatchConfig {
         BatchConfig {
             max_events: 10_000,
             max_bytes: 8 << 20,
+            catchup_max_events: None,
+            catchup_max_bytes: None,
             flush_interval_ms: 1000,
             priority_flush_ms: 200,
             retry_initial_ms: 100,
@@ -649,11 +675,11 @@ impl Config {
         }
         if config.clickhouse.url.is_some() {
             let clickhouse = BatchConfig::clickhouse_default();
-            if !given.contains("batch.max_events") {
-                config.batch.max_events = clickhouse.max_events;
+            if !given.contains("batch.catchup_max_events") {
+                config.batch.catchup_max_events = clickhouse.catchup_max_events;
             }
-            if !given.contains("batch.max_bytes") {
-                config.batch.max_bytes = clickhouse.max_bytes;
+            if !given.contains("batch.catchup_max_bytes") {
+                config.batch.catchup_max_bytes = clickhouse.catchup_max_bytes;
             }
         }
         config.validate()?;
@@ -691,6 +717,14 @@ impl Config {
             ),
             ("batch.max_events", self.batch.max_events),
             ("batch.max_bytes", self.batch.max_bytes),
+            (
+                "batch.catchup_max_events",
+                self.batch.catchup_max_events.unwrap_or(1),
+            ),
+            (
+                "batch.catchup_max_bytes",
+                self.batch.catchup_max_bytes.unwrap_or(1),
+            ),
             (
                 "feed.client_queue_messages",
                 self.feed.client_queue_messages,
@@ -936,8 +970,8 @@ mod tests {
         assert!(err.to_string().contains("`listen`"), "{err}");
     }
 
-    /// With ClickHouse as the store the batches are bigger unless the operator sized them; the
-    /// embedded store keeps the plain default.
+    /// With ClickHouse as the store, batches grow while the store is behind unless the operator
+    /// sized that; the embedded store keeps one size.
     #[test]
     fn clickhouse_batches_are_bigger_unless_set() {
         let flags = FlagOverrides {
@@ -945,25 +979,36 @@ mod tests {
             ..Default::default()
         };
         let config = Config::load(None, &flags).unwrap();
-        assert_eq!(config.batch.max_events, 25_000);
-        assert_eq!(config.batch.max_bytes, 24 << 20);
-        assert_eq!(
-            config.batch.flush_interval_ms,
-            BatchConfig::default().flush_interval_ms
-        );
+        assert_eq!(config.batch.max_events, 10_000);
+        assert_eq!(config.batch.catchup_events(), 25_000);
+        assert_eq!(config.batch.catchup_bytes(), 24 << 20);
 
         let embedded = Config::load(None, &FlagOverrides::default()).unwrap();
         assert_eq!(embedded.batch, BatchConfig::default());
+        assert_eq!(embedded.batch.catchup_events(), embedded.batch.max_events);
+        assert_eq!(embedded.batch.catchup_bytes(), embedded.batch.max_bytes);
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[batch]\nmax_events = 10000\n").unwrap();
+        std::fs::write(&path, "[batch]\ncatchup_max_events = 12000\n").unwrap();
         let set = Config::load(Some(&path), &flags).unwrap();
-        assert_eq!(set.batch.max_events, 10_000, "the operator's value wins");
         assert_eq!(
-            set.batch.max_bytes,
+            set.batch.catchup_events(),
+            12_000,
+            "the operator's value wins"
+        );
+        assert_eq!(
+            set.batch.catchup_bytes(),
             24 << 20,
-            "the other one still follows the store"
+            "the other one follows the store"
+        );
+
+        std::fs::write(&path, "[batch]\nmax_events = 40000\n").unwrap();
+        let raised = Config::load(Some(&path), &flags).unwrap();
+        assert_eq!(
+            raised.batch.catchup_events(),
+            40_000,
+            "never below max_events"
         );
     }
 

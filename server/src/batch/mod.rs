@@ -4,8 +4,9 @@
 //! memory holds at most the records of the batch being read and the rows of two built batches,
 //! one waiting and one being written). Out: one store write per batch (rows of every table), then a
 //! durable checkpoint that lets the spool reclaim segments. A batch is flushed when it reaches
-//! `batch.max_events` (counted from the records' headers) or `batch.max_bytes`, when its oldest record is
-//! `flush_interval_ms` old, or `priority_flush_ms` old when it holds an exception or a security
+//! `batch.max_events` (counted from the records' headers) or `batch.max_bytes` (while the store
+//! is behind by another `max_events` events in the spool: `batch.catchup_max_events` /
+//! `catchup_max_bytes`, which ClickHouse raises), when its oldest record is `flush_interval_ms` old, or `priority_flush_ms` old when it holds an exception or a security
 //! event, and on shutdown.
 //!
 //! Failures: every store write, spool read and row build is retried with one policy
@@ -133,7 +134,10 @@ impl Batcher {
         // but the reader counts records: ask for as many records as the events still wanted,
         // divided by the events per record seen so far (so a batch stops near
         // `batch.max_events` instead of reading `max_events` records of 100 events each).
-        let max_events = self.config.max_events.max(1);
+        let (max_events, max_bytes) = (self.config.max_events.max(1), self.config.max_bytes);
+        let (catchup_events, catchup_bytes) =
+            (self.config.catchup_events(), self.config.catchup_bytes());
+        let can_grow = catchup_events > max_events || catchup_bytes > max_bytes;
         let (mut seen_records, mut seen_events) = (0u64, 0u64);
         let mut pending: Vec<SpoolEntry> = Vec::new();
         let mut pending_bytes = 0usize;
@@ -154,10 +158,24 @@ impl Batcher {
             let age = oldest.map_or(Duration::ZERO, |t| t.elapsed());
             let replay_cut =
                 replay_until.is_some_and(|last| pending.last().is_some_and(|e| e.lsn >= last));
+            // Past `max_*`, a batch keeps growing up to the catch-up limits while the store is
+            // behind: another `max_events` events wait in the spool past what was read. A replay
+            // is cut only at its recorded range (the range a crash left unconfirmed may have
+            // been a catch-up batch, and a different cut would change its deduplication token).
+            let over = pending_events >= max_events || pending_bytes >= max_bytes;
+            let (limit_events, limit_bytes) = if replay_until.is_some()
+                || (over
+                    && can_grow
+                    && self.spool.events_from(reader.next_lsn()) >= max_events as u64)
+            {
+                (catchup_events, catchup_bytes)
+            } else {
+                (max_events, max_bytes)
+            };
             let due = !pending.is_empty()
                 && (replay_cut
-                    || pending_events >= self.config.max_events
-                    || pending_bytes >= self.config.max_bytes
+                    || pending_events >= limit_events
+                    || pending_bytes >= limit_bytes
                     || age >= Duration::from_millis(flush_after)
                     || shutting_down);
             if due {
@@ -196,13 +214,13 @@ impl Batcher {
                         let per_record = seen_events
                             .checked_div(seen_records)
                             .map_or(1, |n| n.max(1) as usize);
-                        max_events
+                        limit_events
                             .saturating_sub(pending_events)
                             .div_ceil(per_record)
                             .max(1)
                             .min(room)
                     },
-                    self.config.max_bytes.saturating_sub(pending_bytes).max(1),
+                    limit_bytes.saturating_sub(pending_bytes).max(1),
                     wait.max(Duration::from_millis(1)),
                 ) => r,
                 _ = self.shutdown.changed() => continue,

@@ -126,6 +126,7 @@ impl Writer {
         {
             let mut sink = b.metrics.gauges.sink.lock();
             sink.written_events += events as u64;
+            sink.written_batches += 1;
             sink.last_write_at = Some(baddybugs_common::timestamp::format_millis(now));
         }
         if let Some(observer) = &b.on_traces {

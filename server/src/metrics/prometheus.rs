@@ -521,6 +521,12 @@ impl Collector for IngestCollector {
         )?;
         counter(
             e,
+            "sink_written_batches",
+            "Store writes (batches) that succeeded.",
+            snap.sink.written_batches,
+        )?;
+        counter(
+            e,
             "feed_dropped_messages",
             "Feed messages dropped for slow clients (connected clients).",
             snap.feed_clients.iter().map(|c| c.dropped).sum(),

@@ -800,6 +800,15 @@ impl Spool {
         Ok(())
     }
 
+    /// Events in the spool's records from `lsn` on (0 when it holds none): how far a reader
+    /// whose next record is `lsn` is behind. Cheap: one lock, a binary search of the index.
+    pub fn events_from(&self, lsn: u64) -> u64 {
+        let shared = self.inner.shared.lock();
+        shared
+            .entry(lsn)
+            .map_or(0, |e| shared.indexed_events - e.events_before)
+    }
+
     /// Current state (cheap: no file access).
     pub fn status(&self) -> SpoolStatus {
         let shared = self.inner.shared.lock();

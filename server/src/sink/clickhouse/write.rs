@@ -2,9 +2,10 @@
 //!
 //! The rows are serialized straight from the batch by borrowing (no copy of `data`), LZ4
 //! compressed by the client. `async_insert=0` is set explicitly: the batcher already makes one
-//! large insert per table per batch (25k rows by default with ClickHouse, about one per second per table at full
-//! load), and an asynchronous insert would acknowledge before the rows are in a part, which
-//! would let the batcher advance the spool checkpoint over data not yet stored.
+//! large insert per table per batch (10k rows by default, 25k while catching up; about one per
+//! second per table at full load), and an asynchronous insert would acknowledge before the rows
+//! are in a part, which would let the batcher advance the spool checkpoint over data not yet
+//! stored.
 //!
 //! Idempotence: each insert carries [`SinkBatch::dedup_token`] for its table and the tables keep
 //! the hashes of their recent blocks, so replaying the insert (a retry after a timeout whose
