@@ -134,7 +134,13 @@ if command -v wrk >/dev/null; then
   log "flood: writing $((FLOOD_SECS * 150000)) events as gzip bodies"
   "$LOADGEN" --write-bodies "$WORK/bodies" --events $((FLOOD_SECS * 150000)) --seed 7 --gen-threads 2 --json > "$WORK/bodies.json"
   OPTIONAL_KEY=1 start_server peak
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" = 200 ]; do sleep 0.1; done
+  # Ready once the migrations ran; a store that never gets there stops the bench with its reason.
+  for _ in $(seq 1 600); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" = 200 ] && break
+    sleep 0.1
+  done
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" = 200 ] ||
+    { echo "the server was not ready after 60 s: $(curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/readyz")" >&2; exit 1; }
   log "flood with ClickHouse: wrk for ${FLOOD_SECS}s, then until stored"
   F0=$(cpu_s "$CH_PID"); T0=$(date +%s.%N)
   BODIES="$WORK/bodies" API_KEY="${KEY%%:*}" wrk -t1 -c16 -d"${FLOOD_SECS}s" -s scripts/wrk-bodies.lua "$URL" > "$WORK/wrk.out" 2>&1

@@ -298,7 +298,7 @@ pub struct BatchConfig {
     pub max_bytes: usize,
     /// Most events per store write while the store is behind (another `max_events` events wait
     /// in the spool past the batch being read); unset: `max_events`. ClickHouse's default is
-    /// 25,000 ([`BatchConfig::clickhouse_default`]).
+    /// 25,000 ([`CLICKHOUSE_CATCHUP`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catchup_max_events: Option<usize>,
     /// Most bytes of spool records per store write while the store is behind; unset: `max_bytes`.
@@ -318,24 +318,18 @@ pub struct BatchConfig {
     pub background_nice: i32,
 }
 
-impl BatchConfig {
-    /// The catch-up limits when ClickHouse is the store and `batch.catchup_max_events` /
-    /// `batch.catchup_max_bytes` are not set: 25,000 events or 24 MiB of records per insert
-    /// while the store is behind. ClickHouse's cost per row falls with the insert's size (fewer
-    /// parts to write and merge): against 10,000 / 8 MiB, on a ClickHouse sharing two cores
-    /// with the server, it cut ClickHouse's CPU per stored event by 31 % and raised the stored
-    /// rate end to end by 23 %, for about 70 MiB more peak RSS (docs/BENCHMARKS.md,
-    /// 2026-12-04). While the store keeps up, batches stay at `max_events`, so a steady load's
-    /// 202 → stored latency is not that of a bigger batch's longer wait. SQLite does not catch
-    /// up this way: its writer spent 23 % more CPU per event with 25,000 (same page).
-    pub fn clickhouse_default() -> BatchConfig {
-        BatchConfig {
-            catchup_max_events: Some(25_000),
-            catchup_max_bytes: Some(24 << 20),
-            ..BatchConfig::default()
-        }
-    }
+/// The catch-up limits (events, record bytes) when ClickHouse is the store and
+/// `batch.catchup_max_events` / `batch.catchup_max_bytes` are not set: 25,000 events or 24 MiB of
+/// records per insert while the store is behind. ClickHouse's cost per row falls with the
+/// insert's size (fewer parts to write and merge): against 10,000 / 8 MiB, on a ClickHouse
+/// sharing two cores with the server, it cut ClickHouse's CPU per stored event by 31 % and raised
+/// the stored rate end to end by 23 %, for about 70 MiB more peak RSS (docs/BENCHMARKS.md,
+/// 2026-12-04). While the store keeps up, batches stay at `max_events`, so a steady load's 202 →
+/// stored latency is not that of a bigger batch's longer wait. SQLite does not catch up this way:
+/// its writer spent 23 % more CPU per event with 25,000 (same page).
+pub const CLICKHOUSE_CATCHUP: (usize, usize) = (25_000, 24 << 20);
 
+impl BatchConfig {
     /// Events per batch while the store is behind (never below `max_events`).
     pub fn catchup_events(&self) -> usize {
         self.catchup_max_events
@@ -674,12 +668,13 @@ impl Config {
             config.clickhouse.migrate = migrate;
         }
         if config.clickhouse.url.is_some() {
-            let clickhouse = BatchConfig::clickhouse_default();
+            let (events, bytes) = CLICKHOUSE_CATCHUP;
+            let batch = &mut config.batch;
             if !given.contains("batch.catchup_max_events") {
-                config.batch.catchup_max_events = clickhouse.catchup_max_events;
+                batch.catchup_max_events = Some(events);
             }
             if !given.contains("batch.catchup_max_bytes") {
-                config.batch.catchup_max_bytes = clickhouse.catchup_max_bytes;
+                batch.catchup_max_bytes = Some(bytes);
             }
         }
         config.validate()?;

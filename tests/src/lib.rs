@@ -4,3 +4,4 @@ pub mod clickhouse;
 pub mod faults;
 pub mod load;
 pub mod server;
+pub mod spool;

@@ -13,7 +13,7 @@ use baddybugs_ingest::metrics::Metrics;
 use baddybugs_ingest::record::{self, BatchMeta};
 use baddybugs_ingest::sink::sqlite::SqliteStore;
 use baddybugs_ingest::spool::{Spool, SpoolConfig};
-use baddybugs_tests::server::wait_for;
+use baddybugs_tests::spool::wait_stored_up_to;
 
 const PER_RECORD: usize = 5;
 
@@ -42,7 +42,7 @@ fn record(n: usize, text: &str) -> Vec<u8> {
     record::encode(&meta, &events, &[])
 }
 
-/// (written events, written batches) once the checkpoint reaches `lsn`, within `within`.
+/// (written events, written batches) once the store's checkpoint reaches `lsn`.
 async fn stored_up_to(
     spool: &Spool,
     metrics: &Metrics,
@@ -50,18 +50,7 @@ async fn stored_up_to(
     within: Duration,
     what: &str,
 ) -> (u64, u64) {
-    wait_for(within, what, || async {
-        let status = spool.status();
-        (status
-            .consumers
-            .iter()
-            .find(|c| c.name == CHECKPOINT)?
-            .checkpoint_lsn
-            >= lsn)
-            .then_some(())
-    })
-    .await
-    .unwrap();
+    wait_stored_up_to(spool, lsn, within, what).await.unwrap();
     let sink = metrics.gauges.sink.lock();
     (sink.written_events, sink.written_batches)
 }

@@ -20,7 +20,7 @@ use baddybugs_ingest::sink::sqlite::SqliteStore;
 use baddybugs_ingest::sink::{EventFilter, MalformedFilter, SinkBatch, Store, Table, TraceFilter};
 use baddybugs_ingest::spool::{Spool, SpoolConfig};
 use baddybugs_tests::clickhouse::ClickHouseFront;
-use baddybugs_tests::server::wait_for;
+use baddybugs_tests::spool::wait_stored_up_to;
 
 /// The rows the stores will refuse, by their identity.
 struct Poison {
@@ -281,36 +281,22 @@ async fn poison_rows_are_isolated(name: &str, target: Target) -> anyhow::Result<
         }
         .run(),
     );
-    let stored_up_to = |lsn: u64| {
-        let spool = spool.clone();
-        move || {
-            let spool = spool.clone();
-            async move {
-                let status = spool.status();
-                (status
-                    .consumers
-                    .iter()
-                    .find(|c| c.name == CHECKPOINT)?
-                    .checkpoint_lsn
-                    >= lsn)
-                    .then_some(())
-            }
-        }
-    };
     spool
         .append(records[..3].iter().map(|(_, r)| r.clone()).collect())
         .await?;
-    wait_for(
+    wait_stored_up_to(
+        &spool,
+        3,
         Duration::from_secs(60),
         &format!("{name}: records 1-3 stored despite a refused span, quarantine row and trace"),
-        stored_up_to(3),
     )
     .await?;
     spool.append(vec![records[3].1.clone()]).await?;
-    wait_for(
+    wait_stored_up_to(
+        &spool,
+        4,
         Duration::from_secs(60),
         &format!("{name}: record 4 stored despite a refused event"),
-        stored_up_to(4),
     )
     .await?;
     stop.send(true)?;

@@ -6,8 +6,9 @@
 //! durable checkpoint that lets the spool reclaim segments. A batch is flushed when it reaches
 //! `batch.max_events` (counted from the records' headers) or `batch.max_bytes` (while the store
 //! is behind by another `max_events` events in the spool: `batch.catchup_max_events` /
-//! `catchup_max_bytes`, which ClickHouse raises), when its oldest record is `flush_interval_ms` old, or `priority_flush_ms` old when it holds an exception or a security
-//! event, and on shutdown.
+//! `catchup_max_bytes`, which ClickHouse raises), when its oldest record is `flush_interval_ms`
+//! old, or `priority_flush_ms` old when it holds an exception or a security event, and on
+//! shutdown.
 //!
 //! Failures: every store write, spool read and row build is retried with one policy
 //! ([`retry::Backoff`]: capped exponential backoff with jitter) while the spool absorbs the load;

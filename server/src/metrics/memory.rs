@@ -104,8 +104,8 @@ pub const ROW_BYTES_PER_EVENT: u64 = 1024;
 /// The batcher's bound: the records of the batch being read plus the rows of two built batches
 /// (one being written, one waiting for it or being built), each at most twice its records plus
 /// [`ROW_BYTES_PER_EVENT`] per event. A batch's records reach `batch.catchup_max_bytes`
-/// (`max_bytes` when unset) plus the one record that crossed it, and a record holds at most one request's inflated body
-/// (`ingest.max_inflated_bytes`).
+/// (`max_bytes` when unset) plus the one record that crossed it, and a record holds at most one
+/// request's inflated body (`ingest.max_inflated_bytes`).
 pub fn batcher_limit_bytes(config: &crate::config::Config) -> u64 {
     let records = (config.batch.catchup_bytes() + config.ingest.max_inflated_bytes) as u64;
     let rows = 2 * records + config.batch.catchup_events() as u64 * ROW_BYTES_PER_EVENT;
