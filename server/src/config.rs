@@ -139,7 +139,7 @@ pub struct IngestConfig {
     pub signature_skew_secs: u64,
     /// How long an accepted event `id` is remembered to spot agent retries, seconds.
     pub dedup_window_secs: u64,
-    /// Most ids held by the dedup window's exact tier (the newest; ~78 bytes each with the tables).
+    /// Most ids held by the dedup window's exact tier (the newest; ~36 bytes each with the index).
     pub dedup_max_ids: usize,
     /// Memory budget of the dedup window's long tier (Bloom filters over the whole window);
     /// 0 turns it off, leaving the exact tier alone.

@@ -5,9 +5,9 @@
 //! another's event a duplicate. The window has two tiers, so that it holds its configured time
 //! (`ingest.dedup_window_secs`) even at the peak acknowledged rate, within a stated memory:
 //!
-//! - the **exact tier** holds the newest ids (`ingest.dedup_max_ids`, ~78 bytes each with the tables, as
-//!   128-bit hashes of (tenant, id): a collision is beyond any realistic count of events), with
-//!   their reservations. Its answer is final.
+//! - the **exact tier** ([`exact`]) holds the newest ids (`ingest.dedup_max_ids`, ~36 bytes
+//!   each with its index, as 128-bit hashes of (tenant, id) keyed per process: a collision is
+//!   beyond any realistic count of events, and no client can aim one). Its answer is final.
 //! - the **long tier** ([`filter`], `ingest.dedup_filter_bytes`) remembers every id of the
 //!   window in ~2 bytes each, as Bloom filters. Its "maybe seen" is not an answer: the caller
 //!   asks the store ([`Reservation::maybe_seen`], [`Reservation::settle`]), because a false
@@ -28,17 +28,19 @@
 //! the store either (the store more than `dedup_max_ids` events behind) is taken as new. SQLite
 //! still stores it once (its key); ClickHouse reads show it once (`LIMIT 1 BY`).
 
+mod exact;
 pub mod filter;
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
 pub use crate::metrics::DedupStats;
+use exact::{ExactTier, IdHash};
 pub use filter::FilterConfig;
 use filter::SlicedFilter;
 
@@ -46,12 +48,14 @@ use filter::SlicedFilter;
 pub struct DedupWindow {
     window_ms: i64,
     max_ids: usize,
+    /// This process's keys for [`DedupWindow::hash_id`]: nothing outlives the process, and
+    /// keys a client cannot know keep it from aiming ids at one slot of the index.
+    keys: RandomState,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
-    expiry: HashMap<IdHash, i64>,
-    order: VecDeque<(IdHash, i64)>,
+    exact: ExactTier,
     /// Ids of batches being appended right now; dropping the sender wakes their waiters.
     pending: HashMap<IdHash, watch::Sender<()>>,
     /// The long tier, when configured.
@@ -67,22 +71,6 @@ pub const PENDING_WAIT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 #[error("another copy of this batch has been in progress for {}s", PENDING_WAIT.as_secs())]
 pub struct StillPending;
-
-/// 128 bits of (tenant, id), as two 64-bit halves: 8-byte aligned, so an exact-tier entry
-/// (hash and expiry) takes 24 bytes where a `u128` key (16-byte aligned) would pad it to 32.
-type IdHash = [u64; 2];
-
-/// 128 bits of (tenant, id): two keyed SipHash runs.
-fn hash_id(tenant: &str, id: &str) -> IdHash {
-    let half = |salt: u8| {
-        let mut h = DefaultHasher::new();
-        salt.hash(&mut h);
-        tenant.hash(&mut h);
-        id.hash(&mut h);
-        h.finish()
-    };
-    [half(1), half(2)]
-}
 
 /// The long tier's key: the low half.
 fn short(h: IdHash) -> u64 {
@@ -167,10 +155,10 @@ impl DedupWindow {
         let window_ms = (window_secs as i64).saturating_mul(1000);
         DedupWindow {
             window_ms,
-            max_ids: max_ids.max(1),
+            max_ids: max_ids.clamp(1, exact::MAX_ENTRIES),
+            keys: RandomState::new(),
             inner: Mutex::new(Inner {
-                expiry: HashMap::new(),
-                order: VecDeque::new(),
+                exact: ExactTier::default(),
                 pending: HashMap::new(),
                 filter: filter
                     .filter(|f| f.budget_bytes > 0)
@@ -178,6 +166,18 @@ impl DedupWindow {
                 exact_since_ms: now_ms,
             }),
         }
+    }
+
+    /// 128 bits of (tenant, id): two SipHash runs with this process's keys.
+    fn hash_id(&self, tenant: &str, id: &str) -> IdHash {
+        let half = |salt: u8| {
+            let mut h = self.keys.build_hasher();
+            salt.hash(&mut h);
+            tenant.hash(&mut h);
+            id.hash(&mut h);
+            h.finish()
+        };
+        [half(1), half(2)]
     }
 
     /// Reserves the ids of one batch of `tenant` (None = the event has no id). An id is a
@@ -192,7 +192,7 @@ impl DedupWindow {
     ) -> Result<Reservation<'_>, StillPending> {
         let hashes: Vec<Option<IdHash>> = ids
             .iter()
-            .map(|id| id.map(|id| hash_id(tenant, id)))
+            .map(|id| id.map(|id| self.hash_id(tenant, id)))
             .collect();
         let deadline = tokio::time::Instant::now() + PENDING_WAIT;
         loop {
@@ -234,7 +234,7 @@ impl DedupWindow {
             .enumerate()
             .map(|(index, h)| {
                 let Some(h) = *h else { return false };
-                let seen = inner.expiry.get(&h).is_some_and(|exp| *exp > now_ms);
+                let seen = inner.exact.expiry(&h).is_some_and(|exp| exp > now_ms);
                 let repeated = !in_batch.insert(h);
                 if !seen && !repeated {
                     inner.pending.insert(h, watch::channel(()).0);
@@ -264,8 +264,7 @@ impl DedupWindow {
             inner.pending.remove(&h);
             // Room first, so the tables never hold more than `max_ids` (their memory bound).
             self.forget(inner, now_ms, self.max_ids.saturating_sub(1));
-            inner.expiry.insert(h, expiry);
-            inner.order.push_back((h, expiry));
+            inner.exact.push(h, expiry);
             if let Some(filter) = inner.filter.as_mut() {
                 filter.insert(short(h), now_ms);
             }
@@ -275,25 +274,22 @@ impl DedupWindow {
 
     /// Forgets what expired, then the oldest beyond `keep` ids.
     fn forget(&self, inner: &mut Inner, now_ms: i64, keep: usize) {
-        while let Some(&(h, exp)) = inner.order.front() {
-            let expired = exp <= now_ms;
-            if !expired && inner.order.len() <= keep {
+        while let Some(oldest) = inner.exact.oldest() {
+            let expired = oldest.expiry_ms <= now_ms;
+            if !expired && inner.exact.entries() <= keep {
                 break;
             }
-            inner.order.pop_front();
+            let confirmed_ms = oldest.expiry_ms.saturating_sub(self.window_ms);
+            inner.exact.pop_oldest();
             if !expired {
-                let confirmed_ms = exp.saturating_sub(self.window_ms);
                 inner.exact_since_ms = inner.exact_since_ms.max(confirmed_ms + 1);
-            }
-            if inner.expiry.get(&h) == Some(&exp) {
-                inner.expiry.remove(&h);
             }
         }
     }
 
     /// Ids currently remembered by the exact tier (confirmed, not yet forgotten).
     pub fn len(&self) -> usize {
-        self.inner.lock().expiry.len()
+        self.inner.lock().exact.len()
     }
 
     /// Whether the exact tier remembers no id.
@@ -309,8 +305,7 @@ impl DedupWindow {
     /// Bytes of the exact tier's tables as allocated now (by capacity: a table that grew keeps
     /// its room).
     pub fn exact_bytes(&self) -> u64 {
-        let inner = self.inner.lock();
-        exact_table_bytes(inner.expiry.capacity(), inner.order.capacity())
+        self.inner.lock().exact.bytes()
     }
 
     /// Bytes of the long tier (0 when it is off).
@@ -324,10 +319,7 @@ impl DedupWindow {
 
     /// The most the exact tier's tables take, at `ingest.dedup_max_ids` ids.
     pub fn exact_limit_bytes(&self) -> u64 {
-        // hashbrown keeps at most 7/8 of a power-of-two bucket count full; a VecDeque doubles.
-        let buckets = (self.max_ids.saturating_mul(8) / 7 + 1).next_power_of_two();
-        let map_capacity = buckets / 8 * 7;
-        exact_table_bytes(map_capacity, self.max_ids.next_power_of_two())
+        ExactTier::limit_bytes(self.max_ids)
     }
 
     /// What the window holds at `now_ms`, and how far back each tier remembers.
@@ -335,7 +327,7 @@ impl DedupWindow {
         let inner = self.inner.lock();
         let filter = inner.filter.as_ref();
         DedupStats {
-            exact_ids: inner.expiry.len() as u64,
+            exact_ids: inner.exact.len() as u64,
             exact_span_ms: (now_ms - inner.exact_since_ms).clamp(0, self.window_ms),
             filter_ids: filter.map_or(0, SlicedFilter::ids),
             filter_bytes: filter.map_or(0, SlicedFilter::bytes),
@@ -343,19 +335,6 @@ impl DedupWindow {
             filter_slices_dropped_early: filter.map_or(0, SlicedFilter::dropped_early),
         }
     }
-}
-
-/// Bytes of an exact tier whose map has room for `map_capacity` ids and whose order queue for
-/// `order_capacity`: per map bucket an entry and one control byte (hashbrown), per queue slot
-/// an entry.
-fn exact_table_bytes(map_capacity: usize, order_capacity: usize) -> u64 {
-    let entry = std::mem::size_of::<(IdHash, i64)>();
-    let buckets = if map_capacity == 0 {
-        0
-    } else {
-        (map_capacity * 8 / 7).next_power_of_two()
-    };
-    (buckets * (entry + 1) + order_capacity * entry) as u64
 }
 
 #[cfg(test)]
@@ -371,10 +350,9 @@ mod tests {
     }
 
     /// Issue 18: the exact tier's memory as reported stays within the bound reported for
-    /// `dedup_max_ids`, and an entry is 24 bytes (no `u128` padding).
+    /// `dedup_max_ids`.
     #[tokio::test]
     async fn exact_tier_bytes_stay_within_the_reported_bound() {
-        assert_eq!(std::mem::size_of::<(IdHash, i64)>(), 24);
         let w = DedupWindow::new(600, 1000);
         assert_eq!(w.exact_bytes(), 0);
         let ids: Vec<String> = (0..5000).map(|i| format!("id-{i}")).collect();
