@@ -518,6 +518,10 @@ pub struct AllocatorStats {
     /// servers of before it.
     #[serde(default)]
     pub arenas: u32,
+    /// Arenas at least one thread allocates from (`stats.arenas.<i>.nthreads`): the server binds
+    /// its threads to one arena per CPU; 0 from servers of before it.
+    #[serde(default)]
+    pub arenas_in_use: u32,
 }
 
 /// Extra copies of events in the store: an event stored twice, typically an agent retry that

@@ -79,7 +79,10 @@ impl CpuPool {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(move |i| format!("{name}-{i}"))
-            .start_handler(move |_| lower_priority(nice))
+            .start_handler(move |_| {
+                crate::arenas::bind_this_thread();
+                lower_priority(nice);
+            })
             .build()
             .map_err(|source| PoolError::Start { pool: name, source })?;
         Ok(CpuPool {

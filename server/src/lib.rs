@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod accept;
+pub mod arenas;
 pub mod background;
 pub mod batch;
 pub mod config;

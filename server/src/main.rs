@@ -185,6 +185,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("ingest")
+                .on_thread_start(baddybugs_ingest::arenas::bind_this_thread)
                 .build()?;
             runtime.block_on(server::run(config))
         }

@@ -133,6 +133,16 @@ async fn stats_show_each_consumer_with_its_configured_bound() {
         arenas == 2 || (arenas >= 9 && arenas % 4 == 1),
         "four arenas per CPU (one on a single CPU) plus one: {allocator}"
     );
+    // The server's threads (a dozen and more after a write: HTTP workers, both pools, the
+    // spool writer, the feed and checkpoint threads) allocate from one arena per CPU
+    // (server/src/arenas.rs); the one more is the log writer's thread, which tracing-appender
+    // starts. Without the binding, jemalloc spreads them over its four arenas per CPU.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let in_use = allocator["arenas_in_use"].as_u64().unwrap_or(0);
+    assert!(
+        (1..=cpus + 1).contains(&in_use),
+        "threads over one arena per CPU ({cpus}), plus the log writer's: {allocator}"
+    );
 }
 
 #[tokio::test]

@@ -119,7 +119,10 @@ impl FeedTap {
         let thread_hub = Arc::clone(&hub);
         std::thread::Builder::new()
             .name("feed-build".into())
-            .spawn(move || feed_thread(thread_hub, receiver, thread_bytes))?;
+            .spawn(move || {
+                crate::arenas::bind_this_thread();
+                feed_thread(thread_hub, receiver, thread_bytes)
+            })?;
         Ok(FeedTap {
             sender,
             queued_bytes,

@@ -22,21 +22,33 @@ pub fn set_jemalloc_global() {
     JEMALLOC_IS_GLOBAL.store(true, Ordering::Relaxed);
 }
 
+/// Whether jemalloc is the process's global allocator (set by the binary).
+pub fn jemalloc_is_global() -> bool {
+    JEMALLOC_IS_GLOBAL.load(Ordering::Relaxed)
+}
+
 /// jemalloc's statistics, refreshed; `None` when jemalloc is not the global allocator or the
 /// statistics cannot be read.
 pub fn allocator_stats() -> Option<AllocatorStats> {
-    use tikv_jemalloc_ctl::{epoch, stats};
+    use tikv_jemalloc_ctl::{epoch, stats, Access, AsName as _};
     if !JEMALLOC_IS_GLOBAL.load(Ordering::Relaxed) {
         return None;
     }
     // The statistics are a snapshot taken when the epoch advances.
     epoch::advance().ok()?;
+    let arenas = tikv_jemalloc_ctl::arenas::narenas::read().ok()?;
     Some(AllocatorStats {
         allocated: stats::allocated::read().ok()? as u64,
         active: stats::active::read().ok()? as u64,
         resident: stats::resident::read().ok()? as u64,
         retained: stats::retained::read().ok()? as u64,
-        arenas: tikv_jemalloc_ctl::arenas::narenas::read().ok()?,
+        arenas,
+        arenas_in_use: (0..arenas)
+            .filter(|i| {
+                let name = format!("stats.arenas.{i}.nthreads\0");
+                Access::<u32>::read(name.as_bytes().name()).is_ok_and(|threads| threads > 0)
+            })
+            .count() as u32,
     })
 }
 

@@ -619,7 +619,10 @@ impl Spool {
         let writer = Writer::new(config.clone(), shared.clone(), visible_tx)?;
         let handle = std::thread::Builder::new()
             .name("spool-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                crate::arenas::bind_this_thread();
+                writer.run(rx)
+            })
             .map_err(io_err(SpoolOp::Open, &dir))?;
         if let FsyncPolicy::Interval { ms } = config.fsync {
             let tick = tx.clone();

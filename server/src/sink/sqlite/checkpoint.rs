@@ -102,7 +102,10 @@ impl Checkpointer {
         let (path, busy_timeout) = (self.path.clone(), self.busy_timeout);
         let handle = std::thread::Builder::new()
             .name("sqlite-checkpoint".to_owned())
-            .spawn(move || run(&path, busy_timeout, &woken))?;
+            .spawn(move || {
+                crate::arenas::bind_this_thread();
+                run(&path, busy_timeout, &woken)
+            })?;
         Ok(Thread { wake, handle })
     }
 }

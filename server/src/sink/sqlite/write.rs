@@ -59,7 +59,10 @@ pub(super) fn write_batch(conn: &mut Connection, batch: &SinkBatch) -> rusqlite:
         std::thread::scope(|scope| {
             let checker = std::thread::Builder::new()
                 .name("sqlite-json-check".to_owned())
-                .spawn_scoped(scope, || check_json(&batch.events));
+                .spawn_scoped(scope, || {
+                    crate::arenas::bind_this_thread();
+                    check_json(&batch.events)
+                });
             match checker {
                 Ok(checker) => {
                     let written = insert_all(&tx, batch);
