@@ -140,7 +140,7 @@ fn records() -> (Vec<(u64, Vec<u8>)>, Poison) {
     let poison = Poison {
         event_id: last.events[4].event_id.clone(),
         span: (
-            span.event_id.clone(),
+            span.event_id.to_string(),
             span.span.kind.as_str().to_owned(),
             span.span.span_id,
         ),

@@ -290,7 +290,7 @@ async fn every_type_round_trips_identically_in_both_stores() -> anyhow::Result<(
                 batch
                     .events
                     .iter()
-                    .filter(|e| e.event_type == event_type)
+                    .filter(|e| &*e.event_type == event_type)
                     .count()
             ),
             "{event_type}"
@@ -320,7 +320,7 @@ async fn every_type_round_trips_identically_in_both_stores() -> anyhow::Result<(
 
     // Lifecycle spans, per trace, in waterfall order.
     let traces: std::collections::BTreeSet<&str> =
-        batch.spans.iter().map(|s| s.trace_id.as_str()).collect();
+        batch.spans.iter().map(|s| &*s.trace_id).collect();
     assert!(!traces.is_empty());
     for trace_id in traces {
         let mut answers = Vec::new();
@@ -334,7 +334,7 @@ async fn every_type_round_trips_identically_in_both_stores() -> anyhow::Result<(
                 batch
                     .spans
                     .iter()
-                    .filter(|s| s.trace_id == trace_id)
+                    .filter(|s| &*s.trace_id == trace_id)
                     .count()
             ),
             "{trace_id}"
@@ -712,14 +712,18 @@ async fn two_tenants_with_the_same_event_ids_are_stored_apart_in_both_stores() -
 
     // Spans: both tenants' rows, each once, the same in both stores.
     let traces: std::collections::BTreeSet<&str> =
-        acme.spans.iter().map(|s| s.trace_id.as_str()).collect();
+        acme.spans.iter().map(|s| &*s.trace_id).collect();
     for trace_id in traces {
         let mut answers = Vec::new();
         for (name, store) in &stores.all {
             answers.push((*name, store.trace_spans(trace_id.to_owned()).await?));
         }
         let spans = same(&format!("spans of {trace_id}"), answers);
-        let per_tenant = acme.spans.iter().filter(|s| s.trace_id == trace_id).count();
+        let per_tenant = acme
+            .spans
+            .iter()
+            .filter(|s| &*s.trace_id == trace_id)
+            .count();
         assert_eq!(
             spans.as_array().map(Vec::len),
             Some(2 * per_tenant),

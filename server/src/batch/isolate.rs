@@ -49,7 +49,7 @@ impl Writer {
             .flat_map(|r| r.row.events.iter().map(|e| e.event_id.as_str()))
             .collect();
         let mut spans = batch.only(Table::Spans);
-        spans.spans.retain(|s| !gone.contains(s.event_id.as_str()));
+        spans.spans.retain(|s| !gone.contains(&*s.event_id));
         let mut exceptions = batch.only(Table::Exceptions);
         exceptions
             .exceptions
@@ -176,7 +176,7 @@ fn sink_rejected(event: &EventRow, error: &str) -> MalformedRow {
     );
     let raw = format!(
         "{{\"type\":{},\"name\":{},\"id\":{},\"data\":{}}}",
-        serde_json::Value::String(event.event_type.clone()),
+        serde_json::Value::String(event.event_type.to_string()),
         serde_json::Value::String(event.name.clone()),
         serde_json::Value::String(event.event_id.clone()),
         event.data
@@ -185,11 +185,11 @@ fn sink_rejected(event: &EventRow, error: &str) -> MalformedRow {
         id: format!("{}-{}-sink", event.batch_id, event.index),
         lsn: event.lsn,
         received_ms: event.received_ms,
-        organization: event.organization.clone(),
-        application: event.application.clone(),
-        batch_id: event.batch_id.clone(),
+        organization: event.organization.to_string(),
+        application: event.application.to_string(),
+        batch_id: event.batch_id.to_string(),
         index: Some(event.index),
-        event_type: Some(event.event_type.clone()),
+        event_type: Some(event.event_type.to_string()),
         event_id: Some(event.event_id.clone()),
         reasons: vec![problem],
         raw_size: raw.len() as u64,

@@ -109,7 +109,7 @@ pub fn consumers(state: &AppState, batcher_bytes: u64) -> Vec<MemoryConsumer> {
 
 /// Heap bytes a built row costs beyond the record bytes it comes from: the row's struct, its
 /// small strings and its span rows. `cargo bench -p baddybugs-ingest --bench sqlite_drain`
-/// prints the measure: rows take 1490 bytes per event of 666 record bytes for the load
+/// prints the measure: rows take 1163 bytes per event of 666 record bytes for the load
 /// generator's realistic mix, and `data` and `envelope` are at most the record's bytes again.
 pub const ROW_BYTES_PER_EVENT: u64 = 1024;
 

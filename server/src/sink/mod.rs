@@ -27,7 +27,7 @@ pub use query::{
     StoredMalformed, StoredTrace, TraceFilter, TraceOrder,
 };
 pub use rows::{
-    EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, Table, TraceRow,
+    EventRow, ExceptionOccurrence, MalformedRow, SharedStr, SinkBatch, SpanRowOut, Table, TraceRow,
 };
 
 /// A boxed future, so the trait stays object-safe (`Arc<dyn Store>`).

@@ -1,14 +1,21 @@
 //! The rows a batch writes, built from spool records.
 //!
 //! The spool keeps only what was sent plus the batch's metadata; every derived value (the
-//! denormalised columns, spans, exception occurrences) is recomputed here by the same
-//! `baddybugs_common::check_event` that accepted the event, so the sink and the ingest path can
-//! never disagree.
+//! denormalised columns, spans, exception occurrences) is computed again by the batcher with
+//! `baddybugs_common::derive_event`: the parse and the column rules of the `check_event` that
+//! accepted the event, without its validation (a 202 is not taken back).
 
 use baddybugs_common::denorm::{Columns, ExceptionRow, SpanRow};
 use baddybugs_common::protocol::StageTiming as Stage;
 use baddybugs_common::Problem;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A string many rows of one batch share: the tenant, the batch id and the values that repeat
+/// from event to event (type, environment, host, trace…). The batcher builds each distinct
+/// value once per batch ([`crate::batch::build_batch`]), so a row holds a pointer to it instead
+/// of its own copy: the rows of a built batch are most of the batcher's memory.
+pub type SharedStr = Arc<str>;
 
 /// One row of `events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,33 +27,33 @@ pub struct EventRow {
     /// Index of the event in its request body.
     pub index: u32,
     /// The ingest batch (one per request).
-    pub batch_id: String,
+    pub batch_id: SharedStr,
     /// The API key's organization.
-    pub organization: String,
+    pub organization: SharedStr,
     /// The API key's application.
-    pub application: String,
+    pub application: SharedStr,
     /// `environment` / `env`.
-    pub environment: String,
+    pub environment: SharedStr,
     /// `type`.
-    pub event_type: String,
+    pub event_type: SharedStr,
     /// `name`.
     pub name: String,
     /// Event time, epoch ms.
     pub timestamp_ms: i64,
     /// Where the time came from (`timestamp`, `datetime`, `received`).
-    pub timestamp_source: String,
+    pub timestamp_source: SharedStr,
     /// When the server received it, epoch ms.
     pub received_ms: i64,
     /// `trace_id` (any string).
-    pub trace_id: String,
+    pub trace_id: SharedStr,
     /// `session_id`.
-    pub session_id: Option<String>,
+    pub session_id: Option<SharedStr>,
     /// `release`.
-    pub release: Option<String>,
+    pub release: Option<SharedStr>,
     /// `host`.
-    pub host: Option<String>,
+    pub host: Option<SharedStr>,
     /// `deployment_hash`.
-    pub deployment_hash: Option<String>,
+    pub deployment_hash: Option<SharedStr>,
     /// Whether the catalog knows the type.
     pub known_type: bool,
     /// The denormalised columns.
@@ -61,13 +68,13 @@ pub struct EventRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpanRowOut {
     /// The event that carried the span.
-    pub event_id: String,
+    pub event_id: SharedStr,
     /// The trace.
-    pub trace_id: String,
+    pub trace_id: SharedStr,
     /// Organization.
-    pub organization: String,
+    pub organization: SharedStr,
     /// Application.
-    pub application: String,
+    pub application: SharedStr,
     /// The event's time, epoch ms.
     pub timestamp_ms: i64,
     /// When the server received the event, epoch ms.
@@ -295,48 +302,49 @@ impl SinkBatch {
         )
     }
 
-    /// About the bytes this batch holds on the heap: each row's struct and the capacity of
-    /// every string it owns (allocator rounding aside). For the batcher's memory gauge; one
+    /// About the bytes this batch holds on the heap: each row's struct, the capacity of every
+    /// string it owns and its share of the [`SharedStr`] ones (allocator rounding aside). For the batcher's memory gauge; one
     /// pass over the rows, done once per built batch.
     pub fn heap_bytes(&self) -> u64 {
         use std::mem::size_of;
         fn opt(s: &Option<String>) -> usize {
             s.as_ref().map_or(0, String::capacity)
         }
+        // A shared string once per batch, whichever rows point to it: each of its n holders
+        // counts 1/n of it and of its two counters (the builder's own references are gone by
+        // the time the gauge reads this).
+        fn shared(s: &SharedStr) -> usize {
+            (s.len() + 2 * size_of::<usize>()).div_ceil(Arc::strong_count(s))
+        }
         let events: usize = self
             .events
             .iter()
             .map(|e| {
                 let c = &e.columns;
-                [
-                    &e.event_id,
-                    &e.batch_id,
-                    &e.organization,
-                    &e.application,
-                    &e.environment,
-                    &e.event_type,
-                    &e.name,
-                    &e.timestamp_source,
-                    &e.trace_id,
-                    &e.data,
-                    &e.envelope,
-                ]
-                .iter()
-                .map(|s| s.capacity())
-                .sum::<usize>()
+                [&e.event_id, &e.name, &e.data, &e.envelope]
+                    .iter()
+                    .map(|s| s.capacity())
+                    .sum::<usize>()
                     + [
-                        &e.session_id,
-                        &e.release,
-                        &e.host,
-                        &e.deployment_hash,
-                        &c.user_id,
-                        &c.severity,
-                        &c.request_id,
-                        &c.job_id,
+                        &e.batch_id,
+                        &e.organization,
+                        &e.application,
+                        &e.environment,
+                        &e.event_type,
+                        &e.timestamp_source,
+                        &e.trace_id,
                     ]
                     .into_iter()
-                    .map(opt)
+                    .map(shared)
                     .sum::<usize>()
+                    + [&e.session_id, &e.release, &e.host, &e.deployment_hash]
+                        .into_iter()
+                        .map(|s| s.as_ref().map_or(0, shared))
+                        .sum::<usize>()
+                    + [&c.user_id, &c.severity, &c.request_id, &c.job_id]
+                        .into_iter()
+                        .map(opt)
+                        .sum::<usize>()
             })
             .sum::<usize>()
             + self.events.capacity() * size_of::<EventRow>();
@@ -345,10 +353,10 @@ impl SinkBatch {
             .iter()
             .map(|s| {
                 let r = &s.span;
-                s.event_id.capacity()
-                    + s.trace_id.capacity()
-                    + s.organization.capacity()
-                    + s.application.capacity()
+                [&s.event_id, &s.trace_id, &s.organization, &s.application]
+                    .into_iter()
+                    .map(shared)
+                    .sum::<usize>()
                     + r.span_type.capacity()
                     + r.label.capacity()
                     + [
@@ -502,16 +510,16 @@ mod tests {
             event_id: event_id.to_owned(),
             lsn: 1,
             index: 0,
-            batch_id: batch_id.to_owned(),
-            organization: "acme".to_owned(),
-            application: "shop".to_owned(),
-            environment: "production".to_owned(),
-            event_type: "cache".to_owned(),
+            batch_id: batch_id.into(),
+            organization: "acme".into(),
+            application: "shop".into(),
+            environment: "production".into(),
+            event_type: "cache".into(),
             name: "k".to_owned(),
             timestamp_ms: 1,
-            timestamp_source: "timestamp".to_owned(),
+            timestamp_source: "timestamp".into(),
             received_ms: 2,
-            trace_id: String::new(),
+            trace_id: "".into(),
             session_id: None,
             release: None,
             host: None,

@@ -44,19 +44,19 @@ fn event(id: &str, event_type: &str, timestamp_ms: i64) -> EventRow {
         event_id: id.to_owned(),
         lsn: 1,
         index: 0,
-        batch_id: "batch-1".to_owned(),
-        organization: "acme".to_owned(),
-        application: "shop".to_owned(),
-        environment: "production".to_owned(),
-        event_type: event_type.to_owned(),
+        batch_id: "batch-1".into(),
+        organization: "acme".into(),
+        application: "shop".into(),
+        environment: "production".into(),
+        event_type: event_type.into(),
         name: "GET /users/{id}".to_owned(),
         timestamp_ms,
-        timestamp_source: "timestamp".to_owned(),
+        timestamp_source: "timestamp".into(),
         received_ms: timestamp_ms + 150,
-        trace_id: "trace-1".to_owned(),
-        session_id: Some("sess-9".to_owned()),
-        release: Some("v1.2.3".to_owned()),
-        host: Some("web-1".to_owned()),
+        trace_id: "trace-1".into(),
+        session_id: Some("sess-9".into()),
+        release: Some("v1.2.3".into()),
+        host: Some("web-1".into()),
         deployment_hash: None,
         known_type: true,
         columns: Columns {
@@ -109,10 +109,10 @@ fn occurrence(
 
 fn span(event_id: &str, kind: SpanKind, span_id: u32, start: f64, timestamp_ms: i64) -> SpanRowOut {
     SpanRowOut {
-        event_id: event_id.to_owned(),
-        trace_id: "trace-1".to_owned(),
-        organization: "acme".to_owned(),
-        application: "shop".to_owned(),
+        event_id: event_id.into(),
+        trace_id: "trace-1".into(),
+        organization: "acme".into(),
+        application: "shop".into(),
         timestamp_ms,
         received_ms: timestamp_ms + 5,
         span: SpanRow {
@@ -466,8 +466,8 @@ fn varied_events() -> Vec<EventRow> {
             );
             e.lsn = i as u64 + 1;
             e.name = format!("name-{}", i % 4);
-            e.trace_id = format!("trace-{}", i % 5);
-            e.environment = if i % 2 == 0 { "production" } else { "staging" }.to_owned();
+            e.trace_id = format!("trace-{}", i % 5).into();
+            e.environment = if i % 2 == 0 { "production" } else { "staging" }.into();
             e.columns.user_id = (i % 7 != 0).then(|| format!("user-{}", i % 3));
             e.columns.is_error = i % 6 == 0;
             e
@@ -508,7 +508,7 @@ async fn every_event_filter_and_keyset_pagination() {
             ..f()
         })
         .await,
-        ids(&|e| e.event_type == "query")
+        ids(&|e| &*e.event_type == "query")
     );
     assert_eq!(
         run(EventFilter {
@@ -524,7 +524,7 @@ async fn every_event_filter_and_keyset_pagination() {
             ..f()
         })
         .await,
-        ids(&|e| e.trace_id == "trace-3")
+        ids(&|e| &*e.trace_id == "trace-3")
     );
     assert_eq!(
         run(EventFilter {
@@ -540,7 +540,7 @@ async fn every_event_filter_and_keyset_pagination() {
             ..f()
         })
         .await,
-        ids(&|e| e.environment == "staging")
+        ids(&|e| &*e.environment == "staging")
     );
     assert_eq!(
         run(EventFilter {
@@ -592,8 +592,8 @@ async fn every_event_filter_and_keyset_pagination() {
     };
     assert_eq!(
         run(combined).await,
-        ids(&|e| e.event_type == "request"
-            && e.environment == "production"
+        ids(&|e| &*e.event_type == "request"
+            && &*e.environment == "production"
             && (T0 + 2..T0 + 18).contains(&e.timestamp_ms))
     );
     assert!(run(EventFilter {
@@ -615,7 +615,7 @@ async fn every_event_filter_and_keyset_pagination() {
             filter
                 .environment
                 .as_deref()
-                .is_none_or(|env| e.environment == env)
+                .is_none_or(|env| &*e.environment == env)
         });
         let mut seen = Vec::new();
         let mut cursor = None;

@@ -282,7 +282,7 @@ fn spans_in_event_order(
         .iter()
         .map(|e| {
             let mut h = std::hash::DefaultHasher::new();
-            for part in [&e.organization, &e.application, &e.event_id] {
+            for part in [&*e.organization, &*e.application, e.event_id.as_str()] {
                 h.write(part.as_bytes());
                 h.write_u8(0xff);
             }

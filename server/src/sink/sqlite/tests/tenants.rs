@@ -14,14 +14,14 @@ use baddybugs_common::denorm::SpanKind;
 
 fn of_event(organization: &str, row: EventRow) -> EventRow {
     EventRow {
-        organization: organization.to_owned(),
+        organization: organization.into(),
         ..row
     }
 }
 
 fn of_span(organization: &str, row: SpanRowOut) -> SpanRowOut {
     SpanRowOut {
-        organization: organization.to_owned(),
+        organization: organization.into(),
         ..row
     }
 }
