@@ -1,7 +1,7 @@
 //! The dedup window's cost per id on the ingest path, and the memory of its long tier, at the
 //! peak acknowledged rate: ten minutes of 170,000 ids/s (102 M ids) already remembered.
 //!
-//! - `exact only`: the exact tier alone (`dedup_max_ids` 500,000, the default), as before the
+//! - `exact only`: the exact tier alone (`dedup_max_ids` at its default), as before the
 //!   long tier existed;
 //! - `exact + long tier`: with the long tier at its default budget, full.
 //!
@@ -66,7 +66,12 @@ fn bench(c: &mut Criterion) {
             budget_bytes: DEFAULT_DEDUP_FILTER_BYTES,
             false_positive_rate: 0.001,
         });
-        let window = DedupWindow::with_filter(WINDOW_SECS, 500_000, config, 0);
+        let window = DedupWindow::with_filter(
+            WINDOW_SECS,
+            baddybugs_ingest::config::IngestConfig::default().dedup_max_ids,
+            config,
+            0,
+        );
         let now = filled(&window, prefill_secs);
         let stats = window.stats(now);
         eprintln!(

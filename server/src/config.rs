@@ -139,7 +139,8 @@ pub struct IngestConfig {
     pub signature_skew_secs: u64,
     /// How long an accepted event `id` is remembered to spot agent retries, seconds.
     pub dedup_window_secs: u64,
-    /// Most ids held by the dedup window's exact tier (the newest; ~36 bytes each with the index).
+    /// Most ids held by the dedup window's exact tier (the newest; ~40 bytes each with the index, 17 MiB at
+    /// the default; the index doubles past 458,752 × 2^k ids: `dedup/exact.rs`).
     pub dedup_max_ids: usize,
     /// Memory budget of the dedup window's long tier (Bloom filters over the whole window);
     /// 0 turns it off, leaving the exact tier alone.
@@ -188,7 +189,7 @@ impl Default for IngestConfig {
             max_event_bytes: 1 << 20,
             signature_skew_secs: 300,
             dedup_window_secs: 600,
-            dedup_max_ids: 500_000,
+            dedup_max_ids: 450_000,
             dedup_filter_bytes: DEFAULT_DEDUP_FILTER_BYTES,
             dedup_filter_false_positive_rate: 0.001,
             undecodable_body: UndecodableBody::Quarantine,
@@ -201,7 +202,7 @@ impl Default for IngestConfig {
             body_min_bytes_per_sec: 1024,
             body_grace_ms: 5_000,
             max_body_bytes_in_flight: 512 << 20,
-            signature_cache_entries: 500_000,
+            signature_cache_entries: 450_000,
             future_timestamp_skew_secs: 86_400,
         }
     }

@@ -5,7 +5,7 @@
 //! another's event a duplicate. The window has two tiers, so that it holds its configured time
 //! (`ingest.dedup_window_secs`) even at the peak acknowledged rate, within a stated memory:
 //!
-//! - the **exact tier** ([`exact`]) holds the newest ids (`ingest.dedup_max_ids`, ~36 bytes
+//! - the **exact tier** ([`exact`]) holds the newest ids (`ingest.dedup_max_ids`, ~40 bytes
 //!   each with its index, as 128-bit hashes of (tenant, id) keyed per process: a collision is
 //!   beyond any realistic count of events, and no client can aim one). Its answer is final.
 //! - the **long tier** ([`filter`], `ingest.dedup_filter_bytes`) remembers every id of the

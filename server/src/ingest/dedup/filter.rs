@@ -1,6 +1,6 @@
 //! The long tier of the dedup window: time slices of Bloom filters within a memory budget.
 //!
-//! The exact tier ([`super::DedupWindow`]) costs ~36 bytes per id, so at the ~170k events/s
+//! The exact tier ([`super::DedupWindow`]) costs ~40 bytes per id, so at the ~170k events/s
 //! the server can acknowledge it holds a few seconds, not the configured ten minutes. This
 //! tier remembers every confirmed id of the window in ~2 bytes (a blocked Bloom filter at the
 //! configured false-positive rate), so the window holds its time at the peak rate within
