@@ -248,20 +248,39 @@ pub fn parse_encoding(value: Option<&str>) -> Result<Encoding, DecodeError> {
 
 /// Inflates a body, stopping as soon as it passes `limit` bytes.
 ///
-/// Memory: the output is allocated once, `limit + 1` bytes of address space of which only what
-/// is written becomes resident, so a bomb costs `limit` bytes and no more. (Growing a `Vec` by
+/// Memory: the output is allocated at most twice. A gzip body says its inflated size in its
+/// last four bytes (ISIZE); when that is at most [`SIZE_HINT_MAX`], the output starts at
+/// exactly that size, which is every body the agent sends (tens of KiB). Otherwise, or once
+/// the body writes past what it declared (a lie, or several gzip members), the output is
+/// `limit + 1` bytes of address space of which only what is written becomes resident, so a
+/// bomb costs `limit` bytes plus at most [`SIZE_HINT_MAX`] and no more. (Growing a `Vec` by
 /// doubling would, at the last step, hold the full old buffer and its copy at once: twice the
-/// limit under jemalloc, which moves a large block to grow it.) zstd is decoded in one pass into
-/// that buffer, which is then also its window: a frame that asks for a long window (`--long`,
-/// up to 2 GiB) costs no window buffer of its own.
+/// limit under jemalloc, which moves a large block to grow it.) Reserving `limit` for every
+/// body cost jemalloc a purge of the unused tens of MiB after each request: 4 % of the ingest
+/// path's CPU in `madvise` (docs/BENCHMARKS.md). zstd is decoded in one pass into a buffer of
+/// `limit` bytes, which is then also its window: a frame that asks for a long window
+/// (`--long`, up to 2 GiB) costs no window buffer of its own.
 pub fn inflate(
     encoding: Encoding,
     body: &[u8],
     limit: usize,
 ) -> Result<Cow<'_, [u8]>, DecodeError> {
-    fn read_capped(reader: impl Read, limit: usize, what: &str) -> Result<Vec<u8>, DecodeError> {
-        let mut out = Vec::with_capacity(limit.saturating_add(1));
-        let read = reader.take(limit as u64 + 1).read_to_end(&mut out);
+    fn read_capped(
+        reader: impl Read,
+        limit: usize,
+        declared: Option<usize>,
+        what: &str,
+    ) -> Result<Vec<u8>, DecodeError> {
+        let whole = limit.saturating_add(1);
+        let mut reader = reader.take(whole as u64);
+        let first = first_capacity(limit, declared);
+        let mut out = Vec::with_capacity(first);
+        let mut read = (&mut reader).take(first as u64).read_to_end(&mut out);
+        if read.is_ok() && out.len() == first && first < whole {
+            // More than declared: the one growth, to the limit.
+            out.reserve_exact(whole - out.len());
+            read = reader.read_to_end(&mut out);
+        }
         match read {
             Ok(_) if out.len() > limit => Err(DecodeError::InflatedTooLarge { limit }),
             Ok(_) => Ok(fitted(out)),
@@ -279,20 +298,56 @@ pub fn inflate(
             Ok(Cow::Borrowed(body))
         }
         Encoding::Gzip => {
-            read_capped(flate2::read::MultiGzDecoder::new(body), limit, "gzip").map(Cow::Owned)
+            let declared = gzip_declared_size(body);
+            read_capped(
+                flate2::read::MultiGzDecoder::new(body),
+                limit,
+                declared,
+                "gzip",
+            )
+            .map(Cow::Owned)
         }
         Encoding::Deflate => {
-            match read_capped(flate2::read::ZlibDecoder::new(body), limit, "deflate") {
+            match read_capped(flate2::read::ZlibDecoder::new(body), limit, None, "deflate") {
                 Ok(out) => Ok(Cow::Owned(out)),
-                Err(DecodeError::Undecodable { .. }) => {
-                    read_capped(flate2::read::DeflateDecoder::new(body), limit, "deflate")
-                        .map(Cow::Owned)
-                }
+                Err(DecodeError::Undecodable { .. }) => read_capped(
+                    flate2::read::DeflateDecoder::new(body),
+                    limit,
+                    None,
+                    "deflate",
+                )
+                .map(Cow::Owned),
                 Err(e) => Err(e),
             }
         }
         Encoding::Zstd => inflate_zstd(body, limit).map(Cow::Owned),
     }
+}
+
+/// The largest inflated size a gzip body's own declaration is trusted to size its output
+/// (1 MiB): far above the agent's bodies, small beside what a lying one could make the output
+/// hold twice.
+pub const SIZE_HINT_MAX: usize = 1 << 20;
+
+/// The output's first allocation: one byte past a declared size of at most [`SIZE_HINT_MAX`]
+/// (that byte tells a body that writes more than it declared), else `limit + 1`.
+fn first_capacity(limit: usize, declared: Option<usize>) -> usize {
+    let whole = limit.saturating_add(1);
+    declared
+        .filter(|&n| n <= SIZE_HINT_MAX)
+        .map_or(whole, |n| n.saturating_add(1).min(whole))
+}
+
+/// What a gzip body declares as its inflated size: the ISIZE field of its last member (the
+/// size modulo 2^32), or `None` when the body is too short to have one. Only a hint: the
+/// reader never trusts it to stop.
+fn gzip_declared_size(body: &[u8]) -> Option<usize> {
+    const HEADER_AND_TRAILER: usize = 18;
+    if body.len() < HEADER_AND_TRAILER || body[..2] != [0x1f, 0x8b] {
+        return None;
+    }
+    let isize: [u8; 4] = body[body.len() - 4..].try_into().ok()?;
+    usize::try_from(u32::from_le_bytes(isize)).ok()
 }
 
 /// Gives back the address space an inflated body did not use (jemalloc shrinks a large block
@@ -606,6 +661,65 @@ mod tests {
         ));
         assert!(parse_encoding(Some("br")).is_err());
         assert_eq!(parse_encoding(Some("GZIP")).unwrap(), Encoding::Gzip);
+    }
+
+    /// A gzip body's output starts at the size it declares (ISIZE) when that is small, and a
+    /// body that declares less than it holds (a lie, several members) is still inflated whole,
+    /// or refused past the limit: the declaration sizes the buffer, it never stops the reader.
+    #[test]
+    fn a_gzip_body_is_inflated_into_its_declared_size_and_a_lie_changes_nothing() {
+        let text: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let body = gzip(&text);
+        assert_eq!(gzip_declared_size(&body), Some(text.len()));
+        assert_eq!(first_capacity(64 << 20, Some(text.len())), text.len() + 1);
+        assert_eq!(first_capacity(64 << 20, None), (64 << 20) + 1);
+        assert_eq!(
+            first_capacity(64 << 20, Some(SIZE_HINT_MAX + 1)),
+            (64 << 20) + 1,
+            "a large declaration is not trusted"
+        );
+        assert_eq!(
+            first_capacity(100, Some(1_000)),
+            101,
+            "never past the limit"
+        );
+        assert_eq!(gzip_declared_size(b"{\"events\":[]}"), None);
+        assert_eq!(
+            &*inflate(Encoding::Gzip, &body, 64 << 20).unwrap(),
+            &text[..]
+        );
+
+        let with_isize = |body: &[u8], isize: u32| {
+            let mut b = body.to_vec();
+            let n = b.len();
+            b[n - 4..].copy_from_slice(&isize.to_le_bytes());
+            b
+        };
+        // A trailer that declares less: flate2 checks ISIZE once the member ends, so the body is
+        // refused as undecodable, never cut short at its declaration.
+        for lie in [0, 10, text.len() as u32 - 1] {
+            assert!(matches!(
+                inflate(Encoding::Gzip, &with_isize(&body, lie), 64 << 20),
+                Err(DecodeError::Undecodable {
+                    code: ReasonCode::BadEncoding,
+                    ..
+                })
+            ));
+        }
+        // Two members: the last one declares only its own size; both are inflated.
+        let mut two = gzip(&text);
+        two.extend(gzip(b"tail"));
+        assert_eq!(gzip_declared_size(&two), Some(4));
+        let both = inflate(Encoding::Gzip, &two, 64 << 20).unwrap();
+        assert_eq!(both.len(), text.len() + 4);
+        assert_eq!(&both[text.len()..], b"tail");
+        // A bomb behind a small last member: refused at the limit.
+        let mut bomb = gzip(&vec![b'a'; 10 << 20]);
+        bomb.extend(gzip(b"x"));
+        assert_eq!(
+            inflate(Encoding::Gzip, &bomb, 1 << 20).unwrap_err(),
+            DecodeError::InflatedTooLarge { limit: 1 << 20 }
+        );
     }
 
     /// Issue 14: bombs cost the limit, whatever the encoding; a zstd frame that asks for a
