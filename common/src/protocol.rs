@@ -557,6 +557,11 @@ pub struct SinkStats {
     /// older servers.
     #[serde(default)]
     pub written_batches: u64,
+    /// Store commits since start: a store with group commit (SQLite) commits several batches
+    /// at once while it is behind (`batch.group_max_events`), so `written_batches / commits` is
+    /// the mean group. Absent from older servers.
+    #[serde(default)]
+    pub commits: u64,
     /// Events acknowledged but not yet written.
     pub lag_events: u64,
     /// Age of the oldest of those, seconds.

@@ -305,6 +305,11 @@ pub struct BatchConfig {
     /// Most bytes of spool records per store write while the store is behind; unset: `max_bytes`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catchup_max_bytes: Option<usize>,
+    /// Most events one commit holds where the store has group commit (SQLite): while the next
+    /// batch is already built when one is written, the writer writes it into the same
+    /// transaction, up to this many events, and commits when none waits; each batch is still
+    /// built and held alone, so memory does not grow. 0 commits every batch alone.
+    pub group_max_events: usize,
     /// Flush when the oldest waiting event is this old, ms.
     pub flush_interval_ms: u64,
     /// Flush within this many ms when an exception or a security event waits.
@@ -327,7 +332,8 @@ pub struct BatchConfig {
 /// the stored rate end to end by 23 %, for about 70 MiB more peak RSS (docs/BENCHMARKS.md,
 /// 2026-12-04). While the store keeps up, batches stay at `max_events`, so a steady load's 202 →
 /// stored latency is not that of a bigger batch's longer wait. SQLite does not catch up this way:
-/// its writer spent 23 % more CPU per event with 25,000 (same page).
+/// its writer spent 23 % more CPU per event with 25,000 (same page); it commits several batches
+/// at once instead (`group_max_events`).
 pub const CLICKHOUSE_CATCHUP: (usize, usize) = (25_000, 24 << 20);
 
 impl BatchConfig {
@@ -353,6 +359,7 @@ impl Default for BatchConfig {
             max_bytes: 8 << 20,
             catchup_max_events: None,
             catchup_max_bytes: None,
+            group_max_events: 40_000,
             flush_interval_ms: 1000,
             priority_flush_ms: 200,
             retry_initial_ms: 100,

@@ -221,6 +221,7 @@ pub(crate) fn metrics(n: u64) -> ServerMessage {
             retrying: 0,
             written_events: 29_000,
             written_batches: 3,
+            commits: 3,
             lag_events: 4_200,
             lag_secs: Some(2.5),
             last_write_at: Some(at(0)),

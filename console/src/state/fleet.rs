@@ -475,6 +475,7 @@ fn add_sink(into: &mut SinkStats, s: &SinkStats, first: bool) {
     into.retrying = into.retrying.max(s.retrying);
     into.written_events += s.written_events;
     into.written_batches += s.written_batches;
+    into.commits += s.commits;
     into.lag_events += s.lag_events;
     into.lag_secs = max_opt(into.lag_secs, s.lag_secs);
     into.last_write_at = into.last_write_at.clone().max(s.last_write_at.clone());

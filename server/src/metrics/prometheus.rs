@@ -527,6 +527,12 @@ impl Collector for IngestCollector {
         )?;
         counter(
             e,
+            "sink_commits",
+            "Store commits that succeeded (one per group of batches with group commit).",
+            snap.sink.commits,
+        )?;
+        counter(
+            e,
             "feed_dropped_messages",
             "Feed messages dropped for slow clients (connected clients).",
             snap.feed_clients.iter().map(|c| c.dropped).sum(),

@@ -229,4 +229,28 @@ pub trait Store: Send + Sync + 'static {
         let _ = window;
         Box::pin(async { Ok(None) })
     }
+    /// Group commit, where the store has transactions that can span several batches (SQLite);
+    /// `None` (the default) where every write stands alone.
+    fn group_commit(&self) -> Option<&dyn GroupCommit> {
+        None
+    }
+}
+
+/// One transaction across several batches: the batcher writes a batch into the open group
+/// while the next one is already built, and commits when none waits (or the group is full), so
+/// a store that is behind pays one commit (its page writes and `fsync`) per group instead of
+/// per batch, with no more rows in memory than before (batch/write.rs).
+///
+/// Only the batcher's writer calls these, one at a time; the store's other writes wait while a
+/// group is open.
+pub trait GroupCommit: Send + Sync {
+    /// Writes `batch` inside the open group, opening one first if none is. Nothing of it is
+    /// durable (or visible to queries) until [`GroupCommit::commit_group`] returns `Ok`.
+    ///
+    /// Any error, a refusal ([`SinkError::Rejected`]) included, has rolled the whole group
+    /// back: the batches written in it before are gone too.
+    fn write_in_group(&self, batch: Arc<SinkBatch>) -> BoxFuture<'_, Result<(), SinkError>>;
+    /// Commits the open group (nothing to do when none is open). On an error the whole group
+    /// has been rolled back.
+    fn commit_group(&self) -> BoxFuture<'_, Result<(), SinkError>>;
 }

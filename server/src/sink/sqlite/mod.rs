@@ -35,19 +35,19 @@ mod tests;
 mod write;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use baddybugs_common::query::DriftFilter;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, ErrorCode};
 use tokio::sync::Semaphore;
 
 use crate::sink::{
-    BoxFuture, EventFilter, EventLookup, EventPage, ExceptionGroup, MalformedFilter, SinkBatch,
-    SinkError, Store, StoreCause, StoreHealth, StoredEvent, StoredMalformed, StoredTrace,
-    TraceFilter,
+    BoxFuture, EventFilter, EventLookup, EventPage, ExceptionGroup, GroupCommit, MalformedFilter,
+    SinkBatch, SinkError, Store, StoreCause, StoreHealth, StoredEvent, StoredMalformed,
+    StoredTrace, TraceFilter,
 };
 use read::ReadError;
 use schema::MigrateError;
@@ -116,8 +116,13 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     options: SqliteOptions,
-    /// `None` after a failure that calls for a fresh connection; reopened on the next write.
-    writer: Mutex<Option<Connection>>,
+    /// The writer connection, and the group transaction open on it (`GroupCommit`).
+    writer: Mutex<WriterSlot>,
+    /// Notified when a group closes and when a standalone write ends (see [`WriterSlot`]).
+    writer_turn: Condvar,
+    /// Standalone writes (a drift flush) waiting for the open group to close: the next group
+    /// opens only after they ran, so they are never starved by a writer that is always behind.
+    standalone_waiting: AtomicUsize,
     /// Idle read connections; `read_permits` bounds how many are in use.
     readers: Mutex<Vec<Connection>>,
     read_permits: Arc<Semaphore>,
@@ -127,6 +132,22 @@ struct Inner {
     /// Runs WAL checkpoints off the writer's thread; `None` when turned off
     /// (`checkpoint_every_bytes` 0: the writer checkpoints alone, as SQLite does by default).
     checkpointer: Option<checkpoint::Checkpointer>,
+}
+
+/// The writer connection and its group transaction.
+///
+/// A group is one transaction across several batches, open between the first
+/// [`GroupCommit::write_in_group`] and [`GroupCommit::commit_group`] (or its rollback). A
+/// standalone write (`with_writer`: a batch outside any group, a drift flush) waits on
+/// `writer_turn` while a group is open, since its `BEGIN` would fail inside the open transaction
+/// and its rows would otherwise ride on a group that may still roll back.
+#[derive(Default)]
+struct WriterSlot {
+    /// `None` after a failure that calls for a fresh connection; reopened on the next write.
+    conn: Option<Connection>,
+    /// Row bytes written in the open group (told to the checkpoint thread once committed);
+    /// `None` while no group is open.
+    group: Option<u64>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -164,7 +185,9 @@ impl SqliteStore {
             path: path.to_owned(),
             read_permits: Arc::new(Semaphore::new(readers)),
             options,
-            writer: Mutex::new(None),
+            writer: Mutex::new(WriterSlot::default()),
+            writer_turn: Condvar::new(),
+            standalone_waiting: AtomicUsize::new(0),
             readers: Mutex::new(Vec::with_capacity(readers)),
             read_only: AtomicBool::new(false),
             checkpointer,
@@ -180,7 +203,7 @@ impl SqliteStore {
         writer
             .execute_batch("PRAGMA optimize")
             .map_err(write_error)?;
-        *inner.writer.lock() = Some(writer);
+        inner.writer.lock().conn = Some(writer);
         for _ in 0..readers {
             let reader = inner.connect_reader().map_err(read_error_sqlite)?;
             inner.readers.lock().push(reader);
@@ -304,24 +327,136 @@ impl Inner {
     /// Runs `write` on the writer connection (opened on first use, honouring the test switch
     /// that makes the store read-only); a connection SQLite can no longer use is dropped, so the
     /// next write opens a new one.
+    ///
+    /// Waits first while a group is open (see [`WriterSlot`]).
     fn with_writer<T>(
         &self,
         write: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, SinkError> {
         let mut guard = self.writer.lock();
-        let conn = match &mut *guard {
-            Some(conn) => conn,
-            None => guard.insert(self.connect_writer().map_err(write_error)?),
-        };
-        let result = conn
-            .pragma_update(None, "query_only", self.read_only.load(Ordering::SeqCst))
-            .and_then(|()| write(conn));
-        result.map_err(|err| {
-            if needs_new_connection(&err) {
-                *guard = None;
+        if guard.group.is_some() {
+            self.standalone_waiting.fetch_add(1, Ordering::SeqCst);
+            while guard.group.is_some() {
+                self.writer_turn.wait(&mut guard);
             }
-            write_error(err)
+            self.standalone_waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        let result = self.writer_conn(&mut guard).and_then(|conn| {
+            conn.pragma_update(None, "query_only", self.read_only.load(Ordering::SeqCst))
+                .and_then(|()| write(conn))
+                .map_err(|err| (needs_new_connection(&err), write_error(err)))
+        });
+        let result = result.map_err(|(reconnect, err)| {
+            if reconnect {
+                guard.conn = None;
+            }
+            err
+        });
+        drop(guard);
+        // A group waiting for this standalone write to pass may open now.
+        self.writer_turn.notify_all();
+        result
+    }
+
+    /// The writer connection, opened if needed.
+    fn writer_conn<'a>(
+        &self,
+        slot: &'a mut WriterSlot,
+    ) -> Result<&'a mut Connection, (bool, SinkError)> {
+        if slot.conn.is_none() {
+            slot.conn = Some(self.connect_writer().map_err(|e| (false, write_error(e)))?);
+        }
+        slot.conn.as_mut().ok_or_else(|| {
+            (
+                false,
+                SinkError::other_msg("sqlite writer connection missing"),
+            )
         })
+    }
+
+    /// [`GroupCommit::write_in_group`], on the calling (blocking) thread.
+    fn write_in_group_blocking(&self, batch: &SinkBatch) -> Result<write::Written, SinkError> {
+        let mut guard = self.writer.lock();
+        if guard.group.is_none() {
+            // Standalone writes that waited for the last group go first.
+            while self.standalone_waiting.load(Ordering::SeqCst) > 0 {
+                self.writer_turn.wait(&mut guard);
+            }
+        }
+        let slot = &mut *guard;
+        let opens = slot.group.is_none();
+        let conn = match self.writer_conn(slot) {
+            Ok(conn) => conn,
+            Err((_, err)) => return Err(err),
+        };
+        let began = conn
+            .pragma_update(None, "query_only", self.read_only.load(Ordering::SeqCst))
+            .and_then(|()| {
+                if opens {
+                    conn.execute_batch("BEGIN IMMEDIATE")
+                } else {
+                    Ok(())
+                }
+            });
+        // No savepoint per batch: SQLite would copy every page the batch changes to a
+        // sub-journal to be able to take it back alone. A refusal is rare; the whole group goes.
+        let written = began.and_then(|()| write::write_rows(conn, batch));
+        match written {
+            Ok(written) => {
+                slot.group = Some(slot.group.unwrap_or(0) + checkpoint::row_bytes(batch));
+                Ok(written)
+            }
+            Err(err) => {
+                let reconnect = needs_new_connection(&err);
+                self.close_group(&mut guard, reconnect);
+                Err(write_error(err))
+            }
+        }
+    }
+
+    /// [`GroupCommit::commit_group`], on the calling (blocking) thread.
+    fn commit_group_blocking(&self) -> Result<(), SinkError> {
+        let mut guard = self.writer.lock();
+        let Some(bytes) = guard.group else {
+            return Ok(());
+        };
+        let committed = match guard.conn.as_mut() {
+            Some(conn) => conn.execute_batch("COMMIT"),
+            None => Ok(()),
+        };
+        match committed {
+            Ok(()) => {
+                guard.group = None;
+                drop(guard);
+                self.writer_turn.notify_all();
+                if let Some(checkpointer) = &self.checkpointer {
+                    checkpointer.committed(bytes);
+                }
+                Ok(())
+            }
+            Err(err) => {
+                let reconnect = needs_new_connection(&err);
+                self.close_group(&mut guard, reconnect);
+                Err(write_error(err))
+            }
+        }
+    }
+
+    /// Rolls back whatever the open group holds and lets standalone writes in.
+    fn close_group(&self, guard: &mut parking_lot::MutexGuard<'_, WriterSlot>, reconnect: bool) {
+        if let Some(conn) = guard.conn.as_mut() {
+            if !conn.is_autocommit() {
+                if let Err(err) = conn.execute_batch("ROLLBACK") {
+                    tracing::warn!(%err, "sqlite: rolling the group back failed; reconnecting");
+                    guard.conn = None;
+                }
+            }
+        }
+        if reconnect {
+            guard.conn = None;
+        }
+        guard.group = None;
+        self.writer_turn.notify_all();
     }
 }
 
@@ -505,6 +640,10 @@ impl Store for SqliteStore {
         Box::pin(self.read(move |conn| drift::query_drift(conn, &filter)))
     }
 
+    fn group_commit(&self) -> Option<&dyn GroupCommit> {
+        Some(self)
+    }
+
     fn health(&self) -> BoxFuture<'_, StoreHealth> {
         Box::pin(async move {
             let path = self.inner.path.clone();
@@ -534,6 +673,40 @@ impl Store for SqliteStore {
                 reachable,
                 error,
             }
+        })
+    }
+}
+
+impl GroupCommit for SqliteStore {
+    fn write_in_group(&self, batch: Arc<SinkBatch>) -> BoxFuture<'_, Result<(), SinkError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let (first_lsn, last_lsn) = (batch.first_lsn, batch.last_lsn);
+            let written = crate::background::run(move || inner.write_in_group_blocking(&batch))
+                .await
+                .map_err(|err| {
+                    SinkError::other("sqlite write task failed", StoreCause::Other(err.into()))
+                })??;
+            let write::Written::Rows { events, duplicates } = written;
+            tracing::debug!(
+                first_lsn,
+                last_lsn,
+                events,
+                duplicates,
+                "sqlite: batch written in the open group"
+            );
+            Ok(())
+        })
+    }
+
+    fn commit_group(&self) -> BoxFuture<'_, Result<(), SinkError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            crate::background::run(move || inner.commit_group_blocking())
+                .await
+                .map_err(|err| {
+                    SinkError::other("sqlite commit task failed", StoreCause::Other(err.into()))
+                })?
         })
     }
 }

@@ -16,6 +16,7 @@ use crate::sink::{
 };
 use baddybugs_common::protocol::StageName;
 
+mod group;
 mod tenants;
 mod write_path;
 

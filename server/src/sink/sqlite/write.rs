@@ -31,7 +31,7 @@
 use std::collections::HashMap;
 use std::hash::Hasher as _;
 
-use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 use serde_json::value::RawValue;
 
 use crate::sink::query::stages_to_text;
@@ -53,33 +53,38 @@ pub(super) enum Written {
 /// busy database fails at `BEGIN` after the busy timeout rather than halfway through).
 pub(super) fn write_batch(conn: &mut Connection, batch: &SinkBatch) -> rusqlite::Result<Written> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let written = if batch.events.len() < PARALLEL_CHECK_MIN_EVENTS {
-        check_json(&batch.events).and_then(|()| insert_all(&tx, batch))
-    } else {
-        std::thread::scope(|scope| {
-            let checker = std::thread::Builder::new()
-                .name("sqlite-json-check".to_owned())
-                .spawn_scoped(scope, || {
-                    crate::arenas::bind_this_thread();
-                    check_json(&batch.events)
-                });
-            match checker {
-                Ok(checker) => {
-                    let written = insert_all(&tx, batch);
-                    let checked = checker.join().unwrap_or_else(|_| {
-                        Err(rusqlite::Error::ToSqlConversionFailure(
-                            "the JSON check panicked".into(),
-                        ))
-                    });
-                    checked.and(written)
-                }
-                // No thread to be had: check here first.
-                Err(_) => check_json(&batch.events).and_then(|()| insert_all(&tx, batch)),
-            }
-        })
-    }?;
+    let written = write_rows(&tx, batch)?;
     tx.commit()?;
     Ok(written)
+}
+
+/// Every row of `batch` inside the transaction open on `conn`, with the JSON check on a second
+/// thread meanwhile; not committed. On an error some rows may be in: the caller rolls back.
+pub(super) fn write_rows(conn: &Connection, batch: &SinkBatch) -> rusqlite::Result<Written> {
+    if batch.events.len() < PARALLEL_CHECK_MIN_EVENTS {
+        return check_json(&batch.events).and_then(|()| insert_all(conn, batch));
+    }
+    std::thread::scope(|scope| {
+        let checker = std::thread::Builder::new()
+            .name("sqlite-json-check".to_owned())
+            .spawn_scoped(scope, || {
+                crate::arenas::bind_this_thread();
+                check_json(&batch.events)
+            });
+        match checker {
+            Ok(checker) => {
+                let written = insert_all(conn, batch);
+                let checked = checker.join().unwrap_or_else(|_| {
+                    Err(rusqlite::Error::ToSqlConversionFailure(
+                        "the JSON check panicked".into(),
+                    ))
+                });
+                checked.and(written)
+            }
+            // No thread to be had: check here first.
+            Err(_) => check_json(&batch.events).and_then(|()| insert_all(conn, batch)),
+        }
+    })
 }
 
 /// Below this many events the JSON check runs inline: a thread costs more than it saves.
@@ -112,7 +117,7 @@ fn check_json(events: &[EventRow]) -> rusqlite::Result<()> {
 }
 
 /// Every row of `batch`, inside `tx` (not committed).
-fn insert_all(tx: &Transaction<'_>, batch: &SinkBatch) -> rusqlite::Result<Written> {
+fn insert_all(tx: &Connection, batch: &SinkBatch) -> rusqlite::Result<Written> {
     let last = to_i64(batch.last_lsn)?;
     let (events, duplicates) = insert_events(tx, &batch.events, &batch.spans)?;
     for occurrence in &batch.exceptions {
@@ -142,7 +147,7 @@ fn to_i64(value: u64) -> rusqlite::Result<i64> {
 /// Inserts the events, and the spans of each event actually inserted. Returns (inserted,
 /// duplicates).
 fn insert_events(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     events: &[EventRow],
     spans: &[SpanRowOut],
 ) -> rusqlite::Result<(usize, usize)> {
@@ -296,7 +301,7 @@ fn spans_in_event_order(
         .then_some(ranges)
 }
 
-fn insert_span(tx: &Transaction<'_>, row: &SpanRowOut) -> rusqlite::Result<()> {
+fn insert_span(tx: &Connection, row: &SpanRowOut) -> rusqlite::Result<()> {
     let s = &row.span;
     tx.prepare_cached(
         "INSERT INTO lifecycle_spans (
@@ -331,7 +336,7 @@ fn insert_span(tx: &Transaction<'_>, row: &SpanRowOut) -> rusqlite::Result<()> {
 }
 
 /// Inserts a span whose event is not in the batch, unless the store holds it already.
-fn insert_span_once(tx: &Transaction<'_>, row: &SpanRowOut) -> rusqlite::Result<()> {
+fn insert_span_once(tx: &Connection, row: &SpanRowOut) -> rusqlite::Result<()> {
     let stored = tx
         .prepare_cached(
             "SELECT 1 FROM lifecycle_spans
@@ -353,7 +358,7 @@ fn insert_span_once(tx: &Transaction<'_>, row: &SpanRowOut) -> rusqlite::Result<
 }
 
 /// Inserts an occurrence and, only if it was new, folds it into its group.
-fn insert_exception(tx: &Transaction<'_>, o: &ExceptionOccurrence) -> rusqlite::Result<()> {
+fn insert_exception(tx: &Connection, o: &ExceptionOccurrence) -> rusqlite::Result<()> {
     let x = &o.exception;
     let inserted = tx
         .prepare_cached(
@@ -417,7 +422,7 @@ fn insert_exception(tx: &Transaction<'_>, o: &ExceptionOccurrence) -> rusqlite::
     Ok(())
 }
 
-fn insert_malformed(tx: &Transaction<'_>, m: &MalformedRow) -> rusqlite::Result<()> {
+fn insert_malformed(tx: &Connection, m: &MalformedRow) -> rusqlite::Result<()> {
     let mut codes: Vec<&str> = Vec::new();
     for problem in &m.reasons {
         let code = problem.code.as_str();
@@ -465,7 +470,7 @@ fn insert_malformed(tx: &Transaction<'_>, m: &MalformedRow) -> rusqlite::Result<
     Ok(())
 }
 
-fn insert_trace(tx: &Transaction<'_>, t: &TraceRow) -> rusqlite::Result<()> {
+fn insert_trace(tx: &Connection, t: &TraceRow) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO ingest_traces (
              batch_id, lsn, received_ms, organization, application, outcome, total_us, stages,

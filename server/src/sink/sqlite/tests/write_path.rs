@@ -420,7 +420,7 @@ async fn the_checkpoint_thread_copies_the_wal_into_the_database_file() {
 async fn the_wal_is_not_truncated_below_its_steady_cycle() {
     let (_dir, store) = open();
     let writer = store.inner.writer.lock();
-    let writer = writer.as_ref().expect("the writer connection is open");
+    let writer = writer.conn.as_ref().expect("the writer connection is open");
     let pragma = |name: &str| -> i64 {
         writer
             .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
