@@ -16,8 +16,9 @@
 //! and timestamps grow as they do in a live store.
 //!
 //! Run: `cargo bench -p baddybugs-ingest --bench sqlite_drain [-- OPTIONS]`
-//! (`--prefill N` events, default 500000; `--batch N` events per write, default 10000, the
-//! `batch.max_events` default; `--rounds N` measured batches per figure, default 10;
+//! (`--prefill N` events, default 500000; `--batch N` events per write, default 10000: one
+//! transaction per write, about what a group of the server's 5,000-event batches holds while it
+//! drains a backlog (`batch.group_max_events`); `--rounds N` measured batches per figure, default 10;
 //! `--dir PATH` where the database goes, default a temporary directory under `target/`;
 //! `--keep` leaves it there to be looked at; `--cache-mib N` the writer's page cache,
 //! `sqlite.cache_bytes`, default its default).

@@ -293,9 +293,11 @@ impl Default for SpoolConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchConfig {
-    /// Most events per store write while the store keeps up.
+    /// Most events per store write while the store keeps up: 5,000 for SQLite, 10,000 for
+    /// ClickHouse ([`CLICKHOUSE_BATCH`]).
     pub max_events: usize,
-    /// Most bytes of spool records per store write while the store keeps up.
+    /// Most bytes of spool records per store write while the store keeps up: 4 MiB for SQLite,
+    /// 8 MiB for ClickHouse.
     pub max_bytes: usize,
     /// Most events per store write while the store is behind (another `max_events` events wait
     /// in the spool past the batch being read); unset: `max_events`. ClickHouse's default is
@@ -323,6 +325,13 @@ pub struct BatchConfig {
     /// store catches up from the spool.
     pub background_nice: i32,
 }
+
+/// The batch limits (events, record bytes) when ClickHouse is the store and `batch.max_events` /
+/// `batch.max_bytes` are not set: 10,000 events or 8 MiB of records per insert. The defaults of
+/// [`BatchConfig`] (5,000 / 4 MiB) are SQLite's, whose group commit makes a small batch cost
+/// about what a big one does while holding half the rows in memory (docs/BENCHMARKS.md,
+/// 2026-12-05); ClickHouse makes a part per insert, so its inserts stay big.
+pub const CLICKHOUSE_BATCH: (usize, usize) = (10_000, 8 << 20);
 
 /// The catch-up limits (events, record bytes) when ClickHouse is the store and
 /// `batch.catchup_max_events` / `batch.catchup_max_bytes` are not set: 25,000 events or 24 MiB of
@@ -355,8 +364,8 @@ impl BatchConfig {
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
-            max_events: 10_000,
-            max_bytes: 8 << 20,
+            max_events: 5_000,
+            max_bytes: 4 << 20,
             catchup_max_events: None,
             catchup_max_bytes: None,
             group_max_events: 40_000,
@@ -676,8 +685,15 @@ impl Config {
             config.clickhouse.migrate = migrate;
         }
         if config.clickhouse.url.is_some() {
-            let (events, bytes) = CLICKHOUSE_CATCHUP;
             let batch = &mut config.batch;
+            let (events, bytes) = CLICKHOUSE_BATCH;
+            if !given.contains("batch.max_events") {
+                batch.max_events = events;
+            }
+            if !given.contains("batch.max_bytes") {
+                batch.max_bytes = bytes;
+            }
+            let (events, bytes) = CLICKHOUSE_CATCHUP;
             if !given.contains("batch.catchup_max_events") {
                 batch.catchup_max_events = Some(events);
             }
@@ -973,8 +989,9 @@ mod tests {
         assert!(err.to_string().contains("`listen`"), "{err}");
     }
 
-    /// With ClickHouse as the store, batches grow while the store is behind unless the operator
-    /// sized that; the embedded store keeps one size.
+    /// With ClickHouse as the store, batches are 10,000 events and grow while the store is
+    /// behind unless the operator sized that; the embedded store keeps one smaller size (it
+    /// groups its commits instead).
     #[test]
     fn clickhouse_batches_are_bigger_unless_set() {
         let flags = FlagOverrides {
@@ -983,11 +1000,17 @@ mod tests {
         };
         let config = Config::load(None, &flags).unwrap();
         assert_eq!(config.batch.max_events, 10_000);
+        assert_eq!(config.batch.max_bytes, 8 << 20);
         assert_eq!(config.batch.catchup_events(), 25_000);
         assert_eq!(config.batch.catchup_bytes(), 24 << 20);
 
         let embedded = Config::load(None, &FlagOverrides::default()).unwrap();
         assert_eq!(embedded.batch, BatchConfig::default());
+        assert_eq!(
+            (embedded.batch.max_events, embedded.batch.max_bytes),
+            (5_000, 4 << 20),
+            "SQLite's batches are smaller: its group commit amortizes them"
+        );
         assert_eq!(embedded.batch.catchup_events(), embedded.batch.max_events);
         assert_eq!(embedded.batch.catchup_bytes(), embedded.batch.max_bytes);
 
@@ -1012,6 +1035,11 @@ mod tests {
             raised.batch.catchup_events(),
             40_000,
             "never below max_events"
+        );
+        assert_eq!(
+            raised.batch.max_bytes,
+            8 << 20,
+            "the other one follows the store"
         );
     }
 
