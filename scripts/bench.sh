@@ -475,6 +475,7 @@ bench_ceiling() {
   md "| embedded store writes during the run | $(awk -v n="$written" -v w="$wall" 'BEGIN{printf "%d", n/w}') events/s (the rest waits in the spool) |"
   md "| server CPU | $(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v w="$wall" 'BEGIN{printf "%.2f", c/hz/w}') cores |"
   md "| server RSS at the end (peak during the run, VmHWM) | $((rss / 1024)) MiB ($((hwm / 1024)) MiB) |"
+  md "| heap by consumer at the end (\`/v1/stats\` \`buffers.memory\`, MiB) | $(jq -r '[.buffers.memory.consumers[] | select(.bytes != null) | "\(.name) \(.bytes / 1048576 * 10 | floor / 10)"] | join(", ")' <<<"$s1"); jemalloc allocated $(jq -r '.buffers.memory.allocator.allocated / 1048576 | floor' <<<"$s1") |"
   md ""
   md "wrk's own summary:"
   md ""
