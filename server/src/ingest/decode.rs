@@ -504,6 +504,57 @@ fn split_json(text: &str) -> Result<Vec<RawEvent<'_>>, DecodeError> {
     }
 }
 
+/// The value of a top-level `events` member: its elements when it is an array, else `None`
+/// (the body is then taken as one event, as before).
+struct EventsMember<'de>(Option<Vec<&'de RawValue>>);
+
+impl<'de> de::Deserialize<'de> for EventsMember<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(EventsMemberVisitor)
+    }
+}
+
+struct EventsMemberVisitor;
+
+impl<'de> Visitor<'de> for EventsMemberVisitor {
+    type Value = EventsMember<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            items.push(item);
+        }
+        Ok(EventsMember(Some(items)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(EventsMember(None))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(EventsMember(None))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(EventsMember(None))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(EventsMember(None))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(EventsMember(None))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(EventsMember(None))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(EventsMember(None))
+    }
+}
+
 struct TopVisitor;
 
 impl<'de> Visitor<'de> for TopVisitor {
@@ -522,19 +573,25 @@ impl<'de> Visitor<'de> for TopVisitor {
         let mut events = None;
         let mut has_type = false;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let value = map.next_value::<&'de RawValue>()?;
             match key.as_ref() {
-                "events" if value.get().trim_start().starts_with('[') => events = Some(value),
-                "type" => has_type = true,
-                _ => {}
+                // The array's elements are delimited in this same pass: reading the member
+                // as one raw value and splitting that again scanned every event twice.
+                "events" => {
+                    if let EventsMember(Some(items)) = map.next_value()? {
+                        events = Some(items);
+                    }
+                }
+                "type" => {
+                    has_type = true;
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
             }
         }
         match events {
-            Some(raw) if !has_type => {
-                let items: Vec<&'de RawValue> =
-                    serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
-                Ok(TopLevel::Wrapped(items))
-            }
+            Some(items) if !has_type => Ok(TopLevel::Wrapped(items)),
             _ => Ok(TopLevel::Single),
         }
     }
@@ -598,6 +655,54 @@ mod tests {
         assert_eq!(s.events.len(), 3);
         assert!(matches!(s.events[2], RawEvent::Invalid(_)));
         assert!(split(b"", false, 10).unwrap().events.is_empty());
+    }
+
+    /// The wrapper's `events` member is split in the same pass as the body; every other
+    /// shape of the member keeps its old meaning (the body is then one event).
+    #[test]
+    fn the_events_member_is_split_in_one_pass_with_its_old_meaning() {
+        let events = |body: &str| texts(&split(body.as_bytes(), false, 10).unwrap());
+        // Other members before and after, of every kind, and whitespace inside the array.
+        assert_eq!(
+            events(
+                r#"{"meta":{"a":[1,{"b":null}]},"events":[ {"type":"a"} ,
+                   [1,2], "x" ],"n":-1.5e3,"t":true,"z":null}"#
+            ),
+            vec![r#"{"type":"a"}"#, "[1,2]", r#""x""#]
+        );
+        assert_eq!(events(r#"{"events":[]}"#), Vec::<String>::new());
+        // `events` that is not an array: the body is one event.
+        for member in [
+            r#""s""#,
+            "1",
+            "-2",
+            "1.5",
+            "true",
+            "null",
+            r#"{"events":[{}]}"#,
+        ] {
+            let body = format!(r#"{{"events":{member},"payload":{{}}}}"#);
+            assert_eq!(events(&body), vec![body.clone()], "{member}");
+        }
+        // With a `type`, before or after the array, it is one event too.
+        for body in [
+            r#"{"type":"x","events":[{}]}"#,
+            r#"{"events":[{}],"type":"x"}"#,
+        ] {
+            assert_eq!(events(body), vec![body.to_owned()]);
+        }
+        // Of two `events` members, the last array wins; a later non-array does not undo it.
+        assert_eq!(
+            events(r#"{"events":[{"n":1}],"events":[{"n":2}],"events":"x"}"#),
+            vec![r#"{"n":2}"#]
+        );
+        // A syntax error inside one event is that event's (salvaged, issue 15); one that
+        // leaves the body undelimitable is the body's.
+        assert_eq!(
+            events(r#"{"events":[{"a":1},{"b":}]}"#),
+            vec![r#"{"a":1}"#, r#"{"b":}"#]
+        );
+        assert!(split(br#"{"events":[{"a":1}],"x":[}"#, false, 10).is_err());
     }
 
     #[test]

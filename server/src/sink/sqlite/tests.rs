@@ -374,6 +374,91 @@ async fn duplicate_event_within_one_batch_is_stored_once() {
     assert_eq!(group_stats(&store, "fp-1").2, 1);
 }
 
+/// An event with many spans (a lifecycle event brings ~13 on average, some hundreds): each
+/// row keeps its own values, on both write paths (spans in event order, and the general one
+/// that a duplicate event in the batch sends the write down), and the waterfall reads them
+/// back in drawing order.
+#[tokio::test]
+async fn many_spans_of_one_event_are_each_stored_once_with_their_own_values() {
+    const SPANS: u32 = 37;
+    let many = |event_id: &str| -> Vec<SpanRowOut> {
+        (0..SPANS)
+            .map(|i| {
+                let mut s = span(event_id, SpanKind::Span, i, f64::from(i) * 1.5, T0);
+                s.span.label = format!("label-{i}");
+                s.span.depth = (i % 7) as u8;
+                s.span.http_status = (i % 2 == 0).then_some(200 + i as u16);
+                s.span.job_class = (i % 3 == 0).then(|| format!("App\\Jobs\\Job{i}"));
+                s
+            })
+            .collect()
+    };
+    /// span_id, label, start_offset_ms, depth, http_status, job_class.
+    type Stored = (u32, String, f64, u8, Option<u16>, Option<String>);
+    let stored = |store: &SqliteStore, event_id: &str| -> Vec<Stored> {
+        peek(store)
+            .prepare(
+                "SELECT span_id, label, start_offset_ms, depth, http_status, job_class
+                   FROM lifecycle_spans WHERE event_id = ?1 ORDER BY span_id",
+            )
+            .unwrap()
+            .query_map([event_id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    };
+    let expected = |event_id: &str| -> Vec<_> {
+        many(event_id)
+            .into_iter()
+            .map(|s| {
+                let s = s.span;
+                (
+                    s.span_id,
+                    s.label,
+                    s.start_offset_ms,
+                    s.depth,
+                    s.http_status,
+                    s.job_class,
+                )
+            })
+            .collect()
+    };
+
+    let (_dir, store) = open();
+    // In event order: the fast path.
+    let mut ordered = batch(1, 1);
+    ordered.events = vec![event("evt-many", "lifecycle", T0)];
+    ordered.spans = many("evt-many");
+    store.write_arc(ordered).await.unwrap();
+    assert_eq!(stored(&store, "evt-many"), expected("evt-many"));
+
+    // The same event twice in one batch (an agent retry): the general path, one copy kept.
+    let mut twice = batch(2, 2);
+    twice.events = vec![
+        event("evt-twice", "lifecycle", T0),
+        event("evt-twice", "lifecycle", T0),
+    ];
+    twice.spans = [many("evt-twice"), many("evt-twice")].concat();
+    store.write_arc(twice).await.unwrap();
+    assert_eq!(stored(&store, "evt-twice"), expected("evt-twice"));
+
+    assert_eq!(count(&store, "lifecycle_spans"), 2 * i64::from(SPANS));
+    // The waterfall reads them back in drawing order.
+    let waterfall = store.trace_spans("trace-1".to_owned()).await.unwrap();
+    assert_eq!(waterfall.len(), 2 * SPANS as usize);
+    assert_eq!(waterfall[0]["label"], "label-0");
+    assert_eq!(waterfall[0]["http_status"], 200);
+}
+
 #[tokio::test]
 async fn exception_groups_fold_occurrences_across_batches() {
     let (_dir, store) = open();
