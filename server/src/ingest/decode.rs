@@ -505,7 +505,10 @@ fn split_json(text: &str) -> Result<Vec<RawEvent<'_>>, DecodeError> {
 }
 
 /// The value of a top-level `events` member: its elements when it is an array, else `None`
-/// (the body is then taken as one event, as before).
+/// (the body is then taken as one event, as before). A scalar member is parsed, where the old
+/// raw read only scanned it: a number beyond `f64` there (`{"events":1e400,…}`) now fails
+/// the body (`invalid_json`, quarantined) instead of that one event (`invalid_json` at
+/// `/events`). Both refuse it; no agent sends a number there.
 struct EventsMember<'de>(Option<Vec<&'de RawValue>>);
 
 impl<'de> de::Deserialize<'de> for EventsMember<'de> {
