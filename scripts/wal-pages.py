@@ -59,6 +59,8 @@ def main():
     p.add_argument("--json", help="also write the result here")
     args = p.parse_args()
 
+    if not os.path.isfile(args.db):
+        sys.exit(f"{args.db}: no such file (the store is <data dir>/store.sqlite)")
     wal = args.db + "-wal"
     seen = {}
     deadline = time.monotonic() + args.secs

@@ -504,6 +504,15 @@ fn split_json(text: &str) -> Result<Vec<RawEvent<'_>>, DecodeError> {
     }
 }
 
+/// The elements of an array, each as its exact text.
+fn raw_elements<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<&'de RawValue>, A::Error> {
+    let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+    while let Some(item) = seq.next_element::<&'de RawValue>()? {
+        items.push(item);
+    }
+    Ok(items)
+}
+
 /// The value of a top-level `events` member: its elements when it is an array, else `None`
 /// (the body is then taken as one event, as before). A scalar member is parsed, where the old
 /// raw read only scanned it: a number beyond `f64` there (`{"events":1e400,…}`) now fails
@@ -524,19 +533,11 @@ impl<'de> Visitor<'de> for EventsMemberVisitor {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<&'de RawValue>()? {
-            items.push(item);
-        }
-        Ok(EventsMember(Some(items)))
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        raw_elements(seq).map(|items| EventsMember(Some(items)))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map
-            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
-            .is_some()
-        {}
-        Ok(EventsMember(None))
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        de::IgnoredAny.visit_map(map).map(|_| EventsMember(None))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
         Ok(EventsMember(None))
@@ -565,12 +566,8 @@ impl<'de> Visitor<'de> for TopVisitor {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object or array")
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<&'de RawValue>()? {
-            items.push(item);
-        }
-        Ok(TopLevel::List(items))
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        raw_elements(seq).map(TopLevel::List)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut events = None;
