@@ -23,7 +23,7 @@ use baddybugs_fixtures::{valid_fixtures, Shape};
 use baddybugs_ingest::batch::{build_batch, RecordRef};
 use baddybugs_ingest::record::{self, BatchMeta};
 use baddybugs_ingest::sink::clickhouse::write_rows;
-use baddybugs_ingest::sink::SinkBatch;
+use baddybugs_ingest::sink::{SinkBatch, SpanRows};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const ROWS: usize = 1_000;
@@ -53,6 +53,7 @@ fn batch_of(text: &str) -> SinkBatch {
             appended_ms: 0,
             durable_ms: 0,
         }],
+        SpanRows::Written,
         |_, _| false,
     );
     batch

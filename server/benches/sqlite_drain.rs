@@ -33,7 +33,7 @@ use baddybugs_ingest::batch::{build_batch, BuildStats, RecordRef};
 use baddybugs_ingest::ingest::decode::{self, RawEvent};
 use baddybugs_ingest::record::{self, BatchMeta, Stage};
 use baddybugs_ingest::sink::sqlite::{SqliteOptions, SqliteStore};
-use baddybugs_ingest::sink::{SinkBatch, Store};
+use baddybugs_ingest::sink::{SinkBatch, SpanRows, Store};
 use baddybugs_loadgen::batch::gzip;
 use baddybugs_loadgen::run::{build_pool, prepare_batch};
 use baddybugs_loadgen::{IdSpace, Pool, TrafficConfig};
@@ -193,7 +193,9 @@ fn build(records: &[Vec<u8>], first_lsn: u64) -> (SinkBatch, BuildStats) {
             durable_ms: 0,
         })
         .collect();
-    build_batch(&refs, |t, _| t.lsn.is_multiple_of(20))
+    build_batch(&refs, SpanRows::DerivedAtRead, |t, _| {
+        t.lsn.is_multiple_of(20)
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -17,7 +17,7 @@ use baddybugs_ingest::sink::clickhouse::ClickHouseStore;
 use baddybugs_ingest::sink::query::MALFORMED_LIST_RAW_BYTES;
 use baddybugs_ingest::sink::sqlite::SqliteStore;
 use baddybugs_ingest::sink::{
-    EventFilter, EventLookup, MalformedFilter, SinkBatch, SinkError, Store, TraceFilter,
+    EventFilter, EventLookup, MalformedFilter, SinkBatch, SinkError, SpanRows, Store, TraceFilter,
 };
 use baddybugs_tests::clickhouse::ClickHouseFront;
 use serde_json::value::RawValue;
@@ -82,7 +82,7 @@ fn build(records: &[(u64, Vec<u8>)]) -> SinkBatch {
             durable_ms: 0,
         })
         .collect();
-    let (batch, stats) = build_batch(&refs, |_, _| true);
+    let (batch, stats) = build_batch(&refs, SpanRows::Written, |_, _| true);
     assert_eq!(stats.undecodable, 0);
     batch
 }

@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use crate::record::assigned_id;
 use crate::record::{self, DecodedRecord, Stage};
 use crate::sink::{
-    EventRow, ExceptionOccurrence, MalformedRow, SharedStr, SinkBatch, SpanRowOut, TraceRow,
+    EventRow, ExceptionOccurrence, MalformedRow, SharedStr, SinkBatch, SpanRowOut, SpanRows,
+    TraceRow,
 };
 
 /// One spool record handed to the builder.
@@ -61,9 +62,10 @@ impl Interner {
     }
 }
 
-/// Builds the rows of a contiguous run of records.
+/// Builds the rows of a contiguous run of records; span rows only when the store writes them.
 pub fn build_batch(
     records: &[RecordRef<'_>],
+    spans: SpanRows,
     trace_filter: impl Fn(&TraceRow, u64) -> bool,
 ) -> (SinkBatch, BuildStats) {
     let mut batch = SinkBatch {
@@ -91,6 +93,7 @@ pub fn build_batch(
                 &mut interner,
                 rec,
                 &decoded,
+                spans,
                 &trace_filter,
             ),
             Err(err) => {
@@ -129,6 +132,7 @@ fn add_record(
     interner: &mut Interner,
     spooled: &RecordRef<'_>,
     rec: &DecodedRecord<'_>,
+    spans: SpanRows,
     trace_filter: &impl Fn(&TraceRow, u64) -> bool,
 ) {
     let lsn = spooled.lsn;
@@ -156,18 +160,23 @@ fn add_record(
                     .unwrap_or_else(|| assigned_id(&meta.batch_id, *index));
                 let trace_id = interner.get(env.trace_id.as_deref().unwrap_or_default());
                 stats.event_times.push(env.timestamp_ms);
-                let spans = event.span_rows();
-                if !spans.is_empty() {
+                let span_rows = match spans {
+                    SpanRows::Written => event.span_rows(),
+                    SpanRows::DerivedAtRead => Vec::new(),
+                };
+                if !span_rows.is_empty() {
                     let span_event_id = SharedStr::from(event_id.as_str());
-                    batch.spans.extend(spans.into_iter().map(|span| SpanRowOut {
-                        event_id: SharedStr::clone(&span_event_id),
-                        trace_id: SharedStr::clone(&trace_id),
-                        organization: SharedStr::clone(&organization),
-                        application: SharedStr::clone(&application),
-                        timestamp_ms: env.timestamp_ms,
-                        received_ms: meta.received_ms,
-                        span,
-                    }));
+                    batch
+                        .spans
+                        .extend(span_rows.into_iter().map(|span| SpanRowOut {
+                            event_id: SharedStr::clone(&span_event_id),
+                            trace_id: SharedStr::clone(&trace_id),
+                            organization: SharedStr::clone(&organization),
+                            application: SharedStr::clone(&application),
+                            timestamp_ms: env.timestamp_ms,
+                            received_ms: meta.received_ms,
+                            span,
+                        }));
                 }
                 if let Some(exception) = event.exception_row() {
                     batch.exceptions.push(ExceptionOccurrence {
@@ -323,6 +332,7 @@ mod tests {
                 appended_ms: 0,
                 durable_ms: 0,
             }],
+            SpanRows::Written,
             |_, _| keep_traces,
         )
     }
@@ -414,6 +424,7 @@ mod tests {
                     durable_ms: 0,
                 },
             ],
+            SpanRows::Written,
             |_, _| false,
         );
         let [a, b] = &batch.events[..] else {
@@ -525,6 +536,7 @@ mod tests {
                 appended_ms: received_ms as u64 + 2,
                 durable_ms: received_ms as u64 + 1_502,
             }],
+            SpanRows::Written,
             |_, _| true,
         );
         let stages = &batch.traces[0].stages;

@@ -291,6 +291,7 @@ impl Batcher {
         let mut failures = LogThrottle::default();
         loop {
             let feed = self.feed.clone();
+            let span_rows = self.store.span_rows();
             let entries = Arc::clone(&entries);
             let built = crate::background::run(move || {
                 let refs: Vec<RecordRef<'_>> = entries
@@ -308,7 +309,7 @@ impl Batcher {
                         || feed.trace_sample_one_in <= 1
                         || t.lsn.is_multiple_of(u64::from(feed.trace_sample_one_in))
                 };
-                build_batch(&refs, keep_trace)
+                build_batch(&refs, span_rows, keep_trace)
             })
             .await;
             match built {

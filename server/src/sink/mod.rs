@@ -1,7 +1,8 @@
 //! Where stored events live: the [`Store`] trait and the rows written to it.
 //!
 //! In: [`SinkBatch`]es built by the batcher from spool records (one batch covers a contiguous
-//! range of spool LSNs). Out: rows in the `events`, `lifecycle_spans`, `exceptions`,
+//! range of spool LSNs). Out: rows in the `events`, `lifecycle_spans` (ClickHouse; SQLite
+//! derives a trace's spans from its stored events at read: [`SpanRows`]), `exceptions`,
 //! `malformed_events`, `ingest_traces` and `schema_drift` tables, and the answers of the query API.
 //!
 //! Two implementations pass the same contract tests: [`sqlite::SqliteStore`] (the embedded
@@ -27,7 +28,8 @@ pub use query::{
     StoredMalformed, StoredTrace, TraceFilter, TraceOrder,
 };
 pub use rows::{
-    EventRow, ExceptionOccurrence, MalformedRow, SharedStr, SinkBatch, SpanRowOut, Table, TraceRow,
+    EventRow, ExceptionOccurrence, MalformedRow, SharedStr, SinkBatch, SpanRowOut, SpanRows, Table,
+    TraceRow,
 };
 
 /// A boxed future, so the trait stays object-safe (`Arc<dyn Store>`).
@@ -165,6 +167,10 @@ pub trait Store: Send + Sync + 'static {
     /// Writes one batch; idempotent for its LSN range. Shared (`Arc`) so that a retry never
     /// copies the rows.
     fn write(&self, batch: Arc<SinkBatch>) -> BoxFuture<'_, Result<(), SinkError>>;
+    /// Whether this store writes span rows, so whether the batcher derives them.
+    fn span_rows(&self) -> SpanRows {
+        SpanRows::Written
+    }
     /// Events matching a filter, newest first, with a cursor for the next page.
     fn query_events(&self, filter: EventFilter) -> BoxFuture<'_, Result<EventPage, SinkError>>;
     /// The events with an id within the lookup's scope: none, one, or, where tenants share the

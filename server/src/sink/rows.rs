@@ -188,6 +188,20 @@ impl TraceRow {
     }
 }
 
+/// Whether a store writes [`SinkBatch::spans`], so whether the batcher derives them.
+///
+/// ClickHouse keeps them as `lifecycle_spans` rows, the table its waterfall reads. SQLite
+/// derives a trace's spans from its stored `lifecycle` and `trace_span` events when the
+/// waterfall is read (schema V7, sqlite/read.rs): a span row there held nothing its event does
+/// not, and writing it cost a sixth of the drain (docs/BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanRows {
+    /// The batcher derives every span row and the store writes them.
+    Written,
+    /// The batch carries no span rows: the store derives them at read.
+    DerivedAtRead,
+}
+
 /// A table a batch writes, in the order both stores write them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {

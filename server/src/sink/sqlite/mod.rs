@@ -46,7 +46,7 @@ use tokio::sync::Semaphore;
 
 use crate::sink::{
     BoxFuture, EventFilter, EventLookup, EventPage, ExceptionGroup, GroupCommit, MalformedFilter,
-    SinkBatch, SinkError, Store, StoreCause, StoreHealth, StoredEvent, StoredMalformed,
+    SinkBatch, SinkError, SpanRows, Store, StoreCause, StoreHealth, StoredEvent, StoredMalformed,
     StoredTrace, TraceFilter,
 };
 use read::ReadError;
@@ -533,6 +533,11 @@ fn read_error(err: ReadError) -> SinkError {
 }
 
 impl Store for SqliteStore {
+    /// The waterfall derives a trace's spans from its stored events (read.rs).
+    fn span_rows(&self) -> SpanRows {
+        SpanRows::DerivedAtRead
+    }
+
     fn write(&self, batch: Arc<SinkBatch>) -> BoxFuture<'_, Result<(), SinkError>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {

@@ -14,6 +14,8 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use baddybugs_common::denorm::{self, SpanRow};
+use baddybugs_common::json::Node;
 use baddybugs_common::timestamp::format_millis;
 
 use crate::sink::query::{
@@ -25,7 +27,7 @@ use crate::sink::{
     StoredMalformed, StoredTrace, TraceFilter, TraceOrder,
 };
 
-/// At most this many span rows are returned for one trace.
+/// At most this many spans are returned for one trace.
 const MAX_TRACE_SPANS: usize = 10_000;
 
 /// Why a query failed.
@@ -366,7 +368,15 @@ pub(super) fn exception_groups(
     Ok(rows)
 }
 
-/// The span rows of one trace, in waterfall order (event time, kind, start offset).
+/// The spans of one trace, in waterfall order (event time, kind, start offset, then event id,
+/// span id and tenant), at most [`MAX_TRACE_SPANS`].
+///
+/// Derived from the trace's stored `lifecycle` and `trace_span` events by
+/// [`denorm::span_rows`], the function the batcher derives ClickHouse's `lifecycle_spans` rows
+/// with (schema V7 dropped the table here: schema.rs). The events come in time order, so
+/// reading stops once the page is full and the next event is later than every span held: its
+/// spans could only sort after them. An event's `data` that does not parse (it did when it was
+/// written: write.rs checks it) is skipped with a warning rather than failing the waterfall.
 pub(super) fn trace_spans(
     conn: &Connection,
     trace_id: &str,
@@ -374,41 +384,102 @@ pub(super) fn trace_spans(
     if trace_id.is_empty() {
         return Err(ReadError::BadQuery("trace_id is empty".to_owned()));
     }
-    let sql = format!(
-        "SELECT kind, span_id, span_type, label, start_offset_ms, duration_ms, depth,
-                started_at_ms, sql, cache_key, http_url, http_method, http_status, job_class,
-                event_id, timestamp_ms, organization, application
-           FROM lifecycle_spans
-          WHERE trace_id = ?1
-          ORDER BY timestamp_ms, kind, start_offset_ms, event_id, span_id, organization, application
-          LIMIT {MAX_TRACE_SPANS}"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt
-        .query_map([trace_id], |row| {
-            Ok(json!({
-                "kind": row.get::<_, String>(0)?,
-                "span_id": row.get::<_, u32>(1)?,
-                "span_type": row.get::<_, String>(2)?,
-                "label": row.get::<_, String>(3)?,
-                "start_offset_ms": row.get::<_, f64>(4)?,
-                "duration_ms": row.get::<_, f64>(5)?,
-                "depth": row.get::<_, u8>(6)?,
-                "started_at_ms": row.get::<_, Option<i64>>(7)?,
-                "sql": row.get::<_, Option<String>>(8)?,
-                "cache_key": row.get::<_, Option<String>>(9)?,
-                "http_url": row.get::<_, Option<String>>(10)?,
-                "http_method": row.get::<_, Option<String>>(11)?,
-                "http_status": row.get::<_, Option<u16>>(12)?,
-                "job_class": row.get::<_, Option<String>>(13)?,
-                "event_id": row.get::<_, String>(14)?,
-                "organization": row.get::<_, String>(16)?,
-                "application": row.get::<_, String>(17)?,
-                "timestamp": format_millis(row.get(15)?),
-            }))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+    let mut stmt = conn.prepare_cached(TRACE_SPAN_EVENTS_SQL)?;
+    let mut rows = stmt.query([trace_id])?;
+    let mut spans: Vec<TraceSpan> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let timestamp_ms: i64 = row.get(2)?;
+        if spans.len() >= MAX_TRACE_SPANS
+            && spans.last().is_some_and(|s| s.timestamp_ms < timestamp_ms)
+        {
+            break;
+        }
+        let event_id: String = row.get(0)?;
+        let event_type: String = row.get(1)?;
+        let data = row
+            .get_ref(5)?
+            .as_str()
+            .map_err(|err| rusqlite::Error::FromSqlConversionFailure(5, Type::Text, err.into()))?;
+        let payload = match Node::parse(data) {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::warn!(%event_id, %error, "a stored event's data does not parse; its spans are left out of the waterfall");
+                continue;
+            }
+        };
+        let organization: String = row.get(3)?;
+        let application: String = row.get(4)?;
+        spans.extend(
+            denorm::span_rows(&event_type, &payload)
+                .into_iter()
+                .map(|span| TraceSpan {
+                    timestamp_ms,
+                    event_id: event_id.clone(),
+                    organization: organization.clone(),
+                    application: application.clone(),
+                    span,
+                }),
+        );
+    }
+    spans.sort_by(TraceSpan::waterfall_order);
+    spans.truncate(MAX_TRACE_SPANS);
+    Ok(spans.into_iter().map(TraceSpan::into_json).collect())
+}
+
+/// The events a trace's spans are derived from, in time order: a seek on `events_trace`, named
+/// so that the planner never scans the table instead (it may on a small one with statistics).
+pub(super) const TRACE_SPAN_EVENTS_SQL: &str =
+    "SELECT event_id, type, timestamp_ms, organization, application, data
+       FROM events INDEXED BY events_trace
+      WHERE trace_id = ?1 AND type IN ('lifecycle', 'trace_span')
+      ORDER BY timestamp_ms";
+
+/// One span of a waterfall with its event's identity.
+struct TraceSpan {
+    timestamp_ms: i64,
+    event_id: String,
+    organization: String,
+    application: String,
+    span: SpanRow,
+}
+
+impl TraceSpan {
+    /// Event time, kind, start offset, event id, span id, organization, application: the order
+    /// ClickHouse's `lifecycle_spans` read gives.
+    fn waterfall_order(a: &TraceSpan, b: &TraceSpan) -> std::cmp::Ordering {
+        a.timestamp_ms
+            .cmp(&b.timestamp_ms)
+            .then_with(|| a.span.kind.as_str().cmp(b.span.kind.as_str()))
+            .then_with(|| a.span.start_offset_ms.total_cmp(&b.span.start_offset_ms))
+            .then_with(|| a.event_id.cmp(&b.event_id))
+            .then_with(|| a.span.span_id.cmp(&b.span.span_id))
+            .then_with(|| a.organization.cmp(&b.organization))
+            .then_with(|| a.application.cmp(&b.application))
+    }
+
+    fn into_json(self) -> serde_json::Value {
+        let s = self.span;
+        json!({
+            "kind": s.kind.as_str(),
+            "span_id": s.span_id,
+            "span_type": s.span_type,
+            "label": s.label,
+            "start_offset_ms": s.start_offset_ms,
+            "duration_ms": s.duration_ms,
+            "depth": s.depth,
+            "started_at_ms": s.started_at_ms,
+            "sql": s.sql,
+            "cache_key": s.cache_key,
+            "http_url": s.http_url,
+            "http_method": s.http_method,
+            "http_status": s.http_status,
+            "job_class": s.job_class,
+            "event_id": self.event_id,
+            "organization": self.organization,
+            "application": self.application,
+            "timestamp": format_millis(self.timestamp_ms),
+        })
+    }
 }
 
 /// Pipeline traces, newest or slowest first.

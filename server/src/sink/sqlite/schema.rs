@@ -8,7 +8,8 @@
 //! The tables mirror the ClickHouse ones (docs/SCHEMA.md). Two additions exist only here:
 //! `exception_groups`, which SQLite maintains with an UPSERT in the write transaction where
 //! ClickHouse uses an aggregating view, and `malformed_reasons`, one row per (code, quarantined
-//! row), so the `reason` filter is an index lookup.
+//! row), so the `reason` filter is an index lookup. One table is not stored here (since V7):
+//! `lifecycle_spans`, which the waterfall derives from the stored events when it is read.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
@@ -51,10 +52,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "time indexes end at the rowid, not the event id",
         sql: V6,
     },
+    Migration {
+        version: 7,
+        name: "waterfall spans derived from their events at read",
+        sql: V7,
+    },
 ];
 
 /// The newest schema version this build knows.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// `data` and `envelope` must be JSON: `get_event` hands them out as raw JSON without
 /// re-checking, so the store refuses (`SinkError::Rejected`) a row that would break that. Since
@@ -358,6 +364,17 @@ DROP INDEX events_type_time;
 DROP INDEX events_time;
 CREATE INDEX events_type_time ON events (type, timestamp_ms);
 CREATE INDEX events_time ON events (timestamp_ms);
+"#;
+
+/// `lifecycle_spans` held one row per phase and span of a `lifecycle` event and per
+/// `trace_span` event, each derived from its event's `data` and written only with it: nothing
+/// the event row does not hold. Writing them cost a sixth of the drain (a row and an index
+/// entry per span, ~13 spans per lifecycle event). Since V7 the waterfall derives a trace's
+/// spans from its stored events when it is read (read.rs, with the same `denorm::span_rows`
+/// the batcher used), and the table goes. Dropping it frees its pages, once, at the first start
+/// after the upgrade.
+const V7: &str = r#"
+DROP TABLE lifecycle_spans;
 "#;
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; a no-op when it already is.

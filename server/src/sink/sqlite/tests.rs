@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use baddybugs_common::denorm::{Columns, ExceptionRow, SpanKind, SpanRow};
+use baddybugs_common::denorm::{Columns, ExceptionRow};
 use baddybugs_common::reason::ReasonCode;
 use baddybugs_common::Problem;
 use rusqlite::Connection;
@@ -108,36 +108,73 @@ fn occurrence(
     }
 }
 
-fn span(event_id: &str, kind: SpanKind, span_id: u32, start: f64, timestamp_ms: i64) -> SpanRowOut {
-    SpanRowOut {
-        event_id: event_id.into(),
-        trace_id: "trace-1".into(),
-        organization: "acme".into(),
-        application: "shop".into(),
-        timestamp_ms,
-        received_ms: timestamp_ms + 5,
-        span: SpanRow {
-            kind,
-            span_id,
-            span_type: if kind == SpanKind::Phase {
-                "CONTROLLER"
-            } else {
-                "QUERY"
-            }
-            .to_owned(),
-            label: "select users".to_owned(),
-            start_offset_ms: start,
-            duration_ms: 2.5,
-            depth: 1,
-            started_at_ms: None,
-            sql: Some("select * from users where id = ?".to_owned()),
-            cache_key: None,
-            http_url: None,
-            http_method: None,
-            http_status: None,
-            job_class: None,
-        },
+/// A `lifecycle` event in the agent's shape (docs/AGENT-WIRE.md): one CONTROLLER phase and a
+/// QUERY span per `(span_id, start_offset_ms)`. The waterfall derives its spans from this
+/// `data`.
+fn lifecycle(id: &str, timestamp_ms: i64, spans: &[(u32, f64)]) -> EventRow {
+    let spans: Vec<String> = spans
+        .iter()
+        .map(|(span_id, start)| {
+            format!(
+                r#"{{"span_id":{span_id},"type":"QUERY","label":"select users","start_offset_ms":{start},"duration_ms":2.5,"depth":1,"sql":"select * from users where id = ?"}}"#
+            )
+        })
+        .collect();
+    EventRow {
+        data: format!(
+            r#"{{"method":"GET","phases":[{{"name":"CONTROLLER","start_offset_ms":0,"duration_ms":40}}],"spans":[{}]}}"#,
+            spans.join(",")
+        ),
+        ..event(id, "lifecycle", timestamp_ms)
     }
+}
+
+/// A batch's span rows as the batcher derives them for a store that writes them, from the
+/// same `data` (a store that derives them at read must ignore them, and give the same).
+fn span_rows_of(events: &[EventRow]) -> Vec<SpanRowOut> {
+    events
+        .iter()
+        .flat_map(|e| {
+            let payload = baddybugs_common::json::Node::parse(&e.data).unwrap();
+            baddybugs_common::denorm::span_rows(&e.event_type, &payload)
+                .into_iter()
+                .map(|span| SpanRowOut {
+                    event_id: e.event_id.as_str().into(),
+                    trace_id: e.trace_id.clone(),
+                    organization: e.organization.clone(),
+                    application: e.application.clone(),
+                    timestamp_ms: e.timestamp_ms,
+                    received_ms: e.received_ms,
+                    span,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The waterfall of `trace-1`: (organization, event id, kind, span id) of each span, in order.
+async fn waterfall(store: &SqliteStore) -> Vec<(String, String, String, u64)> {
+    store
+        .trace_spans("trace-1".to_owned())
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["organization"].as_str().unwrap().to_owned(),
+                s["event_id"].as_str().unwrap().to_owned(),
+                s["kind"].as_str().unwrap().to_owned(),
+                s["span_id"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `(organization, event id, kind, span id)`, owned.
+fn spans_are(list: &[(&str, &str, &str, u64)]) -> Vec<(String, String, String, u64)> {
+    list.iter()
+        .map(|(o, e, k, i)| ((*o).to_owned(), (*e).to_owned(), (*k).to_owned(), *i))
+        .collect()
 }
 
 const RAW: &[u8] = br#"{"type":"request","payload":{"status":"x"}}"#;
@@ -199,10 +236,6 @@ fn batch(first_lsn: u64, last_lsn: u64) -> SinkBatch {
 fn full_batch(first_lsn: u64, last_lsn: u64) -> SinkBatch {
     SinkBatch {
         events: vec![event("evt-1", "exception", T0)],
-        spans: vec![
-            span("evt-1", SpanKind::Phase, 0, 0.0, T0),
-            span("evt-1", SpanKind::Span, 1, 3.0, T0),
-        ],
         exceptions: vec![occurrence("evt-1", "fp-1", T0, "card declined")],
         malformed: vec![malformed("batch-1-3", &[ReasonCode::WrongType], T0)],
         traces: vec![trace("batch-1", first_lsn, T0, "partial", 2_000)],
@@ -297,7 +330,6 @@ async fn same_batch_twice_is_stored_once() {
 
     for (table, rows) in [
         ("events", 1),
-        ("lifecycle_spans", 2),
         ("exceptions", 1),
         ("exception_groups", 1),
         ("malformed_events", 1),
@@ -325,11 +357,6 @@ async fn duplicate_event_id_in_a_new_range_is_stored_once() {
     store.write_arc(retry).await.unwrap();
 
     assert_eq!(count(&store, "events"), 2);
-    assert_eq!(
-        count(&store, "lifecycle_spans"),
-        2,
-        "a duplicate event brings no spans"
-    );
     assert_eq!(count(&store, "exceptions"), 1);
     assert_eq!(group_stats(&store, "fp-1").2, 1, "occurrence counted once");
 }
@@ -364,99 +391,165 @@ async fn duplicate_event_within_one_batch_is_stored_once() {
     let mut b = full_batch(1, 2);
     // The retry's copy: same id, same spans and occurrence, a later record.
     b.events.push(b.events[0].clone());
-    b.spans.extend(b.spans.clone());
     b.exceptions.push(b.exceptions[0].clone());
     store.write_arc(b).await.unwrap();
 
     assert_eq!(count(&store, "events"), 1);
-    assert_eq!(count(&store, "lifecycle_spans"), 2);
     assert_eq!(count(&store, "exceptions"), 1);
     assert_eq!(group_stats(&store, "fp-1").2, 1);
 }
 
-/// An event with many spans (a lifecycle event brings ~13 on average, some hundreds): each
-/// row keeps its own values, on both write paths (spans in event order, and the general one
-/// that a duplicate event in the batch sends the write down), and the waterfall reads them
-/// back in drawing order.
+/// Schema V7: the waterfall is derived from the stored `lifecycle` events, so an event's spans
+/// are there exactly as often as the event: once for an event stored twice in one batch, once
+/// after a replay, none for a duplicate that was not stored. Span rows a caller passes are not
+/// written (the batcher builds none for this store) and change nothing.
 #[tokio::test]
-async fn many_spans_of_one_event_are_each_stored_once_with_their_own_values() {
-    const SPANS: u32 = 37;
-    let many = |event_id: &str| -> Vec<SpanRowOut> {
-        (0..SPANS)
-            .map(|i| {
-                let mut s = span(event_id, SpanKind::Span, i, f64::from(i) * 1.5, T0);
-                s.span.label = format!("label-{i}");
-                s.span.depth = (i % 7) as u8;
-                s.span.http_status = (i % 2 == 0).then_some(200 + i as u16);
-                s.span.job_class = (i % 3 == 0).then(|| format!("App\\Jobs\\Job{i}"));
-                s
-            })
-            .collect()
-    };
-    /// span_id, label, start_offset_ms, depth, http_status, job_class.
-    type Stored = (u32, String, f64, u8, Option<u16>, Option<String>);
-    let stored = |store: &SqliteStore, event_id: &str| -> Vec<Stored> {
-        peek(store)
-            .prepare(
-                "SELECT span_id, label, start_offset_ms, depth, http_status, job_class
-                   FROM lifecycle_spans WHERE event_id = ?1 ORDER BY span_id",
-            )
-            .unwrap()
-            .query_map([event_id], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
-    };
-    let expected = |event_id: &str| -> Vec<_> {
-        many(event_id)
-            .into_iter()
-            .map(|s| {
-                let s = s.span;
-                (
-                    s.span_id,
-                    s.label,
-                    s.start_offset_ms,
-                    s.depth,
-                    s.http_status,
-                    s.job_class,
-                )
-            })
-            .collect()
-    };
-
+async fn the_waterfall_shows_each_stored_lifecycle_event_s_spans_once() {
     let (_dir, store) = open();
-    // In event order: the fast path.
-    let mut ordered = batch(1, 1);
-    ordered.events = vec![event("evt-many", "lifecycle", T0)];
-    ordered.spans = many("evt-many");
-    store.write_arc(ordered).await.unwrap();
-    assert_eq!(stored(&store, "evt-many"), expected("evt-many"));
-
-    // The same event twice in one batch (an agent retry): the general path, one copy kept.
-    let mut twice = batch(2, 2);
-    twice.events = vec![
-        event("evt-twice", "lifecycle", T0),
-        event("evt-twice", "lifecycle", T0),
+    let many: Vec<(u32, f64)> = (0..37).map(|i| (i, f64::from(i) * 1.5)).collect();
+    let mut first = batch(1, 1);
+    first.events = vec![
+        lifecycle("evt-many", T0, &many),
+        event("evt-query", "query", T0),
+        // The same event twice in one batch (an agent retry).
+        lifecycle("evt-twice", T0 + 1, &[(4, 1.0)]),
+        lifecycle("evt-twice", T0 + 1, &[(4, 1.0)]),
     ];
-    twice.spans = [many("evt-twice"), many("evt-twice")].concat();
-    store.write_arc(twice).await.unwrap();
-    assert_eq!(stored(&store, "evt-twice"), expected("evt-twice"));
+    first.spans = span_rows_of(&first.events);
+    store.write_arc(first.clone()).await.unwrap();
+    let once = waterfall(&store).await;
+    let mut expected = vec![("acme", "evt-many", "phase", 0)];
+    expected.extend(
+        many.iter()
+            .map(|(i, _)| ("acme", "evt-many", "span", u64::from(*i))),
+    );
+    expected.extend([
+        ("acme", "evt-twice", "phase", 0),
+        ("acme", "evt-twice", "span", 4),
+    ]);
+    assert_eq!(once, spans_are(&expected));
 
-    assert_eq!(count(&store, "lifecycle_spans"), 2 * i64::from(SPANS));
-    // The waterfall reads them back in drawing order.
-    let waterfall = store.trace_spans("trace-1".to_owned()).await.unwrap();
-    assert_eq!(waterfall.len(), 2 * SPANS as usize);
-    assert_eq!(waterfall[0]["label"], "label-0");
-    assert_eq!(waterfall[0]["http_status"], 200);
+    // Replayed, and a later copy of the event in another range: nothing new.
+    store.write_arc(first).await.unwrap();
+    let mut later = batch(2, 2);
+    later.events = vec![lifecycle("evt-twice", T0 + 1, &[(4, 1.0)])];
+    store.write_arc(later).await.unwrap();
+    assert_eq!(waterfall(&store).await, once);
+
+    // Span rows a caller passes, of an event stored or not, are not written.
+    let mut stray = batch(3, 3);
+    stray.spans = span_rows_of(&[lifecycle("evt-elsewhere", T0, &[(1, 0.0)])]);
+    store.write_arc(stray).await.unwrap();
+    assert_eq!(waterfall(&store).await, once);
+}
+
+/// Each span keeps its own values from its event's `data`, as ClickHouse's rows do.
+#[tokio::test]
+async fn the_waterfall_reads_each_span_s_own_values_from_its_event() {
+    let (_dir, store) = open();
+    let data = r#"{"phases":[{"name":"BOOTSTRAP","label":"Boot","start_offset_ms":0,"duration_ms":3.5}],
+        "spans":[
+          {"span_id":1,"type":"CACHE_HIT","key":"users:42","start_offset_ms":4,"duration_ms":0.2,"depth":2},
+          {"span_id":2,"type":"OUTGOING_REQUEST","url":"https://pay.test/charge","method":"POST","status_code":"502","start_offset_ms":5,"duration_ms":80,"depth":300},
+          {"type":"JOB_DISPATCHED","job_class":"App\\Jobs\\Mail","start_offset_ms":"6.5","duration_ms":1}]}"#;
+    let mut b = batch(1, 1);
+    b.events = vec![EventRow {
+        data: data.to_owned(),
+        ..event("evt-1", "lifecycle", T0)
+    }];
+    store.write_arc(b).await.unwrap();
+    let spans = store.trace_spans("trace-1".to_owned()).await.unwrap();
+    let keys = |s: &serde_json::Value| {
+        [
+            "kind",
+            "span_id",
+            "span_type",
+            "label",
+            "start_offset_ms",
+            "duration_ms",
+            "depth",
+            "cache_key",
+            "http_url",
+            "http_method",
+            "http_status",
+            "job_class",
+        ]
+        .map(|k| s[k].clone())
+    };
+    use serde_json::{json, Value::Null};
+    assert_eq!(spans.len(), 4, "{spans:?}");
+    assert_eq!(
+        keys(&spans[0]),
+        [
+            json!("phase"),
+            json!(0),
+            json!("BOOTSTRAP"),
+            json!("Boot"),
+            json!(0.0),
+            json!(3.5),
+            json!(0),
+            Null,
+            Null,
+            Null,
+            Null,
+            Null
+        ]
+    );
+    assert_eq!(
+        keys(&spans[1]),
+        [
+            json!("span"),
+            json!(1),
+            json!("CACHE_HIT"),
+            json!("CACHE_HIT"),
+            json!(4.0),
+            json!(0.2),
+            json!(2),
+            json!("users:42"),
+            Null,
+            Null,
+            Null,
+            Null
+        ]
+    );
+    assert_eq!(
+        keys(&spans[2]),
+        [
+            json!("span"),
+            json!(2),
+            json!("OUTGOING_REQUEST"),
+            json!("OUTGOING_REQUEST"),
+            json!(5.0),
+            json!(80.0),
+            json!(255),
+            Null,
+            json!("https://pay.test/charge"),
+            json!("POST"),
+            json!(502),
+            Null
+        ]
+    );
+    // No span_id: its index in the list; a numeric string offset is read as a number.
+    assert_eq!(
+        keys(&spans[3]),
+        [
+            json!("span"),
+            json!(2),
+            json!("JOB_DISPATCHED"),
+            json!("JOB_DISPATCHED"),
+            json!(6.5),
+            json!(1.0),
+            json!(0),
+            Null,
+            Null,
+            Null,
+            Null,
+            json!("App\\Jobs\\Mail")
+        ]
+    );
+    assert_eq!(spans[0]["timestamp"], "2025-06-10T15:33:54.202Z");
+    assert_eq!(spans[0]["event_id"], "evt-1");
+    assert_eq!(spans[0]["application"], "shop");
 }
 
 #[tokio::test]
@@ -870,19 +963,17 @@ async fn malformed_rows_filter_by_reason_and_come_back_by_id() {
 #[tokio::test]
 async fn trace_spans_and_pipeline_traces() {
     let (_dir, store) = open();
-    let mut trace_span = span("evt-2", SpanKind::TraceSpan, 0, 0.0, T0 + 100);
-    trace_span.span.started_at_ms = Some(T0 + 90);
+    // A trace span as the agent sends it: start in seconds, its duration in ms.
+    let trace_span = EventRow {
+        data: format!(
+            r#"{{"type":"db","name":"select","start_time":{}.{:03},"duration_ms":2.5}}"#,
+            (T0 + 90) / 1000,
+            (T0 + 90) % 1000
+        ),
+        ..event("evt-2", "trace_span", T0 + 100)
+    };
     let b = SinkBatch {
-        events: vec![
-            event("evt-1", "lifecycle", T0),
-            event("evt-2", "trace_span", T0 + 100),
-        ],
-        spans: vec![
-            span("evt-1", SpanKind::Span, 7, 12.0, T0),
-            span("evt-1", SpanKind::Phase, 0, 0.0, T0),
-            span("evt-1", SpanKind::Span, 3, 5.0, T0),
-            trace_span,
-        ],
+        events: vec![lifecycle("evt-1", T0, &[(7, 12.0), (3, 5.0)]), trace_span],
         traces: vec![
             trace("b-1", 1, T0, "accepted", 900),
             trace("b-2", 2, T0 + 10, "partial", 5_000),
@@ -983,21 +1074,15 @@ async fn bisected_parts_of_one_range_are_each_written_once() {
     let (_dir, store) = open();
     let whole = SinkBatch {
         events: vec![event("a", "request", T0), event("b", "request", T0 + 1)],
-        spans: vec![
-            span("a", SpanKind::Phase, 0, 0.0, T0),
-            span("b", SpanKind::Phase, 0, 0.0, T0 + 1),
-        ],
         traces: vec![trace("batch-1", 9, T0, "accepted", 10)],
         ..batch(5, 9)
     };
     let mut left = whole.clone();
     left.part = "0".into();
     left.events.truncate(1);
-    left.spans.truncate(1);
     let mut right = whole.clone();
     right.part = "1".into();
     right.events.drain(..1);
-    right.spans.drain(..1);
     right.traces.clear();
 
     store.write_arc(left.clone()).await.unwrap();
@@ -1010,7 +1095,6 @@ async fn bisected_parts_of_one_range_are_each_written_once() {
     store.write_arc(left).await.unwrap();
     store.write_arc(right).await.unwrap();
     assert_eq!(count(&store, "events"), 2);
-    assert_eq!(count(&store, "lifecycle_spans"), 2);
     assert_eq!(count(&store, "ingest_traces"), 1);
 }
 

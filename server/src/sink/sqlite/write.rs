@@ -6,15 +6,17 @@
 //! all store one copy:
 //! - by event: (`event_id`, `organization`, `application`) is unique in `events` (an id is the
 //!   agent's, unique within its tenant only: another tenant's event with the same id is another
-//!   event and is stored); the spans of an event are written only when its row was (so a
-//!   duplicate event brings no duplicate spans); spans written without their event (the batcher
-//!   isolating a refused row writes one table at a time) only when the same (tenant, event, kind,
-//!   span id) is not stored yet;
+//!   event and is stored);
 //! - by occurrence: the same key is unique in `exceptions`, and the group is bumped only when
 //!   the occurrence row was inserted, so `occurrence_count` counts each occurrence once;
 //! - quarantine rows by their id, pipeline traces by their `batch_id`.
 //!
 //! `sink_state.last_lsn` (the last LSN of a whole-range write) is kept for operators only.
+//!
+//! `SinkBatch::spans` is not written: since schema V7 the waterfall derives a trace's spans from
+//! its stored `lifecycle` and `trace_span` events (read.rs), so an event's spans are stored
+//! exactly when, and as often as, the event is. The batcher builds none for this store
+//! ([`crate::sink::SpanRows::DerivedAtRead`]); any a caller passes are ignored.
 //!
 //! `ON CONFLICT (…) DO NOTHING` is used rather than `INSERT OR IGNORE`: it ignores only the
 //! uniqueness conflict it names, so a NOT NULL failure still surfaces as an error
@@ -28,14 +30,11 @@
 //! inserted; the transaction commits only if it passed, else the batch is refused whole
 //! (`SinkError::Rejected`) and the batcher bisects down to the row, as before.
 
-use std::collections::HashMap;
-use std::hash::Hasher as _;
-
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde_json::value::RawValue;
 
 use crate::sink::query::stages_to_text;
-use crate::sink::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, SpanRowOut, TraceRow};
+use crate::sink::{EventRow, ExceptionOccurrence, MalformedRow, SinkBatch, TraceRow};
 
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +118,7 @@ fn check_json(events: &[EventRow]) -> rusqlite::Result<()> {
 /// Every row of `batch`, inside `tx` (not committed).
 fn insert_all(tx: &Connection, batch: &SinkBatch) -> rusqlite::Result<Written> {
     let last = to_i64(batch.last_lsn)?;
-    let (events, duplicates) = insert_events(tx, &batch.events, &batch.spans)?;
+    let (events, duplicates) = insert_events(tx, &batch.events)?;
     for occurrence in &batch.exceptions {
         insert_exception(tx, occurrence)?;
     }
@@ -144,13 +143,8 @@ fn to_i64(value: u64) -> rusqlite::Result<i64> {
     i64::try_from(value).map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))
 }
 
-/// Inserts the events, and the spans of each event actually inserted. Returns (inserted,
-/// duplicates).
-fn insert_events(
-    tx: &Connection,
-    events: &[EventRow],
-    spans: &[SpanRowOut],
-) -> rusqlite::Result<(usize, usize)> {
+/// Inserts the events. Returns (inserted, duplicates).
+fn insert_events(tx: &Connection, events: &[EventRow]) -> rusqlite::Result<(usize, usize)> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO events (
              event_id, lsn, idx, batch_id, organization, application, environment, type, name,
@@ -161,7 +155,8 @@ fn insert_events(
                  ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
          ON CONFLICT (event_id, organization, application) DO NOTHING",
     )?;
-    let mut insert_event = |e: &EventRow| -> rusqlite::Result<bool> {
+    let (mut inserted, mut duplicates) = (0, 0);
+    for e in events {
         let c = &e.columns;
         let changed = insert.execute(params![
             e.event_id,
@@ -192,169 +187,13 @@ fn insert_events(
             e.data,
             e.envelope,
         ])?;
-        Ok(changed > 0)
-    };
-    let (mut inserted, mut duplicates) = (0, 0);
-
-    if let Some(ranges) = spans_in_event_order(events, spans) {
-        // As the batcher builds them: each event's spans sit together, in event order. A copy
-        // of an event already stored (or stored earlier in this batch) brings no spans.
-        for (e, range) in events.iter().zip(ranges) {
-            if !insert_event(e)? {
-                duplicates += 1;
-                continue;
-            }
+        if changed > 0 {
             inserted += 1;
-            for span in &spans[range] {
-                insert_span(tx, span)?;
-            }
-        }
-        return Ok((inserted, duplicates));
-    }
-
-    // Any other order: group the spans by event (tenant and id).
-    let mut spans_of: HashMap<EventKey<'_>, Vec<&SpanRowOut>> = HashMap::new();
-    for span in spans {
-        spans_of.entry(span_key(span)).or_default().push(span);
-    }
-    let mut copies: HashMap<EventKey<'_>, usize> = HashMap::new();
-    for event in events {
-        *copies.entry(event_key(event)).or_default() += 1;
-    }
-    for e in events {
-        if !insert_event(e)? {
+        } else {
             duplicates += 1;
-            continue;
-        }
-        inserted += 1;
-        let Some(mut own) = spans_of.remove(&event_key(e)) else {
-            continue;
-        };
-        if copies[&event_key(e)] > 1 {
-            // The same event twice in this batch (an agent retry): both copies' spans are
-            // under one key; keep one of each.
-            let mut seen = std::collections::HashSet::new();
-            own.retain(|s| seen.insert((s.span.kind.as_str(), s.span.span_id)));
-        }
-        for span in own {
-            insert_span(tx, span)?;
-        }
-    }
-    // Spans whose event is not in this batch: the batcher writes a table alone when it
-    // isolates a row the store refused (batch/isolate.rs). Kept once per (event, kind, span id),
-    // so a replay of that write, or the spans of an event stored earlier, add no copy.
-    for span in spans_of.into_values().flatten() {
-        if !copies.contains_key(&span_key(span)) {
-            insert_span_once(tx, span)?;
         }
     }
     Ok((inserted, duplicates))
-}
-
-/// What identifies an event: (organization, application, id).
-type EventKey<'a> = (&'a str, &'a str, &'a str);
-
-fn event_key(e: &EventRow) -> EventKey<'_> {
-    (&e.organization, &e.application, &e.event_id)
-}
-
-fn span_key(s: &SpanRowOut) -> EventKey<'_> {
-    (&s.organization, &s.application, &s.event_id)
-}
-
-/// The range of `spans` of each event, in event order, when that is unambiguous: every event
-/// (tenant and id) occurs once in the batch, and each event's spans sit together, in event order (how
-/// `batch::build_batch` lays them out); else `None`, and the caller groups by hash map. Costs a
-/// 64-bit fingerprint and a sort where the maps cost three SipHash lookups per row (3 % of a
-/// write). Two ids with the same fingerprint only send the batch down the general path.
-fn spans_in_event_order(
-    events: &[EventRow],
-    spans: &[SpanRowOut],
-) -> Option<Vec<std::ops::Range<usize>>> {
-    let mut ranges = Vec::with_capacity(events.len());
-    let mut next = 0;
-    for e in events {
-        let start = next;
-        while spans.get(next).is_some_and(|s| span_key(s) == event_key(e)) {
-            next += 1;
-        }
-        ranges.push(start..next);
-    }
-    if next != spans.len() {
-        return None;
-    }
-    let mut fingerprints: Vec<u64> = events
-        .iter()
-        .map(|e| {
-            let mut h = std::hash::DefaultHasher::new();
-            for part in [&*e.organization, &*e.application, e.event_id.as_str()] {
-                h.write(part.as_bytes());
-                h.write_u8(0xff);
-            }
-            h.finish()
-        })
-        .collect();
-    fingerprints.sort_unstable();
-    fingerprints
-        .windows(2)
-        .all(|w| w[0] != w[1])
-        .then_some(ranges)
-}
-
-fn insert_span(tx: &Connection, row: &SpanRowOut) -> rusqlite::Result<()> {
-    let s = &row.span;
-    tx.prepare_cached(
-        "INSERT INTO lifecycle_spans (
-             event_id, trace_id, organization, application, timestamp_ms, kind, span_id,
-             span_type, label, start_offset_ms, duration_ms, depth, started_at_ms, sql,
-             cache_key, http_url, http_method, http_status, job_class)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                 ?19)",
-    )?
-    .execute(params![
-        row.event_id,
-        row.trace_id,
-        row.organization,
-        row.application,
-        row.timestamp_ms,
-        s.kind.as_str(),
-        s.span_id,
-        s.span_type,
-        s.label,
-        s.start_offset_ms,
-        s.duration_ms,
-        s.depth,
-        s.started_at_ms,
-        s.sql,
-        s.cache_key,
-        s.http_url,
-        s.http_method,
-        s.http_status,
-        s.job_class,
-    ])?;
-    Ok(())
-}
-
-/// Inserts a span whose event is not in the batch, unless the store holds it already.
-fn insert_span_once(tx: &Connection, row: &SpanRowOut) -> rusqlite::Result<()> {
-    let stored = tx
-        .prepare_cached(
-            "SELECT 1 FROM lifecycle_spans
-             WHERE trace_id = ?1 AND event_id = ?2 AND kind = ?3 AND span_id = ?4
-               AND organization = ?5 AND application = ?6",
-        )?
-        .exists(params![
-            row.trace_id,
-            row.event_id,
-            row.span.kind.as_str(),
-            row.span.span_id,
-            row.organization,
-            row.application
-        ])?;
-    if stored {
-        return Ok(());
-    }
-    insert_span(tx, row)
 }
 
 /// Inserts an occurrence and, only if it was new, folds it into its group.

@@ -5,22 +5,14 @@
 use rusqlite::types::Value;
 use rusqlite::Connection;
 
-use super::{batch, count, event, occurrence, open, peek, span, WriteArc, T0};
-use crate::sink::sqlite::{schema, SqliteStore};
-use crate::sink::{
-    EventFilter, EventLookup, EventRow, ExceptionOccurrence, SinkBatch, SpanRowOut, Store,
+use super::{
+    batch, count, event, lifecycle, occurrence, open, peek, spans_are, waterfall, WriteArc, T0,
 };
-use baddybugs_common::denorm::SpanKind;
+use crate::sink::sqlite::{schema, SqliteStore};
+use crate::sink::{EventFilter, EventLookup, EventRow, ExceptionOccurrence, SinkBatch, Store};
 
 fn of_event(organization: &str, row: EventRow) -> EventRow {
     EventRow {
-        organization: organization.into(),
-        ..row
-    }
-}
-
-fn of_span(organization: &str, row: SpanRowOut) -> SpanRowOut {
-    SpanRowOut {
         organization: organization.into(),
         ..row
     }
@@ -49,17 +41,14 @@ fn per_tenant(conn: &Connection, table: &str, event_id: &str) -> Vec<(String, i6
 #[tokio::test]
 async fn two_tenants_store_the_same_id_each_once_and_lookups_scope_by_tenant() {
     let (_dir, store) = open();
-    // One batch with both tenants' "evt-1" (spans as the batcher lays them out), then each
-    // tenant's copy again in later batches, then the spans in another order (the general path).
+    // One batch with both tenants' "evt-1" and "lc-1", then each tenant's copy again in a later
+    // batch, then a third tenant's.
     let both = SinkBatch {
         events: vec![
             of_event("acme", event("evt-1", "exception", T0)),
             of_event("globex", event("evt-1", "exception", T0 + 1)),
-        ],
-        spans: vec![
-            of_span("acme", span("evt-1", SpanKind::Phase, 0, 0.0, T0)),
-            of_span("acme", span("evt-1", SpanKind::Span, 1, 3.0, T0)),
-            of_span("globex", span("evt-1", SpanKind::Phase, 0, 0.0, T0 + 1)),
+            of_event("acme", lifecycle("lc-1", T0, &[(1, 3.0)])),
+            of_event("globex", lifecycle("lc-1", T0 + 1, &[])),
         ],
         exceptions: vec![
             of_occurrence("acme", occurrence("evt-1", "fp-1", T0, "acme's")),
@@ -70,17 +59,15 @@ async fn two_tenants_store_the_same_id_each_once_and_lookups_scope_by_tenant() {
     store.write_arc(both.clone()).await.unwrap();
     let again = SinkBatch {
         events: both.events.clone(),
-        spans: both.spans.iter().rev().cloned().collect(),
         exceptions: both.exceptions.clone(),
         ..batch(3, 4)
     };
     store.write_arc(again).await.unwrap();
     let other = SinkBatch {
-        events: vec![of_event("initech", event("evt-1", "request", T0 + 2))],
-        spans: vec![of_span(
-            "initech",
-            span("evt-1", SpanKind::Span, 7, 1.0, T0 + 2),
-        )],
+        events: vec![
+            of_event("initech", event("evt-1", "request", T0 + 2)),
+            of_event("initech", lifecycle("lc-1", T0 + 2, &[(7, 1.0)])),
+        ],
         ..batch(5, 5)
     };
     store.write_arc(other).await.unwrap();
@@ -94,9 +81,15 @@ async fn two_tenants_store_the_same_id_each_once_and_lookups_scope_by_tenant() {
         tenants(&[("acme", 1), ("globex", 1), ("initech", 1)])
     );
     assert_eq!(
-        per_tenant(&conn, "lifecycle_spans", "evt-1"),
-        tenants(&[("acme", 2), ("globex", 1), ("initech", 1)]),
-        "each tenant's spans once, with its own event"
+        waterfall(&store).await,
+        spans_are(&[
+            ("acme", "lc-1", "phase", 0),
+            ("acme", "lc-1", "span", 1),
+            ("globex", "lc-1", "phase", 0),
+            ("initech", "lc-1", "phase", 0),
+            ("initech", "lc-1", "span", 7),
+        ]),
+        "each tenant's spans once, from its own event"
     );
     assert_eq!(
         per_tenant(&conn, "exceptions", "evt-1"),
@@ -160,10 +153,11 @@ async fn two_tenants_store_the_same_id_each_once_and_lookups_scope_by_tenant() {
         })
         .await
         .unwrap();
-    assert_eq!(orgs(page.events), ["globex"]);
-    let spans = store.trace_spans("trace-1".into()).await.unwrap();
-    assert_eq!(spans.len(), 4, "{spans:?}");
-    assert!(spans.iter().all(|s| s["organization"].is_string()));
+    assert_eq!(
+        orgs(page.events),
+        ["globex", "globex"],
+        "its evt-1 and lc-1"
+    );
 }
 
 /// Every row of `table`, rowid first, in rowid order (a `WITHOUT ROWID` table, by its key).
@@ -208,7 +202,6 @@ async fn a_v3_store_is_rebuilt_with_tenant_scoped_ids_and_keeps_every_row() {
     let tables = [
         "events",
         "exceptions",
-        "lifecycle_spans",
         "exception_groups",
         "malformed_events",
         "malformed_reasons",
@@ -274,10 +267,6 @@ async fn a_v3_store_is_rebuilt_with_tenant_scoped_ids_and_keeps_every_row() {
                  4, '500', 'fp', '[]', 'src', NULL, 'error', 1, 'u', 'https://x', NULL);
              INSERT INTO exception_groups VALUES ('acme', 'shop', 'fp', 'E', 1, 1, 1, 'm'),
                                                  ('globex', 'shop', 'fp', 'E', 2, 2, 1, 'm2');
-             INSERT INTO lifecycle_spans (event_id, trace_id, organization, application,
-                 timestamp_ms, kind, span_id, span_type, label, start_offset_ms, duration_ms,
-                 depth)
-             VALUES ('old-000', 't-old', 'acme', 'shop', 1, 'phase', 0, 'BOOT', 'boot', 0, 1, 0);
              INSERT INTO malformed_events (id, lsn, received_ms, organization, application,
                  batch_id, idx, type, event_id, codes, reasons, raw, raw_size)
              VALUES ('b-old-9', 1, 1, 'acme', 'shop', 'b-old', 9, 'log', 'bad', 'wrong_type',
@@ -355,7 +344,7 @@ async fn a_v3_store_is_rebuilt_with_tenant_scoped_ids_and_keeps_every_row() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
 
     // The migrated file now keys events by tenant: old-000 was acme's; globex may store it too,
     // acme not again.

@@ -1,77 +1,124 @@
-//! Issue 3 (drain speed): what the faster write path must keep. Spans still follow their
-//! events whatever their layout, a bad JSON value still refuses its batch, the V2 index still
-//! serves its filter, old files upgrade and keep their page size.
+//! Issues 3 and 18 (drain speed): what the faster write path must keep. A bad JSON value still
+//! refuses its batch, the V2 index still serves its filter, the waterfall still reads the spans
+//! V7 no longer writes, old files upgrade and keep their page size.
 
 use rusqlite::Connection;
 
-use super::{batch, count, event, open, peek, span, varied_events, WriteArc, T0};
+use super::{batch, count, event, open, peek, varied_events, WriteArc, T0};
 use crate::sink::sqlite::SqliteStore;
-use crate::sink::{EventFilter, EventRow, SinkBatch, SinkError, SpanRowOut, Store};
-use baddybugs_common::denorm::SpanKind;
+use crate::sink::{EventFilter, EventRow, SinkBatch, SinkError, Store};
 
-/// Issue 3: spans laid out as the batcher builds them take a fast path; any other layout (an
-/// event's spans apart, spans of an event not in the batch, an event twice) the general one.
-/// Both store the spans of each stored event once, and none of a duplicate.
+/// Issue 18, schema V7: a V6 store's `lifecycle_spans` goes, and the waterfall shows the same
+/// spans, derived from the stored events, through the trace index.
 #[tokio::test]
-async fn spans_follow_their_events_whatever_their_order() {
-    let (_dir, store) = open();
-    let spans_of = |id: &str, n: u32| -> Vec<SpanRowOut> {
-        (0..n)
-            .map(|i| span(id, SpanKind::Span, i, f64::from(i), T0))
-            .collect()
+async fn a_v6_store_drops_its_span_rows_and_the_waterfall_derives_the_same_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+        crate::sink::sqlite::schema::migrate_to(&mut conn, 6).unwrap();
+        // A lifecycle event and a trace span, with the rows a V6 server wrote for them.
+        conn.execute_batch(
+            r#"INSERT INTO events (event_id, lsn, idx, batch_id, organization, application,
+                 environment, type, name, timestamp_ms, timestamp_source, received_ms, trace_id,
+                 known_type, is_error, data, envelope)
+             VALUES ('lc-1', 1, 0, 'b', 'acme', 'shop', 'production', 'lifecycle', 'GET /', 1000,
+                 'timestamp', 1001, 'tr-9', 1, 0,
+                 '{"phases":[{"name":"CONTROLLER","start_offset_ms":1,"duration_ms":9}],"spans":[{"span_id":5,"type":"QUERY","sql":"select 1","start_offset_ms":2.5,"duration_ms":0.5,"depth":1}]}',
+                 '{}'),
+                    ('ts-1', 1, 1, 'b', 'acme', 'shop', 'production', 'trace_span', 'db', 1000,
+                 'timestamp', 1001, 'tr-9', 1, 0,
+                 '{"type":"db","name":"select","start_time":1.25,"duration_ms":3}', '{}'),
+                    ('q-1', 1, 2, 'b', 'acme', 'shop', 'production', 'query', 'sql', 1000,
+                 'timestamp', 1001, 'tr-9', 1, 0, '{"sql":"select 1"}', '{}');
+             INSERT INTO lifecycle_spans (event_id, trace_id, organization, application,
+                 timestamp_ms, kind, span_id, span_type, label, start_offset_ms, duration_ms,
+                 depth, started_at_ms, sql)
+             VALUES ('lc-1', 'tr-9', 'acme', 'shop', 1000, 'phase', 0, 'CONTROLLER',
+                 'CONTROLLER', 1, 9, 0, NULL, NULL),
+                    ('lc-1', 'tr-9', 'acme', 'shop', 1000, 'span', 5, 'QUERY', 'QUERY', 2.5, 0.5,
+                 1, NULL, 'select 1'),
+                    ('ts-1', 'tr-9', 'acme', 'shop', 1000, 'trace_span', 0, 'db', 'select', 0, 3,
+                 0, 1250, NULL);"#,
+        )
+        .unwrap();
+    }
+    const KEYS: [&str; 10] = [
+        "event_id",
+        "kind",
+        "span_id",
+        "span_type",
+        "label",
+        "start_offset_ms",
+        "duration_ms",
+        "depth",
+        "started_at_ms",
+        "sql",
+    ];
+    let held: Vec<serde_json::Value> = {
+        let conn = Connection::open(&path).unwrap();
+        let mut rows = conn
+            .prepare(&format!(
+                "SELECT {} FROM lifecycle_spans ORDER BY timestamp_ms, kind, start_offset_ms",
+                KEYS.join(", ")
+            ))
+            .unwrap();
+        rows.query_map([], |r| {
+            let mut span = serde_json::Map::new();
+            for (i, key) in KEYS.iter().enumerate() {
+                let value = match r.get::<_, rusqlite::types::Value>(i)? {
+                    rusqlite::types::Value::Integer(v) => serde_json::json!(v),
+                    // REAL columns read back as floats; SQLite keeps 1 in a REAL column as 1.0.
+                    rusqlite::types::Value::Real(v) => serde_json::json!(v),
+                    rusqlite::types::Value::Text(v) => serde_json::json!(v),
+                    _ => serde_json::Value::Null,
+                };
+                span.insert((*key).to_owned(), value);
+            }
+            Ok(serde_json::Value::Object(span))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
     };
-    let stored = |id: &str| -> i64 {
-        peek(&store)
-            .query_row(
-                "SELECT count(*) FROM lifecycle_spans WHERE event_id = ?1",
-                [id],
-                |r| r.get(0),
+    assert_eq!(held.len(), 3);
+
+    let store = SqliteStore::open(&path).unwrap();
+    let table_left: bool = peek(&store)
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'lifecycle_spans')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!table_left, "V7 drops the span rows");
+    let derived: Vec<serde_json::Value> = store
+        .trace_spans("tr-9".into())
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| {
+            serde_json::Value::Object(
+                KEYS.iter()
+                    .map(|k| ((*k).to_owned(), s[*k].clone()))
+                    .collect(),
             )
-            .unwrap()
-    };
-    // Built order: a (2 spans), b (none), c (3 spans).
-    let aligned = SinkBatch {
-        events: vec![
-            event("a", "lifecycle", T0),
-            event("b", "query", T0),
-            event("c", "lifecycle", T0),
-        ],
-        spans: [spans_of("a", 2), spans_of("c", 3)].concat(),
-        ..batch(1, 1)
-    };
-    store.write_arc(aligned.clone()).await.unwrap();
-    assert_eq!((stored("a"), stored("b"), stored("c")), (2, 0, 3));
-    // Replayed: nothing new.
-    store.write_arc(aligned).await.unwrap();
-    assert_eq!(count(&store, "lifecycle_spans"), 5);
+        })
+        .collect();
+    assert_eq!(derived, held, "the spans the V6 rows held");
 
-    // Spans out of event order, and one of an event that is not in the batch.
-    let scattered = SinkBatch {
-        events: vec![event("d", "lifecycle", T0), event("e", "lifecycle", T0)],
-        spans: [
-            spans_of("e", 1),
-            spans_of("d", 2),
-            spans_of("orphan", 1),
-            spans_of("e", 1),
-        ]
-        .concat(),
-        ..batch(2, 2)
-    };
-    store.write_arc(scattered).await.unwrap();
-    assert_eq!(
-        (stored("d"), stored("e"), stored("orphan")),
-        (2, 2, 1),
-        "every span of a stored event, and the orphan"
+    let steps = plan(
+        &store,
+        crate::sink::sqlite::read::TRACE_SPAN_EVENTS_SQL,
+        vec![rusqlite::types::Value::Text("tr-9".into())],
     );
-
-    // An event twice, its spans right after each other: the first copy's spans only.
-    let twice = SinkBatch {
-        events: vec![event("f", "lifecycle", T0), event("f", "lifecycle", T0)],
-        spans: [spans_of("f", 2), spans_of("f", 2)].concat(),
-        ..batch(3, 3)
-    };
-    store.write_arc(twice).await.unwrap();
-    assert_eq!(stored("f"), 2);
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("SEARCH events USING INDEX events_trace (trace_id=?)")),
+        "{steps:?}"
+    );
 }
 
 /// The query plan of `sql` on the store's file, one detail line per step.
