@@ -443,6 +443,38 @@ async fn the_waterfall_shows_each_stored_lifecycle_event_s_spans_once() {
     assert_eq!(waterfall(&store).await, once);
 }
 
+/// A trace with more spans than a waterfall returns: the first 10,000 in waterfall order. The
+/// read stops at the first event later than every span it holds, but never inside a
+/// millisecond: an event of the same time read after the page filled still sorts into it.
+#[tokio::test]
+async fn a_waterfall_past_its_cap_is_the_first_spans_in_order() {
+    let (_dir, store) = open();
+    let spans = |n: u32, start: f64| -> Vec<(u32, f64)> {
+        (0..n).map(|i| (i, start + f64::from(i) * 0.001)).collect()
+    };
+    let mut b = batch(1, 1);
+    b.events = vec![
+        lifecycle("a", T0, &spans(6_000, 0.0)),
+        // Written before c, so read before it; c's spans start earlier and sort first.
+        lifecycle("b", T0 + 1, &spans(6_000, 100.0)),
+        lifecycle("c", T0 + 1, &spans(3_000, 50.0)),
+        lifecycle("d", T0 + 2, &spans(10, 0.0)),
+    ];
+    store.write_arc(b).await.unwrap();
+    let got = waterfall(&store).await;
+    assert_eq!(got.len(), 10_000);
+    let of = |id: &str| got.iter().filter(|s| s.1 == id).count();
+    // a: its phase and 6,000 spans; then b's and c's phases (phases sort before spans), c's
+    // 3,000 spans, and b's first 997.
+    assert_eq!((of("a"), of("b"), of("c"), of("d")), (6_001, 998, 3_001, 0));
+    assert_eq!(
+        got[6_001].1, "b",
+        "b's phase starts at 0, before c's at 0 (b < c by id)"
+    );
+    assert_eq!(got[6_003], ("acme".into(), "c".into(), "span".into(), 0));
+    assert_eq!(got[9_999], ("acme".into(), "b".into(), "span".into(), 996));
+}
+
 /// Each span keeps its own values from its event's `data`, as ClickHouse's rows do.
 #[tokio::test]
 async fn the_waterfall_reads_each_span_s_own_values_from_its_event() {
