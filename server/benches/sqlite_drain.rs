@@ -1,7 +1,8 @@
 //! Embedded store drain, in process: how fast the batcher's two stages turn spool records of
 //! the load generator's realistic traffic into stored rows.
 //!
-//! - `build_batch`: spool records → rows (`check_event` again, spans, exceptions, traces), one
+//! - `build_batch`: spool records → rows (`derive_event`: parse and columns; exceptions and
+//!   traces; no span rows, as for the server's SQLite store, which derives them at read), one
 //!   core, events/s and rows/s;
 //! - `SqliteStore::write`: one transaction per built batch (default store options:
 //!   WAL, `synchronous=FULL`) into a store that already holds `--prefill` events, since B-tree
